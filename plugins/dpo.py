@@ -1,0 +1,87 @@
+"""Direct Preference Optimization and its IPO and conservative variants.
+
+Rafailov et al. 2023, "Direct Preference Optimization" (arXiv:2305.18290).
+
+    h = [log π_θ(y_w|x) − log π_ref(y_w|x)] − [log π_θ(y_l|x) − log π_ref(y_l|x)]
+
+``loss: sigmoid`` (DPO), with label smoothing ε (conservative DPO, Mitchell 2023):
+
+    L = −(1 − ε) log σ(β h) − ε log σ(−β h)
+
+``loss: ipo`` (Azar et al. 2023, arXiv:2310.12036), with its own parameter τ:
+
+    L = (h − 1/(2τ))²
+
+Implicit reward ``r = β (log π_θ − log π_ref)``; ``reward_accuracy`` is the share of pairs whose
+chosen implicit reward exceeds the rejected one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, reference_sums
+
+
+@dataclass
+class DPOArgs(Hyperparameters):
+    #: β, the strength of the implicit KL constraint (sigmoid loss only).
+    beta: float = 0.1
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    #: ε, the assumed probability that a preference label is flipped (conservative DPO).
+    label_smoothing: float = 0.0
+    #: τ, IPO's regularisation parameter (target margin 1/(2τ)); used only by ``loss: ipo``.
+    tau: float = 0.1
+
+    def validate(self) -> None:
+        self.require_positive("beta", "tau")
+        self.require(0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")
+        self.require(not (self.loss == "ipo" and self.label_smoothing > 0), "label_smoothing",
+                     "applies to the sigmoid loss only; IPO has no label smoothing")
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, *, beta: float, loss: str = "sigmoid",
+             label_smoothing: float = 0.0, tau: float = 0.1) -> LossOutput:
+    """Per-pair DPO / cDPO / IPO losses from ``[B]`` sequence log-probs."""
+    chosen_ratio = policy_chosen - reference_chosen
+    rejected_ratio = policy_rejected - reference_rejected
+    h = chosen_ratio - rejected_ratio
+    if loss == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    elif loss == "ipo":
+        losses = (h - 1 / (2 * tau)) ** 2
+    else:
+        raise ValueError(f"unknown DPO loss {loss!r}")
+    chosen_reward = beta * chosen_ratio.detach()
+    rejected_reward = beta * rejected_ratio.detach()
+    return LossOutput(losses, {
+        "reward_chosen": chosen_reward,
+        "reward_rejected": rejected_reward,
+        "reward_margin": chosen_reward - rejected_reward,
+        "reward_accuracy": (chosen_reward > rejected_reward).float(),
+        "logps_chosen": policy_chosen.detach(),
+        "logps_rejected": policy_rejected.detach(),
+    })
+
+
+class DPO(Algorithm):
+    name = "dpo"
+    description = "Direct Preference Optimization (sigmoid, conservative/label-smoothed, IPO)"
+    Args = DPOArgs
+    data_shape = "pairwise"
+    needs_reference = True
+
+    def loss(self, policy: SequenceLogProbs, reference, batch: Batch) -> LossOutput:
+        ref = reference_sums(reference)
+        a = self.args
+        return dpo_loss(policy.sum[:, 0], policy.sum[:, 1], ref[:, 0], ref[:, 1], beta=a.beta, loss=a.loss,
+                        label_smoothing=a.label_smoothing, tau=a.tau)
+
+
+@hookimpl
+def zoo_register_algorithms(register):
+    register(DPO)

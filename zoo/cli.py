@@ -1,0 +1,128 @@
+"""The ``zoo`` command line.
+
+Built-in sub-commands: ``train`` and ``plugins``. Plugins add more through the
+``zoo_register_commands`` hook (``eval``, ``bench``, ``cache``, ``pairs`` are such plugins).
+A :class:`zoo.errors.ZooError` is printed as one paragraph with exit status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from zoo.errors import ZooError
+from zoo.registry import KINDS, get_registry
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ----- zoo train ---------------------------------------------------------------------------------
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML run config (see configs/)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=10")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output_dir")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from zoo.config import load_config
+    from zoo.train import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, overwrite=args.overwrite, resume=args.resume)
+    table = Table(title=f"{config.algorithm}: held-out metrics", show_lines=False)
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for key in sorted(set(result.metrics_before) | set(result.metrics_after)):
+        before, after = result.metrics_before.get(key), result.metrics_after.get(key)
+        table.add_row(key, "" if before is None else f"{before:.4f}", "" if after is None else f"{after:.4f}")
+    if table.row_count:
+        console.print(table)
+    console.print(f"[bold]model, config and metrics written to[/] {result.output_dir}")
+    return 0
+
+
+# ----- zoo plugins --------------------------------------------------------------------------------
+
+
+def _add_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def plugins_payload() -> list[dict]:
+    registry = get_registry()
+    return [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
+             "registers": p.registers, "error": p.error} for p in registry.plugins.values()]
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    payload = plugins_payload()
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return 0
+    table = Table(title="zoo plugins")
+    for column in ("plugin", "distribution", "version", "registers", "status"):
+        table.add_column(column)
+    for p in payload:
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p["registers"].items())
+        status = f"[red]failed: {p['error']}[/]" if p["error"] else "[green]ok[/]"
+        table.add_row(p["name"], p["distribution"], p["version"], registers, status)
+    console.print(table)
+    return 0
+
+
+BUILTIN_COMMANDS = {
+    "train": (_add_train, _run_train, "train one algorithm from a YAML config"),
+    "plugins": (_add_plugins, _run_plugins, "list loaded plugins and what they register"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="Train and compare LLM alignment algorithms.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = dict(BUILTIN_COMMANDS)
+    for name, entry in get_registry().entries("commands").items():
+        _, add_arguments, run, help_text = entry.obj
+        commands[name] = (add_arguments, run, help_text)
+    for name, (add_arguments, run, help_text) in commands.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command_parser)
+        command_parser.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args._run(args) or 0)
+    except ZooError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Run configuration: typed dataclasses, YAML loading, ``key.sub=value`` overrides.
+
+Configs are read with ``yaml.safe_load``. Every key is checked against the dataclass it belongs
+to: an unknown key is an error that names it and suggests the closest known one, a wrong type
+names the key and the expected type. Algorithm hyperparameters (``algorithm_args``) are validated
+against the selected algorithm's own dataclass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from zoo.errors import ConfigError, did_you_mean
+
+
+@dataclasses.dataclass
+class TinyModelConfig:
+    """The built-in tiny Llama-style model (random init, byte-level tokenizer)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 176
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class LoraConfig:
+    """LoRA adapters through peft; the reference is the base model with the adapter disabled."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    #: ``tiny`` (built-in recipe), a Hugging Face hub id, or a local directory.
+    name: str = "tiny"
+    #: Reference model; None means a frozen copy of the starting policy.
+    reference: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    gradient_checkpointing: bool = False
+    tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
+    lora: LoraConfig | None = None
+
+
+@dataclasses.dataclass
+class DataConfig:
+    #: ``builtin:NAME``, a local JSON/JSONL/CSV/Parquet file or directory, or a hub data set name.
+    train: str = "builtin:tiny_prefs"
+    #: Held-out data (same forms); None splits ``eval_fraction`` off ``train``.
+    eval: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    eval_fraction: float = 0.1
+    #: Keep at most this many training rows (None: all).
+    max_examples: int | None = None
+    #: Rows generated for a ``builtin:`` data set.
+    builtin_size: int = 512
+    #: Longest prompt + response, in tokens.
+    max_length: int = 256
+    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end.
+    max_prompt_length: int = 128
+    prompt_truncation: Literal["keep_end", "keep_start"] = "keep_end"
+    #: SFT only: put the loss on prompt tokens too.
+    train_on_prompt: bool = False
+    #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is
+    #: dropped, counted and reported.
+    on_bad_rows: Literal["error", "skip"] = "error"
+    #: Group examples of similar length into batches (less padding).
+    group_by_length: bool = False
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    max_steps: int = -1
+    max_epochs: int = 1
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = 1.0
+    #: Validate every N optimizer steps (int) or fraction of an epoch (float); None: each epoch.
+    val_check_interval: int | float | None = None
+    log_every_n_steps: int = 5
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    deterministic: bool = False
+    #: Write a resumable checkpoint every N optimizer steps (None: only at the end).
+    checkpoint_every_n_steps: int | None = None
+    keep_last: int = 2
+    progress_bar: bool = True
+
+
+@dataclasses.dataclass
+class RewardConfig:
+    """A reward source: a registered programmatic function or a learned reward model."""
+
+    function: str | None = None
+    model: str | None = None
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    algorithm: str = "sft"
+    algorithm_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    reward: RewardConfig | None = None
+    output_dir: str = "runs/default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----- building dataclasses from plain mappings ---------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{key} = {value!r}: expected {_type_name(tp)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(map(repr, choices))}"
+                              f"{did_you_mean(str(value), map(str, choices))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} = {value!r}: expected a list")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} = {value!r}: expected a mapping")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} = {value!r}: expected a mapping of {tp.__name__} fields")
+        return build_dataclass(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} = {value!r}: expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} = {value!r}: expected an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} = {value!r}: expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} = {value!r}: expected a string")
+    return value
+
+
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown config key {full!r}{did_you_mean(str(key), fields)}. "
+                              f"Known keys{' under ' + prefix if prefix else ''}: {', '.join(fields)}.")
+        kwargs[key] = _coerce(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
+
+
+# ----- YAML and overrides ----------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` → (["a", "b"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                raw: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a run config, including the selected algorithm's arguments."""
+    data = dict(raw or {}) if path is None else read_yaml(path)
+    data = apply_overrides(data, list(overrides or []))
+    config = build_dataclass(RunConfig, data)
+    validate_run(config)
+    return config
+
+
+def validate_run(config: RunConfig) -> None:
+    """Cross-field checks that need the registry (before any model loads)."""
+    from zoo.registry import get_registry
+
+    algorithm_cls = get_registry().algorithm(config.algorithm)
+    algorithm_cls.parse_args(config.algorithm_args)
+    if algorithm_cls.needs_reward and (config.reward is None or
+                                       (config.reward.function is None and config.reward.model is None)):
+        raise ConfigError(f"algorithm {config.algorithm!r} needs a reward source: set "
+                          f"reward.function (a registered reward function) or reward.model (a path).")
+    if config.reward is not None and config.reward.function and config.reward.model:
+        raise ConfigError("reward.function and reward.model are both set; choose one.")
+    t = config.train
+    for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key} = {getattr(t, key)!r}: must be >= 1")
+    if t.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate = {t.learning_rate!r}: must be > 0")
+    if t.max_steps == -1 and t.max_epochs < 1:
+        raise ConfigError("train.max_epochs must be >= 1 when train.max_steps is -1")
+    d = config.data
+    if d.max_prompt_length >= d.max_length:
+        raise ConfigError(f"data.max_prompt_length ({d.max_prompt_length}) must be smaller than "
+                          f"data.max_length ({d.max_length}) to leave room for the response")
+    if not 0 <= d.eval_fraction < 1:
+        raise ConfigError(f"data.eval_fraction = {d.eval_fraction!r}: must be in [0, 1)")
+    if config.model.lora is not None and config.model.reference is not None:
+        raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
+                          "model.reference cannot be set with it.")

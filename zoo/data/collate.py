@@ -1,0 +1,67 @@
+"""Collators: one for every data shape, all producing the flattened :class:`zoo.Batch` layout."""
+from __future__ import annotations
+
+import torch
+
+from zoo.batch import Batch
+from zoo.data.tokenize import TokenizedExample
+
+
+class Collator:
+    """Pads a list of tokenised examples into a :class:`Batch`.
+
+    Responses are right-padded rows of ``prompt + response``; prompts are also returned
+    left-padded (``prompt_ids``), which is what generation needs. Examples with fewer than ``k``
+    responses get their first response repeated in the empty slots, marked invalid.
+    """
+
+    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pad_to_multiple_of: int = 1):
+        self.pad_token_id = pad_token_id
+        self.train_on_prompt = train_on_prompt
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def _width(self, lengths: list[int]) -> int:
+        width = max(lengths)
+        m = self.pad_to_multiple_of
+        return (width + m - 1) // m * m
+
+    def __call__(self, examples: list[TokenizedExample]) -> Batch:
+        k = max(1, max(len(e.response_ids) for e in examples))
+        sequences, prompt_lengths, valid = [], [], []
+        for example in examples:
+            responses = example.response_ids or [[]]
+            for j in range(k):
+                response = responses[j] if j < len(responses) else responses[0]
+                sequences.append(example.prompt_ids + response)
+                prompt_lengths.append(len(example.prompt_ids))
+                valid.append(j < len(example.response_ids))
+        width = self._width([len(s) for s in sequences])
+        n = len(sequences)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((n, width), dtype=torch.long)
+        loss_mask = torch.zeros((n, width), dtype=torch.bool)
+        for i, (sequence, prompt_len) in enumerate(zip(sequences, prompt_lengths)):
+            input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[i, : len(sequence)] = 1
+            loss_mask[i, 0 if self.train_on_prompt else prompt_len: len(sequence)] = True
+
+        prompt_width = max(len(e.prompt_ids) for e in examples)
+        prompt_ids = torch.full((len(examples), prompt_width), self.pad_token_id, dtype=torch.long)
+        prompt_mask = torch.zeros((len(examples), prompt_width), dtype=torch.long)
+        for i, example in enumerate(examples):
+            if example.prompt_ids:
+                prompt_ids[i, prompt_width - len(example.prompt_ids):] = torch.tensor(example.prompt_ids)
+                prompt_mask[i, prompt_width - len(example.prompt_ids):] = 1
+
+        scores = None
+        if any(e.scores is not None for e in examples):
+            scores = torch.zeros((len(examples), k), dtype=torch.float32)
+            for i, example in enumerate(examples):
+                if example.scores is not None:
+                    scores[i, : len(example.scores)] = torch.tensor(example.scores, dtype=torch.float32)
+        return Batch(
+            input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask, group_size=k,
+            valid=torch.tensor(valid, dtype=torch.bool).view(len(examples), k), scores=scores,
+            example_ids=[e.id for e in examples], prompt_ids=prompt_ids, prompt_attention_mask=prompt_mask,
+            prompts=[e.prompt for e in examples],
+        )

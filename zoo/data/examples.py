@@ -1,0 +1,202 @@
+"""Normalising rows in the TRL column conventions to one :class:`Example` type.
+
+Accepted columns, by data shape:
+
+* ``sft``: ``prompt`` + ``completion`` (strings or message lists), ``text``, or ``messages``
+  (a chat whose last message is the assistant's).
+* ``pairwise``: ``prompt`` + ``chosen`` + ``rejected`` (strings or message lists), or the
+  Anthropic HH style: ``chosen`` and ``rejected`` hold whole dialogues and the prompt is their
+  shared prefix up to the last ``\\n\\nAssistant:``.
+* ``ranked``: ``prompt`` + ``responses`` (k ≥ 2) + ``scores`` (k numbers); pairwise rows are
+  accepted as k = 2 with scores (1, 0).
+* ``prompt``: ``prompt`` (string or messages), or any pairwise or ``messages`` row, whose prompt is used.
+
+Every problem raises :class:`zoo.errors.DataError` naming the source, the row and the field.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zoo.errors import DataError
+
+HH_ASSISTANT = "\n\nAssistant:"
+RenderChat = Callable[[list[dict[str, str]], bool], str]
+
+
+@dataclass
+class Example:
+    """One normalised example: a prompt and its responses (none for prompt-only data)."""
+
+    prompt: str
+    responses: list[str]
+    scores: list[float] | None
+    row: int
+    source: str
+
+
+class _Row:
+    """A row plus where it came from, for error messages."""
+
+    def __init__(self, row: dict[str, Any], row_no: int, source: str, render_chat: RenderChat | None):
+        self.row, self.row_no, self.source, self.render_chat = row, row_no, source, render_chat
+
+    def error(self, field: str | None, message: str) -> DataError:
+        return DataError(message, source=self.source, row=self.row_no, field=field)
+
+    def has(self, field: str) -> bool:
+        return field in self.row and self.row[field] is not None
+
+    def text(self, field: str) -> str:
+        if not self.has(field):
+            raise self.error(field, "missing field")
+        value = self.row[field]
+        if not isinstance(value, str):
+            raise self.error(field, f"expected a string, got {type(value).__name__}")
+        if not value.strip():
+            raise self.error(field, "empty or whitespace-only string")
+        return value
+
+    def messages(self, field: str) -> list[dict[str, str]]:
+        value = self.row[field]
+        if not isinstance(value, list) or not value:
+            raise self.error(field, "expected a non-empty list of messages")
+        for i, message in enumerate(value):
+            if (not isinstance(message, dict) or not isinstance(message.get("role"), str)
+                    or not isinstance(message.get("content"), str)):
+                raise self.error(f"{field}[{i}]", "expected a message {\"role\": str, \"content\": str}")
+            if not message["content"].strip():
+                raise self.error(f"{field}[{i}].content", "empty or whitespace-only string")
+        return value
+
+    def render(self, messages: list[dict[str, str]], field: str, generation_prompt: bool) -> str:
+        if self.render_chat is None:
+            raise self.error(field, "message lists need a tokenizer with a chat template")
+        return self.render_chat(messages, generation_prompt)
+
+    def prompt_or_chat(self, field: str) -> str:
+        """A prompt column that may be a string or a list of messages."""
+        if isinstance(self.row.get(field), list):
+            return self.render(self.messages(field), field, True)
+        return self.text(field)
+
+    def response(self, field: str) -> str:
+        """A response column: a string, or assistant message(s) whose contents are joined."""
+        if isinstance(self.row.get(field), list):
+            messages = self.messages(field)
+            if messages[-1]["role"] != "assistant":
+                raise self.error(field, "the last message must be the assistant's")
+            return "".join(m["content"] for m in messages)
+        return self.text(field)
+
+
+def _split_hh(r: _Row) -> tuple[str, str, str]:
+    chosen, rejected = r.text("chosen"), r.text("rejected")
+    cut = chosen.rfind(HH_ASSISTANT)
+    if cut < 0:
+        raise r.error("chosen", f"no prompt column and no {HH_ASSISTANT!r} turn to split the dialogue at")
+    cut += len(HH_ASSISTANT)
+    prompt = chosen[:cut]
+    if not rejected.startswith(prompt):
+        raise r.error("rejected", "does not share the chosen dialogue's prompt (the text up to the last "
+                                  "'\\n\\nAssistant:')")
+    return prompt, chosen[cut:], rejected[cut:]
+
+
+def _split_conversations(r: _Row) -> tuple[str, str, str]:
+    chosen, rejected = r.messages("chosen"), r.messages("rejected")
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise r.error("chosen", "the last message of chosen and rejected must be the assistant's")
+    prefix = chosen[:-1]
+    if rejected[:-1] != prefix:
+        raise r.error("rejected", "chosen and rejected conversations must differ only in the last message")
+    return r.render(prefix, "chosen", True), chosen[-1]["content"], rejected[-1]["content"]
+
+
+def _pair(r: _Row) -> tuple[str, str, str]:
+    if r.has("prompt"):
+        prompt, chosen, rejected = r.prompt_or_chat("prompt"), r.response("chosen"), r.response("rejected")
+    elif isinstance(r.row.get("chosen"), list):
+        prompt, chosen, rejected = _split_conversations(r)
+    elif r.has("chosen") or r.has("rejected"):
+        prompt, chosen, rejected = _split_hh(r)
+    else:
+        raise r.error("prompt", "missing fields: pairwise rows need prompt, chosen and rejected")
+    if not chosen.strip():
+        raise r.error("chosen", "empty response after the prompt")
+    if not rejected.strip():
+        raise r.error("rejected", "empty response after the prompt")
+    if chosen == rejected:
+        raise r.error("rejected", "identical to chosen: the pair carries no preference")
+    return prompt, chosen, rejected
+
+
+def _sft(r: _Row) -> tuple[str, str]:
+    if r.has("completion"):
+        prompt = r.prompt_or_chat("prompt") if r.has("prompt") else ""
+        return prompt, r.response("completion")
+    if r.has("text"):
+        return "", r.text("text")
+    if r.has("messages"):
+        messages = r.messages("messages")
+        if messages[-1]["role"] != "assistant":
+            raise r.error("messages", "the last message must be the assistant's")
+        return r.render(messages[:-1], "messages", True), messages[-1]["content"]
+    raise r.error("completion", "missing fields: SFT rows need prompt + completion, text, or messages")
+
+
+def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
+    if not r.has("responses"):
+        if r.has("chosen"):
+            prompt, chosen, rejected = _pair(r)
+            return prompt, [chosen, rejected], [1.0, 0.0]
+        raise r.error("responses", "missing field: ranked rows need prompt, responses and scores")
+    prompt = r.prompt_or_chat("prompt")
+    responses, scores = r.row["responses"], r.row.get("scores")
+    if not isinstance(responses, list) or len(responses) < 2:
+        raise r.error("responses", "expected a list of at least 2 responses")
+    if not isinstance(scores, list):
+        raise r.error("scores", "missing or not a list: ranked rows need one score per response")
+    if len(scores) != len(responses):
+        raise r.error("scores", f"has {len(scores)} values for {len(responses)} responses")
+    texts = []
+    for i, response in enumerate(responses):
+        if not isinstance(response, str) or not response.strip():
+            raise r.error(f"responses[{i}]", "expected a non-empty string")
+        texts.append(response)
+    values = []
+    for i, score in enumerate(scores):
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise r.error(f"scores[{i}]", f"expected a finite number, got {score!r}")
+        values.append(float(score))
+    return prompt, texts, values
+
+
+def _prompt(r: _Row) -> str:
+    if r.has("prompt"):
+        return r.prompt_or_chat("prompt")
+    if r.has("chosen"):
+        return _pair(r)[0]
+    if r.has("messages"):
+        return _sft(r)[0]
+    raise r.error("prompt", "missing field")
+
+
+def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
+              render_chat: RenderChat | None = None) -> Example:
+    """Turn one raw row into an :class:`Example` for the given data shape."""
+    r = _Row(row, row_no, source, render_chat)
+    if shape == "sft":
+        prompt, completion = _sft(r)
+        return Example(prompt, [completion], None, row_no, source)
+    if shape == "pairwise":
+        prompt, chosen, rejected = _pair(r)
+        return Example(prompt, [chosen, rejected], [1.0, 0.0], row_no, source)
+    if shape == "ranked":
+        prompt, responses, scores = _ranked(r)
+        return Example(prompt, responses, scores, row_no, source)
+    if shape == "prompt":
+        return Example(_prompt(r), [], None, row_no, source)
+    raise ValueError(f"unknown data shape {shape!r}")

@@ -1,0 +1,79 @@
+"""Loading policies, references and tokenizers.
+
+``model.name`` is ``tiny`` (the built-in recipe in :mod:`zoo.tiny`), a Hugging Face hub id or a
+local directory. ``trust_remote_code`` is passed through only when the config sets it.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from zoo.config import ModelConfig
+from zoo.errors import ConfigError
+from zoo.tiny import tiny_model, tiny_tokenizer
+
+TINY = "tiny"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def _hub_kwargs(config: ModelConfig) -> dict:
+    kwargs = {"trust_remote_code": config.trust_remote_code}
+    if config.revision:
+        kwargs["revision"] = config.revision
+    return kwargs
+
+
+def _wrap_load_error(name: str, exc: Exception) -> ConfigError:
+    where = "local directory" if Path(name).exists() else "hub id or local path"
+    return ConfigError(f"model.name = {name!r}: could not load it as a {where} ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}). Use 'tiny' for the built-in model.")
+
+
+def load_tokenizer(config: ModelConfig, name: str | None = None) -> PreTrainedTokenizerBase:
+    name = name or config.name
+    if name == TINY:
+        return tiny_tokenizer()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(config))
+    except (OSError, ValueError) as exc:
+        raise _wrap_load_error(name, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
+                   name: str | None = None) -> PreTrainedModel:
+    name = name or config.name
+    if name == TINY:
+        t = config.tiny
+        model = tiny_model(tokenizer, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+                           num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
+                           num_key_value_heads=t.num_key_value_heads,
+                           max_position_embeddings=t.max_position_embeddings, seed=t.seed)
+        if config.dtype not in ("float32", "auto"):
+            model = model.to(DTYPES[config.dtype])
+        return model
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[config.dtype], **_hub_kwargs(config))
+    except (OSError, ValueError) as exc:
+        raise _wrap_load_error(name, exc) from None
+    return model
+
+
+def frozen(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def load_reference(config: ModelConfig, policy: PreTrainedModel,
+                   tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The frozen reference: ``model.reference`` if set, else a copy of the starting policy."""
+    if config.reference is None:
+        return frozen(copy.deepcopy(policy))
+    return frozen(load_causal_lm(config, tokenizer, name=config.reference))

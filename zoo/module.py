@@ -1,0 +1,163 @@
+"""The one LightningModule: policy forward, reference log-probs, the algorithm's loss.
+
+Offline algorithms use Lightning's automatic optimisation (gradient accumulation and clipping
+from the Trainer). Algorithms that declare ``generates_online`` get manual optimisation: each
+batch of prompts goes through the algorithm's ``make_experience`` step, then one optimiser step
+per minibatch the algorithm yields (PPO's epochs × minibatches).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from transformers import get_scheduler
+
+from zoo.algorithm import Algorithm, ExperienceContext
+from zoo.batch import Batch, LossOutput, SequenceLogProbs
+from zoo.config import TrainConfig
+from zoo.errors import ZooError
+from zoo.logprobs import sequence_logprobs
+
+
+class NonFiniteLossError(ZooError):
+    """The loss or gradient became NaN/inf."""
+
+
+class AlignmentModule(L.LightningModule):
+    def __init__(self, policy: nn.Module, algorithm: Algorithm, train_config: TrainConfig, *,
+                 reference: nn.Module | None = None, reward: Any = None, tokenizer: Any = None):
+        super().__init__()
+        self.policy = policy
+        self.algorithm = algorithm
+        self.extra = nn.ModuleDict(algorithm.build_modules(policy))
+        self.train_config = train_config
+        self.tokenizer = tokenizer
+        self.reward = reward
+        # Frozen models are kept out of the module tree: not optimised, not checkpointed.
+        self._frozen: dict[str, nn.Module | None] = {"reference": reference}
+        self.automatic_optimization = not algorithm.generates_online
+
+    @property
+    def reference(self) -> nn.Module | None:
+        return self._frozen["reference"]
+
+    def _move_frozen(self) -> None:
+        for model in self._frozen.values():
+            if isinstance(model, nn.Module):
+                model.to(self.device)
+
+    def on_fit_start(self) -> None:
+        self._move_frozen()
+
+    def on_validation_start(self) -> None:
+        self._move_frozen()
+
+    # ----- forward ---------------------------------------------------------------------------
+    def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
+        return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
+                                 hidden_states=self.algorithm.wants_hidden_states,
+                                 entropy=self.algorithm.wants_entropy)
+
+    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | Tensor | None:
+        if not self.algorithm.needs_reference:
+            return None
+        if batch.reference_logps is not None:
+            return batch.reference_logps
+        if self.reference is None:
+            raise RuntimeError("the algorithm needs a reference model but none was loaded")
+        with torch.no_grad():
+            return sequence_logprobs(self.reference, batch.input_ids, batch.attention_mask, batch.loss_mask,
+                                     batch.group_size)
+
+    def compute_loss(self, batch: Batch) -> LossOutput:
+        policy = self.outputs(self.policy, batch)
+        return self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+
+    def _log_output(self, out: LossOutput, stage: str, batch_size: int) -> Tensor:
+        loss = out.losses.mean()
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss.detach(), prog_bar=True, batch_size=batch_size, on_step=on_step,
+                 on_epoch=not on_step, sync_dist=not on_step)
+        for name, value in out.metrics.items():
+            value = value.detach().float()
+            self.log(f"{stage}/{name}", value.mean() if value.ndim else value, batch_size=batch_size,
+                     on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        return loss
+
+    def _check_finite(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at step {self.global_step}; the run was stopped and "
+                f"no checkpoint with these weights was written. Lower train.learning_rate, check the data, "
+                f"or use a higher-precision train.precision.")
+
+    # ----- steps -----------------------------------------------------------------------------
+    def experience_context(self) -> ExperienceContext:
+        from zoo.generation import Sampler  # generation is only needed by online algorithms
+
+        return ExperienceContext(
+            policy=self.policy, reference=self.reference, reward=self.reward, tokenizer=self.tokenizer,
+            modules=self.extra, step=self.global_step,
+            generate=Sampler(self.policy, self.tokenizer),
+            logprobs=lambda model, batch, **kw: sequence_logprobs(
+                model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size, **kw),
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        if self.automatic_optimization:
+            loss = self._log_output(self.compute_loss(batch), "train", batch.num_examples)
+            self._check_finite(loss)
+            return loss
+        optimizer = self.optimizers()
+        with torch.no_grad():
+            experience = self.algorithm.make_experience(self.experience_context(), batch)
+        loss = None
+        for minibatch in self.algorithm.minibatches(experience):
+            out = self.compute_loss(minibatch)
+            loss = self._log_output(out, "train", minibatch.num_examples)
+            self._check_finite(loss)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            if self.train_config.gradient_clip_val:
+                self.clip_gradients(optimizer, gradient_clip_val=self.train_config.gradient_clip_val,
+                                    gradient_clip_algorithm="norm")
+            optimizer.step()
+        for name, value in experience.extras.get("log", {}).items():
+            self.log(f"train/{name}", torch.as_tensor(value, dtype=torch.float32).mean(), on_step=True)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.algorithm.generates_online:
+            batch = self.algorithm.make_experience(self.experience_context(), batch)
+        self._log_output(self.compute_loss(batch), "val", batch.num_examples)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.automatic_optimization:
+            for parameter in self.parameters():
+                if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
+                    raise NonFiniteLossError(
+                        f"a gradient became non-finite at step {self.global_step}; the run was stopped and no "
+                        f"checkpoint with these weights was written.")
+
+    # ----- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        c = self.train_config
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=c.learning_rate, weight_decay=c.weight_decay,
+                                      betas=tuple(c.adam_betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        name = {"constant": "constant_with_warmup"}.get(c.scheduler, c.scheduler)
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=c.warmup_steps, num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----- state of online algorithms survives a resume ----------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["algorithm_state"] = self.algorithm.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(checkpoint.get("algorithm_state", {}))

@@ -1,0 +1,188 @@
+"""Plugin loading and the registry of everything plugins provide.
+
+Built-in plugins are the modules of the ``zoo_plugins`` package (the repository's ``plugins/``
+folder); third-party plugins come from the ``zoo`` entry-point group. Both go through the same
+hooks, so a built-in has no back door a third-party plugin lacks.
+
+Environment variables:
+
+``ZOO_PLUGINS``
+    Unset: load every installed third-party plugin. Empty: load none (built-ins only).
+    ``a,b``: load only the entry points named ``a`` and ``b``.
+``ZOO_DISABLE_PLUGINS``
+    Comma-separated plugin names (entry-point names, or built-in module names such as ``dpo``)
+    that are not loaded.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import os
+import pkgutil
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pluggy
+
+from zoo import hookspecs
+from zoo.errors import ConfigError, PluginError, did_you_mean
+
+ENTRY_POINT_GROUP = "zoo"
+BUILTIN_PACKAGE = "zoo_plugins"
+KINDS = ("algorithms", "datasets", "rewards", "suites", "tasks", "commands")
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, as ``zoo plugins`` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+    registers: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Entry:
+    name: str
+    obj: Any
+    plugin: str
+
+
+class Registry:
+    """Everything the loaded plugins registered, looked up by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]):
+        self.pm = pm
+        self.plugins = infos
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        for kind in KINDS:
+            self._collect(kind)
+
+    def _collect(self, kind: str) -> None:
+        hook = getattr(self.pm.hook, f"zoo_register_{kind}")
+        for impl in reversed(hook.get_hookimpls()):  # registration order: first loaded first
+            plugin_name = self.pm.get_name(impl.plugin)
+            info = self.plugins[plugin_name]
+            found: list[str] = []
+
+            def register(obj: Any, *args: Any, _found=found, _plugin=plugin_name) -> None:
+                name = obj if isinstance(obj, str) else getattr(obj, "name", None)
+                if not isinstance(name, str) or not name:
+                    raise PluginError(f"plugin {_plugin!r} registered a {kind[:-1]} without a name: {obj!r}")
+                value = (obj, *args) if args else obj
+                existing = self._entries[kind].get(name)
+                if existing is not None:
+                    raise PluginError(
+                        f"{kind[:-1]} {name!r} is registered by two plugins: {existing.plugin!r} and "
+                        f"{_plugin!r}. Uninstall one of them or disable it with "
+                        f"ZOO_DISABLE_PLUGINS={_plugin}.")
+                self._entries[kind][name] = Entry(name, value, _plugin)
+                _found.append(name)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # a faulty plugin must not stop the others
+                info.error = f"zoo_register_{kind} raised {type(exc).__name__}: {exc}"
+                for name in found:
+                    self._entries[kind].pop(name, None)
+                continue
+            if found:
+                info.registers.setdefault(kind, []).extend(found)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str) -> dict[str, Entry]:
+        return dict(self._entries[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        entries = self._entries[kind]
+        if name not in entries:
+            failed = [p.name for p in self.plugins.values() if p.error]
+            hint = f" Plugins that failed to load: {', '.join(failed)} (see `zoo plugins`)." if failed else ""
+            available = ", ".join(sorted(entries)) or "none"
+            raise ConfigError(
+                f"unknown {kind[:-1]} {name!r}{did_you_mean(name, entries)}. "
+                f"Available: {available}.{hint}")
+        return entries[name].obj
+
+    def algorithm(self, name: str):
+        return self.get("algorithms", name)
+
+
+def _csv_env(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _builtin_modules() -> list[str]:
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    disabled = _csv_env("ZOO_DISABLE_PLUGINS") or set()
+    allowed = _csv_env("ZOO_PLUGINS")
+    try:
+        zoo_version = metadata.version("alignment-zoo")
+    except metadata.PackageNotFoundError:
+        zoo_version = "unknown"
+
+    for short in _builtin_modules():
+        if short in disabled:
+            continue
+        info = PluginInfo(short, "alignment-zoo", zoo_version, builtin=True)
+        infos[short] = info
+        try:
+            module = importlib.import_module(f"{BUILTIN_PACKAGE}.{short}")
+            pm.register(module, name=short)
+        except Exception as exc:
+            info.error = f"import failed: {type(exc).__name__}: {exc}"
+
+    if allowed is None or allowed:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled or (allowed is not None and ep.name not in allowed):
+                continue
+            dist = ep.dist.name if ep.dist else "unknown"
+            version = ep.dist.version if ep.dist else "unknown"
+            info = PluginInfo(ep.name, dist, version, builtin=False)
+            if ep.name in infos:
+                info.error = f"name clashes with the already loaded plugin {ep.name!r}"
+                infos[f"{ep.name} ({dist})"] = info
+                continue
+            infos[ep.name] = info
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:
+                info.error = f"import failed: {type(exc).__name__}: {exc}"
+                info.traceback = traceback.format_exc()
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements a hook that does not exist: {exc}") from None
+    return pm, infos
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry (built on first use)."""
+    pm, infos = build_plugin_manager()
+    return Registry(pm, infos)
+
+
+def reset_registry() -> None:
+    """Forget the cached registry, e.g. after changing ZOO_PLUGINS in a test."""
+    get_registry.cache_clear()
