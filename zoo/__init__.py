@@ -9,10 +9,11 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
 from zoo.errors import ConfigError, DataError, PluginError, ZooError
 from zoo.hookspecs import hookimpl
+from zoo.rewards import RewardFunction
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "ExperienceContext", "Hyperparameters",
-    "LossOutput", "PluginError", "SequenceLogProbs", "ZooError", "hookimpl", "reference_sums",
+    "LossOutput", "PluginError", "RewardFunction", "SequenceLogProbs", "ZooError", "hookimpl", "reference_sums",
 ]

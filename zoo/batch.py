@@ -8,6 +8,7 @@ in the batch, and ``valid`` marks the slots an example really fills.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ class Batch:
             or None.
         example_ids: ``B`` stable ids of the tokenised examples (used by the reference cache).
         reference_logps: ``[B, k]`` cached reference sequence log-probs, or None.
+        packed: the same sequences packed into few rows (:class:`zoo.packing.PackedSequences`) when
+            ``data.padding_free`` is on; the model then runs on those, and its outputs are scattered
+            back to the padded layout above. None otherwise.
         prompt_ids / prompt_attention_mask: ``[B, P]`` left-padded prompts, for online
             algorithms that generate; None otherwise.
         prompts: the prompt texts (for reward functions), or None.
@@ -44,6 +48,7 @@ class Batch:
     scores: Tensor | None = None
     example_ids: list[str] = field(default_factory=list)
     reference_logps: Tensor | None = None
+    packed: Any = None
     prompt_ids: Tensor | None = None
     prompt_attention_mask: Tensor | None = None
     prompts: list[str] | None = None
@@ -59,6 +64,9 @@ class Batch:
                 return value.to(device)
             if isinstance(value, dict):
                 return {key: move(item) for key, item in value.items()}
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return dataclasses.replace(value, **{f.name: move(getattr(value, f.name))
+                                                     for f in dataclasses.fields(value) if f.init})
             return value
 
         return Batch(**{name: move(getattr(self, name)) for name in self.__dataclass_fields__})

@@ -65,7 +65,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_plugins(parser: argparse.ArgumentParser) -> None:
+    from zoo.scaffold import add_new_command
+
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_new_command(parser)  # `zoo plugins new NAME`
 
 
 def plugins_payload() -> list[dict]:

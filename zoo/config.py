@@ -8,6 +8,7 @@ against the selected algorithm's own dataclass.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -80,6 +81,9 @@ class DataConfig:
     on_bad_rows: Literal["error", "skip"] = "error"
     #: Group examples of similar length into batches (less padding).
     group_by_length: bool = False
+    #: Pack each batch's sequences end to end into rows of ``max_length`` tokens (no padding
+    #: compute; losses equal the padded path's). Offline log-prob algorithms only; see docs/scale.md.
+    padding_free: bool = False
     num_workers: int = 0
     seed: int = 0
 
@@ -110,6 +114,13 @@ class TrainConfig:
     #: Write a resumable checkpoint every N optimizer steps (None: only at the end).
     checkpoint_every_n_steps: int | None = None
     keep_last: int = 2
+    #: Reference log-prob cache for offline algorithms that need a reference (see docs/scale.md).
+    #: ``auto``: compute missing entries once, reuse them, skip loading the reference when they
+    #: cover the data. ``required``: fail unless the cache already covers the data. ``off``: run the
+    #: reference forward pass on every batch.
+    reference_cache: Literal["off", "auto", "required"] = "auto"
+    #: Optimizer steps whose loss or gradient is NaN/inf that may be skipped before the run stops.
+    max_nonfinite_steps: int = 0
     progress_bar: bool = True
 
 
@@ -131,6 +142,8 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     reward: RewardConfig | None = None
     output_dir: str = "runs/default"
+    #: ``auto``: continue from ``output_dir/checkpoints`` when it holds a checkpoint (like ``--resume``).
+    resume: Literal["never", "auto"] = "never"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,6 +213,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key} = {value!r}: expected an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} = {value!r}: expected a finite number")
             return float(value)
         raise ConfigError(f"{key} = {value!r}: expected a number")
     if tp is str:
@@ -316,3 +331,78 @@ def validate_run(config: RunConfig) -> None:
     if config.model.lora is not None and config.model.reference is not None:
         raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
                           "model.reference cannot be set with it.")
+    check_scale_options(config, algorithm_cls)
+    check_ranges(config)
+
+
+def check_scale_options(config: RunConfig, algorithm_cls: Any) -> None:
+    """Packed batches and cached reference log-probs only exist for offline log-prob algorithms."""
+    name = config.algorithm
+    offline = not algorithm_cls.generates_online and algorithm_cls.data_shape != "prompt"
+    if config.data.padding_free and not (offline and algorithm_cls.output == "logprobs"):
+        why = "generates its batches online" if not offline else f"scores sequences ({algorithm_cls.output!r})"
+        raise ConfigError(f"data.padding_free = true: algorithm {name!r} {why}; packed batches serve offline "
+                          f"algorithms that score log-probs. Set data.padding_free: false.")
+    if config.train.reference_cache == "required" and not (algorithm_cls.needs_reference and offline):
+        why = "needs no reference model" if not algorithm_cls.needs_reference else \
+            "scores responses it generates during training, which no cache can hold in advance"
+        raise ConfigError(f"train.reference_cache = 'required': algorithm {name!r} {why}. Use 'auto' or 'off'.")
+
+
+PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16")
+
+
+def _require(condition: bool, key: str, value: Any, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key} = {value!r}: {message}")
+
+
+def check_ranges(config: RunConfig) -> None:
+    """Range checks of the core's own keys, so that a bad value fails before any model loads."""
+    t, d, m = config.train, config.data, config.model
+    _require(t.max_steps == -1 or t.max_steps >= 1, "train.max_steps", t.max_steps, "must be -1 (no limit) or >= 1")
+    _require(t.eval_batch_size is None or t.eval_batch_size >= 1, "train.eval_batch_size", t.eval_batch_size,
+             "must be >= 1 (or null: train.batch_size)")
+    _require(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "must be >= 0")
+    _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas", t.adam_betas,
+             "must be two numbers in [0, 1)")
+    _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
+    _require(t.gradient_clip_val is None or t.gradient_clip_val > 0, "train.gradient_clip_val", t.gradient_clip_val,
+             "must be > 0 (or null: no clipping)")
+    v = t.val_check_interval
+    _require(v is None or (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+             "train.val_check_interval", v, "must be a step count >= 1 or an epoch fraction in (0, 1]")
+    _require(t.checkpoint_every_n_steps is None or t.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
+             t.checkpoint_every_n_steps, "must be >= 1 (or null: no periodic checkpoints)")
+    _require(t.max_nonfinite_steps >= 0, "train.max_nonfinite_steps", t.max_nonfinite_steps, "must be >= 0")
+    _require(str(t.precision) in PRECISIONS, "train.precision", t.precision,
+             f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(t.precision), PRECISIONS)}")
+    _require(d.max_length >= 2, "data.max_length", d.max_length, "must be >= 2")
+    _require(d.max_prompt_length >= 1, "data.max_prompt_length", d.max_prompt_length, "must be >= 1")
+    _require(d.builtin_size >= 1, "data.builtin_size", d.builtin_size, "must be >= 1")
+    _require(d.max_examples is None or d.max_examples >= 1, "data.max_examples", d.max_examples,
+             "must be >= 1 (or null: all rows)")
+    _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
+    if m.name == "tiny":
+        tiny = m.tiny
+        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "num_key_value_heads", "max_position_embeddings"):
+            _require(getattr(tiny, key) >= 1, f"model.tiny.{key}", getattr(tiny, key), "must be >= 1")
+        _require(tiny.hidden_size % tiny.num_attention_heads == 0, "model.tiny.hidden_size", tiny.hidden_size,
+                 f"must be divisible by model.tiny.num_attention_heads ({tiny.num_attention_heads})")
+        _require(tiny.num_attention_heads % tiny.num_key_value_heads == 0, "model.tiny.num_key_value_heads",
+                 tiny.num_key_value_heads,
+                 f"must divide model.tiny.num_attention_heads ({tiny.num_attention_heads})")
+        _require(d.max_length <= tiny.max_position_embeddings, "data.max_length", d.max_length,
+                 f"exceeds the tiny model's model.tiny.max_position_embeddings ({tiny.max_position_embeddings})")
+    if m.lora is not None:
+        _require(m.lora.r >= 1, "model.lora.r", m.lora.r, "must be >= 1")
+        _require(m.lora.alpha > 0, "model.lora.alpha", m.lora.alpha, "must be > 0")
+        _require(0 <= m.lora.dropout < 1, "model.lora.dropout", m.lora.dropout, "must be in [0, 1)")
+        _require(bool(m.lora.target_modules), "model.lora.target_modules", m.lora.target_modules,
+                 "must name at least one module")
+    r = config.reward
+    if r is not None and r.args and not (r.function or r.model):
+        raise ConfigError("reward.args is set but neither reward.function nor reward.model is: "
+                          "the arguments would be ignored.")

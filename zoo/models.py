@@ -9,7 +9,8 @@ import copy
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
@@ -61,6 +62,35 @@ def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
         model = AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[config.dtype], **_hub_kwargs(config))
     except (OSError, ValueError) as exc:
         raise _wrap_load_error(name, exc) from None
+    return model
+
+
+def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A one-output ``AutoModelForSequenceClassification`` (a reward model) on ``model.name``'s backbone.
+
+    For ``tiny`` and for a causal-LM checkpoint the backbone weights are kept and the scalar head
+    is new; a saved reward model loads whole.
+    """
+    if config.name == TINY:
+        causal = load_causal_lm(config, tokenizer)
+        causal.config.num_labels = 1
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(config.tiny.seed)
+        try:
+            model = AutoModelForSequenceClassification.from_config(causal.config)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        # The causal LM and the classifier name their backbone alike; only the heads differ.
+        model.load_state_dict(causal.state_dict(), strict=False)
+        model.to(causal.dtype)
+    else:
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                config.name, num_labels=1, dtype=DTYPES[config.dtype], **_hub_kwargs(config))
+        except (OSError, ValueError) as exc:
+            raise _wrap_load_error(config.name, exc) from None
+    if model.config.pad_token_id is None:  # the classifier pools at the last non-pad token
+        model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 

@@ -7,6 +7,7 @@ per minibatch the algorithm yields (PPO's epochs × minibatches).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -19,10 +20,13 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.logprobs import sequence_logprobs
+from zoo.packing import packed_sequence_logprobs
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(ZooError):
-    """The loss or gradient became NaN/inf."""
+    """The loss or gradient became NaN/inf more often than ``train.max_nonfinite_steps`` allows."""
 
 
 class AlignmentModule(L.LightningModule):
@@ -38,6 +42,8 @@ class AlignmentModule(L.LightningModule):
         # Frozen models are kept out of the module tree: not optimised, not checkpointed.
         self._frozen: dict[str, nn.Module | None] = {"reference": reference}
         self.automatic_optimization = not algorithm.generates_online
+        #: Steps skipped because their loss or gradient was NaN/inf (kept across a resume).
+        self.nonfinite_steps = 0
 
     @property
     def reference(self) -> nn.Module | None:
@@ -47,6 +53,8 @@ class AlignmentModule(L.LightningModule):
         for model in self._frozen.values():
             if isinstance(model, nn.Module):
                 model.to(self.device)
+        if self.reward is not None and hasattr(self.reward, "to"):
+            self.reward.to(self.device)
 
     def on_fit_start(self) -> None:
         self._move_frozen()
@@ -56,6 +64,14 @@ class AlignmentModule(L.LightningModule):
 
     # ----- forward ---------------------------------------------------------------------------
     def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
+        if self.algorithm.output == "scores":
+            from zoo.rewards import sequence_scores
+
+            return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
+        if batch.packed is not None:
+            return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
+                                            hidden_states=self.algorithm.wants_hidden_states,
+                                            entropy=self.algorithm.wants_entropy)
         return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
                                  hidden_states=self.algorithm.wants_hidden_states,
                                  entropy=self.algorithm.wants_entropy)
@@ -68,6 +84,8 @@ class AlignmentModule(L.LightningModule):
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():
+            if batch.packed is not None:
+                return packed_sequence_logprobs(self.reference, batch.packed, batch.loss_mask, batch.group_size)
             return sequence_logprobs(self.reference, batch.input_ids, batch.attention_mask, batch.loss_mask,
                                      batch.group_size)
 
@@ -86,12 +104,21 @@ class AlignmentModule(L.LightningModule):
                      on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         return loss
 
-    def _check_finite(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
+    def _skip_nonfinite(self, what: str) -> None:
+        """Count a step whose ``what`` is NaN/inf; stop the run once the budget is spent."""
+        self.nonfinite_steps += 1
+        budget = self.train_config.max_nonfinite_steps
+        if self.nonfinite_steps > budget:
             raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at step {self.global_step}; the run was stopped and "
-                f"no checkpoint with these weights was written. Lower train.learning_rate, check the data, "
-                f"or use a higher-precision train.precision.")
+                f"{what} became NaN or inf at step {self.global_step}; the run was stopped (train.max_nonfinite_steps"
+                f" = {budget} such steps may be skipped). No checkpoint with non-finite weights was written and "
+                f"earlier checkpoints are unchanged. Lower train.learning_rate, check the data, use a "
+                f"higher-precision train.precision, or allow skipping with train.max_nonfinite_steps=N.")
+        log.warning("%s became NaN or inf at step %d; the step was skipped (%d of train.max_nonfinite_steps = %d)",
+                    what, self.global_step, self.nonfinite_steps, budget)
+
+    def _grads_finite(self) -> bool:
+        return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.parameters())
 
     # ----- steps -----------------------------------------------------------------------------
     def experience_context(self) -> ExperienceContext:
@@ -99,7 +126,7 @@ class AlignmentModule(L.LightningModule):
 
         return ExperienceContext(
             policy=self.policy, reference=self.reference, reward=self.reward, tokenizer=self.tokenizer,
-            modules=self.extra, step=self.global_step,
+            modules=self.extra, step=self.global_step, epoch=self.current_epoch, training=self.training,
             generate=Sampler(self.policy, self.tokenizer),
             logprobs=lambda model, batch, **kw: sequence_logprobs(
                 model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size, **kw),
@@ -107,19 +134,27 @@ class AlignmentModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
-            loss = self._log_output(self.compute_loss(batch), "train", batch.num_examples)
-            self._check_finite(loss)
-            return loss
+            out = self.compute_loss(batch)
+            if not torch.isfinite(out.losses.mean()):
+                self._skip_nonfinite("the training loss")
+                return None  # Lightning skips backward and the optimiser step
+            return self._log_output(out, "train", batch.num_examples)
         optimizer = self.optimizers()
         with torch.no_grad():
             experience = self.algorithm.make_experience(self.experience_context(), batch)
         loss = None
         for minibatch in self.algorithm.minibatches(experience):
             out = self.compute_loss(minibatch)
+            if not torch.isfinite(out.losses.mean()):
+                self._skip_nonfinite("the training loss")
+                continue
             loss = self._log_output(out, "train", minibatch.num_examples)
-            self._check_finite(loss)
             optimizer.zero_grad()
             self.manual_backward(loss)
+            if not self._grads_finite():
+                self._skip_nonfinite("a gradient")
+                optimizer.zero_grad()
+                continue
             if self.train_config.gradient_clip_val:
                 self.clip_gradients(optimizer, gradient_clip_val=self.train_config.gradient_clip_val,
                                     gradient_clip_algorithm="norm")
@@ -137,12 +172,10 @@ class AlignmentModule(L.LightningModule):
         self._log_output(self.compute_loss(batch), "val", batch.num_examples)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.automatic_optimization:
-            for parameter in self.parameters():
-                if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
-                    raise NonFiniteLossError(
-                        f"a gradient became non-finite at step {self.global_step}; the run was stopped and no "
-                        f"checkpoint with these weights was written.")
+        # Runs before Lightning clips, which would spread one NaN over every gradient.
+        if self.automatic_optimization and not self._grads_finite():
+            self._skip_nonfinite("a gradient")
+            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
 
     # ----- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -158,6 +191,8 @@ class AlignmentModule(L.LightningModule):
     # ----- state of online algorithms survives a resume ----------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["algorithm_state"] = self.algorithm.state_dict()
+        checkpoint["nonfinite_steps"] = self.nonfinite_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.algorithm.load_state_dict(checkpoint.get("algorithm_state", {}))
+        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))

@@ -4,6 +4,10 @@ The output directory ends up holding ``model/`` (``save_pretrained``: safetensor
 tokenizer, loadable with ``AutoModelForCausalLM.from_pretrained``), ``config.yaml`` (the resolved
 config), ``metrics.json`` (validation metrics before and after training, load reports),
 ``logs/metrics.csv`` (every logged value) and, when enabled, ``checkpoints/``.
+
+Nothing in an existing output directory is replaced before the config, the data and the models
+have all been checked; a resumed run (``--resume`` or ``resume: auto``) keeps the earlier logs
+(``logs/resume-N/`` holds each later session's) and the "before" metrics of its first session.
 """
 from __future__ import annotations
 
@@ -19,13 +23,19 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 
+from zoo.checkpointing import (AtomicCheckpointIO, TrainingPosition, atomic_write_text, clear_checkpoints,
+                                log_version, plan_resume, read_summary, require_finite)
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError
-from zoo.models import load_causal_lm, load_reference, load_tokenizer
+from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
+from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
+from zoo.packing import check_packing_support
+from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 
 log = logging.getLogger(__name__)
@@ -38,18 +48,27 @@ class RunResult:
     metrics_after: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
     module: Any = None
+    #: One line per data source: rows kept, truncated and skipped.
+    data: list[str] = field(default_factory=list)
+    skipped_rows: int = 0
+    nonfinite_steps: int = 0
+    #: The global step the run was resumed from, or None.
+    resumed_from: int | None = None
 
 
 def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output_dir {str(path)!r} is a file, not a directory; choose another output_dir=PATH.")
     if path.exists() and any(path.iterdir()) and not (overwrite or resume):
         raise ConfigError(f"output_dir {str(path)!r} exists and is not empty; pass --overwrite to write into it, "
                           f"--resume to continue its run, or choose another output_dir=PATH.")
     path.mkdir(parents=True, exist_ok=True)
 
 
-def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
+def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None, *,
+                  logs_version: str = "") -> L.Trainer:
     t = config.train
-    callbacks: list = list(extra_callbacks or [])
+    callbacks: list = [*(extra_callbacks or []), TrainingPosition()]
     if t.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
                                          save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
@@ -63,8 +82,10 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val if not get_registry().algorithm(config.algorithm).generates_online else None,
         val_check_interval=val_check, check_val_every_n_epoch=None if isinstance(val_check, int) else 1,
-        log_every_n_steps=t.log_every_n_steps, logger=CSVLogger(output_dir, name="logs", version=""),
-        callbacks=callbacks, enable_checkpointing=bool(t.checkpoint_every_n_steps),
+        log_every_n_steps=t.log_every_n_steps,
+        # Flushed at every logging step, so that a crash loses no logged value.
+        logger=CSVLogger(output_dir, name="logs", version=logs_version, flush_logs_every_n_steps=t.log_every_n_steps),
+        callbacks=callbacks, enable_checkpointing=bool(t.checkpoint_every_n_steps), plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar, deterministic=t.deterministic, num_sanity_val_steps=0,
         default_root_dir=output_dir, enable_model_summary=False,
     )
@@ -76,7 +97,7 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_dir: Path) -> None:
     model_dir = output_dir / "model"
-    module.policy.save_pretrained(model_dir, safe_serialization=True)
+    module.policy = save_policy(module.policy, model_dir)
     tokenizer.save_pretrained(model_dir)
     if len(module.extra):
         state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
@@ -89,8 +110,10 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
     algorithm_cls = registry.algorithm(config.algorithm)
     algorithm = algorithm_cls(algorithm_cls.parse_args(config.algorithm_args))
     output_dir = Path(config.output_dir)
-    prepare_output_dir(output_dir, overwrite=overwrite, resume=resume)
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    resume = resume or config.resume == "auto"
+    # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
+    prepare_output_dir(output_dir, overwrite=overwrite or rank_zero_only.rank > 0, resume=resume)
+    point = plan_resume(output_dir, config.to_dict()) if resume else None
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(config.model)
@@ -98,37 +121,73 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
 
-    policy = load_causal_lm(config.model, tokenizer)
-    reference = load_reference(config.model, policy, tokenizer) if algorithm_cls.needs_reference else None
+    load_policy = load_scalar_model if algorithm_cls.output == "scores" else load_causal_lm
+    policy = load_policy(config.model, tokenizer)
+    if config.model.gradient_checkpointing:
+        # Non-reentrant checkpointing also works when the inputs need no gradient (LoRA's frozen embeddings).
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.model.lora is not None:
+        policy = apply_lora(policy, config.model.lora, task="SEQ_CLS" if algorithm_cls.output == "scores" else "CAUSAL_LM")
+    if config.data.padding_free:
+        check_packing_support(policy)
+    reference = None
+    if algorithm_cls.needs_reference:
+        cached = reference_logps_for_run(config, algorithm_cls, tokenizer,
+                                         datamodule.train_examples + datamodule.eval_examples,
+                                         datamodule.collator, policy)
+        if cached is not None:
+            datamodule.collator.reference_logps = cached  # every batch carries them: no reference model
+        elif is_lora(policy):
+            reference = AdapterDisabledReference(policy)
+        else:
+            reference = load_reference(config.model, policy, tokenizer)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):
         from zoo.rewards import load_reward_source
 
         reward = load_reward_source(config.reward, tokenizer=tokenizer)
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer)
-    trainer = build_trainer(config, output_dir)
 
-    result = RunResult(output_dir, module=module)
+    # Config, data and models are checked: only from here on is anything in output_dir replaced.
+    if point is None and overwrite:
+        clear_checkpoints(output_dir)
+    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    trainer = build_trainer(config, output_dir, logs_version=log_version(output_dir))
+
+    result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
+                       skipped_rows=sum(len(r.skipped) for r in datamodule.reports))
     has_eval = bool(datamodule.eval_examples)
-    ckpt_path = None
-    if resume:
-        last = output_dir / "checkpoints" / "last.ckpt"
-        ckpt_path = str(last) if last.exists() else None
-    if has_eval and ckpt_path is None:
+    previous = read_summary(output_dir) if point is not None else {}
+    if point is not None:
+        result.resumed_from = point.global_step
+        result.metrics_before = previous.get("before", {})
+        if point.position is not None:
+            datamodule.resume_at(*point.position)
+    elif has_eval:
         result.metrics_before = _scalar_metrics(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    summary = {"algorithm": config.algorithm, "status": "running", "before": result.metrics_before,
+               "data": result.data, "skipped_rows": result.skipped_rows,
+               "resumed_from_steps": previous.get("resumed_from_steps", []) + ([point.global_step] if point else [])}
+    if trainer.is_global_zero:
+        atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(point.path) if point else None, weights_only=True)
     result.train_seconds = time.perf_counter() - start
     if has_eval:
         result.metrics_after = _scalar_metrics(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
 
+    result.nonfinite_steps = module.nonfinite_steps
+    require_finite(module.state_dict(), f"the trained model to {output_dir / 'model'}")
+
     if trainer.is_global_zero:
+        if algorithm_cls.output == "scores":  # stored with the model for reward-source normalisation
+            from zoo.rewards import record_score_statistics
+
+            record_score_statistics(module.policy, datamodule.train_dataloader())
         save_run(module, tokenizer, config, output_dir)
-        summary = {
-            "algorithm": config.algorithm, "steps": trainer.global_step, "train_seconds": result.train_seconds,
-            "before": result.metrics_before, "after": result.metrics_after,
-            "data": [r.summary() for r in datamodule.reports],
-            "skipped_rows": sum(len(r.skipped) for r in datamodule.reports),
-        }
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        summary.update({
+            "status": "finished", "steps": trainer.global_step, "train_seconds": result.train_seconds,
+            "after": result.metrics_after, "nonfinite_steps_skipped": result.nonfinite_steps,
+        })
+        atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
     return result

@@ -5,6 +5,7 @@ import torch
 
 from zoo.batch import Batch
 from zoo.data.tokenize import TokenizedExample
+from zoo.packing import pack_sequences
 
 
 class Collator:
@@ -13,12 +14,19 @@ class Collator:
     Responses are right-padded rows of ``prompt + response``; prompts are also returned
     left-padded (``prompt_ids``), which is what generation needs. Examples with fewer than ``k``
     responses get their first response repeated in the empty slots, marked invalid.
+
+    With ``pack_capacity`` set (``data.padding_free``), the batch also carries the same sequences
+    packed into rows of that many tokens (:mod:`zoo.packing`). With ``reference_logps`` set (a
+    :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
     """
 
-    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pad_to_multiple_of: int = 1):
+    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pad_to_multiple_of: int = 1,
+                 pack_capacity: int | None = None):
         self.pad_token_id = pad_token_id
         self.train_on_prompt = train_on_prompt
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.pack_capacity = pack_capacity
+        self.reference_logps = None
 
     def _width(self, lengths: list[int]) -> int:
         width = max(lengths)
@@ -26,6 +34,16 @@ class Collator:
         return (width + m - 1) // m * m
 
     def __call__(self, examples: list[TokenizedExample]) -> Batch:
+        batch = self.pad(examples)
+        if self.reference_logps is not None:
+            batch.reference_logps = self.reference_logps.lookup(batch.example_ids, batch.group_size)
+        if self.pack_capacity is not None:
+            batch.packed = pack_sequences(batch.input_ids, batch.attention_mask.sum(-1).tolist(), self.pack_capacity,
+                                          self.pad_token_id)
+        return batch
+
+    def pad(self, examples: list[TokenizedExample]) -> Batch:
+        """The padded batch alone (no packing, no cached reference log-probs)."""
         k = max(1, max(len(e.response_ids) for e in examples))
         sequences, prompt_lengths, valid = [], [], []
         for example in examples:

@@ -1,0 +1,89 @@
+"""The benchmark task contract.
+
+A task is what ``zoo bench`` aligns models *for*: it supplies the data every stage trains on, a
+gold reward that stands in for the humans who label preferences (and that every model is judged
+by), and knowledge probes that measure what alignment costs. Tasks are plugins, registered
+through ``zoo_register_tasks``::
+
+    @hookimpl
+    def zoo_register_tasks(register):
+        register(MyTask)
+
+A task subclass declares ``name``, a hyperparameter dataclass ``Args`` (validated like every
+other config section: unknown keys are errors with a suggestion) and ``version`` (part of every
+stage fingerprint: bump it when the generated data or the gold reward change), and implements
+:meth:`Task.build`, :meth:`Task.tokenizer` and :meth:`Task.gold_reward`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from zoo.config import RewardConfig
+
+
+@dataclass
+class TaskArgs:
+    """Base class of task hyperparameter dataclasses (a task without arguments uses it as is)."""
+
+
+@dataclass
+class TaskData:
+    """The data a task supplies to the benchmark stages.
+
+    Attributes:
+        pretraining: ``{"text": ...}`` rows the from-scratch model is pretrained on (loss on the
+            whole text), or None when the task runs on an already pretrained model.
+        demonstrations: ``{"prompt", "completion"}`` rows for supervised fine-tuning.
+        train_prompts: prompts the SFT model is sampled on to build preference data, and that
+            online algorithms train on.
+        eval_prompts: held-out prompts every model is evaluated on (also the source of the
+            held-out preference pairs).
+        probes: knowledge probes in MMLU's item format (``subject``, ``question``, ``choices``
+            (4 strings), ``answer`` (index)), scored by the MMLU code path; may be empty.
+        probe_fewshot: MMLU-format items used as few-shot examples for the probes.
+        max_new_tokens: the response length the task's samples need.
+    """
+
+    pretraining: list[dict[str, Any]] | None
+    demonstrations: list[dict[str, Any]]
+    train_prompts: list[str]
+    eval_prompts: list[str]
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    probe_fewshot: list[dict[str, Any]] = field(default_factory=list)
+    max_new_tokens: int = 32
+
+
+class Task:
+    """Base class of benchmark tasks. See the module docstring."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Args: ClassVar[type] = TaskArgs
+
+    def __init__(self, args: Any = None):
+        self.args = args if args is not None else self.Args()
+
+    @classmethod
+    def parse_args(cls, values: dict[str, Any] | None) -> Any:
+        """Build ``Args`` from a config mapping, naming bad keys as ``task.args.KEY``."""
+        from zoo.config import build_dataclass
+
+        return build_dataclass(cls.Args, dict(values or {}), prefix="task.args")
+
+    def args_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.args)
+
+    def build(self) -> TaskData:
+        """Generate (or read) the task's data; must be deterministic in ``self.args``."""
+        raise TypeError(f"task {self.name!r} does not implement build()")
+
+    def tokenizer(self) -> Any:
+        """The tokenizer of a from-scratch model, or None to use the configured model's own."""
+        return None
+
+    def gold_reward(self) -> RewardConfig:
+        """The gold reward source: a registered reward function or a reward model path / hub id."""
+        raise TypeError(f"task {self.name!r} does not implement gold_reward()")

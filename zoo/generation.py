@@ -1,0 +1,339 @@
+"""Sampling responses from a policy, and turning samples into training batches.
+
+:class:`Sampler` wraps Hugging Face ``generate`` (batched, KV cache, stops each row at EOS) and
+returns a :class:`Generation`: the sampled sequences, which tokens are the response, and the
+log-probability of every sampled token.
+
+What ``token_logps`` means: ``log π(y_t | x, y_<t)`` under the model's *own* distribution, the
+raw logits at temperature 1 with no top-k / top-p truncation, even when the tokens were drawn
+with another temperature or truncation. That is the quantity PPO ratios and KL penalties are
+defined on; the sampling distribution itself is π^(1/T) renormalised (and truncated), so at
+T ≠ 1 these are not the probabilities the tokens were drawn with. They are read from the logits
+``generate`` computes anyway, so no second forward pass is needed; they agree with a separate
+forward pass up to floating-point error.
+
+Sampling is deterministic for a given ``seed`` (the global RNG is forked, so the caller's random
+stream is left untouched); ``seed=None`` draws from the global RNG. ``temperature=0`` is greedy
+decoding.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from zoo.batch import Batch
+
+
+@dataclass
+class Generation:
+    """Sampled responses for a batch of prompts.
+
+    Attributes:
+        sequences: ``[N, P+L]`` the left-padded prompt, then the right-padded response.
+        attention_mask: ``[N, P+L]`` 1 on real prompt tokens and on response tokens up to and
+            including the first EOS.
+        response_mask: ``[N, P+L]`` bool, True on the generated tokens (EOS included).
+        token_logps: ``[N, P+L]`` float32, ``log π(sequences[:, t] | sequences[:, <t])`` on the
+            response tokens (see the module docstring), 0 elsewhere.
+        texts: the ``N`` decoded responses (special tokens removed).
+        prompt_index: ``[N]`` the prompt each row was sampled for; row ``i * n + j`` is sample ``j``
+            of prompt ``i`` when ``n`` samples are drawn per prompt.
+        prompt_length: ``P``, the padded prompt width.
+    """
+
+    sequences: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    token_logps: Tensor
+    texts: list[str]
+    prompt_index: Tensor
+    prompt_length: int = 0
+
+    @property
+    def response_lengths(self) -> Tensor:
+        return self.response_mask.sum(-1)
+
+
+class _RawLogpRecorder(LogitsProcessor):
+    """Records ``log_softmax`` of the unprocessed logits at each step.
+
+    ``generate`` calls processors before it samples, so the token chosen at step ``t`` is only
+    visible at step ``t + 1``; the recorder keeps one step of log-probs pending and gathers it
+    then. Keeping one ``[N, V]`` tensor instead of every step's logits (``output_logits``) keeps
+    memory flat for large vocabularies and long responses.
+    """
+
+    def __init__(self) -> None:
+        self.gathered: list[Tensor] = []
+        self.pending: Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._gather(input_ids[:, -1])
+        self.pending = scores.float().log_softmax(-1)
+        return scores
+
+    def _gather(self, tokens: Tensor) -> None:
+        if self.pending is not None:
+            self.gathered.append(self.pending.gather(-1, tokens[:, None]).squeeze(-1))
+            self.pending = None
+
+    def finish(self, last_tokens: Tensor) -> Tensor:
+        """``[N, L]`` log-probs of the ``L`` generated tokens."""
+        self._gather(last_tokens)
+        return torch.stack(self.gathered, dim=1)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """EOS ids of the tokenizer plus those the model's generation config stops at (chat models
+    often end turns with a token other than the tokenizer's EOS)."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for token in [configured] if isinstance(configured, int) else (configured or []):
+        if token not in ids:
+            ids.append(token)
+    return ids
+
+
+def first_eos_mask(tokens: Tensor, eos_ids: Sequence[int]) -> Tensor:
+    """``[N, L]`` bool, True up to and including the first EOS of each row (all True without one).
+
+    Computed from positions rather than ``tokens != pad`` because many tokenizers pad with EOS.
+    """
+    is_eos = torch.zeros_like(tokens, dtype=torch.bool)
+    for token in eos_ids:
+        is_eos |= tokens == token
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return eos_before == 0
+
+
+class Sampler:
+    """Samples responses from ``model`` for left-padded prompts. See the module docstring."""
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    def _generation_config(self, *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+                           num_return_sequences: int) -> GenerationConfig:
+        # Every knob that changes what is sampled is set explicitly: generate() fills unset ones from
+        # the model's own generation_config (e.g. a chat model's top_p or repetition_penalty).
+        sampling = {} if temperature == 0 else {
+            "temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "min_p": 0.0,
+            "typical_p": 1.0}
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=temperature != 0, num_beams=1, repetition_penalty=1.0,
+            no_repeat_ngram_size=0, min_new_tokens=0, num_return_sequences=num_return_sequences,
+            eos_token_id=self.eos_ids, pad_token_id=self.pad_id, return_dict_in_generate=True, use_cache=True,
+            **sampling,
+        )
+
+    @torch.no_grad()
+    def __call__(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, *, max_new_tokens: int = 32,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_return_sequences: int = 1,
+                 seed: int | None = None) -> Generation:
+        if max_new_tokens < 1 or num_return_sequences < 1:
+            raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
+        if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+            raise ValueError(f"invalid sampling settings: temperature={temperature}, top_k={top_k}, top_p={top_p}")
+        device = next(self.model.parameters()).device
+        prompt_ids, prompt_attention_mask = prompt_ids.to(device), prompt_attention_mask.to(device)
+        config = self._generation_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, num_return_sequences=num_return_sequences)
+        recorder = _RawLogpRecorder()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_attention_mask,
+                                          generation_config=config,
+                                          logits_processor=LogitsProcessorList([recorder]))
+        finally:
+            self.model.train(was_training)
+        return self._assemble(out.sequences, prompt_attention_mask, recorder, num_return_sequences)
+
+    def _assemble(self, sequences: Tensor, prompt_attention_mask: Tensor, recorder: _RawLogpRecorder,
+                  n: int) -> Generation:
+        prompt_width = prompt_attention_mask.shape[1]
+        response = sequences[:, prompt_width:]
+        keep = first_eos_mask(response, self.eos_ids)
+        logps = recorder.finish(response[:, -1]) * keep
+        response = response.masked_fill(~keep, self.pad_id)
+        prompt_mask = prompt_attention_mask.repeat_interleave(n, dim=0)
+        full_sequences = torch.cat([sequences[:, :prompt_width], response], dim=1)
+        zeros = torch.zeros_like(prompt_mask, dtype=torch.bool)
+        texts = self.tokenizer.batch_decode([row[mask].tolist() for row, mask in zip(response, keep)],
+                                            skip_special_tokens=True)
+        return Generation(
+            sequences=full_sequences,
+            attention_mask=torch.cat([prompt_mask, keep.long()], dim=1),
+            response_mask=torch.cat([zeros, keep], dim=1),
+            token_logps=torch.cat([torch.zeros_like(prompt_mask, dtype=torch.float32), logps], dim=1),
+            texts=texts,
+            prompt_index=torch.arange(prompt_attention_mask.shape[0], device=sequences.device).repeat_interleave(n),
+            prompt_length=prompt_width,
+        )
+
+
+# ----- from samples to training batches -------------------------------------------------------
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: int = 128) -> tuple[Tensor, Tensor]:
+    """Left-padded ``[B, P]`` prompt ids and mask, tokenised the way the data pipeline does it."""
+    from zoo.data.examples import Example
+    from zoo.data.tokenize import ExampleTokenizer
+
+    encode = ExampleTokenizer(tokenizer, max_prompt_length + 1, max_prompt_length)
+    rows = [encode(Example(prompt, [], None, i, "prompts")).prompt_ids for i, prompt in enumerate(prompts)]
+    width = max(1, max(len(row) for row in rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: int = 0
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Re-lay generated rows as the collators do: ``prompt + response`` from position 0, right-padded.
+
+    Returns ``input_ids``, ``attention_mask``, ``loss_mask`` (the response tokens) and
+    ``token_logps`` (the generation's log-probs moved along with their tokens). Training forward
+    passes then see the same positions as ``generate`` did (which counts positions from the
+    first real prompt token), for any kind of position embedding.
+    """
+    index = torch.arange(generation.sequences.shape[0], device=generation.sequences.device) if rows is None else rows
+    sequences = generation.sequences[index]
+    real = generation.attention_mask[index].bool()
+    response = generation.response_mask[index]
+    logps = generation.token_logps[index]
+    lengths = real.sum(-1)
+    width = max(1, int(lengths.max())) if lengths.numel() else 1
+    # A stable sort moves the real tokens to the front in their original order.
+    order = torch.sort((~real).long(), dim=1, stable=True).indices[:, :width]
+    input_ids = sequences.gather(1, order)
+    attention_mask = real.gather(1, order)
+    loss_mask = response.gather(1, order) & attention_mask
+    token_logps = logps.gather(1, order) * loss_mask
+    input_ids = input_ids.masked_fill(~attention_mask, pad_id)
+    return input_ids, attention_mask.long(), loss_mask, token_logps
+
+
+def generation_batch(generation: Generation, prompts: Sequence[str] | None, *, rows: Tensor | None = None,
+                     group_size: int = 1, pad_id: int = 0, extras: dict[str, Any] | None = None) -> Batch:
+    """A :class:`Batch` of generated responses (right-padded rows, response tokens in ``loss_mask``).
+
+    ``rows`` selects which generated rows to keep (all by default); ``group_size`` is ``k`` of the
+    batch layout (consecutive rows form one example). ``prompts`` are the texts of the original
+    prompts, indexed by ``generation.prompt_index``.
+    """
+    index = torch.arange(generation.sequences.shape[0], device=generation.sequences.device) if rows is None else rows
+    input_ids, attention_mask, loss_mask, _ = right_padded(generation, index, pad_id=pad_id)
+    n = input_ids.shape[0]
+    if n % group_size:
+        raise ValueError(f"{n} rows do not split into groups of {group_size}")
+    prompt_index = generation.prompt_index[index]
+    prompt_texts = None
+    if prompts is not None:
+        prompt_texts = [prompts[int(i)] for i in prompt_index[::group_size]]
+    return Batch(input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask, group_size=group_size,
+                 valid=torch.ones((n // group_size, group_size), dtype=torch.bool, device=input_ids.device),
+                 prompts=prompt_texts, extras=dict(extras or {}))
+
+
+def take_rows(batch: Batch, index: Tensor) -> Batch:
+    """The examples ``index`` of a ``group_size = 1`` batch (tensors in ``extras`` included).
+
+    Tensors whose first dimension is the number of rows are indexed; everything else is kept.
+    """
+    if batch.group_size != 1:
+        raise ValueError("take_rows needs a batch with one response per example")
+    n = batch.input_ids.shape[0]
+    positions = index.tolist()
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.ndim and value.shape[0] == n:
+            return value[index.to(value.device)]
+        if isinstance(value, list) and len(value) == n:
+            return [value[i] for i in positions]
+        if isinstance(value, dict):
+            return {key: pick(item) for key, item in value.items()}
+        return value
+
+    fields = {name: pick(getattr(batch, name)) for name in batch.__dataclass_fields__ if name != "group_size"}
+    # Widths shrink to the longest kept row, so minibatches do not pay for padding of others.
+    width = max(1, int(fields["attention_mask"].sum(-1).max())) if len(positions) else 1
+    for name in ("input_ids", "attention_mask", "loss_mask"):
+        fields[name] = fields[name][:, :width]
+    for name, value in list(fields["extras"].items()):
+        if isinstance(value, Tensor) and value.ndim == 2 and value.shape[1] == batch.input_ids.shape[1]:
+            fields["extras"][name] = value[:, :width]
+    return Batch(group_size=1, **fields)
+
+
+@dataclass
+class BestOfN:
+    """Best-of-n decoding results for ``B`` prompts.
+
+    ``texts``/``scores``: the best response of each prompt and its reward; ``all_texts`` and
+    ``all_scores`` (``[B, n]``) hold every sample.
+    """
+
+    texts: list[str]
+    scores: Tensor
+    all_texts: list[list[str]]
+    all_scores: Tensor
+    index: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+
+def select_best(scores: Tensor, min_score: float | None = None) -> tuple[Tensor, Tensor]:
+    """The best sample of each prompt.
+
+    Args:
+        scores: ``[B, n]`` rewards of ``n`` samples per prompt.
+        min_score: keep a prompt only when its best reward is at least this (None: keep all).
+    Returns:
+        ``index`` ``[B]`` of the best sample (the first one on ties) and ``keep`` ``[B]`` bool.
+    """
+    best, index = scores.max(dim=1)
+    keep = torch.ones_like(best, dtype=torch.bool) if min_score is None else best >= min_score
+    return index, keep
+
+
+def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int = 4, batch_size: int = 16,
+              max_prompt_length: int = 128, seed: int | None = None, **sampling: Any) -> BestOfN:
+    """Best-of-n decoding (no training): sample ``n`` responses per prompt, return the highest-reward one.
+
+    ``reward`` is any reward source (``reward.score(prompts, responses) -> [N]``); ``sampling``
+    goes to the sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``). Its KL to
+    the sampling policy is at most ``log n − (n − 1)/n`` nats (Stiennon et al. 2020).
+    """
+    texts, all_texts, best_scores, all_scores, indices = [], [], [], [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start: start + batch_size])
+        ids, mask = encode_prompts(sampler.tokenizer, chunk, max_prompt_length)
+        generation = sampler(ids, mask, num_return_sequences=n,
+                             seed=None if seed is None else seed + start, **sampling)
+        repeated = [chunk[int(i)] for i in generation.prompt_index]
+        scores = reward.score(repeated, generation.texts).view(len(chunk), n)
+        index, _ = select_best(scores)
+        for b in range(len(chunk)):
+            samples = generation.texts[b * n:(b + 1) * n]
+            all_texts.append(samples)
+            texts.append(samples[int(index[b])])
+        best_scores.append(scores.gather(1, index[:, None]).squeeze(1))
+        all_scores.append(scores)
+        indices.append(index)
+    return BestOfN(texts, torch.cat(best_scores), all_texts, torch.cat(all_scores), torch.cat(indices))

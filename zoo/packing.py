@@ -1,0 +1,169 @@
+"""Padding-free batches: the sequences of a batch packed end to end into a few rows.
+
+A padded batch runs the model over ``B*k × T`` positions, ``T`` being its longest sequence; on
+real preference data (HH-RLHF: lengths from a few dozen tokens to ``max_length``) a third or more
+of those positions are padding. Packing puts the sequences one after the other into rows of
+``capacity`` tokens (first-fit decreasing, so rows come out nearly full) and gives each token its
+position *within its own sequence*. Called with ``position_ids`` and no attention mask,
+transformers' mask construction (``masking_utils.find_packed_sequence_indices``) reads the
+sequence boundaries from the restarting positions and builds a block-diagonal causal mask, for
+the sdpa, eager and flex attention implementations alike, on CPU and GPU: no sequence sees
+another. :func:`check_packing_support` proves that on the actual model before training starts.
+
+The model's per-token outputs are scattered back to the padded ``[B*k, T]`` layout, so masking,
+per-sequence reduction, losses and metrics are computed by exactly the same code as for a padded
+batch; only the forward pass changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from zoo.batch import SequenceLogProbs
+from zoo.errors import ConfigError
+from zoo.logprobs import reduce_sequences, token_entropy_from_logits, token_logps_from_logits
+
+
+@dataclass
+class PackedSequences:
+    """The sequences of a padded ``[N, T]`` batch, packed into ``R`` rows of ``L`` tokens.
+
+    Attributes:
+        input_ids: ``[R, L]`` token ids; the tail of a row that no sequence fills holds padding.
+        position_ids: ``[R, L]`` each token's position within its own sequence (0 on row padding,
+            which makes every padding token a one-token sequence of its own).
+        source: ``[R, L]`` where each token sits in the padded batch, as the flat index
+            ``row * T + column`` into ``[N, T]``; -1 on row padding.
+        padded_shape: ``(N, T)``, the padded layout the outputs are scattered back to.
+    """
+
+    input_ids: Tensor
+    position_ids: Tensor
+    source: Tensor
+    padded_shape: tuple[int, int]
+
+    @property
+    def num_positions(self) -> int:
+        return self.input_ids.numel()
+
+
+def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Assign items of the given lengths to as few bins of ``capacity`` as first-fit decreasing finds.
+
+    Returns the bins as lists of item indices. Every length must be ``<= capacity``.
+    """
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        length = lengths[index]
+        if length > capacity:
+            raise ValueError(f"a sequence of {length} tokens does not fit rows of {capacity}")
+        for b, free in enumerate(room):
+            if length <= free:
+                bins[b].append(index)
+                room[b] -= length
+                break
+        else:
+            bins.append([index])
+            room.append(capacity - length)
+    return bins
+
+
+def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_token_id: int) -> PackedSequences:
+    """Pack the first ``lengths[i]`` tokens of each row of the padded ``input_ids`` into rows.
+
+    Rows are ``max(capacity, longest sequence)`` long at most, and as long as their fullest row.
+    """
+    n, width = input_ids.shape
+    capacity = max(capacity, max(lengths, default=1), 1)
+    bins = first_fit_decreasing(lengths, capacity)
+    row_length = max(sum(lengths[i] for i in b) for b in bins) if bins else 1
+    packed_ids = torch.full((len(bins), row_length), pad_token_id, dtype=input_ids.dtype)
+    position_ids = torch.zeros((len(bins), row_length), dtype=torch.long)
+    source = torch.full((len(bins), row_length), -1, dtype=torch.long)
+    for r, members in enumerate(bins):
+        start = 0
+        for i in members:
+            length = lengths[i]
+            packed_ids[r, start: start + length] = input_ids[i, :length]
+            position_ids[r, start: start + length] = torch.arange(length)
+            source[r, start: start + length] = torch.arange(i * width, i * width + length)
+            start += length
+    return PackedSequences(packed_ids, position_ids, source, (n, width))
+
+
+def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
+    """Scatter per-token ``values`` (``[R, L, ...]``) back to the padded layout (``[N, T, ...]``).
+
+    Padded positions get 0. Differentiable with respect to ``values``.
+    """
+    n, width = packed.padded_shape
+    keep = packed.source.reshape(-1) >= 0
+    flat = values.reshape(-1, *values.shape[2:])[keep]
+    out = values.new_zeros((n * width, *values.shape[2:]))
+    out = out.index_copy(0, packed.source.reshape(-1)[keep], flat)
+    return out.view(n, width, *values.shape[2:])
+
+
+def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
+                             *, hidden_states: bool = False, entropy: bool = False) -> SequenceLogProbs:
+    """:func:`zoo.logprobs.sequence_logprobs` for a packed batch, with the same outputs and layout.
+
+    A token's log-prob comes from the logits of the token before it in the packed row, which is
+    the same sequence's previous token except at a sequence's first token; those positions map to
+    column 0 of the padded layout, which the padded path scores as 0 and masks, and are zeroed here.
+    """
+    out = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False,
+                output_hidden_states=hidden_states)
+    inside = (packed.position_ids > 0).unsqueeze(-1)  # not the first token of a sequence
+    token_logps = unpack(token_logps_from_logits(out.logits, packed.input_ids).unsqueeze(-1) * inside,
+                         packed).squeeze(-1)
+    mask = loss_mask.bool().clone()
+    mask[:, 0] = False
+    token_logps = token_logps * mask
+    total, mean, lengths = reduce_sequences(token_logps, mask, group_size)
+    return SequenceLogProbs(
+        token_logps=token_logps, mask=mask, sum=total, mean=mean, lengths=lengths,
+        hidden_states=unpack(out.hidden_states[-1], packed) if hidden_states else None,
+        entropy=unpack(token_entropy_from_logits(out.logits).unsqueeze(-1) * inside, packed).squeeze(-1)
+        if entropy else None,
+    )
+
+
+def check_packing_support(model: torch.nn.Module) -> None:
+    """Raise a ConfigError unless ``model`` keeps packed sequences apart.
+
+    Packs two short sequences into two rows in both orders and compares the logits with those of
+    each sequence run alone. Models whose attention ignores ``position_ids`` boundaries (e.g.
+    flash-attention kernels given several rows, or architectures that build their own masks) fail
+    here, before any training step, instead of silently attending across sequences.
+    """
+    parameter = next(model.parameters())
+    device = parameter.device
+    vocab = int(getattr(model.config, "vocab_size", 32))
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randint(1, vocab, (6,), generator=generator).to(device)
+    second = torch.randint(1, vocab, (4,), generator=generator).to(device)
+    rows = torch.stack([torch.cat([first, second]), torch.cat([second, first])])
+    positions = torch.stack([torch.cat([torch.arange(6), torch.arange(4)]),
+                             torch.cat([torch.arange(4), torch.arange(6)])]).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = [model(input_ids=s[None], use_cache=False).logits[0].float() for s in (first, second)]
+            packed = model(input_ids=rows, position_ids=positions, use_cache=False).logits.float()
+    finally:
+        model.train(was_training)
+    got = [packed[0, :6], packed[0, 6:], packed[1, 4:], packed[1, :4]]
+    want = [alone[0], alone[1], alone[0], alone[1]]
+    tolerance = (1e-3 if parameter.dtype == torch.float32 else 5e-2) * max(1.0, alone[0].abs().max().item())
+    if any((g - w).abs().max().item() > tolerance for g, w in zip(got, want)):
+        attention = getattr(model.config, "_attn_implementation", "unknown")
+        raise ConfigError(
+            f"data.padding_free: this model (attention implementation {attention!r}) lets packed sequences "
+            f"attend to each other, so packed batches would not equal padded ones. Use an architecture whose "
+            f"masks follow position_ids (Llama, Qwen2, Mistral, Gemma, ... with sdpa, eager or flex attention), "
+            f"or set data.padding_free: false.")

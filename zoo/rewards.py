@@ -1,0 +1,285 @@
+"""Reward sources: programmatic reward functions and learned reward models, used interchangeably.
+
+A run's ``reward`` config selects one:
+
+* ``reward: {function: NAME, args: {...}}``: a :class:`RewardFunction` registered through the
+  ``zoo_register_rewards`` hook; ``args`` are passed to it as keyword arguments.
+* ``reward: {model: PATH, args: {...}}``: a reward model saved by ``zoo train`` with
+  ``algorithm: reward`` (or any ``AutoModelForSequenceClassification`` with one label). Its
+  ``args``: ``normalize`` (default true: subtract the training-data mean score stored with the
+  model), ``batch_size`` (32), ``max_length`` (512 tokens).
+
+Both give a :class:`RewardSource`: ``source.score(prompts, responses)`` returns a float32 ``[N]``
+tensor, one reward per (prompt, response) pair.
+
+A learned reward model scores the token after which nothing but padding follows (the EOS of
+``prompt + response + EOS``), exactly as ``AutoModelForSequenceClassification`` pools, so the
+scores seen during reward-model training and when it is used as a reward are the same numbers.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.batch import SequenceLogProbs
+from zoo.config import RewardConfig
+from zoo.errors import ConfigError, ZooError
+
+#: Config attributes a trained reward model carries (written into its ``config.json``).
+SCORE_MEAN = "zoo_score_mean"
+SCORE_STD = "zoo_score_std"
+
+
+@dataclass(frozen=True)
+class RewardFunction:
+    """A programmatic reward: ``fn(prompts, responses, **args) -> one float per pair``."""
+
+    name: str
+    fn: Callable[..., list[float]]
+    description: str = ""
+
+
+class RewardSource:
+    """Scores (prompt, response) pairs. Subclasses implement :meth:`_score`."""
+
+    name: str = "reward"
+
+    def score(self, prompts: list[str], responses: list[str]) -> Tensor:
+        """float32 ``[N]`` rewards for ``N`` pairs."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
+        if not responses:
+            return torch.zeros(0, dtype=torch.float32)
+        return self._score(list(prompts), list(responses))
+
+    def _score(self, prompts: list[str], responses: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def to(self, device: torch.device | str) -> "RewardSource":
+        """Move any model the source holds (the training loop calls this with its device)."""
+        return self
+
+
+class FunctionReward(RewardSource):
+    """A :class:`RewardFunction` bound to its configured arguments."""
+
+    def __init__(self, function: RewardFunction, args: dict[str, Any] | None = None):
+        self.function = function
+        self.name = function.name
+        self.args = dict(args or {})
+        self._check_args()
+
+    def _check_args(self) -> None:
+        try:
+            parameters = inspect.signature(self.function.fn).parameters
+        except (TypeError, ValueError):  # builtins without a signature: nothing to check
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return
+        accepted = [name for name, p in list(parameters.items())[2:]
+                    if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        for key in self.args:
+            if key not in accepted:
+                from zoo.errors import did_you_mean
+
+                raise ConfigError(f"unknown config key 'reward.args.{key}' for reward function {self.name!r}"
+                                  f"{did_you_mean(key, accepted)}. Known keys: {', '.join(accepted) or 'none'}.")
+
+    def _score(self, prompts: list[str], responses: list[str]) -> Tensor:
+        values = list(self.function.fn(prompts, responses, **self.args))
+        if len(values) != len(responses):
+            raise ZooError(f"reward function {self.name!r} returned {len(values)} values for "
+                           f"{len(responses)} responses")
+        scores = torch.tensor([float(v) for v in values], dtype=torch.float32)
+        if not torch.isfinite(scores).all():
+            bad = int((~torch.isfinite(scores)).nonzero()[0])
+            raise ZooError(f"reward function {self.name!r} returned {values[bad]!r} for response {bad}")
+        return scores
+
+
+class ModelReward(RewardSource):
+    """A learned scalar reward model loaded from a directory."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, name: str = "reward_model", normalize: bool = True,
+                 batch_size: int = 32, max_length: int = 512):
+        self.model = model.eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.offset = float(getattr(model.config, SCORE_MEAN, 0.0) or 0.0) if normalize else 0.0
+
+    def to(self, device: torch.device | str) -> "ModelReward":
+        self.model.to(device)
+        return self
+
+    def _encode(self, prompts: list[str], responses: list[str]) -> tuple[Tensor, Tensor]:
+        from zoo.data.examples import Example
+        from zoo.data.tokenize import ExampleTokenizer
+
+        encode = ExampleTokenizer(self.tokenizer, self.max_length, max(1, self.max_length // 2))
+        rows = []
+        for i, (prompt, response) in enumerate(zip(prompts, responses)):
+            example = encode(Example(prompt, [response], None, i, "reward"))
+            rows.append(example.prompt_ids + example.response_ids[0])
+        pad = self.tokenizer.pad_token_id
+        width = max(1, max(len(r) for r in rows))
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return ids, mask
+
+    @torch.no_grad()
+    def _score(self, prompts: list[str], responses: list[str]) -> Tensor:
+        device = next(self.model.parameters()).device
+        out = []
+        for start in range(0, len(responses), self.batch_size):
+            ids, mask = self._encode(prompts[start: start + self.batch_size], responses[start: start + self.batch_size])
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            out.append(logits[:, 0].float().cpu())
+        return torch.cat(out) - self.offset
+
+
+# ----- scores of a sequence-classification model during training -------------------------------
+
+
+def sequence_scores(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor,
+                    group_size: int) -> SequenceLogProbs:
+    """Scalar scores of ``[B*k, T]`` sequences as a :class:`SequenceLogProbs` for ``output = "scores"``.
+
+    ``sum`` and ``mean`` both hold the ``[B, k]`` scores; ``token_logps`` is zero (there are no
+    token log-probs); ``mask`` and ``lengths`` describe the response tokens as usual.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    scores = logits[:, 0].float().view(-1, group_size)
+    mask = loss_mask.bool()
+    return SequenceLogProbs(token_logps=torch.zeros(mask.shape, dtype=torch.float32, device=mask.device),
+                            mask=mask, sum=scores, mean=scores, lengths=mask.sum(-1).view(-1, group_size))
+
+
+@torch.no_grad()
+def record_score_statistics(model: nn.Module, batches: Iterable[Any], max_responses: int = 4096) -> dict[str, float]:
+    """Store the mean and standard deviation of the model's scores on (up to ``max_responses``
+    of) the training responses in ``model.config``, so they are saved with the model.
+
+    A reward source loaded with ``normalize: true`` subtracts the mean: Bradley–Terry training
+    fixes score differences only, so the raw offset is arbitrary.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    values: list[Tensor] = []
+    count = 0
+    try:
+        for batch in batches:
+            scores = sequence_scores(model, batch.input_ids.to(device), batch.attention_mask.to(device),
+                                     batch.loss_mask.to(device), batch.group_size).sum
+            values.append(scores[batch.valid.to(device)].cpu())
+            count += values[-1].numel()
+            if count >= max_responses:
+                break
+    finally:
+        model.train(was_training)
+    if not values:
+        return {}
+    scores = torch.cat(values)[:max_responses]
+    stats = {SCORE_MEAN: float(scores.mean()), SCORE_STD: float(scores.std()) if scores.numel() > 1 else 0.0}
+    for key, value in stats.items():
+        setattr(model.config, key, value)
+    return stats
+
+
+# ----- loading from a config --------------------------------------------------------------------
+
+MODEL_ARGS = ("normalize", "batch_size", "max_length")
+
+
+def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: bool = True, batch_size: int = 32,
+                      max_length: int = 512) -> ModelReward:
+    """A :class:`ModelReward` from a saved ``AutoModelForSequenceClassification`` directory.
+
+    The directory's own tokenizer is used when it has one, else ``tokenizer``.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise ConfigError(f"reward.model = {str(path)!r}: not a saved model directory (no config.json); train one "
+                          f"with `zoo train configs/tiny/reward.yaml` and point reward.model at its model/ folder.")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"reward.model = {str(path)!r}: could not load a sequence-classification model "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    try:
+        own_tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        own_tokenizer = None
+    tokenizer = own_tokenizer or tokenizer
+    if tokenizer is None:
+        raise ConfigError(f"reward.model = {str(path)!r}: the directory holds no tokenizer")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return ModelReward(model, tokenizer, name=path.parent.name if path.name == "model" else path.name,
+                       normalize=normalize, batch_size=batch_size, max_length=max_length)
+
+
+def _model_args(args: dict[str, Any]) -> dict[str, Any]:
+    from zoo.errors import did_you_mean
+
+    out = {}
+    for key, value in args.items():
+        if key not in MODEL_ARGS:
+            raise ConfigError(f"unknown config key 'reward.args.{key}' for a reward model"
+                              f"{did_you_mean(key, MODEL_ARGS)}. Known keys: {', '.join(MODEL_ARGS)}.")
+        if key == "normalize" and not isinstance(value, bool):
+            raise ConfigError(f"reward.args.normalize = {value!r}: expected true or false")
+        if key != "normalize" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"reward.args.{key} = {value!r}: expected an integer >= 1")
+        out[key] = value
+    return out
+
+
+def get_reward_function(name: str) -> RewardFunction:
+    from zoo.registry import get_registry
+
+    function = get_registry().get("rewards", name)
+    if not isinstance(function, RewardFunction):
+        raise ConfigError(f"reward function {name!r} was registered as {type(function).__name__}, "
+                          f"not zoo.RewardFunction")
+    return function
+
+
+def load_reward_source(config: RewardConfig, tokenizer: Any = None) -> RewardSource:
+    """The reward source a ``reward`` config section selects."""
+    if config.function and config.model:
+        raise ConfigError("reward.function and reward.model are both set; choose one.")
+    if config.function:
+        return FunctionReward(get_reward_function(config.function), config.args)
+    if config.model:
+        return load_reward_model(config.model, tokenizer=tokenizer, **_model_args(config.args))
+    raise ConfigError("the reward section sets neither reward.function (a registered reward function) "
+                      "nor reward.model (a reward model directory).")
+
+
+def mean_ci95(values: Tensor) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    values = values.double()
+    n = values.numel()
+    if n == 0:
+        return math.nan, math.nan
+    half = 1.96 * float(values.std()) / math.sqrt(n) if n > 1 else math.inf
+    return float(values.mean()), half
