@@ -5,11 +5,12 @@ For a response with words w_1..w_n (lower-cased runs of letters):
     R = #{w_i ∈ POSITIVE} − #{w_i ∈ NEGATIVE}
         − repeat_penalty · #{i : w_i repeats an earlier word}      (ignoring "it", "was", "and")
         − period_penalty · [the response does not end with "."]
-        − length_penalty · max(0, n − max_words)
+        − length_penalty · (max(0, n − max_words) + max(0, min_words − n))
 
 ``POSITIVE`` and ``NEGATIVE`` are the word lists of :mod:`zoo_plugins.tiny_data`. The penalties
 make the obvious hacks lose: repeating a praise word costs more than it earns, a truncated
-response misses its period, and stretching past ``max_words`` costs a point per word. A
+response misses its period, and stretching past ``max_words`` or stopping short of ``min_words``
+(a bare "." would otherwise be a safe 0) costs a point per word. A
 ``tiny_sft`` completion (" It was great and lovely.") scores 2.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ CONNECTIVES = frozenset({"it", "was", "and"})
 
 
 def sentiment_score(response: str, *, repeat_penalty: float = 1.5, period_penalty: float = 1.0,
-                    max_words: int = 12, length_penalty: float = 1.0) -> float:
+                    max_words: int = 12, min_words: int = 3, length_penalty: float = 1.0) -> float:
     """The reward of one response (see the module docstring)."""
     words = WORD.findall(response.lower())
     positive, negative = set(POSITIVE), set(NEGATIVE)
@@ -40,14 +41,15 @@ def sentiment_score(response: str, *, repeat_penalty: float = 1.5, period_penalt
     score -= repeat_penalty * repeats
     if not response.rstrip().endswith("."):
         score -= period_penalty
-    score -= length_penalty * max(0, len(words) - max_words)
+    score -= length_penalty * (max(0, len(words) - max_words) + max(0, min_words - len(words)))
     return score
 
 
 def tiny_sentiment(prompts: list[str], responses: list[str], *, repeat_penalty: float = 1.5,
-                   period_penalty: float = 1.0, max_words: int = 12, length_penalty: float = 1.0) -> list[float]:
+                   period_penalty: float = 1.0, max_words: int = 12, min_words: int = 3,
+                   length_penalty: float = 1.0) -> list[float]:
     return [sentiment_score(r, repeat_penalty=repeat_penalty, period_penalty=period_penalty, max_words=max_words,
-                            length_penalty=length_penalty) for r in responses]
+                            min_words=min_words, length_penalty=length_penalty) for r in responses]
 
 
 @hookimpl

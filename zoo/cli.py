@@ -13,11 +13,12 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from zoo.errors import ZooError
+from zoo.errors import PluginError, ZooError
 from zoo.registry import KINDS, get_registry
 
 console = Console()
@@ -39,7 +40,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run config (see configs/)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=10")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output_dir")
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in output_dir from its newest checkpoint (as resume: auto)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -57,6 +59,12 @@ def _run_train(args: argparse.Namespace) -> int:
         table.add_row(key, "" if before is None else f"{before:.4f}", "" if after is None else f"{after:.4f}")
     if table.row_count:
         console.print(table)
+    for line in result.data:
+        console.print(f"data: {line}", highlight=False)
+    if result.resumed_from is not None:
+        console.print(f"resumed from step {result.resumed_from}")
+    if result.nonfinite_steps:
+        console.print(f"[yellow]{result.nonfinite_steps} step(s) skipped: their loss or gradient was NaN/inf[/]")
     console.print(f"[bold]model, config and metrics written to[/] {result.output_dir}")
     return 0
 
@@ -102,15 +110,35 @@ BUILTIN_COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="Train and compare LLM alignment algorithms.")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = dict(BUILTIN_COMMANDS)
-    for name, entry in get_registry().entries("commands").items():
-        _, add_arguments, run, help_text = entry.obj
-        commands[name] = (add_arguments, run, help_text)
-    for name, (add_arguments, run, help_text) in commands.items():
+    for name, (add_arguments, run, help_text) in BUILTIN_COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command_parser)
         command_parser.set_defaults(_run=run)
+    registry = get_registry()
+    for name, entry in registry.entries("commands").items():
+        _add_plugin_command(sub, name, entry.obj, registry.plugins[entry.plugin])
     return parser
+
+
+def _add_plugin_command(sub: Any, name: str, registered: Any, plugin: Any) -> None:
+    """Add a plugin's sub-command; a broken one is reported, and the other commands keep working."""
+    if name in BUILTIN_COMMANDS:
+        plugin.fail(f"command {name!r} is built in and cannot be replaced")
+        return
+    if not (isinstance(registered, tuple) and len(registered) == 4 and callable(registered[1])
+            and callable(registered[2])):
+        plugin.fail(f"command {name!r} must be registered as register(name, add_arguments, run, help)")
+        return
+    _, add_arguments, run, help_text = registered
+    command_parser = sub.add_parser(name, help=help_text, description=help_text)
+    try:
+        add_arguments(command_parser)
+    except Exception as exc:  # a plugin bug must not take the whole CLI down
+        plugin.fail(f"adding the arguments of command {name!r} raised {type(exc).__name__}: {exc}")
+
+        def run(args: argparse.Namespace, _plugin: Any = plugin) -> int:
+            raise PluginError(f"command {name!r} comes from the plugin {_plugin.describe()}")
+    command_parser.set_defaults(_run=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

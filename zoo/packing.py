@@ -74,12 +74,21 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
 def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_token_id: int) -> PackedSequences:
     """Pack the first ``lengths[i]`` tokens of each row of the padded ``input_ids`` into rows.
 
-    Rows are ``max(capacity, longest sequence)`` long at most, and as long as their fullest row.
+    Rows hold at most ``max(capacity, longest sequence)`` tokens. Of the row lengths tried (the
+    longest sequence, twice that, ``capacity``), the one that leaves the fewest positions wins,
+    ties going to shorter rows (attention cost grows with the row length): so a batch never
+    packs into more positions than its padded form, which is the longest sequence times ``N``.
     """
     n, width = input_ids.shape
-    capacity = max(capacity, max(lengths, default=1), 1)
-    bins = first_fit_decreasing(lengths, capacity)
-    row_length = max(sum(lengths[i] for i in b) for b in bins) if bins else 1
+    longest = max(max(lengths, default=1), 1)
+    capacity = max(capacity, longest)
+    best: tuple[int, int, list[list[int]]] | None = None
+    for candidate in sorted({longest, min(2 * longest, capacity), capacity}):
+        candidate_bins = first_fit_decreasing(lengths, candidate)
+        fill = max(sum(lengths[i] for i in b) for b in candidate_bins) if candidate_bins else 1
+        if best is None or len(candidate_bins) * fill < best[0]:
+            best = (len(candidate_bins) * fill, fill, candidate_bins)
+    _, row_length, bins = best
     packed_ids = torch.full((len(bins), row_length), pad_token_id, dtype=input_ids.dtype)
     position_ids = torch.zeros((len(bins), row_length), dtype=torch.long)
     source = torch.full((len(bins), row_length), -1, dtype=torch.long)

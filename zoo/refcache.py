@@ -207,6 +207,9 @@ class ReferenceCache:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "reference": str(self.fingerprint.get("reference"))}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".safetensors")
         os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from other users
         try:
             save_file({"example_ids": id_bytes, "logps": logps, "counts": counts}, tmp, metadata=metadata)
             os.replace(tmp, self.path)

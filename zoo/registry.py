@@ -28,6 +28,7 @@ import pluggy
 
 from zoo import hookspecs
 from zoo.errors import ConfigError, PluginError, did_you_mean
+from zoo.safety import is_safe_name
 
 ENTRY_POINT_GROUP = "zoo"
 BUILTIN_PACKAGE = "zoo_plugins"
@@ -44,6 +45,15 @@ class PluginInfo:
     builtin: bool
     registers: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = None
+    #: Names the plugin had registered before it failed (withdrawn), by kind.
+    withdrawn: dict[str, list[str]] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.error = message if self.error is None else f"{self.error}; {message}"
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.distribution} {self.version}): {self.error}"
 
 
 @dataclass
@@ -60,6 +70,8 @@ class Registry:
         self.pm = pm
         self.plugins = infos
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        #: Names registered by more than one plugin: selecting one is an error, not a silent pick.
+        self._clashes: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         for kind in KINDS:
             self._collect(kind)
 
@@ -74,24 +86,30 @@ class Registry:
                 name = obj if isinstance(obj, str) else getattr(obj, "name", None)
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_plugin!r} registered a {kind[:-1]} without a name: {obj!r}")
+                if not is_safe_name(name):  # names become file names (e.g. samples_<suite>.jsonl)
+                    raise PluginError(f"plugin {_plugin!r} registered a {kind[:-1]} named {name!r}; names may only "
+                                      f"use letters, digits, '_', '.' and '-'")
                 value = (obj, *args) if args else obj
                 existing = self._entries[kind].get(name)
                 if existing is not None:
-                    raise PluginError(
-                        f"{kind[:-1]} {name!r} is registered by two plugins: {existing.plugin!r} and "
-                        f"{_plugin!r}. Uninstall one of them or disable it with "
-                        f"ZOO_DISABLE_PLUGINS={_plugin}.")
+                    message = (f"{kind[:-1]} {name!r} is registered by two plugins: {existing.plugin!r} and "
+                               f"{_plugin!r}. Uninstall one of them or disable it with "
+                               f"ZOO_DISABLE_PLUGINS={_plugin}.")
+                    self._clashes[kind][name] = message
+                    self.plugins[_plugin].fail(message)
+                    return
                 self._entries[kind][name] = Entry(name, value, _plugin)
                 _found.append(name)
 
             try:
                 impl.function(register=register)
-            except PluginError:
-                raise
             except Exception as exc:  # a faulty plugin must not stop the others
-                info.error = f"zoo_register_{kind} raised {type(exc).__name__}: {exc}"
+                info.fail(f"zoo_register_{kind} raised {type(exc).__name__}: {exc}")
+                info.traceback = traceback.format_exc()
                 for name in found:
                     self._entries[kind].pop(name, None)
+                if found:
+                    info.withdrawn.setdefault(kind, []).extend(found)
                 continue
             if found:
                 info.registers.setdefault(kind, []).extend(found)
@@ -104,9 +122,15 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Any:
         entries = self._entries[kind]
+        if name in self._clashes[kind]:
+            raise PluginError(self._clashes[kind][name])
         if name not in entries:
-            failed = [p.name for p in self.plugins.values() if p.error]
-            hint = f" Plugins that failed to load: {', '.join(failed)} (see `zoo plugins`)." if failed else ""
+            for plugin in self.plugins.values():
+                if name in plugin.withdrawn.get(kind, []) or (plugin.error and plugin.name == name):
+                    raise PluginError(f"{kind[:-1]} {name!r} comes from the plugin {plugin.name!r} "
+                                      f"({plugin.distribution} {plugin.version}), which failed to load: {plugin.error}")
+            failed = [p.describe() for p in self.plugins.values() if p.error]
+            hint = (f" Plugins that failed to load (see `zoo plugins`): {'; '.join(failed)}." if failed else "")
             available = ", ".join(sorted(entries)) or "none"
             raise ConfigError(
                 f"unknown {kind[:-1]} {name!r}{did_you_mean(name, entries)}. "
@@ -166,14 +190,26 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
             try:
                 pm.register(ep.load(), name=ep.name)
             except Exception as exc:
-                info.error = f"import failed: {type(exc).__name__}: {exc}"
+                info.fail(f"import failed: {type(exc).__name__}: {exc}")
                 info.traceback = traceback.format_exc()
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"a plugin implements a hook that does not exist: {exc}") from None
+    _withdraw_unknown_hooks(pm, infos)
     return pm, infos
+
+
+def _withdraw_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+    """Unload plugins implementing a hook that is not in the hookspecs (``check_pending``, per plugin)."""
+    known = [name for name in vars(hookspecs) if name.startswith("zoo_")]
+    for hook_name in list(vars(pm.hook)):
+        caller = getattr(pm.hook, hook_name)
+        if hook_name.startswith("_") or not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook or not pm.is_registered(impl.plugin):
+                continue
+            name = pm.get_name(impl.plugin)
+            infos[name].fail(f"implements {hook_name!r}, which is not a zoo hook{did_you_mean(hook_name, known)}")
+            pm.unregister(impl.plugin)
 
 
 @lru_cache(maxsize=1)

@@ -43,9 +43,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import math
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -58,12 +62,12 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.collate import Collator
 from zoo.data.examples import normalise
 from zoo.data.tokenize import ExampleTokenizer
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, did_you_mean
 from zoo.tiny import tiny_model, tiny_tokenizer
 
 __all__ = [
     "ConformanceError", "ConformanceReport", "assert_algorithm_conforms", "fake_batch", "fake_rows",
-    "make_logprobs", "registered_by", "tiny_model_and_tokenizer",
+    "make_logprobs", "plugin_path", "registered_by", "tiny_model_and_tokenizer",
 ]
 
 #: Per-token log-prob of every response in the hand-built log-probs, and how much a check raises it.
@@ -186,12 +190,44 @@ def registered_by(plugin: object) -> dict[str, list[str]]:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(plugin, name="plugin")
-    pm.check_pending()
+    known = [name for name in vars(hookspecs) if name.startswith("zoo_")]
+    for hook_name, caller in vars(pm.hook).items():
+        if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
+            raise ConformanceError(f"the plugin implements {hook_name!r}, which is not a zoo hook"
+                                   f"{did_you_mean(hook_name, known)}")
     info = PluginInfo("plugin", "local", "0", builtin=False)
     Registry(pm, {"plugin": info})
     if info.error:
         raise ConformanceError(f"the plugin failed to register: {info.error}")
     return info.registers
+
+
+@contextmanager
+def plugin_path(*paths: str | Path) -> Iterator[Any]:
+    """Within the block, distributions installed in ``paths`` (``pip install --target PATH``) are
+    importable and their ``zoo`` entry points load; yields the registry rebuilt with them.
+
+    On exit ``sys.path`` is restored, modules imported from ``paths`` are forgotten and the
+    registry is rebuilt without them, so a test can try an installed plugin without touching the
+    environment.
+    """
+    from zoo.registry import get_registry, reset_registry
+
+    roots = [Path(p).resolve() for p in paths]
+    saved_path = list(sys.path)
+    sys.path[:0] = [str(root) for root in roots]
+    importlib.invalidate_caches()
+    reset_registry()
+    try:
+        yield get_registry()
+    finally:
+        sys.path[:] = saved_path
+        for name, module in list(sys.modules.items()):
+            location = getattr(module, "__file__", None)
+            if location and any(Path(location).resolve().is_relative_to(root) for root in roots):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        reset_registry()
 
 
 # ----- conformance ------------------------------------------------------------------------------

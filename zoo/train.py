@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,10 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(point.path) if point else None, weights_only=True)
+    with warnings.catch_warnings():
+        # The data position is restored by TrainingPosition, not by a stateful loader Lightning knows of.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(point.path) if point else None, weights_only=True)
     result.train_seconds = time.perf_counter() - start
     if has_eval:
         result.metrics_after = _scalar_metrics(trainer.validate(module, datamodule=datamodule, verbose=False)[0])

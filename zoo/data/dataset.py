@@ -46,8 +46,14 @@ def chat_renderer(tokenizer: PreTrainedTokenizerBase):
 def load_examples(spec: str, split: str, shape: str, config: DataConfig,
                   tokenizer: PreTrainedTokenizerBase) -> tuple[list[TokenizedExample], LoadReport]:
     """Read, normalise and tokenise the rows of ``spec`` for ``shape``."""
-    raw = read_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed)
-    report = LoadReport(raw.source, rows=len(raw.rows))
+    skip = config.on_bad_rows == "skip"
+    try:
+        raw = read_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, skip_bad=skip)
+    except DataError as exc:
+        if exc.row is None:  # the whole file is unreadable: skipping rows cannot help
+            raise
+        raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
+    report = LoadReport(raw.source, rows=len(raw.rows) + len(raw.skipped), skipped=list(raw.skipped))
     render = chat_renderer(tokenizer)
     encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation)
     out: list[TokenizedExample] = []

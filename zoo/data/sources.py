@@ -10,7 +10,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class Rows:
     source: str
     rows: list[tuple[int, dict[str, Any]]]
     shape: str | None = None  # known for built-in generators
+    #: Messages of unreadable rows dropped by ``skip_bad`` (invalid JSON or UTF-8, not an object).
+    skipped: list[str] = field(default_factory=list)
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -34,22 +36,29 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+    """Rows of a JSON Lines file; a line that is not UTF-8 or not JSON is yielded as its DataError.
+
+    Lines are decoded one at a time: a text wrapper decodes ahead in chunks and would blame an
+    earlier line for a bad byte.
+    """
     line_no = 0
     try:
-        with _open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield line_no, DataError(f"invalid UTF-8 ({exc.reason} at byte {exc.start} of the line)",
+                                             source=str(path), row=line_no)
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    yield line_no, json.loads(line.rstrip("\r\n"))  # columns counted on this line
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})",
-                                    source=str(path), row=line_no) from None
-                yield line_no, row
-    except UnicodeDecodeError as exc:
-        raise DataError(f"invalid UTF-8 ({exc.reason} at byte {exc.start} of the line)",
-                        source=str(path), row=line_no + 1) from None
+                    yield line_no, DataError(f"invalid JSON ({exc.msg} at column {exc.colno})",
+                                             source=str(path), row=line_no)
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read the file ({type(exc).__name__}: {exc})", source=str(path),
                         row=line_no + 1 if line_no else None) from None
@@ -79,8 +88,10 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             reader = csv.DictReader(handle)
             for row_no, row in enumerate(reader, start=1):
                 if None in row:
-                    raise DataError(f"has {len(reader.fieldnames or []) + len(row[None])} columns, the "
-                                    f"header has {len(reader.fieldnames or [])}", source=str(path), row=row_no)
+                    yield row_no, DataError(f"has {len(reader.fieldnames or []) + len(row[None])} columns, the "
+                                            f"header has {len(reader.fieldnames or [])}", source=str(path),
+                                            row=row_no)
+                    continue
                 yield row_no, dict(row)
     except UnicodeDecodeError as exc:
         raise DataError(f"invalid UTF-8 ({exc.reason})", source=str(path)) from None
@@ -98,7 +109,8 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     yield from enumerate(table.to_pylist(), start=1)
 
 
-def read_file(path: Path) -> Rows:
+def read_file(path: Path, *, skip_bad: bool = False) -> Rows:
+    """Rows of a local file; ``skip_bad`` drops (and records) unreadable rows instead of raising."""
     name = path.name
     if name.endswith((".jsonl", ".jsonl.gz")):
         rows = _read_jsonl(path)
@@ -110,13 +122,18 @@ def read_file(path: Path) -> Rows:
         rows = _read_parquet(path)
     else:
         raise DataError(f"unsupported file type; use one of {', '.join(SUFFIXES)}", source=str(path))
-    collected = []
+    collected, skipped = [], []
     for row_no, row in rows:
-        if not isinstance(row, dict):
-            raise DataError(f"expected an object with named fields, got {type(row).__name__}",
+        if not isinstance(row, (dict, DataError)):
+            row = DataError(f"expected an object with named fields, got {type(row).__name__}",
                             source=str(path), row=row_no)
+        if isinstance(row, DataError):
+            if not skip_bad:
+                raise row
+            skipped.append(str(row))
+            continue
         collected.append((row_no, row))
-    return Rows(str(path), collected)
+    return Rows(str(path), collected, skipped=skipped)
 
 
 def _find_split_file(directory: Path, split: str) -> Path:
@@ -127,8 +144,13 @@ def _find_split_file(directory: Path, split: str) -> Path:
     return candidates[0]
 
 
-def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed: int = 0) -> Rows:
-    """Rows from ``builtin:NAME``, a local file or directory, or a hub data set name."""
+def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed: int = 0,
+              skip_bad: bool = False) -> Rows:
+    """Rows from ``builtin:NAME``, a local file or directory, or a hub data set name.
+
+    ``skip_bad``: drop unreadable rows of a local file (recorded in ``Rows.skipped``) instead of
+    raising their DataError.
+    """
     if spec.startswith(BUILTIN_PREFIX):
         from zoo.registry import get_registry
 
@@ -138,9 +160,9 @@ def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed:
         return Rows(spec, list(enumerate(generated, start=1)), shape=dataset.shape)
     path = Path(spec)
     if path.is_dir():
-        return read_file(_find_split_file(path, split))
+        return read_file(_find_split_file(path, split), skip_bad=skip_bad)
     if path.exists():
-        return read_file(path)
+        return read_file(path, skip_bad=skip_bad)
     if spec.endswith(SUFFIXES) or spec.startswith((".", "/", "~")):
         raise ConfigError(f"data file {spec!r} does not exist")
     return _read_hub(spec, split)

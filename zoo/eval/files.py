@@ -25,8 +25,9 @@ class Line:
     def error(self, message: str, field: str | None = None) -> DataError:
         return DataError(message, source=f"{self.path}, line {self.line}", field=field)
 
-    def get(self, field: str, kind: type | tuple[type, ...] = str) -> Any:
-        """The field's value, which must exist and be of ``kind`` (a non-empty string for ``str``)."""
+    def get(self, field: str, kind: type | tuple[type, ...] = str, *, allow_empty: bool = False) -> Any:
+        """The field's value, which must exist and be of ``kind`` (a non-empty string for ``str``
+        unless ``allow_empty``)."""
         if not isinstance(self.value, dict):
             raise self.error(f"expected a JSON object, got {type(self.value).__name__}")
         if field not in self.value or self.value[field] is None:
@@ -35,7 +36,7 @@ class Line:
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             raise self.error(f"expected {names}, got {type(value).__name__}", field)
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and not value.strip() and not allow_empty:
             raise self.error("empty string", field)
         return value
 
@@ -144,14 +145,20 @@ def load_hub(path: str, name: str | None, split: str) -> list[dict[str, Any]]:
 
 
 def local_root(data_dir: str | Path | None, folder: str, marker: str) -> Path | None:
-    """``DATA_DIR/FOLDER`` (or ``DATA_DIR`` itself when it holds ``marker``); None without data_dir."""
+    """``DATA_DIR/FOLDER`` (or ``DATA_DIR`` itself) when it holds ``marker`` (a name or glob
+    pattern); None without ``data_dir``."""
     if data_dir is None:
         return None
     root = Path(data_dir)
     if not root.is_dir():
         raise ConfigError(f"--data-dir {str(root)!r} is not a directory")
-    if (root / folder / marker).exists():
-        return root / folder
-    if (root / marker).exists():
-        return root
+    for candidate in (root / folder, root):
+        if candidate.is_dir() and any(candidate.glob(marker)):
+            return candidate
     raise ConfigError(f"--data-dir {str(root)!r} has no {folder}/{marker} (nor {marker} at its top level)")
+
+
+def local_file(data_dir: str | Path | None, folder: str, pattern: str) -> Path | None:
+    """The first file matching ``pattern`` under :func:`local_root`; None without ``data_dir``."""
+    root = local_root(data_dir, folder, pattern)
+    return None if root is None else sorted(root.glob(pattern))[0]

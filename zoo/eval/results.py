@@ -66,6 +66,21 @@ def mean_metric(values: Sequence[float]) -> Metric:
     return Metric(mean, math.sqrt(variance / n), n)
 
 
+def ratio_metric(numerators: Sequence[float], denominators: Sequence[float]) -> Metric:
+    """``Σ a_i / Σ b_i`` (e.g. a per-token mean over sequences of different lengths) and its
+    standard error, ``se² = n / (n − 1) · Σ (a_i − r b_i)² / (Σ b_i)²`` (the ratio estimator's
+    linearisation, treating the ``n`` sequences as the independent units)."""
+    n = len(numerators)
+    total = math.fsum(denominators)
+    if n == 0 or total == 0:
+        return Metric(math.nan, None, n)
+    ratio = math.fsum(numerators) / total
+    if n < 2:
+        return Metric(ratio, None, n)
+    residuals = math.fsum((a - ratio * b) ** 2 for a, b in zip(numerators, denominators))
+    return Metric(ratio, math.sqrt(n / (n - 1) * residuals) / total, n)
+
+
 def macro_metric(groups: Sequence[Metric]) -> Metric:
     """The unweighted mean of group means, ``stderr = √(Σ se_j²) / k``."""
     k = len(groups)

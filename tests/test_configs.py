@@ -1,0 +1,76 @@
+"""Every shipped run config validates, and config mistakes are reported by key with a suggestion."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zoo.config import load_config
+from zoo.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+# configs/bench/ holds benchmark definitions, which have their own schema
+RUN_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "bench" not in p.relative_to(ROOT).parts[:2])
+
+
+def test_run_configs_are_found():
+    names = {p.relative_to(ROOT).as_posix() for p in RUN_CONFIGS}
+    assert {"configs/tiny/dpo.yaml", "configs/tiny/sft.yaml", "configs/tiny/rrhf.yaml", "configs/tiny/slic_hf.yaml",
+            "configs/qwen2.5-0.5b/sft.yaml", "configs/qwen2.5-0.5b/dpo.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_config_validates_and_names_its_command(path):
+    config = load_config(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
+    command = f"zoo train {path.relative_to(ROOT).as_posix()}"
+    assert command in header, f"{path.name} should open with a comment showing `{command}`"
+    assert config.output_dir.startswith("runs/"), "shipped configs write under runs/"
+
+
+def test_tiny_configs_need_no_download():
+    """CPU demos run on the built-in model (or one an earlier tiny run wrote) and built-in data."""
+    for path in RUN_CONFIGS:
+        if path.parent.name == "tiny":
+            config = load_config(path)
+            assert config.model.name == "tiny" or config.model.name.startswith("runs/tiny-"), path.name
+            assert config.data.train.startswith("builtin:"), path.name
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"'train.learning_rat'.*did you mean 'learning_rate'"):
+        load_config(raw={"train": {"learning_rat": 1e-4}})
+
+
+def test_unknown_algorithm_argument_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"'algorithm_args.bta'.*did you mean 'beta'"):
+        load_config(raw={"algorithm": "dpo", "algorithm_args": {"bta": 0.1}})
+
+
+def test_unknown_algorithm_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'dpp'.*did you mean 'dpo'.*Available:.*rrhf"):
+        load_config(raw={"algorithm": "dpp"})
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"train.batch_size = 'eight': expected an integer"):
+        load_config(raw={"train": {"batch_size": "eight"}})
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    config = load_config(ROOT / "configs/tiny/rrhf.yaml",
+                         ["algorithm_args.rank_weight=2", "train.max_steps=3", "data.eval=null"])
+    assert config.algorithm_args == {"rank_weight": 2}
+    assert config.train.max_steps == 3
+    assert config.data.eval is None
+
+
+def test_reward_algorithms_require_a_reward_source():
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    needing = [n for n in registry.names("algorithms") if registry.algorithm(n).needs_reward]
+    for name in needing:
+        with pytest.raises(ConfigError, match="needs a reward source"):
+            load_config(raw={"algorithm": name})

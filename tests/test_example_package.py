@@ -1,0 +1,90 @@
+"""The worked example ``examples/zoo-extra-algorithms`` (SimPO and KTO as a third-party distribution).
+
+It is installed into a temporary folder, never into the environment running the tests; that folder
+is put on ``sys.path`` only inside :func:`zoo.testing.plugin_path`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.cli import main
+from zoo.config import load_config
+from zoo.errors import ConfigError
+from zoo.testing import plugin_path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "zoo-extra-algorithms"
+ALGORITHMS = ("simpo", "kto")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ZOO_PLUGINS", "ZOO_DISABLE_PLUGINS", "PYTHONPATH")}
+    return {**env, "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("example")
+    # setuptools writes build/ and *.egg-info beside the sources, so build from a copy
+    source = shutil.copytree(EXAMPLE, root / "source", ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs"))
+    site = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(source)], check=True, env=clean_env(), capture_output=True)
+    return site
+
+
+def test_the_registry_lists_both_algorithms_with_their_distribution(target, capsys):
+    with plugin_path(target) as registry:
+        for name in ALGORITHMS:
+            info = registry.plugins[name]
+            assert (info.distribution, info.version, info.builtin, info.error) == \
+                   ("zoo-extra-algorithms", "0.1.0", False, None)
+            assert info.registers == {"algorithms": [name]}
+            assert registry.algorithm(name).__module__ == f"zoo_extra_algorithms.{name}"
+            assert Path(sys.modules[f"zoo_extra_algorithms.{name}"].__file__).is_relative_to(target.resolve())
+        assert main(["plugins", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert listed["simpo"]["registers"] == {"algorithms": ["simpo"]}
+    assert listed["kto"]["distribution"] == "zoo-extra-algorithms"
+
+
+def test_without_the_distribution_the_configs_name_an_unknown_algorithm():
+    with pytest.raises(ConfigError, match="unknown algorithm 'simpo'"):
+        load_config(EXAMPLE / "configs" / "simpo.yaml")
+
+
+def test_the_examples_own_tests_pass(target, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                            cwd=tmp_path, env=clean_env(PYTHONPATH=str(target)), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 10 and "skipped" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
+    from zoo.train import train
+
+    overrides = ["train.max_steps=2", "train.batch_size=4", "train.progress_bar=false", "data.builtin_size=24",
+                 "data.eval_fraction=0.2", "train.val_check_interval=null", f"output_dir={tmp_path / 'run'}"]
+    with plugin_path(target):
+        config = load_config(EXAMPLE / "configs" / f"{name}.yaml", overrides)
+        assert config.algorithm == name
+        result = train(config)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (summary["algorithm"], summary["steps"]) == (name, 2)
+    after = result.metrics_after
+    assert math.isfinite(after["val/loss"]) and "val/reward_margin" in after
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    if name == "kto":
+        assert after["val/kl"] >= 0
