@@ -27,8 +27,10 @@ a learnt proxy reward most cheaply (repeating a praise, praising another animal,
 adjectives than the grammar allows, running on) are the ones the penalties catch: a proxy can be
 over-optimised, and staying close to the SFT policy matters.
 
-Knowledge probes ask for every animal's home, food and fur colour in MMLU's four-choice format;
-the pretraining corpus states the facts and quizzes them in the same format.
+Knowledge probes ask for every animal's home, food and fur colour in MMLU's four-choice format
+(scored by the MMLU code path). The pretraining corpus states every fact and quizzes it with the
+very items the probes use, so a probe asks whether the model still recalls, in the form it was
+taught, what pretraining taught it: the alignment tax is what alignment makes it forget.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from transformers import PreTrainedTokenizerFast
 from zoo import ConfigError, RewardFunction, hookimpl
 from zoo.bench import Task, TaskData
 from zoo.config import RewardConfig
-from zoo.eval.mmlu import format_question
+from zoo.eval.mmlu import description, format_question
 
 ANIMALS = ["fox", "owl", "bear", "frog", "crow", "deer", "wolf", "hare",
            "seal", "mole", "lynx", "swan", "toad", "wren", "newt", "boar"]
@@ -141,9 +143,9 @@ def gold_rewards(prompts: list[str], responses: list[str]) -> list[float]:
 class FablesArgs:
     #: Seed of the world (each animal's home, food, colour) and of every generated text.
     world_seed: int = 0
-    pretraining_stories: int = 6000
-    #: Copies of each animal's fact sheet and of a quiz on each fact in the pretraining corpus.
-    fact_repeats: int = 12
+    pretraining_stories: int = 3000
+    #: Copies of each animal's fact sheet and of each knowledge quiz in the pretraining corpus.
+    fact_repeats: int = 20
     demonstrations: int = 2000
     train_prompts: int = 1024
     eval_prompts: int = 64
@@ -217,6 +219,11 @@ class World:
                 "answer": choices.index(answer)}
 
 
+def quiz_text(item: dict) -> str:
+    """A quiz as the MMLU code path lays it out zero-shot, followed by its answer."""
+    return description(item["subject"]) + format_question(item, include_answer=True)
+
+
 def prompt(animal: str) -> str:
     return f"story about the {animal} :"
 
@@ -231,6 +238,8 @@ class Fables(Task):
         a = self.args
         world = World(a.world_seed)
         rng = random.Random(a.world_seed + 1)
+        probe_rng = random.Random(a.world_seed + 2)
+        probes = [world.quiz(probe_rng, animal, relation) for animal in ANIMALS for relation in RELATIONS]
         pretraining = [{"text": world.story(rng, rng.choice(ANIMALS), rng.randint(2, 5), 0.5)}
                        for _ in range(a.pretraining_stories)]
         for _ in range(a.fact_repeats):
@@ -238,8 +247,7 @@ class Fables(Task):
                 relations = list(RELATIONS)
                 rng.shuffle(relations)
                 pretraining.append({"text": " ".join(world.fact_sentence(animal, r) for r in relations)})
-                for relation in RELATIONS:
-                    pretraining.append({"text": format_question(world.quiz(rng, animal, relation), include_answer=True)})
+            pretraining += [{"text": quiz_text(item)} for item in probes]
         rng.shuffle(pretraining)
         demonstrations = []
         for _ in range(a.demonstrations):
@@ -247,8 +255,6 @@ class Fables(Task):
             demonstrations.append({"prompt": prompt(animal),
                                    "completion": world.story(rng, animal, rng.randint(2, MAX_SENTENCES),
                                                              a.demo_positive_share)})
-        probe_rng = random.Random(a.world_seed + 2)
-        probes = [world.quiz(probe_rng, animal, relation) for animal in ANIMALS for relation in RELATIONS]
         return TaskData(
             pretraining=pretraining,
             demonstrations=demonstrations,
@@ -269,7 +275,7 @@ class Fables(Task):
 def vocabulary() -> list[str]:
     """Every word of the language and of the MMLU prompt format, in a fixed order."""
     probe = {"subject": PROBE_SUBJECT, "question": "q", "choices": ["a", "b", "c", "d"], "answer": 0}
-    fixed = words(format_question(probe, include_answer=True)) + ["story", "about", ":", "."]
+    fixed = words(quiz_text(probe)) + ["story", "about", ":", "."]
     for question, _, sentence in RELATIONS.values():
         fixed += words(question) + words(sentence)
     grammar = ["is", "and", "walks", "to", "swims", "in", "sleeps", "sings", "runs", "sees"]

@@ -49,8 +49,8 @@ def test_unknown_algorithm_argument_is_named_with_a_suggestion():
 
 
 def test_unknown_algorithm_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown algorithm 'dpp'.*did you mean 'dpo'.*Available:.*rrhf"):
-        load_config(raw={"algorithm": "dpp"})
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'slic_fh'.*did you mean 'slic_hf'.*Available:.*rrhf"):
+        load_config(raw={"algorithm": "slic_fh"})
 
 
 def test_wrong_type_names_key_and_expected_type():

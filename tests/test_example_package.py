@@ -19,6 +19,7 @@ import pytest
 from zoo.cli import main
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.registry import reset_registry
 from zoo.testing import plugin_path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "zoo-extra-algorithms"
@@ -57,9 +58,15 @@ def test_the_registry_lists_both_algorithms_with_their_distribution(target, caps
     assert listed["kto"]["distribution"] == "zoo-extra-algorithms"
 
 
-def test_without_the_distribution_the_configs_name_an_unknown_algorithm():
-    with pytest.raises(ConfigError, match="unknown algorithm 'simpo'"):
-        load_config(EXAMPLE / "configs" / "simpo.yaml")
+def test_without_the_distribution_the_configs_name_an_unknown_algorithm(monkeypatch):
+    monkeypatch.setenv("ZOO_PLUGINS", "")  # built-ins only, even where the example is installed
+    reset_registry()
+    try:
+        with pytest.raises(ConfigError, match="unknown algorithm 'simpo'"):
+            load_config(EXAMPLE / "configs" / "simpo.yaml")
+    finally:
+        monkeypatch.undo()
+        reset_registry()
 
 
 def test_the_examples_own_tests_pass(target, tmp_path):

@@ -131,8 +131,9 @@ def test_nan_gradient_stops_the_run(tmp_path, tiny_run, with_nan_plugin):
     assert max(_all_checkpoints_finite(tmp_path / "run")) == 2
 
 
-@pytest.mark.parametrize("algorithm", ["nan_injection", "nan_online"])
-@pytest.mark.parametrize("where", ["loss", "grad"])
+# Automatic optimisation with a NaN gradient is covered by test_skipped_step_leaves_the_weights_untouched.
+@pytest.mark.parametrize(("algorithm", "where"), [("nan_injection", "loss"), ("nan_online", "loss"),
+                                                  ("nan_online", "grad")])
 def test_nonfinite_steps_within_the_budget_are_skipped_and_reported(tmp_path, tiny_run, with_nan_plugin,
                                                                      algorithm, where):
     raw = _raw(tiny_run, tmp_path / "run", algorithm=algorithm, steps=6, nan_calls=[1, 3], where=where)

@@ -65,6 +65,8 @@ def test_prompt_batch_left_pads_the_prompts(tokenizer):
 def test_fake_rows_reject_impossible_group_sizes():
     with pytest.raises(ValueError, match="k = 2"):
         fake_rows("pairwise", k=3)
+    with pytest.raises(ValueError, match="2 <= k <= 8"):
+        fake_rows("ranked", k=9)
     with pytest.raises(ValueError, match="unknown data shape"):
         fake_rows("pairs")
 

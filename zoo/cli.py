@@ -95,9 +95,13 @@ def _run_plugins(args: argparse.Namespace) -> int:
         table.add_column(column)
     for p in payload:
         registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p["registers"].items())
-        status = f"[red]failed: {p['error']}[/]" if p["error"] else "[green]ok[/]"
+        status = "[red]failed[/]" if p["error"] else "[green]ok[/]"
         table.add_row(p["name"], p["distribution"], p["version"], registers, status)
     console.print(table)
+    for p in payload:  # in full below the table: a reason cut to a column's width would not help
+        if p["error"]:
+            console.print(f"[red]failed:[/] {p['name']} ({p['distribution']} {p['version']}): {p['error']}",
+                          highlight=False, soft_wrap=True)
     return 0
 
 

@@ -44,6 +44,8 @@ class AlignmentModule(L.LightningModule):
         self.automatic_optimization = not algorithm.generates_online
         #: Steps skipped because their loss or gradient was NaN/inf (kept across a resume).
         self.nonfinite_steps = 0
+        #: Real (non-padding) tokens of the batches the training loss was computed on (throughput).
+        self.tokens_seen = 0
 
     @property
     def reference(self) -> nn.Module | None:
@@ -134,6 +136,7 @@ class AlignmentModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
+            self.tokens_seen += int(batch.attention_mask.sum())
             out = self.compute_loss(batch)
             if not torch.isfinite(out.losses.mean()):
                 self._skip_nonfinite("the training loss")
@@ -144,6 +147,7 @@ class AlignmentModule(L.LightningModule):
             experience = self.algorithm.make_experience(self.experience_context(), batch)
         loss = None
         for minibatch in self.algorithm.minibatches(experience):
+            self.tokens_seen += int(minibatch.attention_mask.sum())
             out = self.compute_loss(minibatch)
             if not torch.isfinite(out.losses.mean()):
                 self._skip_nonfinite("the training loss")

@@ -77,7 +77,7 @@ class Registry:
 
     def _collect(self, kind: str) -> None:
         hook = getattr(self.pm.hook, f"zoo_register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):  # registration order: first loaded first
+        for impl in hook.get_hookimpls():  # registration order: built-ins first, so a clash blames the newcomer
             plugin_name = self.pm.get_name(impl.plugin)
             info = self.plugins[plugin_name]
             found: list[str] = []

@@ -10,7 +10,7 @@ from transformers import PreTrainedTokenizerBase
 from zoo.config import DataConfig
 from zoo.data.examples import Example, normalise
 from zoo.data.sources import read_rows
-from zoo.data.tokenize import ExampleTokenizer, TokenizedExample
+from zoo.data.tokenize import ExampleTokenizer, TokenizedExample, check_tokenized
 from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,13 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     for row_no, row in raw.rows:
         try:
             example: Example = normalise(row, row_no, raw.source, shape, render)
+            tokenized = encode(example)
+            check_tokenized(tokenized, example, config.max_length)
         except DataError as exc:
             if config.on_bad_rows == "error":
                 raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
             report.skipped.append(str(exc))
             continue
-        tokenized = encode(example)
         report.truncated += tokenized.truncated
         out.append(tokenized)
     report.kept = len(out)

@@ -12,6 +12,9 @@ Accepted columns, by data shape:
 * ``prompt``: ``prompt`` (string or messages), or any pairwise or ``messages`` row, whose prompt is used.
 
 Every problem raises :class:`zoo.errors.DataError` naming the source, the row and the field.
+Columns other than the ones a shape reads (ids, metadata, a ``source`` column...) are ignored, so
+data sets with extra columns load unchanged; a misspelt column therefore shows up as the missing
+field it was meant to be.
 """
 from __future__ import annotations
 
@@ -35,6 +38,11 @@ class Example:
     scores: list[float] | None
     row: int
     source: str
+    #: The row field each response came from (``chosen``, ``responses[2]``...), for error messages.
+    fields: list[str] | None = None
+
+    def field_of(self, index: int) -> str:
+        return self.fields[index] if self.fields else f"responses[{index}]"
 
 
 class _Row:
@@ -190,13 +198,15 @@ def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
     r = _Row(row, row_no, source, render_chat)
     if shape == "sft":
         prompt, completion = _sft(r)
-        return Example(prompt, [completion], None, row_no, source)
+        field = next((f for f in ("completion", "text", "messages") if r.has(f)), "completion")
+        return Example(prompt, [completion], None, row_no, source, [field])
     if shape == "pairwise":
         prompt, chosen, rejected = _pair(r)
-        return Example(prompt, [chosen, rejected], [1.0, 0.0], row_no, source)
+        return Example(prompt, [chosen, rejected], [1.0, 0.0], row_no, source, ["chosen", "rejected"])
     if shape == "ranked":
         prompt, responses, scores = _ranked(r)
-        return Example(prompt, responses, scores, row_no, source)
+        fields = None if r.has("responses") else ["chosen", "rejected"]
+        return Example(prompt, responses, scores, row_no, source, fields)
     if shape == "prompt":
         return Example(_prompt(r), [], None, row_no, source)
     raise ValueError(f"unknown data shape {shape!r}")

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +32,54 @@ class Rows:
     skipped: list[str] = field(default_factory=list)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+#: What a missing, truncated or corrupt (gzip) file raises while it is read.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _unreadable(path: Path, exc: BaseException, lines_read: int = 0) -> DataError:
+    # No row is named: the file itself is damaged, so skipping rows (on_bad_rows: skip) cannot help.
+    kind = "corrupt compressed data" if isinstance(exc, zlib.error) else type(exc).__name__
+    where = f" after line {lines_read}" if lines_read else ""
+    return DataError(f"cannot read the file{where} ({kind}: {exc})", source=str(path))
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text; bytes that are not UTF-8 become lone surrogates (see :func:`_bad_utf8`).
+
+    Decoding this way lets the row and field holding a bad byte be named, instead of failing the
+    whole file at an offset.
+    """
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
+            data = handle.read()
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from None
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _bad_utf8(value: Any, name: str) -> str | None:
+    """The (nested) field of ``value`` holding text that was not valid UTF-8, or None."""
+    if isinstance(value, str):
+        return name if any("\udc80" <= c <= "\udcff" for c in value) else None
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in children:
+        child = f"{name}[{key}]" if isinstance(key, int) else (f"{name}.{key}" if name else str(key))
+        found = _bad_utf8(item, child)
+        if found is not None:
+            return found
+    return None
+
+
+def _utf8_checked(path: Path, row_no: int, row: Any) -> Any:
+    field = _bad_utf8(row, "")
+    if field is None:
+        return row
+    return DataError("invalid UTF-8", source=str(path), row=row_no, field=field or None)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
-    """Rows of a JSON Lines file; a line that is not UTF-8 or not JSON is yielded as its DataError.
+    """Rows of a JSON Lines file; a line that is not JSON, or holds text that is not UTF-8, is
+    yielded as its DataError.
 
     Lines are decoded one at a time: a text wrapper decodes ahead in chunks and would blame an
     earlier line for a bad byte.
@@ -46,55 +88,45 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
             for line_no, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield line_no, DataError(f"invalid UTF-8 ({exc.reason} at byte {exc.start} of the line)",
-                                             source=str(path), row=line_no)
-                    continue
+                line = raw.decode("utf-8", errors="surrogateescape")
                 if not line.strip():
                     continue
                 try:
-                    yield line_no, json.loads(line.rstrip("\r\n"))  # columns counted on this line
+                    # columns counted on this line; a bad byte is reported with the field holding it
+                    yield line_no, _utf8_checked(path, line_no, json.loads(line.rstrip("\r\n")))
                 except json.JSONDecodeError as exc:
                     yield line_no, DataError(f"invalid JSON ({exc.msg} at column {exc.colno})",
                                              source=str(path), row=line_no)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read the file ({type(exc).__name__}: {exc})", source=str(path),
-                        row=line_no + 1 if line_no else None) from None
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc, line_no) from None
 
 
-def _read_json(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_json(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     try:
-        with _open_text(path) as handle:
-            data = json.load(handle)
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
                         source=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"invalid UTF-8 ({exc.reason} at byte {exc.start})", source=str(path)) from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read the file ({type(exc).__name__}: {exc})", source=str(path)) from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
         raise DataError("expected a JSON list of objects (or {\"data\": [...]})", source=str(path))
-    yield from enumerate(data, start=1)
+    for row_no, row in enumerate(data, start=1):
+        yield row_no, _utf8_checked(path, row_no, row)
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     try:
-        with _open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            for row_no, row in enumerate(reader, start=1):
-                if None in row:
-                    yield row_no, DataError(f"has {len(reader.fieldnames or []) + len(row[None])} columns, the "
-                                            f"header has {len(reader.fieldnames or [])}", source=str(path),
-                                            row=row_no)
-                    continue
-                yield row_no, dict(row)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"invalid UTF-8 ({exc.reason})", source=str(path)) from None
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+        if _bad_utf8(list(reader.fieldnames or []), "header"):
+            raise DataError("invalid UTF-8 in the header line", source=str(path))
+        for row_no, row in enumerate(reader, start=1):
+            if None in row:
+                yield row_no, DataError(f"has {len(reader.fieldnames or []) + len(row[None])} columns, the "
+                                        f"header has {len(reader.fieldnames or [])}", source=str(path),
+                                        row=row_no)
+                continue
+            yield row_no, _utf8_checked(path, row_no, dict(row))
     except csv.Error as exc:
         raise DataError(f"malformed CSV ({exc})", source=str(path)) from None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from zoo.data.examples import Example
+from zoo.errors import DataError
 
 
 @dataclass
@@ -79,3 +80,30 @@ class ExampleTokenizer:
             responses.append(ids)
         return TokenizedExample(prompt_ids, responses, example.scores, example.prompt, example.row,
                                 example.source, truncated)
+
+
+def check_tokenized(tokenized: TokenizedExample, example: Example, max_length: int) -> None:
+    """Reject a training example that truncation left without a usable response.
+
+    Raises a DataError naming the row and field when a response has no scored token left, or when
+    two responses with different scores became identical token sequences (a pair that states a
+    preference between the same text teaches nothing, whatever the loss).
+    """
+    def error(index: int, message: str) -> DataError:
+        return DataError(message, source=example.source, row=example.row, field=example.field_of(index))
+
+    prompt_length = len(tokenized.prompt_ids)
+    for i, ids in enumerate(tokenized.response_ids):
+        # Without a prompt the first token has nothing before it and is never scored.
+        if len(ids) - (0 if prompt_length else 1) < 1:
+            raise error(i, f"no response token is left after truncation to data.max_length = {max_length} "
+                           f"(the prompt takes {prompt_length}); raise data.max_length")
+    if tokenized.scores is None:
+        return
+    first_seen: dict[tuple[int, ...], int] = {}
+    for i, ids in enumerate(tokenized.response_ids):
+        j = first_seen.setdefault(tuple(ids), i)
+        if j != i and tokenized.scores[j] != tokenized.scores[i]:
+            where = f" after truncation to data.max_length = {max_length}" if tokenized.truncated else ""
+            raise error(i, f"identical to {example.field_of(j)}{where} though scored differently, so the pair "
+                           f"states no preference" + ("; raise data.max_length" if where else ""))

@@ -1,11 +1,4 @@
-"""A kit for testing algorithm plugins, in the spirit of pytest's ``pytester``.
-
-Plugin authors import it in their own tests::
-
-    from zoo.testing import assert_algorithm_conforms, make_logprobs
-
-    def test_conforms():
-        assert_algorithm_conforms(MyAlgorithm, bad_args=[{"beta": 0.0}, {"beta": float("nan")}])
+"""The contract check :func:`assert_algorithm_conforms`.
 
 What :func:`assert_algorithm_conforms` checks, for every algorithm:
 
@@ -43,41 +36,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import math
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pluggy
 import torch
 from torch import Tensor
 
-from zoo import hookspecs
 from zoo.algorithm import DATA_SHAPES, Algorithm, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.data.collate import Collator
-from zoo.data.examples import normalise
-from zoo.data.tokenize import ExampleTokenizer
-from zoo.errors import ConfigError, did_you_mean
-from zoo.tiny import tiny_model, tiny_tokenizer
-
-__all__ = [
-    "ConformanceError", "ConformanceReport", "assert_algorithm_conforms", "fake_batch", "fake_rows",
-    "make_logprobs", "plugin_path", "registered_by", "tiny_model_and_tokenizer",
-]
+from zoo.errors import ConfigError
+from zoo.testing.fakes import fake_batch, with_sums
 
 #: Per-token log-prob of every response in the hand-built log-probs, and how much a check raises it.
 BASE_TOKEN_LOGP = -2.0
 NUDGE_PER_TOKEN = 1.0
-
-_PROMPTS = ["Describe the sea:", "Name a colour:", "Say hello politely:", "Review the soup:",
-            "Count to three:", "Greet the crew:", "Sum up the film:", "Describe a cat:"]
-_RESPONSES = [" Wide, grey and calm.", " Blue.", " Hello there, nice to meet you.", " It was rich and warm.",
-              " One, two, three.", " Ahoy!", " A slow start, then a thrilling end.", " Soft and curious."]
 
 
 class ConformanceError(AssertionError):
@@ -92,145 +66,6 @@ class ConformanceReport:
     checks: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     losses: Tensor | None = None
-
-
-# ----- models and data --------------------------------------------------------------------------
-
-
-def tiny_model_and_tokenizer(**sizes: int) -> tuple[torch.nn.Module, Any]:
-    """The built-in tiny Llama-style model (seeded, random weights) and its byte-level tokenizer.
-
-    ``sizes`` are passed to :func:`zoo.tiny.tiny_model` (``hidden_size``, ``num_hidden_layers``, ``seed``...).
-    """
-    tokenizer = tiny_tokenizer()
-    return tiny_model(tokenizer, **sizes), tokenizer
-
-
-def fake_rows(shape: str, batch_size: int = 2, k: int | None = None) -> list[dict[str, Any]]:
-    """Raw rows of ``shape`` in the usual column conventions, with responses of unequal lengths.
-
-    ``ranked`` rows get ``k`` responses (default 3) scored so that the best one sits in a different
-    slot in each row; when ``k >= 3`` and ``batch_size >= 2`` the last row has only ``k - 1``
-    responses, so the batch has padding slots.
-    """
-    if shape not in DATA_SHAPES:
-        raise ValueError(f"unknown data shape {shape!r}; expected one of {', '.join(DATA_SHAPES)}")
-    fixed_k = {"sft": 1, "pairwise": 2}
-    if shape in fixed_k and k not in (None, fixed_k[shape]):
-        raise ValueError(f"{shape} data has k = {fixed_k[shape]} responses per example, not {k}")
-    k = k or 3
-    if shape == "ranked" and k < 2:
-        raise ValueError("ranked data needs k >= 2 responses per example")
-    rows = []
-    for b in range(batch_size):
-        prompt = _PROMPTS[b % len(_PROMPTS)]
-        pick = [_RESPONSES[(b + j) % len(_RESPONSES)] for j in range(len(_RESPONSES))]
-        if shape == "sft":
-            rows.append({"prompt": prompt, "completion": pick[0]})
-        elif shape == "pairwise":
-            rows.append({"prompt": prompt, "chosen": pick[0], "rejected": pick[1]})
-        elif shape == "ranked":
-            n = k - 1 if (b == batch_size - 1 and batch_size >= 2 and k >= 3) else k
-            rows.append({"prompt": prompt, "responses": pick[:n],
-                         "scores": [float((j + b) % n) for j in range(n)]})
-        else:
-            rows.append({"prompt": prompt})
-    return rows
-
-
-def fake_batch(shape: str, tokenizer: Any, batch_size: int = 2, k: int | None = None, *,
-               max_length: int = 64, max_prompt_length: int = 32, train_on_prompt: bool = False) -> Batch:
-    """A :class:`zoo.Batch` of ``shape`` built from :func:`fake_rows` by the real pipeline.
-
-    Rows go through the same normalisation, :class:`zoo.data.tokenize.ExampleTokenizer` and
-    :class:`zoo.data.collate.Collator` as training data, so the layout is exactly what a loss sees.
-    """
-    encode = ExampleTokenizer(tokenizer, max_length, max_prompt_length)
-    examples = [encode(normalise(row, i + 1, "zoo.testing", shape))
-                for i, row in enumerate(fake_rows(shape, batch_size, k))]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Collator(pad, train_on_prompt=train_on_prompt and shape == "sft")(examples)
-
-
-def make_logprobs(sums: Tensor | Sequence[Sequence[float]],
-                  lengths: Tensor | Sequence[Sequence[int]] | None = None) -> SequenceLogProbs:
-    """Hand-built :class:`zoo.SequenceLogProbs` with the given ``[B, k]`` sequence log-probs.
-
-    Each sequence's ``|y|`` scored tokens (``lengths``, default 1) share its sum equally, so
-    ``sum``, ``mean`` and ``token_logps`` agree. Position 0 is never scored, as in the core.
-    """
-    sums = torch.as_tensor(sums, dtype=torch.float32)
-    lengths = torch.ones_like(sums, dtype=torch.long) if lengths is None else torch.as_tensor(lengths)
-    if sums.ndim != 2 or lengths.shape != sums.shape:
-        raise ValueError(f"sums and lengths must both be [B, k]; got {tuple(sums.shape)} and {tuple(lengths.shape)}")
-    width = int(lengths.max()) + 1
-    positions = torch.arange(width)
-    mask = (positions >= 1) & (positions <= lengths.reshape(-1, 1))
-    return _with_sums(SequenceLogProbs(token_logps=torch.zeros(mask.shape), mask=mask, sum=sums, mean=sums,
-                                       lengths=lengths), sums)
-
-
-def _with_sums(template: SequenceLogProbs, sums: Tensor) -> SequenceLogProbs:
-    """``template`` (its mask, lengths, hidden states, entropy) with its log-probs replaced by ``sums``."""
-    lengths = template.lengths.clamp(min=1).float()
-    per_token = (sums / lengths).reshape(-1, 1)
-    detach = (lambda t: None if t is None else t.detach())
-    return SequenceLogProbs(token_logps=per_token * template.mask, mask=template.mask, sum=sums.clone(),
-                            mean=sums / lengths, lengths=template.lengths,
-                            hidden_states=detach(template.hidden_states), entropy=detach(template.entropy))
-
-
-def registered_by(plugin: object) -> dict[str, list[str]]:
-    """What ``plugin`` (a module or object with hookimpls) registers, by kind, without installing it.
-
-    The plugin's hook implementations are validated against the hookspecs, as when it is loaded.
-    """
-    from zoo.registry import PluginInfo, Registry
-
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name="plugin")
-    known = [name for name in vars(hookspecs) if name.startswith("zoo_")]
-    for hook_name, caller in vars(pm.hook).items():
-        if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
-            raise ConformanceError(f"the plugin implements {hook_name!r}, which is not a zoo hook"
-                                   f"{did_you_mean(hook_name, known)}")
-    info = PluginInfo("plugin", "local", "0", builtin=False)
-    Registry(pm, {"plugin": info})
-    if info.error:
-        raise ConformanceError(f"the plugin failed to register: {info.error}")
-    return info.registers
-
-
-@contextmanager
-def plugin_path(*paths: str | Path) -> Iterator[Any]:
-    """Within the block, distributions installed in ``paths`` (``pip install --target PATH``) are
-    importable and their ``zoo`` entry points load; yields the registry rebuilt with them.
-
-    On exit ``sys.path`` is restored, modules imported from ``paths`` are forgotten and the
-    registry is rebuilt without them, so a test can try an installed plugin without touching the
-    environment.
-    """
-    from zoo.registry import get_registry, reset_registry
-
-    roots = [Path(p).resolve() for p in paths]
-    saved_path = list(sys.path)
-    sys.path[:0] = [str(root) for root in roots]
-    importlib.invalidate_caches()
-    reset_registry()
-    try:
-        yield get_registry()
-    finally:
-        sys.path[:] = saved_path
-        for name, module in list(sys.modules.items()):
-            location = getattr(module, "__file__", None)
-            if location and any(Path(location).resolve().is_relative_to(root) for root in roots):
-                del sys.modules[name]
-        importlib.invalidate_caches()
-        reset_registry()
-
-
-# ----- conformance ------------------------------------------------------------------------------
 
 
 def _fail(name: str, check: str, message: str) -> ConformanceError:
@@ -394,8 +229,8 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
     what = "score" if cls.output == "scores" else "log-prob"
     lengths = template.lengths.clamp(min=1).float()
     base = BASE_TOKEN_LOGP * lengths
-    reference = _with_sums(template, base) if cls.needs_reference else None
-    policy = _with_sums(template, base)
+    reference = with_sums(template, base) if cls.needs_reference else None
+    policy = with_sums(template, base)
     inputs = [policy.sum, policy.token_logps] + ([] if reference is None else [reference.sum])
     snapshot = [t.clone() for t in inputs]
     with torch.no_grad():
@@ -419,7 +254,7 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
         report.checks.append("cached reference")
 
     for description, slots, sign in _responsiveness_targets(cls, batch):
-        nudged = _with_sums(template, base + NUDGE_PER_TOKEN * lengths * slots)
+        nudged = with_sums(template, base + NUDGE_PER_TOKEN * lengths * slots)
         with torch.no_grad():
             out = algorithm.loss(nudged, reference, batch)
         change = out.losses - base_out.losses
@@ -434,7 +269,7 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
 
     padding = ~batch.valid
     if padding.any():
-        shifted = _with_sums(template, base + 1.5 * lengths * padding)
+        shifted = with_sums(template, base + 1.5 * lengths * padding)
         with torch.no_grad():
             out = algorithm.loss(shifted, reference, batch)
         if not torch.allclose(out.losses, base_out.losses, atol=1e-6):

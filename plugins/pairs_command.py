@@ -1,0 +1,38 @@
+"""``zoo pairs CONFIG``: sample, score and write preference pairs (see :mod:`zoo.pairs`)."""
+from __future__ import annotations
+
+import argparse
+
+from zoo import hookimpl
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML pairs config (see configs/tiny/pairs.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. max_prompts=64")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from zoo.pairs import load_pairs_config, make_pairs
+
+    config = load_pairs_config(args.config, args.overrides)
+    result = make_pairs(config)
+    console = Console()
+    table = Table(title=f"zoo pairs ({config.mode})")
+    table.add_column("model")
+    table.add_column("samples / prompt", justify="right")
+    table.add_column("mean reward", justify="right")
+    for model in config.models:
+        mean = result.mean_scores.get(model.name)
+        table.add_row(model.name, str(model.samples), "" if mean is None else f"{mean:.4f}")
+    console.print(table)
+    console.print(f"{result.rows} rows from {result.prompts} prompts ({result.skipped} prompts skipped: no "
+                  f"preference among their samples) written to [bold]{result.output}[/]")
+    return 0
+
+
+@hookimpl
+def zoo_register_commands(register):
+    register("pairs", add_arguments, run, "sample responses, score them with a reward source, write preference data")

@@ -1,0 +1,53 @@
+"""The training callback runs suites every N steps and logs their metrics."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from zoo.eval import evaluate
+from zoo.eval.callback import SuiteEvalCallback
+
+
+@pytest.fixture
+def mmlu_dir(tmp_path):
+    root = tmp_path / "data" / "mmlu"
+    (root / "dev").mkdir(parents=True)
+    (root / "test").mkdir()
+    (root / "dev" / "virology_dev.csv").write_text("What is a virus?,a cell,a particle,a plant,a rock,B\n")
+    (root / "test" / "virology_test.csv").write_text("Which is smallest?,virus,cell,mouse,tree,A\n"
+                                                     "Which infects bacteria?,phage,fern,moss,yeast,A\n")
+    return tmp_path / "data"
+
+
+def test_callback_logs_suite_metrics_during_training(tmp_path, mmlu_dir, tiny_run):
+    from zoo.config import load_config
+    from zoo.datamodule import AlignmentDataModule
+    from zoo.models import load_causal_lm, load_tokenizer
+    from zoo.module import AlignmentModule
+    from zoo.registry import get_registry
+    from zoo.train import build_trainer
+
+    config = load_config(raw=tiny_run("sft", tmp_path / "run", steps=3))
+    algorithm_cls = get_registry().algorithm("sft")
+    tokenizer = load_tokenizer(config.model)
+    datamodule = AlignmentDataModule(config.data, tokenizer, "sft", config.train.batch_size)
+    module = AlignmentModule(load_causal_lm(config.model, tokenizer), algorithm_cls(), config.train, tokenizer=tokenizer)
+    callback = SuiteEvalCallback(["mmlu"], every_n_steps=2, data_dir=mmlu_dir, num_fewshot=1,
+                                 options={"mmlu": {"subjects": ["virology"]}})
+    trainer = build_trainer(config, tmp_path / "run", extra_callbacks=[callback])
+    trainer.fit(module, datamodule=datamodule)
+
+    # Step 2 (every 2 steps) and step 3 (the end of training).
+    assert [step for step, _ in callback.history] == [2, 3]
+    logged = callback.history[-1][1]
+    assert set(logged) == {"eval/mmlu/acc", "eval/mmlu/acc_macro", "eval/mmlu/other/acc", "eval/mmlu/other/acc_macro"}
+    direct = evaluate(module.policy, tokenizer, ["mmlu"], data_dir=mmlu_dir, num_fewshot=1,
+                      options={"mmlu": {"subjects": ["virology"]}})
+    assert logged["eval/mmlu/acc"] == pytest.approx(direct["mmlu"]["acc"]["value"])
+    assert float(trainer.callback_metrics["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
+    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("eval/mmlu/acc")]
+    assert [int(row["step"]) for row in rows] == [2, 3]
+    assert float(rows[-1]["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
+    assert module.policy.training  # the evaluation restored training mode

@@ -1,0 +1,183 @@
+"""The reference log-prob cache: same losses as the reference forward pass, reuse, staleness."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+
+import pytest
+import torch
+
+from zoo.config import load_config
+from zoo.data.collate import Collator
+from zoo.datamodule import AlignmentDataModule
+from zoo.errors import ConfigError
+from zoo.models import load_causal_lm, load_tokenizer
+from zoo.module import AlignmentModule
+from zoo.refcache import (ReferenceCache, ReferenceTable, cache_root, describe_cache_files, fingerprint,
+                          reference_logps_for_run)
+from zoo.registry import get_registry
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "refcache"
+
+
+def _setup(config):
+    algorithm_cls = get_registry().algorithm(config.algorithm)
+    tokenizer = load_tokenizer(config.model)
+    datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size)
+    datamodule.setup("fit")
+    policy = load_causal_lm(config.model, tokenizer)
+    return algorithm_cls, tokenizer, datamodule, policy
+
+
+def _forbid_reference_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference model was loaded although the cache covers the data")
+
+    monkeypatch.setattr("zoo.train.load_reference", refuse)
+    monkeypatch.setattr("zoo.models.load_reference", refuse)
+
+
+def test_cached_and_uncached_dpo_losses_are_identical(tiny_run, tmp_path, cache_dir):
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
+    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    examples = datamodule.train_examples + datamodule.eval_examples
+    table = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    assert len(table) == len(examples)
+
+    reference = copy.deepcopy(policy).eval()
+    with torch.no_grad():  # train the policy away from the reference, so the reference term matters
+        for parameter in policy.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    module = AlignmentModule(policy, algorithm_cls(), config.train, reference=reference)
+    uncached_collator = Collator(tokenizer.pad_token_id)
+    cached_collator = Collator(tokenizer.pad_token_id)
+    cached_collator.reference_logps = table
+    for start in range(0, len(examples), 4):
+        chunk = examples[start: start + 4]
+        uncached, cached = uncached_collator(chunk), cached_collator(chunk)
+        assert uncached.reference_logps is None and cached.reference_logps.shape == (len(chunk), 2)
+        with torch.no_grad():
+            uncached_out = module.compute_loss(uncached)
+            cached_out = module.compute_loss(cached)
+        # Equal up to float32 rounding: the cache ran the same rows with a different amount of padding.
+        torch.testing.assert_close(cached_out.losses, uncached_out.losses, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(cached_out.metrics["reward_margin"], uncached_out.metrics["reward_margin"],
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_second_run_reads_the_cache_and_never_loads_the_reference(tiny_run, tmp_path, cache_dir, monkeypatch):
+    from zoo.tiny import tiny_model, tiny_tokenizer
+    from zoo.train import train
+
+    reference_dir = tmp_path / "reference"
+    tokenizer = tiny_tokenizer()
+    tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
+               seed=7).save_pretrained(reference_dir)
+    tokenizer.save_pretrained(reference_dir)
+    model = {"reference": str(reference_dir)}
+    first = train(load_config(raw=tiny_run("dpo", tmp_path / "first", model=model)))
+    assert len(list(cache_dir.glob("*.safetensors"))) == 1
+
+    _forbid_reference_loading(monkeypatch)
+    second = train(load_config(raw=tiny_run("dpo", tmp_path / "second", model=model,
+                                            train={"reference_cache": "required"})))
+    assert second.module.reference is None
+    for key in ("val/loss", "val/reward_margin"):
+        assert second.metrics_before[key] == pytest.approx(first.metrics_before[key], abs=1e-6)
+        assert second.metrics_after[key] == pytest.approx(first.metrics_after[key], abs=1e-5)
+    # Without the cache the same run needs the reference model.
+    with pytest.raises(AssertionError, match="reference model was loaded"):
+        train(load_config(raw=tiny_run("dpo", tmp_path / "third", model=model, train={"reference_cache": "off"})))
+
+
+def test_required_cache_that_misses_examples_names_the_key(tiny_run, tmp_path, cache_dir):
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", train={"reference_cache": "required"}))
+    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    with pytest.raises(ConfigError, match="train.reference_cache"):
+        reference_logps_for_run(config, algorithm_cls, tokenizer, datamodule.train_examples, datamodule.collator,
+                                policy)
+
+
+def test_changed_reference_weights_are_detected_and_recomputed(tiny_run, tmp_path, cache_dir, caplog):
+    from zoo.tiny import tiny_model, tiny_tokenizer
+
+    reference_dir = tmp_path / "reference"
+    tokenizer = tiny_tokenizer()
+    tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+               num_key_value_heads=1).save_pretrained(reference_dir)
+    tokenizer.save_pretrained(reference_dir)
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", model={"reference": str(reference_dir)}))
+    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    examples = datamodule.train_examples
+    first = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    before = fingerprint(config, tokenizer)
+    path = ReferenceCache.for_run(config, tokenizer).path
+
+    # The checkpoint is overwritten in place with other weights: same path, same slot, new fingerprint.
+    tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
+               seed=1).save_pretrained(reference_dir)
+    weights = next(reference_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert fingerprint(config, tokenizer) != before
+    assert ReferenceCache.for_run(config, tokenizer).path == path
+    with caplog.at_level(logging.INFO, logger="zoo.refcache"):
+        second = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    assert "different reference (weights changed)" in caplog.text
+    some_id = examples[0].id
+    assert not torch.allclose(first.rows[some_id], second.rows[some_id])
+    assert len(list(cache_dir.glob("*.safetensors"))) == 1  # the stale file was replaced, not kept
+
+
+def test_corrupted_file_is_recomputed_with_a_warning(tiny_run, tmp_path, cache_dir, caplog):
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
+    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    examples = datamodule.train_examples
+    good = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    path = ReferenceCache.for_run(config, tokenizer).path
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="zoo.refcache"):
+        again = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    assert "unreadable" in caplog.text
+    for example in examples:
+        torch.testing.assert_close(again.rows[example.id], good.rows[example.id])
+    assert len(ReferenceCache.for_run(config, tokenizer).load()) == len(examples)  # rewritten whole
+
+
+def test_file_round_trip_and_slot_independent_of_algorithm_and_weights(tiny_run, tmp_path, cache_dir):
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
+    tokenizer = load_tokenizer(config.model)
+    cache = ReferenceCache.for_run(config, tokenizer)
+    assert cache.path.parent == cache_root() == cache_dir
+    rows = {"ab" * 12: torch.tensor([-1.5, -2.25]), "cd" * 12: torch.tensor([-3.0, -4.0, -5.0])}
+    cache.save(ReferenceTable(rows))
+    loaded = cache.load()
+    assert loaded.rows.keys() == rows.keys()
+    for key, value in rows.items():
+        assert torch.equal(loaded.rows[key], value)
+    assert torch.equal(loaded.lookup(["cd" * 12, "ab" * 12], 3), torch.tensor([[-3.0, -4.0, -5.0], [-1.5, -2.25, 0.0]]))
+    other_algorithm = load_config(raw=tiny_run("sft", tmp_path / "run"))
+    assert ReferenceCache.for_run(other_algorithm, tokenizer).path == cache.path
+    longer = load_config(raw=tiny_run("dpo", tmp_path / "run", data={"max_length": 40}))
+    assert ReferenceCache.for_run(longer, tokenizer).path != cache.path
+
+
+def test_cache_command_lists_and_clears(tiny_run, tmp_path, cache_dir, capsys):
+    from zoo.cli import main
+
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
+    tokenizer = load_tokenizer(config.model)
+    ReferenceCache.for_run(config, tokenizer).save(ReferenceTable({"ab" * 12: torch.tensor([-1.0, -2.0])}))
+    assert main(["cache", "ls", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry["examples"] for entry in listed] == [1]
+    assert listed[0]["reference"] == "tiny" and listed[0]["max_length"] == 48
+    assert describe_cache_files()[0]["key"] == listed[0]["key"]
+    assert main(["cache", "clear", "--all"]) == 0
+    assert not list(cache_dir.glob("*.safetensors"))
+    assert main(["cache", "clear", "nonexistent-key"]) == 2

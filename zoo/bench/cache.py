@@ -1,0 +1,99 @@
+"""Stage caching: every stage's output lives in a folder named by a fingerprint of its inputs.
+
+A fingerprint hashes the stage's kind, the config values it reads, the fingerprints of the
+stages it starts from and the package version. A stage whose folder holds a ``done.json`` with
+the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
+run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
+SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DONE = "done.json"
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def package_version() -> str:
+    from zoo import __version__
+
+    return __version__
+
+
+def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = ()) -> str:
+    """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints and the version."""
+    payload = json.dumps({"kind": kind, "inputs": inputs, "upstream": list(upstream),
+                          "version": package_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    """A cached stage's folder and what its ``done.json`` recorded."""
+
+    kind: str
+    key: str
+    path: Path
+    record: dict[str, Any]
+    reused: bool
+
+
+class StageCache:
+    """Folders ``ROOT/KIND-FINGERPRINT`` built at most once per fingerprint.
+
+    ``events`` lists ``(kind, key, "reused" | "built")`` in the order stages were asked for, so
+    callers (and tests) can tell what a run actually trained.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.events: list[tuple[str, str, str]] = []
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / f"{kind}-{key}"
+
+    def lookup(self, kind: str, key: str) -> Stage | None:
+        folder = self.path(kind, key)
+        try:
+            record = json.loads((folder / DONE).read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("fingerprint") != key:
+            return None
+        return Stage(kind, key, folder, record, reused=True)
+
+    def get_or_build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]],
+                     on_build: Callable[[str], None] | None = None) -> Stage:
+        """The cached stage, or ``build(folder)`` run in a fresh folder; ``build`` returns the record."""
+        cached = self.lookup(kind, key)
+        if cached is not None:
+            self.events.append((kind, key, "reused"))
+            return cached
+        folder = self.path(kind, key)
+        if folder.exists():
+            shutil.rmtree(folder)  # an interrupted build: nothing in it can be trusted
+        folder.mkdir(parents=True)
+        if on_build is not None:
+            on_build(kind)
+        start = time.perf_counter()
+        record = dict(build(folder))
+        record.update(fingerprint=key, kind=kind, stage_seconds=time.perf_counter() - start)
+        (folder / DONE).write_text(json.dumps(record, indent=2, default=str))
+        self.events.append((kind, key, "built"))
+        return Stage(kind, key, folder, record, reused=False)

@@ -1,0 +1,104 @@
+"""PNG plots of a benchmark (matplotlib, Agg backend: no display needed).
+
+* ``frontier.png``: gold reward (left) and proxy reward-model score (right) against
+  KL(π‖π_SFT), one point per contender with 95% intervals across seeds on both axes; the
+  settings of a swept contender (β, KL coefficient, n, ...) are joined into one curve.
+  Where the proxy keeps rising while the gold reward falls, the proxy is being over-optimised.
+* ``training_curves.png``: the training loss of every run (one line per seed) and of the
+  shared stages, read from each run's ``logs/metrics.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _points(contender: dict[str, Any], metric: str) -> tuple[float, float, float, float]:
+    s = contender["summary"]
+    x, y = s["kl"], s[metric]
+    finite = lambda v: 0.0 if v is None or math.isnan(v) else v  # noqa: E731
+    return x["mean"], y["mean"], finite(x["ci95"]), finite(y["ci95"])
+
+
+def frontier(results: dict[str, Any], path: Path) -> Path:
+    """Gold and proxy reward against KL for every contender; sweeps become curves."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for contender in results["contenders"]:
+        groups.setdefault(contender["group"], []).append(contender)
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
+    for axis, metric, title in ((axes[0], "gold", "gold reward"), (axes[1], "proxy", "proxy reward-model score")):
+        for index, (group, members) in enumerate(groups.items()):
+            members = sorted(members, key=lambda c: c["summary"]["kl"]["mean"])
+            points = [_points(c, metric) for c in members]
+            xs, ys, xerr, yerr = (list(v) for v in zip(*points))
+            colour = colours(index % colours.N)
+            marker = "*" if members[0]["baseline"] else "o"
+            axis.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=marker + ("-" if len(members) > 1 else ""),
+                          color=colour, capsize=3, markersize=11 if marker == "*" else 6, label=group, alpha=0.9)
+            if len(members) > 1:
+                for c, x, y in zip(members, xs, ys):
+                    axis.annotate(f"{c['sweep_value']}", (x, y), textcoords="offset points", xytext=(4, 4),
+                                  fontsize=7, color=colour)
+        axis.set_xlabel("KL(π ‖ π_SFT), nats per response")
+        axis.set_ylabel(title)
+        axis.set_title(f"{title} vs KL")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    seeds = results["seeds"]
+    figure.suptitle(f"zoo bench, task {results['config']['task']['name']!r}: means over {len(seeds)} seed(s), "
+                    f"bars are 95% intervals", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def read_metrics_csv(run_dir: Path, column: str = "train/loss") -> tuple[list[float], list[float]]:
+    """Steps and values of ``column`` in a run's ``logs/metrics.csv`` (empty if absent)."""
+    steps, values = [], []
+    for path in sorted(run_dir.glob("logs/**/metrics.csv")) + sorted(run_dir.glob("logs/metrics.csv")):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get(column) not in (None, "") and row.get("step") not in (None, ""):
+                    steps.append(float(row["step"]))
+                    values.append(float(row[column]))
+    order = sorted(range(len(steps)), key=steps.__getitem__)
+    return [steps[i] for i in order], [values[i] for i in order]
+
+
+def training_curves(run_dirs: dict[str, dict[int, Path]], shared_dirs: dict[str, Path], path: Path,
+                    column: str = "train/loss") -> Path | None:
+    """One panel per run (all seeds) and per shared training stage."""
+    panels: list[tuple[str, dict[str, Path]]] = [(name, {name: d}) for name, d in shared_dirs.items()]
+    panels += [(label, {f"seed {seed}": d for seed, d in seeds.items()}) for label, seeds in run_dirs.items() if seeds]
+    if not panels:
+        return None
+    columns = min(4, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    for axis, (title, lines) in zip(axes.flat, panels):
+        for name, run_dir in lines.items():
+            steps, values = read_metrics_csv(run_dir, column)
+            if steps:
+                axis.plot(steps, values, linewidth=1, label=name)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("step", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+        if len(lines) > 1:
+            axis.legend(fontsize=6)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    figure.suptitle(f"{column} per training step", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

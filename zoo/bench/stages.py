@@ -1,0 +1,241 @@
+"""The benchmark's stages, each cached by a fingerprint of its inputs (:mod:`zoo.bench.cache`).
+
+    task data → initial model → pretraining → SFT → preference data → proxy reward model
+                                                  └──────────→ one alignment run per contender and seed
+
+Every training stage is an ordinary ``zoo train`` run (:func:`zoo.train.train`) of the algorithm
+the config names, so a stage's folder holds the usual ``run/model``, ``run/metrics.json`` and
+``run/logs/metrics.csv``. Which data file an alignment run gets follows from its algorithm's
+``data_shape``; which reward it gets, from ``needs_reward`` and the run's ``reward`` key.
+Pretraining, SFT, the preference data and the reward model are shared by all seeds and
+contenders; the seed varies the alignment runs and the evaluation samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.bench.cache import Stage, StageCache, fingerprint, read_json, write_jsonl
+from zoo.bench.config import BenchConfig, Contender, StageConfig, run_config
+from zoo.bench.memory import PeakMemory
+from zoo.bench.task import Task, TaskData
+from zoo.config import RewardConfig
+from zoo.errors import ConfigError
+from zoo.registry import get_registry
+
+#: The file each data shape reads; ``sft`` and ``prompt`` files come from the task data stage.
+DATA_FILES = {"sft": "demonstrations.jsonl", "pairwise": "pairs.jsonl", "ranked": "ranked.jsonl",
+              "prompt": "prompts.jsonl"}
+TASK_FILES = ("sft", "prompt")
+SHARED = ("task", "init", "pretrain", "sft", "preferences", "reward_model")
+MODEL = "run/model"
+
+
+def stage_inputs(stage: StageConfig) -> dict[str, Any]:
+    return dataclasses.asdict(stage)
+
+
+class Stages:
+    """Builds (or reuses) every stage of one bench config. ``announce`` is told each stage it builds."""
+
+    def __init__(self, config: BenchConfig, cache: StageCache, announce: Callable[[str], None] | None = None):
+        self.config = config
+        self.cache = cache
+        self.announce = announce or (lambda text: None)
+        registry = get_registry()
+        task_cls = registry.get("tasks", config.task.name)
+        self.task: Task = task_cls(task_cls.parse_args(config.task.args))
+        #: The shared stages built or reused so far, by kind.
+        self.shared: dict[str, Stage] = {}
+
+    # ----- helpers -----------------------------------------------------------------------------
+    def _stage(self, kind: str, inputs: Any, upstream: list[str], build: Callable[[Path], dict[str, Any]],
+               title: str) -> Stage:
+        key = fingerprint(kind, inputs, upstream)
+        stage = self.cache.get_or_build(kind, key, build, on_build=lambda _: self.announce(title))
+        if kind in SHARED:
+            self.shared[kind] = stage
+        return stage
+
+    def _train(self, folder: Path, where: str, algorithm: str, algorithm_args: dict[str, Any], train: dict[str, Any],
+               data: dict[str, Any], model: str, data_file: Path, *, reward: RewardConfig | None = None,
+               seed: int = 0) -> dict[str, Any]:
+        """One ``zoo train`` run into ``folder/run``; its cost, for the report."""
+        from zoo.train import train as run_training
+
+        config = run_config(self.config, algorithm, algorithm_args, train, data, where=where, model=model,
+                            data_file=str(data_file), output_dir=str(folder / "run"),
+                            reward=None if reward is None else dataclasses.asdict(reward), seed=seed)
+        with PeakMemory() as peak:
+            result = run_training(config)
+        summary = read_json(folder / "run" / "metrics.json")
+        tokens = int(getattr(result.module, "tokens_seen", 0))
+        return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
+                "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
+                "peak_memory_mib": peak.mib, "memory_kind": peak.kind}
+
+    # ----- the shared starting point -------------------------------------------------------------
+    def task_data(self) -> Stage:
+        task = self.task
+        inputs = {"task": task.name, "version": task.version, "args": task.args_dict()}
+
+        def build(folder: Path) -> dict[str, Any]:
+            data: TaskData = task.build()
+            if data.pretraining is not None:
+                write_jsonl(folder / "pretraining.jsonl", data.pretraining)
+            write_jsonl(folder / DATA_FILES["sft"], data.demonstrations)
+            write_jsonl(folder / DATA_FILES["prompt"], [{"prompt": p} for p in data.train_prompts])
+            (folder / "eval_prompts.json").write_text(json.dumps(data.eval_prompts))
+            (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot}))
+            tokenizer = task.tokenizer()
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder / "tokenizer")
+            return {"has_pretraining": data.pretraining is not None, "has_tokenizer": tokenizer is not None,
+                    "max_new_tokens": data.max_new_tokens, "demonstrations": len(data.demonstrations),
+                    "train_prompts": len(data.train_prompts), "eval_prompts": len(data.eval_prompts),
+                    "probes": len(data.probes)}
+
+        return self._stage("task", inputs, [], build, f"generating the {task.name!r} task data")
+
+    def initial_model(self, data: Stage) -> tuple[str, list[str]]:
+        """The model pretraining (or SFT) starts from, and the fingerprints it depends on."""
+        model = self.config.model
+        if model.name != "tiny":
+            if data.record["has_tokenizer"]:
+                raise ConfigError(f"model.name = {model.name!r}: task {self.task.name!r} brings its own tokenizer and "
+                                  f"trains from scratch; use model.name: tiny (sized by model.tiny)")
+            return model.name, [fingerprint("model", {"name": model.name, "revision": model.revision})]
+        inputs = {"tiny": dataclasses.asdict(model.tiny), "dtype": model.dtype}
+
+        def build(folder: Path) -> dict[str, Any]:
+            from transformers import AutoTokenizer
+
+            from zoo.tiny import tiny_model, tiny_tokenizer
+
+            tokenizer = (AutoTokenizer.from_pretrained(data.path / "tokenizer") if data.record["has_tokenizer"]
+                         else tiny_tokenizer())
+            t = model.tiny
+            network = tiny_model(tokenizer, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+                                 num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
+                                 num_key_value_heads=t.num_key_value_heads,
+                                 max_position_embeddings=t.max_position_embeddings, seed=t.seed)
+            network.save_pretrained(folder / MODEL)
+            tokenizer.save_pretrained(folder / MODEL)
+            return {"model": MODEL, "parameters": sum(p.numel() for p in network.parameters())}
+
+        stage = self._stage("init", inputs, [data.key], build, "initialising the model")
+        return str(stage.path / MODEL), [stage.key]
+
+    def pretrain(self, data: Stage, model: str, upstream: list[str]) -> tuple[str, list[str]]:
+        stage_config = self.config.pretrain
+        if not stage_config.enabled:
+            return model, upstream
+        if not data.record["has_pretraining"]:
+            raise ConfigError(f"pretrain.enabled is true but task {self.task.name!r} has no pretraining corpus; "
+                              f"set pretrain.enabled: false")
+
+        def build(folder: Path) -> dict[str, Any]:
+            return self._train(folder, "pretrain", stage_config.algorithm, stage_config.algorithm_args,
+                               stage_config.train, stage_config.data, model, data.path / "pretraining.jsonl")
+
+        stage = self._stage("pretrain", stage_inputs(stage_config), upstream + [data.key], build, "pretraining")
+        return str(stage.path / MODEL), [stage.key]
+
+    def sft(self, data: Stage, model: str, upstream: list[str]) -> Stage | None:
+        stage_config = self.config.sft
+        if not stage_config.enabled:
+            return None
+
+        def build(folder: Path) -> dict[str, Any]:
+            return self._train(folder, "sft", stage_config.algorithm, stage_config.algorithm_args, stage_config.train,
+                               stage_config.data, model, data.path / DATA_FILES["sft"])
+
+        return self._stage("sft", stage_inputs(stage_config), upstream + [data.key], build,
+                           "supervised fine-tuning")
+
+    def preferences(self, data: Stage, sft_model: str, sft_key: str) -> Stage:
+        from zoo.bench.preferences import build_preferences
+
+        p = self.config.preferences
+        inputs = {"preferences": dataclasses.asdict(p), "gold": dataclasses.asdict(self.task.gold_reward())}
+
+        def build(folder: Path) -> dict[str, Any]:
+            return build_preferences(folder, sft_model, data, self.task.gold_reward(), p,
+                                     max_new_tokens=self.max_new_tokens(data))
+
+        return self._stage("preferences", inputs, [data.key, sft_key], build,
+                           "sampling the SFT model and labelling preferences with the gold reward")
+
+    def reward_model(self, preferences: Stage, sft_model: str, sft_key: str) -> Stage:
+        from zoo.bench.evaluate import reward_model_accuracy
+
+        stage_config = self.config.reward_model
+
+        def build(folder: Path) -> dict[str, Any]:
+            record = self._train(folder, "reward_model", stage_config.algorithm, stage_config.algorithm_args,
+                                 stage_config.train, stage_config.data, sft_model,
+                                 preferences.path / DATA_FILES["pairwise"])
+            record["heldout_accuracy"] = reward_model_accuracy(folder / MODEL, preferences.path / "heldout_pairs.jsonl")
+            return record
+
+        return self._stage("reward_model", stage_inputs(stage_config), [preferences.key, sft_key], build,
+                           "training the proxy reward model")
+
+    def max_new_tokens(self, data: Stage) -> int:
+        return self.config.evaluation.max_new_tokens or int(data.record["max_new_tokens"])
+
+    # ----- alignment runs ---------------------------------------------------------------------
+    def reward_source(self, choice: str | None, reward_model: Stage) -> RewardConfig:
+        """The reward a contender optimises: the proxy reward model (default) or the task's gold reward."""
+        if choice == "gold":
+            return self.task.gold_reward()
+        return RewardConfig(model=str(reward_model.path / MODEL))
+
+    def align(self, contender: Contender, seed: int, *, data: Stage, sft_model: str, sft_key: str,
+              preferences: Stage, reward_model: Stage) -> Stage:
+        spec = contender.spec
+        algorithm = get_registry().algorithm(spec.algorithm)
+        shape = algorithm.data_shape
+        folder_of_data = data if shape in TASK_FILES else preferences
+        upstream = [sft_key, folder_of_data.key]
+        reward = None
+        if algorithm.needs_reward:
+            reward = self.reward_source(spec.reward, reward_model)
+            upstream.append(reward_model.key if spec.reward != "gold" else fingerprint("gold", dataclasses.asdict(reward)))
+        alignment = self.config.alignment
+        train = {**alignment.train, **spec.train}
+        inputs = {"algorithm": spec.algorithm, "algorithm_args": spec.algorithm_args, "train": train,
+                  "data": alignment.data, "reward": spec.reward if algorithm.needs_reward else None, "seed": seed}
+
+        def build(folder: Path) -> dict[str, Any]:
+            return self._train(folder, f"runs[{contender.label!r}]", spec.algorithm, spec.algorithm_args, train,
+                               alignment.data, sft_model, folder_of_data.path / DATA_FILES[shape], reward=reward,
+                               seed=seed)
+
+        return self._stage("align", inputs, upstream, build, f"training {contender.label} (seed {seed})")
+
+
+def plackett_luce_order(rewards: list[float], temperature: float, rng: random.Random) -> list[int]:
+    """Indices of ``rewards`` from best to worst in one Plackett–Luce draw.
+
+    Sorting by ``r/T + Gumbel`` noise draws a ranking with probability ∏ softmax(r/T) over the
+    remaining items, whose marginal on any two items is Bradley–Terry: P(a ≻ b) = σ((r_a − r_b)/T).
+    ``temperature`` 0 ranks by reward, ties broken at random.
+    """
+    keys = []
+    for reward in rewards:
+        noise = -math.log(-math.log(max(rng.random(), 1e-300)))
+        keys.append((reward / temperature + noise) if temperature > 0 else (reward, rng.random()))
+    return sorted(range(len(rewards)), key=lambda i: keys[i], reverse=True)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -1,0 +1,270 @@
+"""``zoo pairs``: sample responses, score them with a reward source, write preference data.
+
+The written JSON Lines file uses the TRL columns the offline algorithms read, so a run points
+``data.train`` at it:
+
+* ``mode: best_vs_random`` (Zephyr's dDPO recipe, Tunstall et al. 2023, arXiv:2310.16944):
+  ``prompt``, ``chosen`` (the highest-scored sample), ``rejected`` (a random sample with a lower
+  score), plus ``score_chosen`` / ``score_rejected``. For DPO, IPO, SLiC-HF.
+* ``mode: ranked``: ``prompt``, ``responses`` (every distinct sample), ``scores``. For RRHF,
+  SLiC-HF sample-rank and reward models.
+* ``mode: strong_vs_weak`` (Orca-style pairs, Mukherjee et al. 2023): two models; sample ``j``
+  of the first (strong) model is chosen over sample ``j`` of the second (weak). The reward
+  source is optional here; with one, the scores are written alongside.
+
+Prompts whose samples carry no preference (all scores tied, fewer than two distinct non-empty
+responses, identical chosen and rejected) are skipped and counted. Models are loaded one at a
+time, so the peak memory is one model plus the reward source.
+
+Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
+
+    prompts: builtin:tiny_prompts      # any data with a prompt column (builtin:, file, hub name)
+    models: [{name: runs/tiny-sft/model, samples: 4}]
+    reward: {function: tiny_sentiment}
+    mode: ranked
+    output: runs/tiny-pairs/ranked.jsonl
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
+from zoo.errors import ConfigError
+
+MODES = ("best_vs_random", "ranked", "strong_vs_weak")
+
+
+@dataclasses.dataclass
+class PairsModel:
+    """A model to sample from: ``tiny``, a hub id or a local directory."""
+
+    name: str
+    #: Responses sampled per prompt.
+    samples: int = 4
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    trust_remote_code: bool = False
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(name=self.name, revision=self.revision, dtype=self.dtype,
+                           trust_remote_code=self.trust_remote_code)
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+@dataclasses.dataclass
+class PairsConfig:
+    #: Prompt data: ``builtin:NAME``, a local file or directory, or a hub data set name.
+    prompts: str
+    #: Where the JSON Lines file is written.
+    output: str
+    models: list[PairsModel] = dataclasses.field(default_factory=list)
+    mode: Literal["best_vs_random", "ranked", "strong_vs_weak"] = "best_vs_random"
+    reward: RewardConfig | None = None
+    split: str = "train"
+    #: Use at most this many prompts (None: all).
+    max_prompts: int | None = None
+    builtin_size: int = 512
+    max_prompt_length: int = 128
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    batch_size: int = 16
+    seed: int = 0
+
+
+def validate_pairs_config(config: PairsConfig) -> None:
+    if not config.models:
+        raise ConfigError("models: list at least one model to sample from, e.g. [{name: runs/tiny-sft/model}]")
+    for i, model in enumerate(config.models):
+        if model.samples < 1:
+            raise ConfigError(f"models[{i}].samples = {model.samples!r}: must be >= 1")
+    has_reward = config.reward is not None and bool(config.reward.function or config.reward.model)
+    if config.mode == "strong_vs_weak":
+        if len(config.models) != 2:
+            raise ConfigError(f"mode: strong_vs_weak needs exactly two models (strong first, weak second); "
+                              f"models lists {len(config.models)}")
+    else:
+        if not has_reward:
+            raise ConfigError(f"mode: {config.mode} ranks samples by a reward: set reward.function or reward.model")
+        if sum(m.samples for m in config.models) < 2:
+            raise ConfigError(f"mode: {config.mode} needs at least two samples per prompt in all; "
+                              f"raise models[0].samples")
+    s = config.sampling
+    if s.max_new_tokens < 1 or s.temperature < 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
+        raise ConfigError(f"sampling = {dataclasses.asdict(s)}: needs max_new_tokens >= 1, temperature >= 0, "
+                          f"top_k >= 0 and 0 < top_p <= 1")
+    if config.batch_size < 1 or config.max_prompt_length < 1:
+        raise ConfigError("batch_size and max_prompt_length must be >= 1")
+    if config.max_prompts is not None and config.max_prompts < 1:
+        raise ConfigError(f"max_prompts = {config.max_prompts!r}: must be >= 1 (or null: all)")
+    if not config.output.endswith(".jsonl"):
+        raise ConfigError(f"output = {config.output!r}: must be a .jsonl file")
+
+
+def load_pairs_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                      raw: dict[str, Any] | None = None) -> PairsConfig:
+    data = dict(raw or {}) if path is None else read_yaml(path)
+    data = apply_overrides(data, list(overrides or []))
+    config = build_dataclass(PairsConfig, data)
+    validate_pairs_config(config)
+    return config
+
+
+@dataclasses.dataclass
+class Sample:
+    text: str
+    model: int
+    score: float | None = None
+
+
+@dataclasses.dataclass
+class PairsResult:
+    output: Path
+    rows: int
+    prompts: int
+    skipped: int
+    mean_scores: dict[str, float]
+
+
+def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | None
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Prompts (the data set's, or the given ones) and ``samples`` responses per prompt."""
+    from zoo.data.collate import Collator
+    from zoo.data.dataset import load_examples
+    from zoo.generation import Sampler
+    from zoo.models import load_causal_lm, load_tokenizer
+
+    spec = config.models[model_index]
+    model_config = spec.model_config()
+    tokenizer = load_tokenizer(model_config)
+    data = DataConfig(train=config.prompts, builtin_size=config.builtin_size, seed=config.seed,
+                      max_prompt_length=config.max_prompt_length,
+                      max_length=config.max_prompt_length + config.sampling.max_new_tokens)
+    examples, _ = load_examples(config.prompts, config.split, "prompt", data, tokenizer)
+    if config.max_prompts is not None:
+        examples = examples[: config.max_prompts]
+    texts = [e.prompt for e in examples]
+    if prompts is not None and texts != prompts:
+        raise ConfigError(f"models[{model_index}] ({spec.name}) reads the prompts differently from models[0]")
+    model = load_causal_lm(model_config, tokenizer)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    sampler = Sampler(model, tokenizer)
+    collate = Collator(sampler.pad_id)
+    s = config.sampling
+    responses: list[list[str]] = []
+    for start in range(0, len(examples), config.batch_size):
+        batch = collate(examples[start: start + config.batch_size])
+        generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=s.max_new_tokens,
+                             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                             num_return_sequences=spec.samples, seed=config.seed * 1_000_003 + 7919 * model_index + start)
+        for b in range(batch.num_examples):
+            responses.append(generation.texts[b * spec.samples:(b + 1) * spec.samples])
+    return texts, responses
+
+
+def _distinct(samples: list[Sample]) -> list[Sample]:
+    seen, out = set(), []
+    for sample in samples:
+        if sample.text.strip() and sample.text not in seen:
+            seen.add(sample.text)
+            out.append(sample)
+    return out
+
+
+def best_vs_random_row(prompt: str, samples: list[Sample], rng: random.Random) -> dict[str, Any] | None:
+    """Chosen = the best-scored sample, rejected = a random sample scored strictly lower."""
+    samples = _distinct(samples)
+    if len(samples) < 2:
+        return None
+    best = max(samples, key=lambda s: s.score)
+    worse = [s for s in samples if s.score < best.score]
+    if not worse:
+        return None
+    rejected = rng.choice(worse)
+    return {"prompt": prompt, "chosen": best.text, "rejected": rejected.text,
+            "score_chosen": best.score, "score_rejected": rejected.score}
+
+
+def ranked_row(prompt: str, samples: list[Sample]) -> dict[str, Any] | None:
+    """Every distinct sample with its score; None when all scores tie."""
+    samples = _distinct(samples)
+    if len(samples) < 2 or len({s.score for s in samples}) < 2:
+        return None
+    return {"prompt": prompt, "responses": [s.text for s in samples], "scores": [s.score for s in samples]}
+
+
+def strong_vs_weak_rows(prompt: str, samples: list[Sample], names: list[str]) -> list[dict[str, Any]]:
+    """Sample ``j`` of model 0 (chosen) against sample ``j`` of model 1 (rejected)."""
+    strong = [s for s in samples if s.model == 0]
+    weak = [s for s in samples if s.model == 1]
+    rows = []
+    for chosen, rejected in zip(strong, weak):
+        if not chosen.text.strip() or not rejected.text.strip() or chosen.text == rejected.text:
+            continue
+        row = {"prompt": prompt, "chosen": chosen.text, "rejected": rejected.text,
+               "chosen_model": names[0], "rejected_model": names[1]}
+        if chosen.score is not None:
+            row.update(score_chosen=chosen.score, score_rejected=rejected.score)
+        rows.append(row)
+    return rows
+
+
+def make_pairs(config: PairsConfig) -> PairsResult:
+    """Sample, score and write the pairs file as configured."""
+    from zoo.rewards import load_reward_source
+
+    prompts: list[str] | None = None
+    per_prompt: list[list[Sample]] = []
+    for m in range(len(config.models)):
+        prompts, responses = _sample_model(config, m, prompts)
+        if not per_prompt:
+            per_prompt = [[] for _ in prompts]
+        for samples, texts in zip(per_prompt, responses):
+            samples.extend(Sample(text, m) for text in texts)
+    assert prompts is not None
+
+    mean_scores: dict[str, list[float]] = {model.name: [] for model in config.models}
+    if config.reward is not None and (config.reward.function or config.reward.model):
+        reward = load_reward_source(config.reward)
+        if torch.cuda.is_available():
+            reward.to("cuda")
+        flat = [(prompt, sample) for prompt, samples in zip(prompts, per_prompt) for sample in samples]
+        scores = reward.score([p for p, _ in flat], [s.text for _, s in flat]).tolist()
+        for (_, sample), score in zip(flat, scores):
+            sample.score = float(score)
+            mean_scores[config.models[sample.model].name].append(sample.score)
+
+    rng = random.Random(config.seed)
+    names = [model.name for model in config.models]
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for prompt, samples in zip(prompts, per_prompt):
+        if config.mode == "strong_vs_weak":
+            made = strong_vs_weak_rows(prompt, samples, names)
+        else:
+            row = best_vs_random_row(prompt, samples, rng) if config.mode == "best_vs_random" else ranked_row(prompt, samples)
+            made = [row] if row is not None else []
+        skipped += not made
+        rows.extend(made)
+
+    output = Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(output)  # readers never see a half-written file
+    return PairsResult(output, len(rows), len(prompts), skipped,
+                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v})
