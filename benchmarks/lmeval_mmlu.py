@@ -9,6 +9,7 @@ zoo's reader, so a reading bug in zoo cannot hide on both sides).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,7 @@ LETTERS = "ABCD"
 
 
 def harness_available() -> bool:
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("lm_eval") is not None
 
 
 def write_tasks(data_dir: Path, subjects: list[str], work_dir: Path) -> list[str]:

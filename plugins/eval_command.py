@@ -90,9 +90,12 @@ def _device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise ConfigError(f"--device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r}: no CUDA GPU is available here; use --device cpu")
+    return device
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,8 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from zoo import ConfigError, hookimpl
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
 from zoo.eval.heldout import pad_id, read_examples, resolve_source

@@ -33,6 +33,11 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["ZOO_CACHE_DIR"] = previous
 
 
+@pytest.fixture(scope="session")
+def tiny_data_for_shape() -> dict[str, str]:
+    return dict(TINY_DATA_FOR_SHAPE)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` (real public data sets); the test is skipped when it is absent."""

@@ -149,8 +149,7 @@ def test_unreadable_files_name_the_file(tmp_path, tokenizer, name, content, word
 @pytest.mark.parametrize(("name", "content", "row", "field", "words"), [
     ("line.jsonl", b'{"prompt": "p", "chosen": " a", "rejected": " b"}\n{"prompt": "p", "chosen": \n', 2, None,
      "invalid JSON"),
-    ("utf8.jsonl", json.dumps(PAIR).encode() + b'\n{"prompt": "p", "chosen": [{"role": "assistant", "content": "\xff"}]}\n',
-     2, "chosen[0].content", "invalid UTF-8"),
+    ("utf8.jsonl", json.dumps(PAIR).encode() + b'\n{"prompt": "\xff\xfe"}\n', 2, None, "invalid UTF-8"),
     ("utf8.json", b'[' + json.dumps(PAIR).encode() + b', {"prompt": "p", "chosen": " a\xc3", "rejected": " b"}]', 2,
      "chosen", "invalid UTF-8"),
     ("utf8.csv", b"prompt,chosen,rejected\np,a,b\nq,c\xffd,e\n", 2, "chosen", "invalid UTF-8"),

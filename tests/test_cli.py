@@ -107,7 +107,7 @@ def test_tiny_dpo_run_learns_the_preference(tmp_path, capsys):
 
     out = tmp_path / "dpo"
     status = main(["train", str(ROOT / "configs/tiny/dpo.yaml"), f"output_dir={out}", "train.progress_bar=false",
-                   "train.max_steps=15", "data.builtin_size=320", "train.val_check_interval=null"])
+                   "train.max_steps=15", "data.builtin_size=200", "train.val_check_interval=null"])
     assert status == 0, capsys.readouterr().err
     summary = json.loads((out / "metrics.json").read_text())
     before, after = summary["before"]["val/reward_accuracy"], summary["after"]["val/reward_accuracy"]

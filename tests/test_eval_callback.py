@@ -51,3 +51,19 @@ def test_callback_logs_suite_metrics_during_training(tmp_path, mmlu_dir, tiny_ru
     assert [int(row["step"]) for row in rows] == [2, 3]
     assert float(rows[-1]["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
     assert module.policy.training  # the evaluation restored training mode
+
+
+def test_run_config_evaluation_section(tmp_path, mmlu_dir, tiny_run):
+    from zoo.config import load_config
+    from zoo.errors import ConfigError
+    from zoo.train import train
+
+    evaluation = {"suites": ["mmlu"], "every_n_steps": 1, "data_dir": str(mmlu_dir), "num_fewshot": 0,
+                  "options": {"mmlu": {"subjects": ["virology"]}}}
+    train(load_config(raw=tiny_run("sft", tmp_path / "run", steps=2, evaluation=evaluation)))
+    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle) if row.get("eval/mmlu/acc")]
+    assert steps == [1, 2]
+    bad = dict(evaluation, options={"mmlu": {"subject": ["virology"]}})
+    with pytest.raises(ConfigError, match="did you mean 'subjects'"):
+        train(load_config(raw=tiny_run("sft", tmp_path / "bad", steps=2, evaluation=bad)))

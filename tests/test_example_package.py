@@ -95,3 +95,21 @@ def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     if name == "kto":
         assert after["val/kl"] >= 0
+
+
+def test_the_bench_config_puts_simpo_and_kto_beside_dpo(target, monkeypatch):
+    from zoo.bench.config import expand_runs, load_bench_config
+
+    path = EXAMPLE / "configs" / "bench-smoke.yaml"
+    with plugin_path(target):
+        config = load_bench_config(path)
+    assert [(c.label, c.spec.algorithm) for c in expand_runs(config)] == [
+        ("SFT", None), ("DPO", "dpo"), ("SimPO", "simpo"), ("KTO", "kto")]
+    monkeypatch.setenv("ZOO_PLUGINS", "")  # built-ins only, even where the example is installed
+    reset_registry()
+    try:
+        with pytest.raises(ConfigError, match=r"runs\[2\]\.algorithm: unknown algorithm 'simpo'"):
+            load_bench_config(path)
+    finally:
+        monkeypatch.undo()
+        reset_registry()

@@ -22,7 +22,8 @@ from zoo.errors import PluginError, ZooError
 from zoo.registry import KINDS, get_registry
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are not hard-wrapped: a path or key split by an inserted newline could not be copied.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_libraries() -> None:

@@ -134,6 +134,20 @@ class RewardConfig:
 
 
 @dataclasses.dataclass
+class EvaluationConfig:
+    """Evaluation suites run during training (``zoo eval``'s options; see :mod:`zoo.eval.callback`)."""
+
+    suites: list[str] = dataclasses.field(default_factory=list)
+    every_n_steps: int = 100
+    data_dir: str | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 16
+    #: Suite options, ``{SUITE: {KEY: VALUE}}``.
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
 class RunConfig:
     algorithm: str = "sft"
     algorithm_args: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -141,6 +155,8 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     reward: RewardConfig | None = None
+    #: Suites evaluated every ``every_n_steps`` during training; None: none.
+    evaluation: EvaluationConfig | None = None
     output_dir: str = "runs/default"
     #: ``auto``: continue from ``output_dir/checkpoints`` when it holds a checkpoint (like ``--resume``).
     resume: Literal["never", "auto"] = "never"

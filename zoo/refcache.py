@@ -117,8 +117,9 @@ def slot_fields(config: RunConfig, tokenizer: Any) -> dict[str, Any]:
 
 
 def fingerprint(config: RunConfig, tokenizer: Any) -> dict[str, Any]:
-    """The slot plus the weights' identity and the format version."""
-    return {"format": FORMAT_VERSION, **slot_fields(config, tokenizer), "weights": weights_identity(config)}
+    """The slot plus the weights' identity and the format version (in its JSON form, as stored)."""
+    full = {"format": FORMAT_VERSION, **slot_fields(config, tokenizer), "weights": weights_identity(config)}
+    return json.loads(json.dumps(full, sort_keys=True, default=str))
 
 
 # ----- the in-memory table -----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from zoo.checkpointing import (AtomicCheckpointIO, TrainingPosition, atomic_writ
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError
+from zoo.eval.callback import callback_from_config
 from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
@@ -121,12 +122,17 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
+    evaluation = callback_from_config(config.evaluation)  # so do unknown suites and their options
 
     load_policy = load_scalar_model if algorithm_cls.output == "scores" else load_causal_lm
     policy = load_policy(config.model, tokenizer)
     if config.model.gradient_checkpointing:
         # Non-reentrant checkpointing also works when the inputs need no gradient (LoRA's frozen embeddings).
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(policy, "activation_checkpointing_enable", None)  # the name since transformers 5
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.model.lora is not None:
         policy = apply_lora(policy, config.model.lora, task="SEQ_CLS" if algorithm_cls.output == "scores" else "CAUSAL_LM")
     if config.data.padding_free:
@@ -153,7 +159,8 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
     if point is None and overwrite:
         clear_checkpoints(output_dir)
     atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = build_trainer(config, output_dir, logs_version=log_version(output_dir))
+    trainer = build_trainer(config, output_dir, [evaluation] if evaluation else None,
+                            logs_version=log_version(output_dir))
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
                        skipped_rows=sum(len(r.skipped) for r in datamodule.reports))

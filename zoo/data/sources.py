@@ -78,8 +78,7 @@ def _utf8_checked(path: Path, row_no: int, row: Any) -> Any:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
-    """Rows of a JSON Lines file; a line that is not JSON, or holds text that is not UTF-8, is
-    yielded as its DataError.
+    """Rows of a JSON Lines file; a line that is not UTF-8 or not JSON is yielded as its DataError.
 
     Lines are decoded one at a time: a text wrapper decodes ahead in chunks and would blame an
     earlier line for a bad byte.
@@ -88,12 +87,16 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
             for line_no, raw in enumerate(handle, start=1):
-                line = raw.decode("utf-8", errors="surrogateescape")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield line_no, DataError(f"invalid UTF-8 ({exc.reason} at byte {exc.start} of the line)",
+                                             source=str(path), row=line_no)
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    # columns counted on this line; a bad byte is reported with the field holding it
-                    yield line_no, _utf8_checked(path, line_no, json.loads(line.rstrip("\r\n")))
+                    yield line_no, json.loads(line.rstrip("\r\n"))  # columns counted on this line
                 except json.JSONDecodeError as exc:
                     yield line_no, DataError(f"invalid JSON ({exc.msg} at column {exc.colno})",
                                              source=str(path), row=line_no)

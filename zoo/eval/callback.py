@@ -79,3 +79,16 @@ class SuiteEvalCallback(L.Callback):
         trainer.callback_metrics.update({key: torch.tensor(value) for key, value in metrics.items()})
         self.history.append((step, metrics))
         return metrics
+
+
+def callback_from_config(evaluation: Any) -> SuiteEvalCallback | None:
+    """The callback a run config's ``evaluation`` section asks for (None when it selects no suite).
+
+    Built before any model loads, so an unknown suite or option fails the run at once.
+    """
+    if evaluation is None or not evaluation.suites:
+        return None
+    return SuiteEvalCallback(evaluation.suites, every_n_steps=evaluation.every_n_steps,
+                             data_dir=evaluation.data_dir, limit=evaluation.limit,
+                             num_fewshot=evaluation.num_fewshot, batch_size=evaluation.batch_size,
+                             options=evaluation.options)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from zoo.errors import ConfigError
-from zoo.eval.loglik import LoglikScorer, make_request
+from zoo.eval.loglik import LoglikScorer, make_requests
 from zoo.eval.results import SuiteResult, mean_metric
 from zoo.eval.suite import EvalContext, Suite
 
@@ -72,7 +72,7 @@ class MultipleChoiceSuite(Suite):
         requests, spans = [], []
         for item in self.items:
             spans.append((len(requests), len(item.choices)))
-            requests += [make_request(tokenizer, item.context, self.target_delimiter + choice) for choice in item.choices]
+            requests += make_requests(tokenizer, item.context, [self.target_delimiter + c for c in item.choices])
         scorer = LoglikScorer(model, tokenizer, batch_size=context.batch_size, share_prefix=context.share_prefix,
                               progress=context.progress)
         scores = scorer(requests)

@@ -82,19 +82,27 @@ def encode(tokenizer, text: str) -> list[int]:
 
 def make_request(tokenizer, context: str, continuation: str) -> Request:
     """The token ids lm-evaluation-harness scores for ``(context, continuation)``."""
+    return make_requests(tokenizer, context, [continuation])[0]
+
+
+def make_requests(tokenizer, context: str, continuations: Sequence[str]) -> list[Request]:
+    """:func:`make_request` for several continuations of one context, encoding the context once."""
     if context == "":
-        continuation_ids = tokenizer.encode(continuation, add_special_tokens=False)
         prefix = prefix_token_id(tokenizer)
-        if continuation_ids and continuation_ids[0] == prefix:
-            return Request(tuple(continuation_ids[:1]), tuple(continuation_ids[1:]))
-        return Request((prefix,), tuple(continuation_ids))
+        out = []
+        for continuation in continuations:
+            continuation_ids = tokenizer.encode(continuation, add_special_tokens=False)
+            if continuation_ids and continuation_ids[0] == prefix:
+                out.append(Request(tuple(continuation_ids[:1]), tuple(continuation_ids[1:])))
+            else:
+                out.append(Request((prefix,), tuple(continuation_ids)))
+        return out
     n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = encode(tokenizer, context + continuation)
-    context_ids = encode(tokenizer, context)
-    return Request(tuple(context_ids), tuple(whole[len(context_ids):]))
+    moved = context[len(context) - n_spaces:] if n_spaces else ""
+    context = context[: len(context) - n_spaces]
+    context_ids = tuple(encode(tokenizer, context))
+    return [Request(context_ids, tuple(encode(tokenizer, context + moved + continuation)[len(context_ids):]))
+            for continuation in continuations]
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from torch import nn
 
 from zoo.errors import ConfigError, DataError, did_you_mean
 from zoo.eval.files import load_hub, local_root, read_csv_rows
-from zoo.eval.loglik import LoglikScorer, make_request
+from zoo.eval.loglik import LoglikScorer, make_requests
 from zoo.eval.results import Metric, grouped_metrics
 
 LETTERS = ("A", "B", "C", "D")
@@ -190,7 +190,7 @@ def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[s
             raise ConfigError(f"{num_fewshot}-shot needs {num_fewshot} few-shot examples of subject "
                               f"{item['subject']!r}; there are {len(shots)}")
         context = build_prompt(item, shots, make_header(item["subject"]))
-        requests += [make_request(tokenizer, context, " " + letter) for letter in LETTERS]
+        requests += make_requests(tokenizer, context, [" " + letter for letter in LETTERS])
         records.append({"id": item.get("id", f"{item['subject']}/{index}"), "subject": item["subject"],
                         "gold": item["answer"]})
     scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, max_length=max_length,
