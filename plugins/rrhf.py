@@ -14,11 +14,12 @@ Responses with equal scores form no pair, so ties add no ranking term. Padding s
 examples with fewer than ``k`` responses (``batch.valid``) take part in neither term; among
 equally best-scored responses the first one is the fine-tuning target.
 
-The paper writes L_ft as a token sum, but its released code takes ``.mean()`` of the token
-log-probs; this plugin uses the mean over the best response's tokens. It keeps L_ft on the
-same per-token scale as the length-normalised ``p_i`` of L_rank (with a sum, L_ft would outweigh
-the ranking term by a factor of the response length). No reference model is needed. The paper
-found ``rank_weight`` 1 better than 10 or 100.
+The paper writes L_ft as a token sum, but its released code averages (``.mean()``) the masked
+token log-probs of the best response over the padded sequence length. This plugin takes the
+mean over the response's own tokens: the per-token scale of the released code, without its
+dependence on how much padding a batch happens to have, and the same normalisation as the
+``p_i`` of L_rank (with a sum, L_ft would outweigh the ranking term by a factor of the response
+length). No reference model is needed. The paper found ``rank_weight`` 1 better than 10 or 100.
 
 Pairwise data (``prompt``/``chosen``/``rejected``) is read as ``k = 2`` with scores (1, 0).
 """
