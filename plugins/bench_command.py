@@ -9,6 +9,7 @@ and reprints the table.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     from zoo.bench.results import summarise
     from zoo.bench.runner import run_bench
 
-    console = Console()
+    # Piped output (CI logs, files) gets a wide console rather than rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=220)
     config = load_bench_config(args.config, args.overrides)
     start = time.perf_counter()
 

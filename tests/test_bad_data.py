@@ -225,7 +225,7 @@ def test_cli_reports_a_bad_row_in_one_paragraph_before_loading_a_model(tmp_path,
                                       "data": {"train": str(data), "max_length": 64, "max_prompt_length": 32}}))
     assert cli.main(["train", str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"row 2, field 'chosen': expected a string, got int" in err and "Traceback" not in err
+    assert "row 2, field 'chosen': expected a string, got int" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "config.yaml").exists()
 
 

@@ -69,6 +69,15 @@ def test_hh_rows_as_ranked_data_become_k2_with_scores_1_0(shared_data):
     assert example.prompt + example.responses[0] == row["chosen"]
 
 
+def test_pairwise_rows_feed_ranked_algorithms_as_k2(tmp_path, tokenizer):
+    """rrhf and slic_hf read ``ranked`` data; a prompt/chosen/rejected file becomes k = 2, scores (1, 0)."""
+    path = write_jsonl(tmp_path / "pairs.jsonl", [GOOD_PAIR])
+    (example,), _ = load_examples(str(path), "train", "ranked", config(path), tokenizer)
+    assert example.scores == [1.0, 0.0]
+    assert tokenizer.decode(example.response_ids[0], skip_special_tokens=True) == GOOD_PAIR["chosen"]
+    assert tokenizer.decode(example.response_ids[1], skip_special_tokens=True) == GOOD_PAIR["rejected"]
+
+
 # ----- chat messages with the tiny model's template ----------------------------------------------
 
 

@@ -10,12 +10,12 @@ from zoo.config import load_config
 from zoo.train import train
 
 
-def _run(tiny_run, output_dir, **train_section):
-    raw = tiny_run("dpo", output_dir, steps=4, train={"val_check_interval": 2, **train_section})
+def _run(tiny_run, output_dir):
+    raw = tiny_run("dpo", output_dir, steps=3)
     train(load_config(raw=raw))
     summary = json.loads((output_dir / "metrics.json").read_text())
-    summary.pop("train_seconds")
-    return summary, load_file(str(output_dir / "model" / "model.safetensors"))
+    timings = [key for key in summary if "second" in key]  # wall-clock measurements differ by nature
+    return {k: v for k, v in summary.items() if k not in timings}, load_file(str(output_dir / "model" / "model.safetensors"))
 
 
 def test_same_config_and_seed_give_identical_metrics_and_weights(tmp_path, tiny_run):

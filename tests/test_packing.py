@@ -151,10 +151,10 @@ def test_a_model_that_ignores_sequence_boundaries_is_refused(tokenizer):
     check_packing_support(model)
     original = model.forward
 
-    def forward_without_positions(*args, position_ids=None, **kwargs):
+    def forward_across_sequences(*args, position_ids=None, attention_mask=None, **kwargs):
         return original(*args, **kwargs)  # plain causal attention across the whole row
 
-    model.forward = forward_without_positions
+    model.forward = forward_across_sequences
     with pytest.raises(ConfigError, match="data.padding_free"):
         check_packing_support(model)
 

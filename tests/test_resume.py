@@ -10,17 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
 from zoo import cli
-from zoo.checkpointing import (AtomicCheckpointIO, NonFiniteWeightsError, TrainingPosition, atomic_torch_save,
-                               atomic_write_text, changed_keys, find_resume_point, log_version, plan_resume)
+from zoo.checkpointing import AtomicCheckpointIO, NonFiniteWeightsError, atomic_torch_save, atomic_write_text
 from zoo.config import load_config
 from zoo.data.sampling import EpochSampler, LengthGroupedBatchSampler
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, PluginError
+from zoo.resume import TrainingPosition, changed_keys, find_resume_point, log_version, plan_resume
 from zoo.train import train
 
 STEPS = 16
@@ -167,7 +168,7 @@ def test_checkpoint_holding_code_is_not_loaded(tmp_path):
     path = tmp_path / "checkpoints" / "last.ckpt"
     path.parent.mkdir()
     torch.save({"global_step": 1, "payload": Payload()}, path)
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="holds objects other than tensors and plain values"):
         find_resume_point(tmp_path)
 
 
@@ -193,6 +194,15 @@ def test_checkpoint_io_refuses_non_finite_weights(tmp_path):
         io.save_checkpoint({"state_dict": {"w": torch.tensor([1.0, float("nan")])}, "global_step": 2}, path)
     assert io.load_checkpoint(path)["global_step"] == 1
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_checkpoint_io_refuses_state_that_would_not_load_back(tmp_path):
+    """An algorithm state holding a NumPy float would save fine and then refuse to load on resume."""
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(PluginError, match=r"algorithm_state\.kl\[1\] is a numpy\.float64"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "algorithm_state": {"kl": [1.0, np.float64(2)]}},
+                                             path)
+    assert not path.exists()
 
 
 def test_log_version_never_reuses_a_log_folder(tmp_path):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from zoo import models
 from zoo.config import ModelConfig, load_config
@@ -106,11 +105,13 @@ def test_a_non_empty_output_dir_is_not_touched_without_overwrite(tmp_path, tiny_
     assert [p.name for p in run.iterdir()] == ["notes.txt"] and (run / "notes.txt").read_text() == "keep me"
 
 
-def test_an_output_dir_that_is_a_file_is_refused(tmp_path, tiny_run):
+def test_an_output_dir_that_is_a_file_or_under_one_is_refused(tmp_path, tiny_run):
     target = tmp_path / "run"
     target.write_text("a file")
     with pytest.raises(ConfigError, match="is a file"):
         train(load_config(raw=tiny_run("sft", target, steps=1)))
+    with pytest.raises(ConfigError, match="cannot be created"):
+        train(load_config(raw=tiny_run("sft", target / "sub", steps=1)))
     assert target.read_text() == "a file"
 
 

@@ -12,9 +12,9 @@ import torch
 SFT_RUN = {
     "algorithm": "sft",
     "model": {"name": "tiny"},
-    "data": {"train": "builtin:tiny_sft", "builtin_size": 384, "eval_fraction": 0.0, "max_length": 64,
+    "data": {"train": "builtin:tiny_sft", "builtin_size": 512, "eval_fraction": 0.0, "max_length": 64,
              "max_prompt_length": 32},
-    "train": {"batch_size": 16, "learning_rate": 3.0e-3, "warmup_steps": 5, "max_epochs": 2, "progress_bar": False,
+    "train": {"batch_size": 16, "learning_rate": 3.0e-3, "warmup_steps": 5, "max_epochs": 3, "progress_bar": False,
               "accelerator": "cpu", "devices": 1, "log_every_n_steps": 10},
 }
 

@@ -120,7 +120,9 @@ class AlignmentModule(L.LightningModule):
                     what, self.global_step, self.nonfinite_steps, budget)
 
     def _grads_finite(self) -> bool:
-        return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.parameters())
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        # One reduction, so a GPU run waits for the device once per step, not once per parameter.
+        return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     # ----- steps -----------------------------------------------------------------------------
     def experience_context(self) -> ExperienceContext:

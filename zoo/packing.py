@@ -116,6 +116,43 @@ def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
     return out.view(n, width, *values.shape[2:])
 
 
+#: Attention implementations that take an additive ``[R, 1, L, L]`` mask as it is.
+DENSE_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def block_causal_mask(position_ids: Tensor, dtype: torch.dtype) -> Tensor:
+    """The ``[R, 1, L, L]`` additive mask of packed rows: 0 where a token may attend, else the dtype's min.
+
+    Token ``q`` attends to ``k <= q`` of its own sequence; a sequence starts where its position
+    is 0. transformers derives the same mask from ``position_ids`` but as booleans, which sdpa
+    converts to an additive mask again in every layer; built once here in the compute dtype, the
+    masked kernel runs about as fast as the causal one (see ``benchmarks/padding.py``).
+    """
+    sequence = (position_ids == 0).cumsum(-1)
+    length = position_ids.shape[-1]
+    causal = torch.ones((length, length), dtype=torch.bool, device=position_ids.device).tril()
+    allowed = (sequence[:, :, None] == sequence[:, None, :]) & causal
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def _attention_implementation(model: torch.nn.Module) -> str | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None)
+
+
+def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tensor, **kwargs) -> object:
+    """The model's forward pass over packed rows (the one way both training and the check call it)."""
+    attention_mask = None
+    if _attention_implementation(model) in DENSE_MASK_ATTENTION:
+        dtype = next(model.parameters()).dtype
+        if torch.is_autocast_enabled(input_ids.device.type):
+            dtype = torch.get_autocast_dtype(input_ids.device.type)
+        attention_mask = block_causal_mask(position_ids, dtype)
+    return model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False,
+                 **kwargs)
+
+
 def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
                              *, hidden_states: bool = False, entropy: bool = False) -> SequenceLogProbs:
     """:func:`zoo.logprobs.sequence_logprobs` for a packed batch, with the same outputs and layout.
@@ -123,9 +160,10 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     A token's log-prob comes from the logits of the token before it in the packed row, which is
     the same sequence's previous token except at a sequence's first token; those positions map to
     column 0 of the padded layout, which the padded path scores as 0 and masks, and are zeroed here.
+    Other attention implementations (flash, flex) get ``position_ids`` alone and build their own
+    sequence boundaries from them.
     """
-    out = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False,
-                output_hidden_states=hidden_states)
+    out = packed_forward(model, packed.input_ids, packed.position_ids, output_hidden_states=hidden_states)
     inside = (packed.position_ids > 0).unsqueeze(-1)  # not the first token of a sequence
     token_logps = unpack(token_logps_from_logits(out.logits, packed.input_ids).unsqueeze(-1) * inside,
                          packed).squeeze(-1)
@@ -163,7 +201,7 @@ def check_packing_support(model: torch.nn.Module) -> None:
     try:
         with torch.no_grad():
             alone = [model(input_ids=s[None], use_cache=False).logits[0].float() for s in (first, second)]
-            packed = model(input_ids=rows, position_ids=positions, use_cache=False).logits.float()
+            packed = packed_forward(model, rows, positions).logits.float()
     finally:
         model.train(was_training)
     got = [packed[0, :6], packed[0, 6:], packed[1, 4:], packed[1, :4]]

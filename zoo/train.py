@@ -27,8 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 
-from zoo.checkpointing import (AtomicCheckpointIO, TrainingPosition, atomic_write_text, clear_checkpoints,
-                                log_version, plan_resume, read_summary, require_finite)
+from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, clear_checkpoints, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError
@@ -39,6 +38,7 @@ from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
+from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     if path.exists() and any(path.iterdir()) and not (overwrite or resume):
         raise ConfigError(f"output_dir {str(path)!r} exists and is not empty; pass --overwrite to write into it, "
                           f"--resume to continue its run, or choose another output_dir=PATH.")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"output_dir {str(path)!r} cannot be created ({exc.strerror or exc}); "
+                          f"choose another output_dir=PATH.") from None
 
 
 def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None, *,
@@ -106,8 +110,12 @@ def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_
         save_file(state, str(model_dir / "extra_modules.safetensors"))
 
 
-def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -> RunResult:
-    """Run one training job as configured and save its outputs."""
+def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
+          callbacks: list | None = None) -> RunResult:
+    """Run one training job as configured and save its outputs.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. the throughput meter of ``benchmarks/``).
+    """
     registry = get_registry()
     algorithm_cls = registry.algorithm(config.algorithm)
     algorithm = algorithm_cls(algorithm_cls.parse_args(config.algorithm_args))
@@ -159,7 +167,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False) -
     if point is None and overwrite:
         clear_checkpoints(output_dir)
     atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = build_trainer(config, output_dir, [evaluation] if evaluation else None,
+    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],
                             logs_version=log_version(output_dir))
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],

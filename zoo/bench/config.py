@@ -44,14 +44,24 @@ class StageConfig:
 
 
 @dataclass
+class AlignmentConfig:
+    """What every alignment run shares: the same step budget and data settings for all."""
+
+    #: ``train`` keys of a run config; a run's own ``train`` overrides them.
+    train: dict[str, Any] = field(default_factory=dict)
+    #: ``data`` keys of a run config (max_length, ...); the data file follows from the algorithm.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class PreferenceConfig:
     """How samples of the SFT model become preference pairs and ranked sets.
 
     For each training prompt the SFT model is sampled ``samples_per_prompt`` times; the samples
     are ranked by a Plackett–Luce draw on the gold reward (sort by r/T + Gumbel noise), whose
     marginal on any two samples is the Bradley–Terry draw P(a ≻ b) = σ((r_a − r_b)/T). The
-    ranked set is the whole ranking; the pair is the first two distinct samples in that ranking's
-    order. ``label_temperature`` T = 0 labels without noise.
+    ranked set is the whole ranking; the pair is the first two distinct samples drawn, ordered as
+    that ranking orders them. ``label_temperature`` T = 0 labels without noise.
     """
 
     samples_per_prompt: int = 4
@@ -120,8 +130,7 @@ class BenchConfig:
     sft: StageConfig = field(default_factory=StageConfig)
     preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
     reward_model: StageConfig = field(default_factory=lambda: StageConfig(algorithm="reward"))
-    #: Defaults every alignment run shares (the same data and step budget for all).
-    alignment: StageConfig = field(default_factory=StageConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunSpec] = field(default_factory=list)
 
@@ -177,7 +186,7 @@ def expand_runs(config: BenchConfig) -> list[Contender]:
         (key, values), = spec.sweep.items()
         short = key.rpartition(".")[2]
         for value in values:
-            out.append(Contender(f"{spec.label} {short}={value}", spec.label, _set_path(spec, key, value),
+            out.append(Contender(f"{spec.label} ({short}={value})", spec.label, _set_path(spec, key, value),
                                  key, value))
     return out
 
@@ -209,15 +218,18 @@ def _check_train_overrides(section: str, train: dict[str, Any], data: dict[str, 
         build_dataclass(DataConfig, dict(data), prefix=f"{section}.data")
 
 
-def _check_stage(config: BenchConfig, section: str, stage: StageConfig) -> None:
+def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shape: str, output: str) -> None:
     from zoo.registry import get_registry
 
     try:
         algorithm = get_registry().algorithm(stage.algorithm)
     except ConfigError as exc:
         raise ConfigError(f"{section}.algorithm: {exc}") from None
-    algorithm.parse_args(stage.algorithm_args)
+    if algorithm.data_shape != shape or algorithm.output != output:
+        raise ConfigError(f"{section}.algorithm = {stage.algorithm!r}: this stage needs an algorithm that trains a "
+                          f"{'scalar reward model' if output == 'scores' else 'policy'} on {shape} data")
     _check_train_overrides(section, stage.train, stage.data)
+    run_config(config, stage.algorithm, stage.algorithm_args, stage.train, stage.data, where=section)
 
 
 def validate_bench(config: BenchConfig) -> None:
@@ -236,11 +248,13 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError(f"seeds = {config.seeds}: a seed is listed twice")
     if config.threads is not None and config.threads < 1:
         raise ConfigError(f"threads = {config.threads}: must be >= 1 (or null)")
-    for section in ("pretrain", "sft", "reward_model", "alignment"):
-        _check_stage(config, section, getattr(config, section))
-    if registry.algorithm(config.reward_model.algorithm).output != "scores":
-        raise ConfigError(f"reward_model.algorithm = {config.reward_model.algorithm!r} does not train a scalar "
-                          f"reward model (its output is not 'scores')")
+    _check_stage(config, "pretrain", config.pretrain, "sft", "logprobs")
+    _check_stage(config, "sft", config.sft, "sft", "logprobs")
+    _check_stage(config, "reward_model", config.reward_model, "pairwise", "scores")
+    if not config.reward_model.enabled:
+        raise ConfigError("reward_model.enabled = false: the proxy reward model cannot be skipped (best-of-n, the "
+                          "reward-model score column and runs with reward: proxy need it)")
+    _check_train_overrides("alignment", config.alignment.train, config.alignment.data)
     p = config.preferences
     if p.samples_per_prompt < 2:
         raise ConfigError(f"preferences.samples_per_prompt = {p.samples_per_prompt}: must be >= 2 (a pair)")

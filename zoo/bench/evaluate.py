@@ -17,10 +17,9 @@ from the per-sample gold rewards of a contender and of the SFT model on the same
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,6 @@ class EvalInputs:
     proxy: Any
     config: EvalConfig
     max_new_tokens: int
-    samples: dict[str, Any] = field(default_factory=dict)
 
     @property
     def repeated_prompts(self) -> list[str]:
@@ -168,11 +166,7 @@ def reward_model_accuracy(model_dir: Path, heldout_pairs: Path) -> float | None:
 
     if not heldout_pairs.exists() or not heldout_pairs.read_text().strip():
         return None
-    source = load_reward_source(RewardConfig(model=str(model_dir)))
+    source = load_reward_source(RewardConfig(model=str(model_dir))).to(device())
     results = evaluate(None, source.tokenizer, ["preference"], reward=source,
                        options={"preference": {"data": str(heldout_pairs), "scorer": "reward"}})
     return float(results["preference"]["accuracy"]["value"])
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

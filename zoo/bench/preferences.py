@@ -2,7 +2,7 @@
 
 For every training prompt the SFT model is sampled ``samples_per_prompt`` times. Empty and
 duplicate responses are dropped. The rest are ranked by one Plackett–Luce draw on the gold
-reward (:func:`zoo.bench.stages.plackett_luce_order`) and written as
+reward (:func:`plackett_luce_order`) and written as
 
 * a ranked set (``prompt``, ``responses``, ``scores``: k − 1 for the top response down to 0),
   what RRHF and SLiC-HF's sample-rank variant train on;
@@ -16,6 +16,7 @@ wins; ties are dropped): preference accuracy is measured against the gold prefer
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,23 @@ def distinct_responses(samples: list[str]) -> list[str]:
     return list(dict.fromkeys(s for s in samples if s.strip()))
 
 
+def plackett_luce_order(rewards: list[float], temperature: float, rng: random.Random) -> list[int]:
+    """Indices of ``rewards`` from best to worst in one Plackett–Luce draw.
+
+    Sorting by ``r/T + Gumbel`` noise draws a ranking with probability ∏ softmax(r/T) over the
+    remaining items, whose marginal on any two items is Bradley–Terry: P(a ≻ b) = σ((r_a − r_b)/T).
+    ``temperature`` 0 ranks by reward, ties broken at random.
+    """
+    keys = []
+    for reward in rewards:
+        noise = -math.log(-math.log(max(rng.random(), 1e-300)))
+        keys.append((reward / temperature + noise) if temperature > 0 else (reward, rng.random()))
+    return sorted(range(len(rewards)), key=lambda i: keys[i], reverse=True)
+
+
 def label(prompt: str, samples: list[str], gold: Any, temperature: float, rng: random.Random
           ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[float]]:
     """The ranked row and the pair row for one prompt (None when fewer than 2 distinct samples)."""
-    from zoo.bench.stages import plackett_luce_order
-
     responses = distinct_responses(samples)
     if len(responses) < 2:
         return None, None, []
@@ -94,7 +107,7 @@ def build_preferences(folder: Path, sft_model: str, data: Any, gold_config: Rewa
     """Write ``pairs.jsonl``, ``ranked.jsonl`` and ``heldout_pairs.jsonl`` into ``folder``; return statistics."""
     from zoo.rewards import load_reward_source
 
-    gold = load_reward_source(gold_config)
+    gold = load_reward_source(gold_config).to("cuda" if torch.cuda.is_available() else "cpu")
     train_prompts = [json.loads(line)["prompt"] for line in open(data.path / "prompts.jsonl", encoding="utf-8")]
     eval_prompts = json.loads((data.path / "eval_prompts.json").read_text())
     rng = random.Random(p.seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import platform
+from statistics import fmean as mean
 from typing import Any
 
 import torch
@@ -31,7 +32,6 @@ def baseline_label(run: BenchRun) -> str:
 def seed_metrics(record: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     n = len(record["gold"])
     training = record.get("training") or {}
-    mean = lambda values: sum(values) / len(values) if values else float("nan")  # noqa: E731
     return {
         "gold": mean(record["gold"]),
         "gold_vs_sft": mean(record["gold"]) - mean(baseline["gold"]),
@@ -91,5 +91,15 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         "config": run.config.to_dict(), "versions": versions(), "baseline": base, "seeds": seeds,
         "significance_test": test_name, "shared_stages": run.shared, "contenders": contenders,
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
-        "wall_seconds": run.seconds,
+        "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
     }
+
+
+def compute_seconds(run: BenchRun) -> float:
+    """Wall time every stage the results rest on took when it was built, cached or not."""
+    total = sum(float(record.get("stage_seconds", 0.0)) for record in run.shared.values())
+    for seeds in run.records.values():
+        for record in seeds.values():
+            total += float(record.get("stage_seconds", 0.0))
+            total += float((record.get("training") or {}).get("stage_seconds", 0.0))
+    return total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class BenchRun:
     run_dirs: dict[str, dict[int, Path]] = field(default_factory=dict)
     shared_dirs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    #: CPU time of this process (all threads), a load-independent measure of the work done.
+    cpu_seconds: float = 0.0
 
 
 class _LazyInputs:
@@ -64,16 +67,27 @@ def _eval_inputs(config: BenchConfig, stages: Stages, data: Stage, sft_model: st
         probes=probes["items"], probe_fewshot=probes["fewshot"],
         heldout_pairs=preferences.path / "heldout_pairs.jsonl",
         sft_model=model, tokenizer=tokenizer,
-        gold=load_reward_source(stages.task.gold_reward()), proxy=proxy,
+        gold=load_reward_source(stages.task.gold_reward()).to(model.device), proxy=proxy,
         config=config.evaluation, max_new_tokens=stages.max_new_tokens(data),
     )
+
+
+def quiet_training_logs() -> None:
+    """Keep the stage announcements readable: no per-load progress bars or Lightning banners."""
+    import lightning  # noqa: F401  # it sets its loggers' levels on import, so this must come first
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     announce = announce or (lambda text: None)
+    quiet_training_logs()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     out = Path(output_dir or config.output_dir)
@@ -93,42 +107,45 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     inputs = _LazyInputs(lambda: _eval_inputs(config, stages, data, sft_model, preferences, reward_model))
 
     shared = {kind: stage.record for kind, stage in stages.shared.items()}
-    shared_dirs = {kind: stage.path / "run" for kind, stage in stages.shared.items() if (stage.path / "run").is_dir()}
+    shared_dirs = {kind: stage.path / "run" for kind, stage in stages.shared.items()
+                   if (stage.path / "run" / "logs").is_dir()}
 
     contenders = expand_runs(config)
     records: dict[str, dict[int, dict[str, Any]]] = {c.label: {} for c in contenders}
     run_dirs: dict[str, dict[int, Path]] = {c.label: {} for c in contenders}
-    eval_inputs = {"evaluation": dataclasses.asdict(config.evaluation), "gold": dataclasses.asdict(stages.task.gold_reward())}
-    eval_upstream = [data.key, sft_key, preferences.key, reward_model.key]
     for seed in config.seeds:
         for contender in contenders:
-            spec = contender.spec
-            training: dict[str, Any] | None = None
-            source = None
+            aligned = None
             if contender.trains:
                 aligned = stages.align(contender, seed, data=data, sft_model=sft_model, sft_key=sft_key,
                                        preferences=preferences, reward_model=reward_model)
-                training = aligned.record
-                source = aligned
                 run_dirs[contender.label][seed] = aligned.path / "run"
-            what = {"kind": "policy" if contender.trains else "best_of_n" if spec.best_of_n else "sft",
-                    "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed}
-            upstream_keys = eval_upstream + ([source.key] if source is not None else [])
-
-            def build(folder: Path, source=source, spec=spec) -> dict[str, Any]:
-                model = None
-                if source is not None:
-                    model, _ = load_policy(source.path / MODEL)
-                reward = None
-                if spec.best_of_n is not None:
-                    from zoo.rewards import load_reward_source
-
-                    reward = load_reward_source(stages.reward_source(spec.reward, reward_model))
-                return evaluate_model(model, inputs.get(), seed, best_of=spec.best_of_n, best_of_reward=reward)
-
-            key = fingerprint("eval", {**eval_inputs, **what}, upstream_keys)
-            evaluated = cache.get_or_build("eval", key, build,
-                                           on_build=lambda _, c=contender: announce(f"evaluating {c.label} (seed {seed})"))
-            records[contender.label][seed] = {**evaluated.record, "training": training}
+            evaluated = _evaluate(contender, seed, aligned, stages, inputs, [data.key, sft_key, preferences.key],
+                                  reward_model, announce)
+            records[contender.label][seed] = {**evaluated.record, "training": aligned.record if aligned else None}
     return BenchRun(config, out, shared, records, contenders, list(cache.events), run_dirs, shared_dirs,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, time.process_time() - cpu_start)
+
+
+def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: Stages, inputs: _LazyInputs,
+              upstream: list[str], reward_model: Stage, announce: Callable[[str], None]) -> Stage:
+    """The cached evaluation of one contender and seed: its policy, or best-of-n from the SFT model."""
+    spec = contender.spec
+    config = stages.config
+    what = {"evaluation": dataclasses.asdict(config.evaluation), "gold": dataclasses.asdict(stages.task.gold_reward()),
+            "kind": "policy" if aligned else "best_of_n" if spec.best_of_n else "sft",
+            "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed}
+    upstream = upstream + [reward_model.key] + ([aligned.key] if aligned else [])
+
+    def build(folder: Path) -> dict[str, Any]:
+        from zoo.rewards import load_reward_source
+
+        model = load_policy(aligned.path / MODEL)[0] if aligned else None
+        shared = inputs.get()
+        reward = None
+        if spec.best_of_n is not None:
+            reward = load_reward_source(stages.reward_source(spec.reward, reward_model)).to(shared.sft_model.device)
+        return evaluate_model(model, shared, seed, best_of=spec.best_of_n, best_of_reward=reward)
+
+    return stages.cache.get_or_build("eval", fingerprint("eval", what, upstream), build,
+                                     on_build=lambda _: announce(f"evaluating {contender.label} (seed {seed})"))

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from zoo.bench.cache import Stage, StageCache, fingerprint, read_json, write_jsonl
 from zoo.bench.config import BenchConfig, Contender, StageConfig, run_config
@@ -220,22 +216,3 @@ class Stages:
                                seed=seed)
 
         return self._stage("align", inputs, upstream, build, f"training {contender.label} (seed {seed})")
-
-
-def plackett_luce_order(rewards: list[float], temperature: float, rng: random.Random) -> list[int]:
-    """Indices of ``rewards`` from best to worst in one Plackett–Luce draw.
-
-    Sorting by ``r/T + Gumbel`` noise draws a ranking with probability ∏ softmax(r/T) over the
-    remaining items, whose marginal on any two items is Bradley–Terry: P(a ≻ b) = σ((r_a − r_b)/T).
-    ``temperature`` 0 ranks by reward, ties broken at random.
-    """
-    keys = []
-    for reward in rewards:
-        noise = -math.log(-math.log(max(rng.random(), 1e-300)))
-        keys.append((reward / temperature + noise) if temperature > 0 else (reward, rng.random()))
-    return sorted(range(len(rewards)), key=lambda i: keys[i], reverse=True)
-
-
-def set_threads(threads: int | None) -> None:
-    if threads is not None:
-        torch.set_num_threads(threads)

@@ -1,0 +1,447 @@
+"""Training throughput, peak memory and MFU of any algorithm, and the same run in TRL side by side.
+
+    python benchmarks/throughput.py --data ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz --against trl
+    python benchmarks/throughput.py --algorithm sft --model-dir runs/sft/model --data DATA --against trl
+    python benchmarks/throughput.py --data DATA --padding-free --group-by-length --precompute on
+
+For each reference setting (``--precompute off``: the reference forward pass runs every step;
+``on``: both tools precompute reference log-probs before training, zoo with its reference cache,
+TRL with ``precompute_ref_log_probs``), zoo and TRL train the same model (``--model-dir``, or the
+built-in tiny model saved to a temporary directory) on the same token ids (zoo's tokenisation and
+truncation of ``--data`` feeds both; TRL gets the ids pre-tokenised), with the same batch size,
+max length, optimiser, learning rate and clipping, in this one process, alternating
+``--repeats`` times so that both see the same machine load.
+
+Figures, per run:
+
+* tokens/s: real (non-padding) prompt + response tokens per second of training, steady state:
+  steps after ``--warmup`` are cut into ``--windows`` windows, and the median window counts.
+  Each step is timed end to end (data loading, forward, backward, optimiser, logging).
+* peak memory: the largest total of live tensor memory (parameters, gradients, optimiser state,
+  activations, reference model, cache) during a short separate run of ``--memory-steps`` steps,
+  counted by a dispatch mode that sees every tensor created (exact tensor accounting, on CPU as
+  on GPU, unlike the process RSS).
+* MFU: achieved model FLOP/s over the peak FLOP/s of a large float32 matmul measured here with
+  the same threads. Model FLOPs are 6·N per trained token (forward + backward, N = parameters
+  that multiply activations: all but the input embedding table), plus 2·N per token for the
+  reference forward pass when it is not precomputed. Attention's own FLOPs are not counted.
+
+Prints one line per run, the zoo/TRL ratios, and writes everything to ``--json`` when given.
+``--threads`` pins torch's intra-op threads (default 1: on a shared machine, two busy threads
+fighting other processes for two cores run slower than one).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+import weakref
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map_only
+from torch.utils.weak import WeakIdKeyDictionary
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+
+
+# ----- measuring -----------------------------------------------------------------------------------
+
+
+class StepMeter:
+    """End times and real-token counts of training steps."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+
+    def step_done(self, tokens: int) -> None:
+        self.times.append(time.perf_counter())
+        self.tokens.append(int(tokens))
+
+    def tokens_per_second(self, warmup: int, windows: int) -> tuple[float, list[float]]:
+        """Median over ``windows`` equal windows of the steps after ``warmup``, and every window's rate."""
+        steps = len(self.times)
+        if steps - warmup < windows:
+            raise SystemExit(f"only {steps} steps ran: need more than --warmup ({warmup}) + --windows ({windows})")
+        size = (steps - warmup) // windows
+        rates = []
+        for w in range(windows):
+            first, last = warmup + w * size, warmup + (w + 1) * size - 1
+            elapsed = self.times[last] - self.times[first - 1]
+            rates.append(sum(self.tokens[first: last + 1]) / elapsed)
+        return statistics.median(rates), rates
+
+
+def matmul_peak_flops(repeats: int = 5) -> float:
+    """The best float32 matmul FLOP/s of this machine with the current torch threads."""
+    best = 0.0
+    for n in (1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def matmul_parameters(model: torch.nn.Module) -> int:
+    """Parameters that multiply activations (the input embedding table is a lookup)."""
+    embedding = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not embedding)
+
+
+class TensorMemoryPeak(TorchDispatchMode):
+    """The peak of live tensor storage bytes, counting every tensor created while active.
+
+    Each new storage is counted once (views share it) and uncounted when it is freed, through a
+    weak reference. Exact tensor accounting on any device, unlike the process RSS; the allocator's
+    caching and fragmentation are not counted. (``torch.distributed._tools.mem_tracker`` does
+    the same per module, but only for one iteration of a model whose parameters all need grads.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._refs: set[weakref.ref] = set()
+
+    def _track(self, tensor: torch.Tensor) -> None:
+        if tensor.device.type == "meta":
+            return
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without a plain storage
+            return
+        if storage in self._seen:
+            return
+        nbytes = storage.nbytes()
+        self._seen[storage] = nbytes
+
+        def release(ref: weakref.ref, nbytes: int = nbytes) -> None:
+            self.live -= nbytes
+            self._refs.discard(ref)
+
+        self._refs.add(weakref.ref(storage, release))
+        self.live += nbytes
+        self.peak = max(self.peak, self.live)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tree_map_only(torch.Tensor, self._track, out)
+        return out
+
+
+@contextlib.contextmanager
+def peak_memory():
+    """Yields a dict that holds ``bytes``, the peak of live tensor memory in the block, afterwards."""
+    result: dict[str, int] = {}
+    tracker = TensorMemoryPeak()
+    with tracker:
+        yield result
+    result["bytes"] = tracker.peak
+
+
+@dataclass
+class RunResult:
+    tool: str
+    precompute: bool
+    tokens_per_second: float = 0.0
+    windows: list[float] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+    mfu: float = 0.0
+    mfu_with_reference: float = 0.0
+    steps: int = 0
+    mean_tokens_per_step: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# ----- zoo ------------------------------------------------------------------------------------------
+
+
+def zoo_config(args: argparse.Namespace, model_dir: Path, output_dir: Path, *, precompute: bool, steps: int,
+               **data_options: Any):
+    from zoo.config import load_config
+
+    data = {"train": str(args.data), "eval_fraction": 0.0, "max_examples": args.max_examples,
+            "max_length": args.max_length, "max_prompt_length": args.max_prompt_length, "on_bad_rows": "skip",
+            "padding_free": args.padding_free, "group_by_length": args.group_by_length, **data_options}
+    return load_config(raw={
+        "algorithm": args.algorithm,
+        "model": {"name": str(model_dir)},
+        "data": data,
+        "train": {"batch_size": args.batch_size, "max_steps": steps, "learning_rate": args.learning_rate,
+                  "warmup_steps": 0, "scheduler": "linear", "gradient_clip_val": 1.0, "accelerator": "cpu",
+                  "devices": 1, "progress_bar": False, "log_every_n_steps": 10,
+                  "reference_cache": "auto" if precompute else "off"},
+        "output_dir": str(output_dir),
+    })
+
+
+def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memory: bool = False,
+            extra_callbacks: list | None = None, **data_options: Any) -> StepMeter | int:
+    """Train with zoo; returns the step meter, or the peak tensor memory in bytes when ``memory``."""
+    import lightning as L
+
+    from zoo.train import train
+
+    meter = StepMeter()
+
+    class Meter(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            meter.step_done(int(batch.attention_mask.sum()))
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # A fresh cache each run: the precompute pass is part of every "on" run, as it is of TRL's.
+        os.environ["ZOO_CACHE_DIR"] = str(Path(scratch) / "cache")
+        config = zoo_config(args, model_dir, Path(scratch) / "run", precompute=precompute,
+                            steps=args.memory_steps if memory else args.steps, **data_options)
+        if memory:
+            with peak_memory() as peak:
+                train(config)
+            return peak["bytes"]
+        train(config, callbacks=[Meter(), *(extra_callbacks or [])])
+    return meter
+
+
+# ----- TRL ------------------------------------------------------------------------------------------
+
+
+def trl_rows(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, list], Any]:
+    """zoo's tokenisation of ``--data`` as TRL columns (same ids, same truncation)."""
+    from zoo.config import DataConfig
+    from zoo.data.dataset import load_examples
+    from zoo.models import load_tokenizer
+    from zoo.config import ModelConfig
+    from zoo.registry import get_registry
+
+    shape = get_registry().algorithm(args.algorithm).data_shape
+    tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
+    config = DataConfig(train=str(args.data), max_length=args.max_length, max_prompt_length=args.max_prompt_length,
+                        on_bad_rows="skip")
+    examples, _ = load_examples(config.train, "train", shape, config, tokenizer)
+    examples = examples[: args.max_examples]
+    if shape == "pairwise":
+        return {"prompt_ids": [e.prompt_ids for e in examples], "chosen_ids": [e.response_ids[0] for e in examples],
+                "rejected_ids": [e.response_ids[1] for e in examples]}, tokenizer
+    if shape == "sft":
+        return {"input_ids": [e.prompt_ids + e.response_ids[0] for e in examples],
+                "completion_mask": [[0] * len(e.prompt_ids) + [1] * len(e.response_ids[0]) for e in examples]}, tokenizer
+    raise SystemExit(f"--against trl compares dpo (DPOTrainer) and sft (SFTTrainer); {args.algorithm!r} has "
+                     f"data shape {shape!r}")
+
+
+def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memory: bool = False) -> StepMeter | int:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    rows, tokenizer = trl_rows(args, model_dir)
+    meter = StepMeter()
+    pending: deque[int] = deque()
+
+    class Meter(TrainerCallback):
+        def on_step_end(self, train_args, state, control, **kwargs):
+            meter.step_done(pending.popleft())
+
+    def counting(collate):
+        def wrapped(features):
+            batch = collate(features)
+            pending.append(int(batch["attention_mask"].sum()))
+            return batch
+
+        return wrapped
+
+    steps = args.memory_steps if memory else args.steps
+    with tempfile.TemporaryDirectory() as scratch:
+        common = dict(output_dir=scratch, per_device_train_batch_size=args.batch_size, max_steps=steps,
+                      learning_rate=args.learning_rate, lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0,
+                      weight_decay=0.0, use_cpu=True, report_to=[], logging_steps=10, save_strategy="no",
+                      eval_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0, bf16=False,
+                      fp16=False, max_length=args.max_length)
+
+        def build():
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            if args.algorithm == "dpo":
+                from trl import DPOConfig, DPOTrainer
+
+                class PreTokenizedDPOTrainer(DPOTrainer):
+                    def _prepare_dataset(self, dataset, processing_class, trainer_args, dataset_name):
+                        return dataset  # already zoo's token ids: no second tokenisation, same truncation
+
+                config = DPOConfig(**common, beta=0.1, loss_type=["sigmoid"], precompute_ref_log_probs=precompute)
+                return PreTokenizedDPOTrainer(model=model, args=config, train_dataset=Dataset.from_dict(rows),
+                                              processing_class=tokenizer, callbacks=[Meter()])
+            from trl import SFTConfig, SFTTrainer
+
+            config = SFTConfig(**common, completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": True})
+            return SFTTrainer(model=model, args=config, train_dataset=Dataset.from_dict(rows),
+                              processing_class=tokenizer, callbacks=[Meter()])
+
+        def build_counting():
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer = build()
+            trainer.remove_callback(PrinterCallback)  # its stdout lines would garble the report
+            trainer.data_collator = counting(trainer.data_collator)
+            return trainer
+
+        if memory:
+            with peak_memory() as peak:
+                build_counting().train()
+            return peak["bytes"]
+        build_counting().train()
+    return meter
+
+
+# ----- the report -----------------------------------------------------------------------------------
+
+
+def prepare_model_dir(args: argparse.Namespace, scratch: Path) -> Path:
+    if args.model_dir:
+        return Path(args.model_dir)
+    from zoo.tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    path = scratch / "tiny"
+    tiny_model(tokenizer, max_position_embeddings=max(512, args.max_length)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argparse.Namespace, params: int,
+              peak_flops: float) -> RunResult:
+    rates = [meter.tokens_per_second(args.warmup, args.windows)[0] for meter in meters]
+    windows = [r for meter in meters for r in meter.tokens_per_second(args.warmup, args.windows)[1]]
+    rate = statistics.median(rates)
+    reference_flops = 0 if precompute else 2 * params
+    return RunResult(tool, precompute, tokens_per_second=rate, windows=windows,
+                     mfu=6 * params * rate / peak_flops, mfu_with_reference=(6 * params + reference_flops) * rate / peak_flops,
+                     steps=len(meters[0].times),
+                     mean_tokens_per_step=statistics.mean(t for m in meters for t in m.tokens))
+
+
+def quiet() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    import datasets
+    import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; overridden below)
+    import transformers
+
+    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric",
+                 "transformers", "trl", "datasets", "accelerate", "zoo"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algorithm", default="dpo", help="any registered algorithm (TRL comparison: dpo, sft)")
+    parser.add_argument("--model-dir", default=None, help="a saved causal LM (default: the built-in tiny model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data file (HH-RLHF pairs by default)")
+    parser.add_argument("--max-examples", type=int, default=480)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--max-prompt-length", type=int, default=256)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--steps", type=int, default=40, help="training steps per timed run")
+    parser.add_argument("--warmup", type=int, default=8, help="steps left out of the timing")
+    parser.add_argument("--windows", type=int, default=4, help="timed windows; the median counts")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating zoo/TRL runs per setting")
+    parser.add_argument("--precompute", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--against", choices=["none", "trl"], default="trl")
+    parser.add_argument("--padding-free", action="store_true", help="zoo: data.padding_free")
+    parser.add_argument("--group-by-length", action="store_true", help="zoo: data.group_by_length")
+    parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args(argv)
+    if args.steps <= args.warmup + args.windows:
+        parser.error("--steps must exceed --warmup + --windows")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.against == "trl":
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            raise SystemExit("--against trl needs TRL: pip install trl --no-deps (its other dependencies, "
+                             "accelerate and datasets, come with alignment-zoo's)") from None
+    settings = {"off": [False], "on": [True], "both": [False, True]}[args.precompute]
+    tools = ["zoo"] + (["trl"] if args.against == "trl" else [])
+    peak_flops = matmul_peak_flops()
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = prepare_model_dir(args, Path(scratch))
+        from transformers import AutoModelForCausalLM
+
+        params = matmul_parameters(AutoModelForCausalLM.from_pretrained(model_dir))
+        reference_bytes = sum(p.numel() * p.element_size()
+                              for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
+        print(f"model {model_dir} ({params:,} matmul parameters, {reference_bytes / 2**20:.2f} MiB); "
+              f"data {args.data.name}; batch {args.batch_size} examples; max length {args.max_length}; "
+              f"threads {torch.get_num_threads()}; matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
+        for precompute in settings:
+            meters: dict[str, list[StepMeter]] = {tool: [] for tool in tools}
+            for _ in range(args.repeats):
+                for tool in tools:
+                    run = run_zoo if tool == "zoo" else run_trl
+                    meters[tool].append(run(args, model_dir, precompute=precompute))
+            for tool in tools:
+                result = summarise(tool, precompute, meters[tool], args, params, peak_flops)
+                if args.memory_steps:
+                    run = run_zoo if tool == "zoo" else run_trl
+                    result.peak_memory_bytes = run(args, model_dir, precompute=precompute, memory=True)
+                result.options = {"padding_free": args.padding_free, "group_by_length": args.group_by_length} \
+                    if tool == "zoo" else {}
+                results.append(result)
+                memory = f"{result.peak_memory_bytes / 2**20:8.2f} MiB" if result.peak_memory_bytes else "n/a"
+                print(f"{tool:4s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
+                      f"(windows {', '.join(f'{w:.0f}' for w in result.windows)})  peak {memory}  "
+                      f"MFU {100 * result.mfu:5.1f}% (with reference forward {100 * result.mfu_with_reference:5.1f}%)  "
+                      f"{result.mean_tokens_per_step:.0f} tokens/step", flush=True)
+    by_key = {(r.tool, r.precompute): r for r in results}
+    ratios: dict[str, float] = {}
+    for precompute in settings:
+        zoo_run, trl_run = by_key.get(("zoo", precompute)), by_key.get(("trl", precompute))
+        label = "precompute on" if precompute else "precompute off"
+        if zoo_run and trl_run:
+            ratios[f"zoo/trl tokens/s, {label}"] = zoo_run.tokens_per_second / trl_run.tokens_per_second
+    if len(settings) == 2 and args.memory_steps:
+        off, on = by_key[("zoo", False)], by_key[("zoo", True)]
+        ratios["zoo peak memory saved by the cache (MiB)"] = (off.peak_memory_bytes - on.peak_memory_bytes) / 2**20
+        ratios["... over the reference model's size"] = (off.peak_memory_bytes - on.peak_memory_bytes) / reference_bytes
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name else ''}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "settings": {k: str(v) for k, v in vars(args).items()}, "matmul_peak_flops": peak_flops,
+            "matmul_parameters": params, "reference_bytes": reference_bytes,
+            "runs": [asdict(r) for r in results], "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Bench config validation: every mistake is a ConfigError naming the key, with a suggestion."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from zoo import ConfigError
+from zoo.bench.cache import StageCache, fingerprint
+from zoo.bench.config import expand_runs, load_bench_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml"))
+
+BASE = {
+    "task": {"name": "fables"},
+    "runs": [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"}],
+}
+
+
+def config_with(**changes):
+    raw = copy.deepcopy(BASE)
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_bench_config_validates_and_says_how_to_run_it(path):
+    config = load_bench_config(path)
+    assert path.read_text().splitlines()[0] == f"# zoo bench configs/bench/{path.name}"
+    assert any(not c.trains and c.spec.best_of_n is None for c in expand_runs(config))
+
+
+def test_the_default_config_lists_every_policy_algorithm_and_three_seeds():
+    from zoo.registry import get_registry
+
+    config = load_bench_config(Path(__file__).resolve().parents[1] / "configs" / "bench" / "tiny.yaml")
+    registry = get_registry()
+    policy_algorithms = {name for name in registry.names("algorithms") if registry.algorithm(name).output == "logprobs"}
+    used = {c.spec.algorithm for c in expand_runs(config) if c.trains} | {config.sft.algorithm}
+    assert policy_algorithms <= used
+    assert len(config.seeds) == 3
+
+
+@pytest.mark.parametrize("raw, message", [
+    (config_with(sedes=[0]), r"unknown config key 'sedes' \(did you mean 'seeds'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "DPO", "algoritm": "dpo"}]),
+     r"'runs\[1\]\.algoritm' \(did you mean 'algorithm'\?\)"),
+    (config_with(task={"name": "fabels"}), r"task.name: unknown task 'fabels' \(did you mean 'fables'\?\)"),
+    (config_with(task={"name": "fables", "args": {"world_sed": 1}}),
+     r"'task.args.world_sed' \(did you mean 'world_seed'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "ddpo"}]),
+     r"runs\[1\]\.algorithm: unknown algorithm 'ddpo' \(did you mean 'dpo'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "dpo", "algorithm_args": {"betta": 1}}]),
+     r"algorithm_args.betta' \(did you mean 'beta'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "dpo", "train": {"learning_rat": 1e-3}}]),
+     r"train.learning_rat' \(did you mean 'learning_rate'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "dpo", "reward": "gold"}]),
+     r"runs\['X'\]\.reward = 'gold': algorithm 'dpo' uses no reward source"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "dpo", "best_of_n": 4}]),
+     r"best_of_n decodes from the SFT model"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "reward"}]),
+     r"does not train a policy"),
+    (config_with(runs=[{"label": "DPO", "algorithm": "dpo"}]), r"must include the SFT baseline"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "SFT", "best_of_n": 2}]), r"label 'SFT' is used twice"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "algorithm": "dpo", "sweep": {"algorithm_args.beta": []}}]),
+     r"sweep.algorithm_args.beta must be a non-empty list"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "B", "sweep": {"best_of": [2, 4]}}]),
+     r"sweep key 'best_of' cannot be swept \(did you mean 'best_of_n'\?\)"),
+    (config_with(runs=[{"label": "SFT"}, {"label": "X", "best_of_n": 0}]), r"best_of_n = 0: must be an integer >= 1"),
+    (config_with(evaluation={"suites": ["mmlux"]}), r"unknown suite 'mmlux' \(did you mean 'mmlu'\?\)"),
+    (config_with(evaluation={"temperature": 0.7}), r"evaluation.temperature = 0.7: must be 1.0"),
+    (config_with(sft={"data": {"train": "x.jsonl"}}), r"sft.data.train / data.eval are chosen by the benchmark"),
+    (config_with(pretrain={"train": {"max_step": 3}}), r"'pretrain.train.max_step' \(did you mean 'max_steps'\?\)"),
+    (config_with(reward_model={"algorithm": "dpo"}), r"reward_model.algorithm = .dpo.: this stage needs an algorithm that trains a scalar reward model"),
+    (config_with(seeds=[0, 0]), r"seeds = \[0, 0\]: a seed is listed twice"),
+    (config_with(preferences={"samples_per_prompt": 1}), r"preferences.samples_per_prompt = 1"),
+])
+def test_bad_configs_are_rejected_with_the_key_named(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        load_bench_config(raw=raw)
+
+
+def test_sweeps_expand_into_one_contender_per_value():
+    raw = config_with(runs=[{"label": "SFT"},
+                            {"label": "DPO", "algorithm": "dpo", "sweep": {"algorithm_args.beta": [0.1, 0.5]}},
+                            {"label": "BoN", "sweep": {"best_of_n": [2, 8]}},
+                            {"label": "PPO", "algorithm": "ppo", "reward": "gold",
+                             "sweep": {"train.learning_rate": [1e-4]}}])
+    contenders = expand_runs(load_bench_config(raw=raw))
+    assert [c.label for c in contenders] == ["SFT", "DPO (beta=0.1)", "DPO (beta=0.5)", "BoN (best_of_n=2)",
+                                             "BoN (best_of_n=8)", "PPO (learning_rate=0.0001)"]
+    assert contenders[2].spec.algorithm_args == {"beta": 0.5} and contenders[2].group == "DPO"
+    assert contenders[4].spec.best_of_n == 8
+    assert contenders[5].spec.train == {"learning_rate": 1e-4}
+
+
+def test_fingerprints_change_with_inputs_upstream_and_version(monkeypatch):
+    base = fingerprint("sft", {"lr": 1e-3}, ["a"])
+    assert base == fingerprint("sft", {"lr": 1e-3}, ["a"])
+    assert base != fingerprint("sft", {"lr": 2e-3}, ["a"])
+    assert base != fingerprint("sft", {"lr": 1e-3}, ["b"])
+    assert base != fingerprint("dpo", {"lr": 1e-3}, ["a"])
+    monkeypatch.setattr("zoo.bench.cache.package_version", lambda: "9.9.9")
+    assert base != fingerprint("sft", {"lr": 1e-3}, ["a"])
+
+
+def test_stage_cache_builds_once_and_rebuilds_an_interrupted_stage(tmp_path):
+    cache = StageCache(tmp_path)
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "out.txt").write_text("x")
+        return {"value": len(calls)}
+
+    first = cache.get_or_build("sft", "k1", build)
+    again = cache.get_or_build("sft", "k1", build)
+    assert not first.reused and again.reused and again.record["value"] == 1 and len(calls) == 1
+    (first.path / "done.json").unlink()  # as if the process died before the stage finished
+    (first.path / "stale.txt").write_text("left over")
+    rebuilt = cache.get_or_build("sft", "k1", build)
+    assert not rebuilt.reused and len(calls) == 2 and not (rebuilt.path / "stale.txt").exists()
+    assert [status for _, _, status in cache.events] == ["built", "reused", "built"]

@@ -1,0 +1,70 @@
+"""``zoo bench configs/bench/smoke.yaml`` end to end: every algorithm, outputs, and stage reuse."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zoo.bench.config import load_bench_config
+from zoo.bench.runner import run_bench
+from zoo.cli import main
+from zoo.registry import get_registry
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "bench" / "smoke.yaml"
+SHARED_STAGES = {"task", "init", "pretrain", "sft", "preferences", "reward_model"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench-smoke")
+    cache = output / "cache"
+    status = main(["bench", str(SMOKE), f"cache_dir={cache}", "--output", str(output)])
+    assert status == 0
+    return output, cache
+
+
+def test_results_hold_every_algorithm_and_every_output(smoke_run):
+    output, _ = smoke_run
+    results = json.loads((output / "results.json").read_text())
+    config = results["config"]
+    trained = {c["algorithm"] for c in results["contenders"] if c["algorithm"]}
+    used = trained | {config["pretrain"]["algorithm"], config["sft"]["algorithm"], config["reward_model"]["algorithm"]}
+    assert used == set(get_registry().names("algorithms"))
+    labels = [c["label"] for c in results["contenders"]]
+    assert labels == [spec["label"] for spec in config["runs"]]
+    for contender in results["contenders"]:
+        per_seed = contender["seeds"]["0"]
+        assert per_seed["samples"] == 16  # 16 prompts, one sample each
+        for metric in ("gold", "kl", "proxy", "win_rate", "preference_accuracy", "probe_accuracy"):
+            assert per_seed[metric] is not None
+        assert contender["vs_sft"]["test"].startswith("paired t-test")
+        if contender["algorithm"]:
+            assert per_seed["steps"] == 3 and per_seed["train_seconds"] > 0 and per_seed["tokens_per_second"] > 0
+    baseline = next(c for c in results["contenders"] if c["baseline"])
+    assert baseline["seeds"]["0"]["kl"] == 0 and baseline["seeds"]["0"]["win_rate"] == 0.5
+    assert baseline["seeds"]["0"]["preference_accuracy"] == 0.5
+    best_of_4 = next(c for c in results["contenders"] if c["best_of_n"] == 4)
+    assert best_of_4["seeds"]["0"]["kl"] == pytest.approx(1.3862944 - 0.75)  # log 4 − 3/4
+    assert results["versions"]["torch"] and results["shared_stages"]["reward_model"]["heldout_accuracy"] is not None
+    markdown = (output / "results.md").read_text()
+    assert all(f"| {label} |" in markdown for label in labels)
+    for image in ("frontier.png", "training_curves.png"):
+        assert (output / image).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_rerun_trains_nothing_and_an_added_seed_reuses_the_shared_stages(smoke_run):
+    output, cache = smoke_run
+    config = load_bench_config(SMOKE, [f"cache_dir={cache}"])
+    again = run_bench(config, output_dir=output)
+    assert again.events and all(status == "reused" for _, _, status in again.events)
+
+    fewer_runs = [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"}]
+    grown = load_bench_config(SMOKE, [f"cache_dir={cache}", "seeds=[0, 1]", f"runs={json.dumps(fewer_runs)}"])
+    run = run_bench(grown, output_dir=output / "grown")
+    status = {(kind, key): state for kind, key, state in run.events}
+    assert {kind for (kind, _), state in status.items() if state == "reused"} >= SHARED_STAGES
+    assert all(state == "reused" for (kind, _), state in status.items() if kind in SHARED_STAGES)
+    built = [kind for kind, _, state in run.events if state == "built"]
+    assert sorted(built) == ["align", "eval", "eval"]  # DPO and the two evaluations of seed 1
+    assert set(run.records["DPO"]) == {0, 1}
