@@ -101,7 +101,8 @@ class TrainConfig:
     max_epochs: int = 1
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = 1.0
-    #: Validate every N optimizer steps (int) or fraction of an epoch (float); None: each epoch.
+    #: Validate every N training batches (int; Lightning counts batches, not optimizer steps) or
+    #: fraction of an epoch (float); None: once per epoch.
     val_check_interval: int | float | None = None
     log_every_n_steps: int = 5
     accelerator: str = "auto"

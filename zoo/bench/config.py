@@ -218,16 +218,16 @@ def _check_train_overrides(section: str, train: dict[str, Any], data: dict[str, 
         build_dataclass(DataConfig, dict(data), prefix=f"{section}.data")
 
 
-def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shape: str, output: str) -> None:
+def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shapes: tuple[str, ...], output: str) -> None:
     from zoo.registry import get_registry
 
     try:
         algorithm = get_registry().algorithm(stage.algorithm)
     except ConfigError as exc:
         raise ConfigError(f"{section}.algorithm: {exc}") from None
-    if algorithm.data_shape != shape or algorithm.output != output:
+    if algorithm.data_shape not in shapes or algorithm.output != output:
         raise ConfigError(f"{section}.algorithm = {stage.algorithm!r}: this stage needs an algorithm that trains a "
-                          f"{'scalar reward model' if output == 'scores' else 'policy'} on {shape} data")
+                          f"{'scalar reward model' if output == 'scores' else 'policy'} on {shapes[0]} data")
     _check_train_overrides(section, stage.train, stage.data)
     run_config(config, stage.algorithm, stage.algorithm_args, stage.train, stage.data, where=section)
 
@@ -248,9 +248,11 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError(f"seeds = {config.seeds}: a seed is listed twice")
     if config.threads is not None and config.threads < 1:
         raise ConfigError(f"threads = {config.threads}: must be >= 1 (or null)")
-    _check_stage(config, "pretrain", config.pretrain, "sft", "logprobs")
-    _check_stage(config, "sft", config.sft, "sft", "logprobs")
-    _check_stage(config, "reward_model", config.reward_model, "pairwise", "scores")
+    _check_stage(config, "pretrain", config.pretrain, ("sft",), "logprobs")
+    _check_stage(config, "sft", config.sft, ("sft",), "logprobs")
+    # The proxy learns from the preference pairs, the labels DPO sees; ranked-data algorithms read
+    # a pair as a ranking of two.
+    _check_stage(config, "reward_model", config.reward_model, ("pairwise", "ranked"), "scores")
     if not config.reward_model.enabled:
         raise ConfigError("reward_model.enabled = false: the proxy reward model cannot be skipped (best-of-n, the "
                           "reward-model score column and runs with reward: proxy need it)")

@@ -60,8 +60,9 @@ def notes(results: dict[str, Any]) -> list[str]:
     baseline = next(c for c in results["contenders"] if c["baseline"])
     seeds = results["seeds"]
     lines = [
-        f"Means over {len(seeds)} seed(s) {seeds}; ± is the 95% Student-t interval across seeds"
-        + ("." if len(seeds) > 1 else " (none with one seed)."),
+        f"Means over {len(seeds)} seeds {seeds}; ± is the 95% Student-t interval across seeds." if len(seeds) > 1 else
+        f"One seed ({seeds[0]}): ± on the gold reward and its difference is the 95% Student-t interval across "
+        f"prompts; the other columns have none.",
         f"{NOT_SIGNIFICANT} the gold-reward difference from {baseline['label']!r} is not significant: "
         f"{results['significance_test']}.",
         "Win rate: share of evaluation samples whose gold reward beats the SFT sample for the same prompt, "

@@ -29,11 +29,13 @@ def baseline_label(run: BenchRun) -> str:
     return next(c.label for c in run.contenders if not c.trains and c.spec.best_of_n is None)
 
 
-def seed_metrics(record: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+def seed_metrics(record: dict[str, Any], baseline: dict[str, Any], samples_per_prompt: int) -> dict[str, Any]:
     n = len(record["gold"])
     training = record.get("training") or {}
     return {
         "gold": mean(record["gold"]),
+        #: 95% interval of the mean gold reward across prompts (samples of one prompt are not independent).
+        "gold_ci95_over_prompts": mean_ci(per_prompt_means(record["gold"], samples_per_prompt)).half_width,
         "gold_vs_sft": mean(record["gold"]) - mean(baseline["gold"]),
         "win_rate": win_rate(record["gold"], baseline["gold"]),
         "kl": mean(record["kl"]), "proxy": mean(record["proxy"]), "length": mean(record["length"]),
@@ -69,15 +71,19 @@ def summarise(run: BenchRun) -> dict[str, Any]:
     contenders = []
     for contender in run.contenders:
         records = run.records[contender.label]
-        per_seed = {seed: seed_metrics(records[seed], run.records[base][seed]) for seed in seeds}
+        per_seed = {seed: seed_metrics(records[seed], run.records[base][seed], samples_per_prompt) for seed in seeds}
         summary = {metric: mean_ci([per_seed[s][metric] for s in seeds]).as_dict() for metric in METRICS}
         if len(seeds) > 1:
             test = paired_t_test([per_seed[s]["gold"] for s in seeds],
                                  [per_seed[s]["gold"] - per_seed[s]["gold_vs_sft"] for s in seeds], test_name)
         else:
+            # One seed has no spread across seeds: the intervals come from the prompts instead.
             seed = seeds[0]
-            test = paired_t_test(per_prompt_means(records[seed]["gold"], samples_per_prompt),
-                                 per_prompt_means(run.records[base][seed]["gold"], samples_per_prompt), test_name)
+            gold = per_prompt_means(records[seed]["gold"], samples_per_prompt)
+            test = paired_t_test(gold, per_prompt_means(run.records[base][seed]["gold"], samples_per_prompt),
+                                 test_name)
+            summary["gold"] = mean_ci(gold).as_dict()
+            summary["gold_vs_sft"] = test.difference.as_dict()
         spec = contender.spec
         contenders.append({
             "label": contender.label, "group": contender.group, "algorithm": spec.algorithm,
