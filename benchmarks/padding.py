@@ -78,8 +78,8 @@ def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[s
 
             class Positions(L.Callback):
                 def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                    rows = batch.packed.input_ids if batch.packed is not None else batch.input_ids
-                    positions.append(rows.numel())
+                    positions.append(batch.packed.num_positions if batch.packed is not None
+                                     else batch.input_ids.numel())
 
             meter = run_zoo(args, model_dir, precompute=True, extra_callbacks=[Positions()], **options)
             rates[name].append(meter.tokens_per_second(args.warmup, args.windows)[0])

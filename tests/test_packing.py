@@ -60,6 +60,19 @@ def test_first_fit_decreasing_places_every_item_once_within_capacity():
         first_fit_decreasing([101], 100)
 
 
+def test_rows_are_grouped_by_fill_into_cheaper_forward_passes():
+    from zoo.packing import _call_cost, group_rows
+
+    fills = [512, 510, 500, 480, 450, 400, 380, 350, 300, 260, 200, 160, 150]
+    groups = group_rows(fills)
+    assert groups[0][0] == 0 and groups[-1][1] == len(fills)
+    assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))  # contiguous, covering every row
+    assert all(length == fills[first] for first, _, length in groups)
+    one_pass = _call_cost(len(fills), fills[0])
+    assert 1 < len(groups) and sum(_call_cost(end - first, length) for first, end, length in groups) < one_pass
+    assert group_rows([512] * 8) == [(0, 8, 512)]  # equal rows: one pass
+
+
 def test_pack_then_unpack_restores_the_padded_tokens(tokenizer):
     examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=6)
     batch = Collator(tokenizer.pad_token_id, pack_capacity=128)(examples)
@@ -115,6 +128,7 @@ def test_packed_hh_pairs_match_padded_within_1e5(tokenizer, shared_data, tmp_pat
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=512)(examples)
     assert packed_batch.packed.num_positions < 0.9 * padded_batch.input_ids.numel()
+    assert len(packed_batch.packed.row_groups) > 1  # several forward passes, scattered back together
     with torch.no_grad():
         padded = module.outputs(module.policy, padded_batch)
         packed = module.outputs(module.policy, packed_batch)

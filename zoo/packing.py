@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.batch import SequenceLogProbs
@@ -37,16 +38,21 @@ class PackedSequences:
         source: ``[R, L]`` where each token sits in the padded batch, as the flat index
             ``row * T + column`` into ``[N, T]``; -1 on row padding.
         padded_shape: ``(N, T)``, the padded layout the outputs are scattered back to.
+        row_groups: ``(first row, end row, length)`` per forward pass: rows are sorted by how
+            full they are, and each group runs over ``[first:end, :length]`` only, so short rows
+            neither compute a long row's padding nor pay its attention cost.
     """
 
     input_ids: Tensor
     position_ids: Tensor
     source: Tensor
     padded_shape: tuple[int, int]
+    row_groups: list[tuple[int, int, int]]
 
     @property
     def num_positions(self) -> int:
-        return self.input_ids.numel()
+        """Positions the model computes (the row groups' areas)."""
+        return sum((end - first) * length for first, end, length in self.row_groups)
 
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -71,6 +77,40 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
+#: Cost model of a forward pass over ``n`` rows of ``L`` tokens: ``n·L·(1 + L/ATTENTION_SCALE) +
+#: CALL_OVERHEAD``, in units of one position's matmul work. Dense-mask attention costs as much as
+#: the rest of the tiny model's layers at about 1,000 tokens per row on CPU (benchmarks/padding.py);
+#: on accelerators attention is relatively cheaper, so the model errs towards fewer, longer calls.
+ATTENTION_SCALE = 1024
+CALL_OVERHEAD = 256
+MAX_ROW_GROUPS = 4
+
+
+def _call_cost(rows: int, length: int) -> float:
+    return rows * length * (1 + length / ATTENTION_SCALE) + CALL_OVERHEAD
+
+
+def group_rows(fills: list[int]) -> list[tuple[int, int, int]]:
+    """Split rows sorted by decreasing fill into at most MAX_ROW_GROUPS contiguous groups of least cost."""
+    count = len(fills)
+    if not count:
+        return []
+    # best[g][i]: least cost of the first i rows in g groups, with the split that achieves it
+    best = [[(float("inf"), -1)] * (count + 1) for _ in range(MAX_ROW_GROUPS + 1)]
+    best[0][0] = (0.0, -1)
+    for g in range(1, MAX_ROW_GROUPS + 1):
+        for end in range(1, count + 1):
+            best[g][end] = min((best[g - 1][first][0] + _call_cost(end - first, fills[first]), first)
+                               for first in range(end))
+    groups_used = min(range(1, MAX_ROW_GROUPS + 1), key=lambda g: best[g][count][0])
+    groups, end = [], count
+    for g in range(groups_used, 0, -1):
+        first = best[g][end][1]
+        groups.append((first, end, max(fills[first], 1)))
+        end = first
+    return groups[::-1]
+
+
 def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_token_id: int) -> PackedSequences:
     """Pack the first ``lengths[i]`` tokens of each row of the padded ``input_ids`` into rows.
 
@@ -78,6 +118,7 @@ def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_tok
     longest sequence, twice that, ``capacity``), the one that leaves the fewest positions wins,
     ties going to shorter rows (attention cost grows with the row length): so a batch never
     packs into more positions than its padded form, which is the longest sequence times ``N``.
+    The rows are then sorted by fill and cut into :func:`group_rows` groups.
     """
     n, width = input_ids.shape
     longest = max(max(lengths, default=1), 1)
@@ -89,6 +130,7 @@ def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_tok
         if best is None or len(candidate_bins) * fill < best[0]:
             best = (len(candidate_bins) * fill, fill, candidate_bins)
     _, row_length, bins = best
+    bins.sort(key=lambda b: -sum(lengths[i] for i in b))
     packed_ids = torch.full((len(bins), row_length), pad_token_id, dtype=input_ids.dtype)
     position_ids = torch.zeros((len(bins), row_length), dtype=torch.long)
     source = torch.full((len(bins), row_length), -1, dtype=torch.long)
@@ -100,7 +142,8 @@ def pack_sequences(input_ids: Tensor, lengths: list[int], capacity: int, pad_tok
             position_ids[r, start: start + length] = torch.arange(length)
             source[r, start: start + length] = torch.arange(i * width, i * width + length)
             start += length
-    return PackedSequences(packed_ids, position_ids, source, (n, width))
+    groups = group_rows([sum(lengths[i] for i in b) for b in bins])
+    return PackedSequences(packed_ids, position_ids, source, (n, width), groups)
 
 
 def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
@@ -163,19 +206,34 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     Other attention implementations (flash, flex) get ``position_ids`` alone and build their own
     sequence boundaries from them.
     """
-    out = packed_forward(model, packed.input_ids, packed.position_ids, output_hidden_states=hidden_states)
-    inside = (packed.position_ids > 0).unsqueeze(-1)  # not the first token of a sequence
-    token_logps = unpack(token_logps_from_logits(out.logits, packed.input_ids).unsqueeze(-1) * inside,
-                         packed).squeeze(-1)
+    width = packed.input_ids.shape[1]
+    pieces: dict[str, list[Tensor]] = {"logps": [], "hidden": [], "entropy": []}
+    for first, end, length in packed.row_groups:
+        ids = packed.input_ids[first:end, :length]
+        out = packed_forward(model, ids, packed.position_ids[first:end, :length],
+                             output_hidden_states=hidden_states)
+        pieces["logps"].append(F.pad(token_logps_from_logits(out.logits, ids), (0, width - length)))
+        if hidden_states:
+            pieces["hidden"].append(F.pad(out.hidden_states[-1], (0, 0, 0, width - length)))
+        if entropy:
+            pieces["entropy"].append(F.pad(token_entropy_from_logits(out.logits), (0, width - length)))
+    inside = packed.position_ids > 0  # not the first token of a sequence
+
+    def unpacked(name: str) -> Tensor:
+        values = torch.cat(pieces[name])
+        if values.ndim == 2:
+            return unpack((values * inside).unsqueeze(-1), packed).squeeze(-1)
+        return unpack(values, packed)
+
+    token_logps = unpacked("logps")
     mask = loss_mask.bool().clone()
     mask[:, 0] = False
     token_logps = token_logps * mask
     total, mean, lengths = reduce_sequences(token_logps, mask, group_size)
     return SequenceLogProbs(
         token_logps=token_logps, mask=mask, sum=total, mean=mean, lengths=lengths,
-        hidden_states=unpack(out.hidden_states[-1], packed) if hidden_states else None,
-        entropy=unpack(token_entropy_from_logits(out.logits).unsqueeze(-1) * inside, packed).squeeze(-1)
-        if entropy else None,
+        hidden_states=unpacked("hidden") if hidden_states else None,
+        entropy=unpacked("entropy") if entropy else None,
     )
 
 

@@ -110,6 +110,17 @@ def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_
         save_file(state, str(model_dir / "extra_modules.safetensors"))
 
 
+def _with_lora(policy: torch.nn.Module, config: RunConfig, task: str) -> torch.nn.Module:
+    try:
+        return apply_lora(policy, config.model.lora, task=task)
+    except ValueError as exc:  # peft: e.g. a target module this model does not have
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in policy.named_modules()
+                         if isinstance(module, torch.nn.Linear)})
+        raise ConfigError(f"model.lora.target_modules = {config.model.lora.target_modules}: "
+                          f"{str(exc).splitlines()[0]} Linear modules of {config.model.name!r}: "
+                          f"{', '.join(linear)}.") from None
+
+
 def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
           callbacks: list | None = None) -> RunResult:
     """Run one training job as configured and save its outputs.
@@ -142,7 +153,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
         else:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.model.lora is not None:
-        policy = apply_lora(policy, config.model.lora, task="SEQ_CLS" if algorithm_cls.output == "scores" else "CAUSAL_LM")
+        policy = _with_lora(policy, config, task="SEQ_CLS" if algorithm_cls.output == "scores" else "CAUSAL_LM")
     if config.data.padding_free:
         check_packing_support(policy)
     reference = None
@@ -164,7 +175,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer)
 
     # Config, data and models are checked: only from here on is anything in output_dir replaced.
-    if point is None and overwrite:
+    if point is None and overwrite and rank_zero_only.rank == 0:
         clear_checkpoints(output_dir)
     atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],

@@ -4,8 +4,9 @@
   KL(π‖π_SFT), one point per contender with 95% intervals across seeds on both axes; the
   settings of a swept contender (β, KL coefficient, n, ...) are joined into one curve.
   Where the proxy keeps rising while the gold reward falls, the proxy is being over-optimised.
-* ``training_curves.png``: the training loss of every run (one line per seed) and of the
-  shared stages, read from each run's ``logs/metrics.csv``.
+* ``training_curves.png``: every run's training curve (one line per seed) and the shared
+  stages', read from each run's ``logs/metrics.csv``: the reward an online run optimised when it
+  logs one (``train/reward``, ``train/reward_mean``), else the training loss.
 """
 from __future__ import annotations
 
@@ -43,10 +44,9 @@ def frontier(results: dict[str, Any], path: Path) -> Path:
             marker = "*" if members[0]["baseline"] else "o"
             axis.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=marker + ("-" if len(members) > 1 else ""),
                           color=colour, capsize=3, markersize=11 if marker == "*" else 6, label=group, alpha=0.9)
-            if len(members) > 1:
-                for c, x, y in zip(members, xs, ys):
-                    axis.annotate(f"{c['sweep_value']}", (x, y), textcoords="offset points", xytext=(4, 4),
-                                  fontsize=7, color=colour)
+            for c, x, y in zip(members, xs, ys):
+                text = f"{c['sweep_value']}" if len(members) > 1 else group
+                axis.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
         axis.set_xlabel("KL(π ‖ π_SFT), nats per response")
         axis.set_ylabel(title)
         axis.set_title(f"{title} vs KL")
@@ -61,21 +61,24 @@ def frontier(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def read_metrics_csv(run_dir: Path, column: str = "train/loss") -> tuple[list[float], list[float]]:
-    """Steps and values of ``column`` in a run's ``logs/metrics.csv`` (empty if absent)."""
-    steps, values = [], []
-    for path in sorted(run_dir.glob("logs/**/metrics.csv")) + sorted(run_dir.glob("logs/metrics.csv")):
+CURVE_COLUMNS = ("train/reward", "train/reward_mean", "train/loss")
+
+
+def read_metrics_csv(run_dir: Path, columns: tuple[str, ...] = CURVE_COLUMNS) -> tuple[str, list[float], list[float]]:
+    """The first of ``columns`` a run's ``logs/metrics.csv`` has, with its logged steps and values."""
+    rows: list[dict[str, str]] = []
+    for path in sorted(run_dir.glob("logs/**/metrics.csv")):
         with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get(column) not in (None, "") and row.get("step") not in (None, ""):
-                    steps.append(float(row["step"]))
-                    values.append(float(row[column]))
-    order = sorted(range(len(steps)), key=steps.__getitem__)
-    return [steps[i] for i in order], [values[i] for i in order]
+            rows += list(csv.DictReader(handle))
+    for column in columns:
+        points = sorted((float(row["step"]), float(row[column])) for row in rows
+                        if row.get(column) not in (None, "") and row.get("step") not in (None, ""))
+        if points:
+            return column, [x for x, _ in points], [y for _, y in points]
+    return columns[-1], [], []
 
 
-def training_curves(run_dirs: dict[str, dict[int, Path]], shared_dirs: dict[str, Path], path: Path,
-                    column: str = "train/loss") -> Path | None:
+def training_curves(run_dirs: dict[str, dict[int, Path]], shared_dirs: dict[str, Path], path: Path) -> Path | None:
     """One panel per run (all seeds) and per shared training stage."""
     panels: list[tuple[str, dict[str, Path]]] = [(name, {name: d}) for name, d in shared_dirs.items()]
     panels += [(label, {f"seed {seed}": d for seed, d in seeds.items()}) for label, seeds in run_dirs.items() if seeds]
@@ -85,19 +88,20 @@ def training_curves(run_dirs: dict[str, dict[int, Path]], shared_dirs: dict[str,
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
     for axis, (title, lines) in zip(axes.flat, panels):
+        column = CURVE_COLUMNS[-1]
         for name, run_dir in lines.items():
-            steps, values = read_metrics_csv(run_dir, column)
+            column, steps, values = read_metrics_csv(run_dir)
             if steps:
                 axis.plot(steps, values, linewidth=1, label=name)
-        axis.set_title(title, fontsize=9)
-        axis.set_xlabel("step", fontsize=8)
+        axis.set_title(f"{title}: {column}", fontsize=9)
+        axis.set_xlabel("logged step", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
         if len(lines) > 1:
             axis.legend(fontsize=6)
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
-    figure.suptitle(f"{column} per training step", fontsize=11)
+    figure.suptitle("training curves (the reward an online run optimised, else the training loss)", fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -160,7 +160,8 @@ class Stages:
         from zoo.bench.preferences import build_preferences
 
         p = self.config.preferences
-        inputs = {"preferences": dataclasses.asdict(p), "gold": dataclasses.asdict(self.task.gold_reward())}
+        inputs = {"preferences": dataclasses.asdict(p), "gold": dataclasses.asdict(self.task.gold_reward()),
+                  "max_new_tokens": self.max_new_tokens(data)}
 
         def build(folder: Path) -> dict[str, Any]:
             return build_preferences(folder, sft_model, data, self.task.gold_reward(), p,
