@@ -127,7 +127,7 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
 
     layouts = {"padded rows": padded,
                f"packed rows of {args.max_length}": packed_with(args.max_length),
-               f"  same, transformers' bool mask": packed_with(args.max_length, boolean_mask=True),
+               "  with transformers' mask": packed_with(args.max_length, boolean_mask=True),
                "one flattened row": packed_with(10 ** 9)}
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
     for batch in batches:
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print("forward + backward per batch (median):")
             reference = timings["padded rows"]
             for name, value in timings.items():
-                print(f"  {name:22s} {value * 1000:8.0f} ms  {reference / value:5.2f}x vs padded")
+                print(f"  {name:26s} {value * 1000:8.0f} ms  {reference / value:5.2f}x vs padded")
     return 0
 
 

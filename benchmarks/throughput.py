@@ -338,6 +338,7 @@ def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argpar
 def quiet() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's precompute progress bar reads it
     warnings.filterwarnings("ignore")
     import datasets
     import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; overridden below)

@@ -4,7 +4,6 @@ reward of fresh samples on held-out prompts."""
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -179,7 +178,7 @@ def test_make_experience(tokenizer):
     reference = frozen(copy.deepcopy(policy))
     with torch.no_grad():  # make the reference differ so the KL is not zero
         reference.lm_head.weight.mul_(0.5)
-    algorithm = PPO(PPOArgs(kl_coef=0.2, kl_target=1.0, max_new_tokens=6, samples_per_prompt=2))
+    algorithm = PPO(PPOArgs(kl_coef=0.2, kl_target=1.0, max_new_tokens=6, samples_per_prompt=2, lam=1.0))
     modules = torch.nn.ModuleDict(algorithm.build_modules(policy))
     reward = load_reward_source(RewardConfig(function="tiny_sentiment"))
     prompts = ["Review the soup:", "Review the film:"]
@@ -194,6 +193,7 @@ def test_make_experience(tokenizer):
                                  logprobs=lambda model, b, **kw: sequence_logprobs(
                                      model, b.input_ids, b.attention_mask, b.loss_mask, b.group_size, **kw))
 
+    torch.manual_seed(0)
     with torch.no_grad():
         experience = algorithm.make_experience(context(training=False), batch)
     assert algorithm.kl.value == 0.2  # validation leaves the controller alone
@@ -205,19 +205,18 @@ def test_make_experience(tokenizer):
     torch.testing.assert_close(experience.reference_logps, ref.sum)
     torch.testing.assert_close(e["old_logps"], old.token_logps)
     assert (e["old_values"] == 0).all()  # the critic starts at zero
-    texts = [tokenizer.decode(row[m]) for row, m in zip(experience.input_ids, experience.loss_mask)]
-    torch.testing.assert_close(e["scores"], reward.score(experience.prompts, [t.replace("</s>", "") for t in texts]))
+    texts = [tokenizer.decode(row[m], skip_special_tokens=True)
+             for row, m in zip(experience.input_ids, experience.loss_mask)]
+    torch.testing.assert_close(e["scores"], reward.score(experience.prompts, texts))
     mask = old.mask
     assert (e["advantages"][~mask] == 0).all()
     assert float((e["advantages"] * mask).sum()) == pytest.approx(0.0, abs=1e-4)  # whitened: mean 0
-    # with V = 0 and γ = 1 the return of every token is the reward still to come
+    # with V = 0 and γ = λ = 1 the return of every token is the reward still to come: the KL
+    # penalties of the tokens from here on plus the sequence reward
     kl = (old.token_logps - ref.token_logps) * mask
     to_come = (-0.2 * kl).flip(-1).cumsum(-1).flip(-1) * mask
-    last = mask.long().cumsum(-1).argmax(-1)
-    expected_returns = to_come + e["scores"][:, None] * mask
-    torch.testing.assert_close(e["returns"], expected_returns, atol=1e-5, rtol=0)
-    assert last.shape == (4,)
-    assert math.isfinite(float(e["log"]["kl_ref"])) and float(e["log"]["kl_ref"]) > 0
+    torch.testing.assert_close(e["returns"], to_come + e["scores"][:, None] * mask, atol=1e-5, rtol=0)
+    assert float(e["log"]["kl_ref"]) == pytest.approx(float(kl.sum(-1).mean()), abs=1e-5)
     with torch.no_grad():
         algorithm.make_experience(context(training=True), batch)
     assert algorithm.kl.value != 0.2

@@ -1,14 +1,18 @@
 """Padding-free batches: the sequences of a batch packed end to end into a few rows.
 
 A padded batch runs the model over ``B*k × T`` positions, ``T`` being its longest sequence; on
-real preference data (HH-RLHF: lengths from a few dozen tokens to ``max_length``) a third or more
-of those positions are padding. Packing puts the sequences one after the other into rows of
+real preference data (HH-RLHF: lengths from a few dozen tokens to ``max_length``) about a third of
+those positions are padding. Packing puts the sequences one after the other into rows of
 ``capacity`` tokens (first-fit decreasing, so rows come out nearly full) and gives each token its
-position *within its own sequence*. Called with ``position_ids`` and no attention mask,
-transformers' mask construction (``masking_utils.find_packed_sequence_indices``) reads the
-sequence boundaries from the restarting positions and builds a block-diagonal causal mask, for
-the sdpa, eager and flex attention implementations alike, on CPU and GPU: no sequence sees
-another. :func:`check_packing_support` proves that on the actual model before training starts.
+position *within its own sequence*. Rows are sorted by fill and run in a few groups, each only as
+wide as its fullest row (:func:`group_rows`), which removes most of the remaining tail padding.
+
+No sequence may see another. Given ``position_ids`` alone, transformers' mask construction
+(``masking_utils.find_packed_sequence_indices``) reads the boundaries from the restarting
+positions and builds a block-diagonal causal mask; for sdpa and eager attention zoo passes that
+mask itself, additive and in the compute dtype (:func:`block_causal_mask`), which sdpa on CPU runs
+faster than the boolean one. :func:`check_packing_support` proves the separation on the actual
+model before training starts.
 
 The model's per-token outputs are scattered back to the padded ``[B*k, T]`` layout, so masking,
 per-sequence reduction, losses and metrics are computed by exactly the same code as for a padded

@@ -37,8 +37,6 @@ import torch
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
 
-MODES = ("best_vs_random", "ranked", "strong_vs_weak")
-
 
 @dataclasses.dataclass
 class PairsModel:
@@ -168,7 +166,8 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
         batch = collate(examples[start: start + config.batch_size])
         generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=s.max_new_tokens,
                              temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                             num_return_sequences=spec.samples, seed=config.seed * 1_000_003 + 7919 * model_index + start)
+                             num_return_sequences=spec.samples,
+                             seed=config.seed * 1_000_003 + 7919 * model_index + start)
         for b in range(batch.num_examples):
             responses.append(generation.texts[b * spec.samples:(b + 1) * spec.samples])
     return texts, responses
@@ -253,9 +252,10 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     for prompt, samples in zip(prompts, per_prompt):
         if config.mode == "strong_vs_weak":
             made = strong_vs_weak_rows(prompt, samples, names)
+        elif config.mode == "best_vs_random":
+            made = [row] if (row := best_vs_random_row(prompt, samples, rng)) is not None else []
         else:
-            row = best_vs_random_row(prompt, samples, rng) if config.mode == "best_vs_random" else ranked_row(prompt, samples)
-            made = [row] if row is not None else []
+            made = [row] if (row := ranked_row(prompt, samples)) is not None else []
         skipped += not made
         rows.extend(made)
 

@@ -34,7 +34,7 @@ def frontier(results: dict[str, Any], path: Path) -> Path:
     for contender in results["contenders"]:
         groups.setdefault(contender["group"], []).append(contender)
     colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5.8), sharex=True)
     for axis, metric, title in ((axes[0], "gold", "gold reward"), (axes[1], "proxy", "proxy reward-model score")):
         for index, (group, members) in enumerate(groups.items()):
             members = sorted(members, key=lambda c: c["summary"]["kl"]["mean"])
@@ -47,15 +47,21 @@ def frontier(results: dict[str, Any], path: Path) -> Path:
             for c, x, y in zip(members, xs, ys):
                 text = f"{c['sweep_value']}" if len(members) > 1 else group
                 axis.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
-        axis.set_xlabel("KL(π ‖ π_SFT), nats per response")
+        # KL spans orders of magnitude once a proxy is over-optimised: linear below 1 nat, log above.
+        axis.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+        axis.set_xlim(left=-0.3)  # KL is never negative; only an interval's lower end can be
+        axis.set_xlabel("KL(π ‖ π_SFT), nats per response (linear below 1, log above)")
         axis.set_ylabel(title)
         axis.set_title(f"{title} vs KL")
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
+        axis.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows_of_legend = math.ceil(len(labels) / 6)
+    figure.legend(handles, labels, loc="lower center", ncol=math.ceil(len(labels) / rows_of_legend), fontsize=8,
+                  frameon=False)
     seeds = results["seeds"]
     figure.suptitle(f"zoo bench, task {results['config']['task']['name']!r}: means over {len(seeds)} seed(s), "
                     f"bars are 95% intervals", fontsize=11)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
