@@ -21,8 +21,9 @@ Figures, per run:
   activations, reference model, cache) during a short separate run of ``--memory-steps`` steps,
   counted by a dispatch mode that sees every tensor created (exact tensor accounting, on CPU as
   on GPU, unlike the process RSS).
-* MFU: achieved model FLOP/s over the peak FLOP/s of a large float32 matmul measured here with
-  the same threads. Model FLOPs are 6·N per trained token (forward + backward, N = parameters
+* MFU: achieved model FLOP/s over the peak FLOP/s of a large float32 matmul measured with the
+  same threads just before each run (the load of a shared machine drifts; the median over runs
+  counts). Model FLOPs are 6·N per trained token (forward + backward, N = parameters
   that multiply activations: all but the input embedding table), plus 2·N per token for the
   reference forward pass when it is not precomputed. Attention's own FLOPs are not counted.
 
@@ -67,6 +68,8 @@ class StepMeter:
         self.start = time.perf_counter()
         self.times: list[float] = []
         self.tokens: list[int] = []
+        #: The matmul peak measured just before this run (the machine's load drifts; MFU uses it).
+        self.peak_flops = 0.0
 
     def step_done(self, tokens: int) -> None:
         self.times.append(time.perf_counter())
@@ -323,14 +326,15 @@ def prepare_model_dir(args: argparse.Namespace, scratch: Path) -> Path:
     return path
 
 
-def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argparse.Namespace, params: int,
-              peak_flops: float) -> RunResult:
+def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argparse.Namespace,
+              params: int) -> RunResult:
     rates = [meter.tokens_per_second(args.warmup, args.windows)[0] for meter in meters]
     windows = [r for meter in meters for r in meter.tokens_per_second(args.warmup, args.windows)[1]]
-    rate = statistics.median(rates)
+    # Each run against the peak measured next to it; the median over runs.
+    utilisation = statistics.median(rate / meter.peak_flops for rate, meter in zip(rates, meters))
     reference_flops = 0 if precompute else 2 * params
-    return RunResult(tool, precompute, tokens_per_second=rate, windows=windows,
-                     mfu=6 * params * rate / peak_flops, mfu_with_reference=(6 * params + reference_flops) * rate / peak_flops,
+    return RunResult(tool, precompute, tokens_per_second=statistics.median(rates), windows=windows,
+                     mfu=6 * params * utilisation, mfu_with_reference=(6 * params + reference_flops) * utilisation,
                      steps=len(meters[0].times),
                      mean_tokens_per_step=statistics.mean(t for m in meters for t in m.tokens))
 
@@ -409,9 +413,12 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeats):
                 for tool in tools:
                     run = run_zoo if tool == "zoo" else run_trl
+                    peak = matmul_peak_flops()
                     meters[tool].append(run(args, model_dir, precompute=precompute))
+                    meters[tool][-1].peak_flops = peak
+                    peak_flops = max(peak_flops, peak)
             for tool in tools:
-                result = summarise(tool, precompute, meters[tool], args, params, peak_flops)
+                result = summarise(tool, precompute, meters[tool], args, params)
                 if args.memory_steps:
                     run = run_zoo if tool == "zoo" else run_trl
                     result.peak_memory_bytes = run(args, model_dir, precompute=precompute, memory=True)
@@ -438,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name else ''}")
     if args.json:
         args.json.write_text(json.dumps({
-            "settings": {k: str(v) for k, v in vars(args).items()}, "matmul_peak_flops": peak_flops,
+            "settings": {k: str(v) for k, v in vars(args).items()}, "best_matmul_peak_flops": peak_flops,
             "matmul_parameters": params, "reference_bytes": reference_bytes,
             "runs": [asdict(r) for r in results], "ratios": ratios}, indent=2))
     return 0

@@ -72,7 +72,9 @@ class ExperienceContext:
     the frozen reference (or None), ``reward`` the configured reward source (or None),
     ``generate`` the shared sampler bound to the policy and tokenizer, ``logprobs`` computes
     :class:`SequenceLogProbs` for a model and batch, ``modules`` the algorithm's own extra
-    modules (e.g. a value head), ``step`` the global step.
+    modules (e.g. a value head), ``step`` the global step, ``epoch`` the current epoch and
+    ``training`` whether this is a training step (False in validation, where run state such as
+    an adaptive KL coefficient must not change).
     """
 
     def __init__(self, **fields: Any):

@@ -19,7 +19,6 @@ scores seen during reward-model training and when it is used as a reward are the
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,12 +273,3 @@ def load_reward_source(config: RewardConfig, tokenizer: Any = None) -> RewardSou
     raise ConfigError("the reward section sets neither reward.function (a registered reward function) "
                       "nor reward.model (a reward model directory).")
 
-
-def mean_ci95(values: Tensor) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    values = values.double()
-    n = values.numel()
-    if n == 0:
-        return math.nan, math.nan
-    half = 1.96 * float(values.std()) / math.sqrt(n) if n > 1 else math.inf
-    return float(values.mean()), half

@@ -77,7 +77,7 @@ def notes(results: dict[str, Any]) -> list[str]:
         lines.append(f"Probe acc.: knowledge probes scored by the MMLU code path (4 choices, chance 0.25); before "
                      f"alignment (the SFT model) {probe:.2f}, change in parentheses.")
     lines.append("Train s, tokens/s: wall time of the training run and real tokens through the loss per second; "
-                 "peak MiB: " + ("GPU memory allocated." if baseline_memory_kind(results) == "cuda"
+                 "peak MiB: " + ("GPU memory allocated." if memory_kind(results) == "cuda"
                                  else "peak resident memory of the process while training (CPU)."))
     prefs = shared.get("preferences", {})
     rm = shared.get("reward_model", {})
@@ -91,7 +91,7 @@ def notes(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def baseline_memory_kind(results: dict[str, Any]) -> str:
+def memory_kind(results: dict[str, Any]) -> str:
     for stage in results["shared_stages"].values():
         if stage.get("memory_kind"):
             return stage["memory_kind"]
