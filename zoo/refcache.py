@@ -348,6 +348,8 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
             f"it). Run once with train.reference_cache=auto to compute them.")
     device = precompute_device(config)
     model, loaded = reference_for_precompute(config, policy, tokenizer)
+    if loaded:  # a hub reference is in the local hub cache only now, with its resolved commit
+        cache.fingerprint = fingerprint(config, tokenizer)
     plugin = precision_plugin(config.train.precision, device.type)
     model = plugin.convert_module(model).to(device)
     started = time.perf_counter()
