@@ -46,13 +46,15 @@ def _list(as_json: bool) -> int:
         return 0
     console = Console()
     table = Table(title=f"reference log-prob cache: {cache_root()}")
-    for column in ("key", "reference", "examples", "size", "max_length", "precision", "created"):
+    table.add_column("key", no_wrap=True)  # a prefix: `zoo cache clear` accepts any unique one
+    for column in ("reference", "examples", "size", "max_length", "precision", "created"):
         table.add_column(column)
     for entry in entries:
+        key = entry["key"][:12]
         if "error" in entry:
-            table.add_row(entry["key"], f"[red]{entry['error']}[/]", "", _size(entry["bytes"]), "", "", "")
+            table.add_row(key, f"[red]{entry['error']}[/]", "", _size(entry["bytes"]), "", "", "")
             continue
-        table.add_row(entry["key"], str(entry["reference"]), str(entry["examples"]), _size(entry["bytes"]),
+        table.add_row(key, str(entry["reference"]), str(entry["examples"]), _size(entry["bytes"]),
                       str(entry["max_length"]), str(entry["precision"]), str(entry["created"]))
     console.print(table)
     return 0

@@ -10,6 +10,7 @@ from zoo.generation import (Sampler, best_of_n, encode_prompts, first_eos_mask, 
                             take_rows)
 from zoo.logprobs import sequence_logprobs
 from zoo.tiny import tiny_model
+from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 PROMPTS = ["Review the soup:", "Hi", "Review this laptop, please:"]
 

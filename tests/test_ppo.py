@@ -8,7 +8,6 @@ import copy
 import pytest
 import torch
 
-from tiny_policy import heldout_prompts, sampled_rewards, tiny_sft_model
 from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
@@ -21,6 +20,7 @@ from zoo.tiny import tiny_model
 from zoo.train import train
 from zoo_plugins.ppo import (PPO, KLController, PPOArgs, explained_variance, gae, kl_penalized_rewards, ppo_loss,
                              ppo_policy_loss, ppo_value_loss, value_estimates, whiten)
+from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 
 
 def test_gae_hand_worked_with_prompt_and_padding():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_policy import heldout_prompts, sampled_rewards, tiny_sft_model
 from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
@@ -16,6 +15,7 @@ from zoo.rewards import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 from zoo.train import train
 from zoo_plugins.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll
+from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 
 
 def test_select_best_with_and_without_min_score():

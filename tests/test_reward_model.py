@@ -17,6 +17,7 @@ from zoo.train import train
 from zoo_plugins.reward import bradley_terry_loss, regression_loss
 from zoo_plugins.tiny_data import NEGATIVE, POSITIVE, SUBJECTS
 from zoo_plugins.tiny_reward import sentiment_score
+from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 
 def log_sigmoid(x: float) -> float:

@@ -10,6 +10,7 @@ from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
 from zoo.registry import get_registry
 from zoo.rewards import SCORE_MEAN, FunctionReward, RewardFunction, load_reward_source
+from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 SMALL = TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
 

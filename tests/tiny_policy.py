@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 SFT_RUN = {
@@ -17,6 +18,16 @@ SFT_RUN = {
     "train": {"batch_size": 16, "learning_rate": 3.0e-3, "warmup_steps": 5, "max_epochs": 3, "progress_bar": False,
               "accelerator": "cpu", "devices": 1, "log_every_n_steps": 10},
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run a test module on one intra-op thread: the tiny model's matrices gain nothing from more,
+    and on shared CI cores extra threads wait on each other (sampling slowed tens of times)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def tiny_sft_model(tmp_path_factory) -> Path:
