@@ -298,6 +298,8 @@ class PPO(Algorithm):
             raise RuntimeError("PPO needs its value head (build_modules) and the policy's hidden states")
         e = batch.extras
         mask = policy.mask
+        # The loop hands over hidden states, not values: the critic head is applied here, and
+        # everything after it is the pure ppo_loss.
         values = value_estimates(self.value_head, policy.hidden_states, mask)
         out = ppo_loss(policy.token_logps, values, e["old_logps"], e["old_values"], e["advantages"], e["returns"],
                        mask, clip_range=self.args.clip_range, clip_range_value=self.args.clip_range_value,
