@@ -68,6 +68,14 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     assert config.data.eval is None
 
 
+def test_exponent_without_a_dot_is_a_number_not_a_string():
+    """YAML 1.1 reads `3e-4` as the string '3e-4'; float keys accept it as 0.0003, other strings stay errors."""
+    config = load_config(ROOT / "configs/tiny/dpo.yaml", ["train.learning_rate=3e-4"])
+    assert config.train.learning_rate == pytest.approx(3e-4)
+    with pytest.raises(ConfigError, match=r"train.learning_rate = '3e-4x': expected a number"):
+        load_config(ROOT / "configs/tiny/dpo.yaml", ["train.learning_rate=3e-4x"])
+
+
 def test_reward_algorithms_require_a_reward_source():
     from zoo.registry import get_registry
 

@@ -8,6 +8,7 @@ against the selected algorithm's own dataclass.
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 import types
 import typing
@@ -169,6 +170,9 @@ class RunConfig:
 # ----- building dataclasses from plain mappings ---------------------------------------------
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -229,6 +233,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} = {value!r}: expected an integer")
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            # YAML 1.1 reads `3e-4` (no dot) as a string; it is plainly meant as a number.
+            value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"{key} = {value!r}: expected a finite number")
