@@ -13,12 +13,12 @@ sequence):
 * ``packed``: ``data.padding_free`` (random batches, sequences packed into rows of max length);
 * ``grouped+packed``: both.
 
-Part 2 times one forward + backward of the policy on the same batches in four layouts, to show
-what the attention mask costs: padded rows (causal sdpa), packed rows of ``max_length`` with
-zoo's additive block-diagonal mask, the same rows with the boolean mask transformers builds from
-restarting ``position_ids`` alone, and every sequence of the batch in one single row (what
-``DataCollatorWithFlattening`` produces; on CPU and with sdpa the mask is dense, so attention
-grows with the square of the whole batch's tokens).
+Part 2 times one forward + backward of the policy on the same batches in four layouts: padded
+rows (causal sdpa); packed rows of ``max_length`` run in row groups (zoo's layout; the
+block-diagonal mask comes from transformers, built from the restarting ``position_ids``); the
+same rows in one forward pass, every row as wide as the fullest; and every sequence of the batch
+in one single row (what ``DataCollatorWithFlattening`` produces; on CPU and with sdpa the mask is
+dense, so attention grows with the square of the whole batch's tokens).
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest.mock import patch
 
 import torch
 
@@ -114,20 +113,19 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     def padded(batch):
         return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 2)
 
-    def packed_with(capacity, boolean_mask=False):
+    def packed_with(capacity, grouped=True):
         def run(batch):
             lengths = batch.attention_mask.sum(-1).tolist()
             rows = pack_sequences(batch.input_ids, lengths, capacity, tokenizer.pad_token_id)
-            if boolean_mask:  # transformers' own mask, built from position_ids alone
-                with patch("zoo.packing.DENSE_MASK_ATTENTION", ()):
-                    return packed_sequence_logprobs(model, rows, batch.loss_mask, 2)
+            if not grouped:  # every row as wide as the fullest: one forward pass
+                rows.row_groups = [(0, rows.input_ids.shape[0], rows.input_ids.shape[1])]
             return packed_sequence_logprobs(model, rows, batch.loss_mask, 2)
 
         return run
 
     layouts = {"padded rows": padded,
                f"packed rows of {args.max_length}": packed_with(args.max_length),
-               "  with transformers' mask": packed_with(args.max_length, boolean_mask=True),
+               "  same rows, one pass": packed_with(args.max_length, grouped=False),
                "one flattened row": packed_with(10 ** 9)}
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
     for batch in batches:

@@ -7,12 +7,12 @@ those positions are padding. Packing puts the sequences one after the other into
 position *within its own sequence*. Rows are sorted by fill and run in a few groups, each only as
 wide as its fullest row (:func:`group_rows`), which removes most of the remaining tail padding.
 
-No sequence may see another. Given ``position_ids`` alone, transformers' mask construction
-(``masking_utils.find_packed_sequence_indices``) reads the boundaries from the restarting
-positions and builds a block-diagonal causal mask; for sdpa and eager attention zoo passes that
-mask itself, additive and in the compute dtype (:func:`block_causal_mask`), which sdpa on CPU runs
-faster than the boolean one. :func:`check_packing_support` proves the separation on the actual
-model before training starts.
+No sequence may see another. Given ``position_ids`` and no attention mask, transformers' mask
+construction (``masking_utils.find_packed_sequence_indices``) reads the boundaries from the
+restarting positions and builds a block-diagonal causal mask, for sdpa, eager and flex attention,
+on CPU and GPU; flash-attention kernels take the boundaries from the same ``position_ids`` when
+given one row. :func:`check_packing_support` proves the separation on the actual model, with
+several rows, before training starts.
 
 The model's per-token outputs are scattered back to the padded ``[B*k, T]`` layout, so masking,
 per-sequence reduction, losses and metrics are computed by exactly the same code as for a padded
@@ -163,41 +163,14 @@ def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
     return out.view(n, width, *values.shape[2:])
 
 
-#: Attention implementations that take an additive ``[R, 1, L, L]`` mask as it is.
-DENSE_MASK_ATTENTION = ("sdpa", "eager")
-
-
-def block_causal_mask(position_ids: Tensor, dtype: torch.dtype) -> Tensor:
-    """The ``[R, 1, L, L]`` additive mask of packed rows: 0 where a token may attend, else the dtype's min.
-
-    Token ``q`` attends to ``k <= q`` of its own sequence; a sequence starts where its position
-    is 0. transformers derives the same mask from ``position_ids`` but as booleans, which sdpa
-    converts to an additive mask again in every layer; built once here in the compute dtype, the
-    masked kernel runs about as fast as the causal one (see ``benchmarks/padding.py``).
-    """
-    sequence = (position_ids == 0).cumsum(-1)
-    length = position_ids.shape[-1]
-    causal = torch.ones((length, length), dtype=torch.bool, device=position_ids.device).tril()
-    allowed = (sequence[:, :, None] == sequence[:, None, :]) & causal
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-
-
-def _attention_implementation(model: torch.nn.Module) -> str | None:
-    config = getattr(model, "config", None)
-    return getattr(config, "_attn_implementation", None)
-
-
 def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tensor, **kwargs) -> object:
-    """The model's forward pass over packed rows (the one way both training and the check call it)."""
-    attention_mask = None
-    if _attention_implementation(model) in DENSE_MASK_ATTENTION:
-        dtype = next(model.parameters()).dtype
-        if torch.is_autocast_enabled(input_ids.device.type):
-            dtype = torch.get_autocast_dtype(input_ids.device.type)
-        attention_mask = block_causal_mask(position_ids, dtype)
-    return model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False,
-                 **kwargs)
+    """The model's forward pass over packed rows (the one way both training and the check call it).
+
+    No attention mask and no cache: transformers then derives each sequence's causal block from
+    the restarting ``position_ids`` (a measured alternative, zoo's own additive block-diagonal
+    mask, ran no faster on CPU; see ``benchmarks/padding.py``).
+    """
+    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
 
 
 def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
@@ -207,8 +180,6 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     A token's log-prob comes from the logits of the token before it in the packed row, which is
     the same sequence's previous token except at a sequence's first token; those positions map to
     column 0 of the padded layout, which the padded path scores as 0 and masks, and are zeroed here.
-    Other attention implementations (flash, flex) get ``position_ids`` alone and build their own
-    sequence boundaries from them.
     """
     width = packed.input_ids.shape[1]
     pieces: dict[str, list[Tensor]] = {"logps": [], "hidden": [], "entropy": []}
