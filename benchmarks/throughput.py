@@ -227,10 +227,9 @@ def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
 
 def trl_rows(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, list], Any]:
     """zoo's tokenisation of ``--data`` as TRL columns (same ids, same truncation)."""
-    from zoo.config import DataConfig
+    from zoo.config import DataConfig, ModelConfig
     from zoo.data.dataset import load_examples
     from zoo.models import load_tokenizer
-    from zoo.config import ModelConfig
     from zoo.registry import get_registry
 
     shape = get_registry().algorithm(args.algorithm).data_shape
@@ -242,9 +241,9 @@ def trl_rows(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, list]
     if shape == "pairwise":
         return {"prompt_ids": [e.prompt_ids for e in examples], "chosen_ids": [e.response_ids[0] for e in examples],
                 "rejected_ids": [e.response_ids[1] for e in examples]}, tokenizer
-    if shape == "sft":
+    if shape == "sft":  # the loss on the response only, as zoo's SFT computes it
         return {"input_ids": [e.prompt_ids + e.response_ids[0] for e in examples],
-                "completion_mask": [[0] * len(e.prompt_ids) + [1] * len(e.response_ids[0]) for e in examples]}, tokenizer
+                "labels": [[-100] * len(e.prompt_ids) + e.response_ids[0] for e in examples]}, tokenizer
     raise SystemExit(f"--against trl compares dpo (DPOTrainer) and sft (SFTTrainer); {args.algorithm!r} has "
                      f"data shape {shape!r}")
 
@@ -291,7 +290,7 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
                                               processing_class=tokenizer, callbacks=[Meter()])
             from trl import SFTConfig, SFTTrainer
 
-            config = SFTConfig(**common, completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": True})
+            config = SFTConfig(**common, dataset_kwargs={"skip_prepare_dataset": True})
             return SFTTrainer(model=model, args=config, train_dataset=Dataset.from_dict(rows),
                               processing_class=tokenizer, callbacks=[Meter()])
 
@@ -327,12 +326,12 @@ def prepare_model_dir(args: argparse.Namespace, scratch: Path) -> Path:
 
 
 def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argparse.Namespace,
-              params: int) -> RunResult:
+              params: int, needs_reference: bool) -> RunResult:
     rates = [meter.tokens_per_second(args.warmup, args.windows)[0] for meter in meters]
     windows = [r for meter in meters for r in meter.tokens_per_second(args.warmup, args.windows)[1]]
     # Each run against the peak measured next to it; the median over runs.
     utilisation = statistics.median(rate / meter.peak_flops for rate, meter in zip(rates, meters))
-    reference_flops = 0 if precompute else 2 * params
+    reference_flops = 2 * params if needs_reference and not precompute else 0
     return RunResult(tool, precompute, tokens_per_second=statistics.median(rates), windows=windows,
                      mfu=6 * params * utilisation, mfu_with_reference=(6 * params + reference_flops) * utilisation,
                      steps=len(meters[0].times),
@@ -397,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.precompute]
     tools = ["zoo"] + (["trl"] if args.against == "trl" else [])
     peak_flops = matmul_peak_flops()
+    from zoo.registry import get_registry
+
+    needs_reference = get_registry().algorithm(args.algorithm).needs_reference
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = prepare_model_dir(args, Path(scratch))
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                     meters[tool][-1].peak_flops = peak
                     peak_flops = max(peak_flops, peak)
             for tool in tools:
-                result = summarise(tool, precompute, meters[tool], args, params)
+                result = summarise(tool, precompute, meters[tool], args, params, needs_reference)
                 if args.memory_steps:
                     run = run_zoo if tool == "zoo" else run_trl
                     result.peak_memory_bytes = run(args, model_dir, precompute=precompute, memory=True)

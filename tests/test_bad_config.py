@@ -99,6 +99,8 @@ def test_out_of_range_values_name_the_key(overrides, named):
     (["reward.function=tiny_sentiment", "reward.model=runs/rm"], "reward.model"),
     (["reward.args={scale: 2}"], "reward.args"),  # arguments that nothing would read
     (["model.lora.r=8", "model.reference=tiny"], "model.reference"),
+    (["data.group_by_length=true", "train.devices=2", "train.strategy=ddp"], "data.group_by_length"),
+    (["data.group_by_length=true", "train.num_nodes=2"], "data.group_by_length"),
 ])
 def test_incompatible_combinations_name_the_keys(overrides, named):
     with pytest.raises(ConfigError) as error:

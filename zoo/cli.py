@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo.errors import PluginError, ZooError
-from zoo.registry import KINDS, get_registry
+from zoo.registry import get_registry
 
 console = Console()
 # Errors are not hard-wrapped: a path or key split by an inserted newline could not be copied.

@@ -51,13 +51,17 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask:
     """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                 output_hidden_states=hidden_states)
-    token_logps = token_logps_from_logits(out.logits, input_ids)
+    return assemble(token_logps_from_logits(out.logits, input_ids), loss_mask, group_size,
+                    hidden_states=out.hidden_states[-1] if hidden_states else None,
+                    entropy=token_entropy_from_logits(out.logits) if entropy else None)
+
+
+def assemble(token_logps: Tensor, loss_mask: Tensor, group_size: int, *, hidden_states: Tensor | None = None,
+             entropy: Tensor | None = None) -> SequenceLogProbs:
+    """Mask ``[B*k, T]`` per-token log-probs to the scored tokens and reduce them per sequence."""
     mask = loss_mask.bool().clone()
     mask[:, 0] = False
     token_logps = token_logps * mask
     total, mean, lengths = reduce_sequences(token_logps, mask, group_size)
-    return SequenceLogProbs(
-        token_logps=token_logps, mask=mask, sum=total, mean=mean, lengths=lengths,
-        hidden_states=out.hidden_states[-1] if hidden_states else None,
-        entropy=token_entropy_from_logits(out.logits) if entropy else None,
-    )
+    return SequenceLogProbs(token_logps=token_logps, mask=mask, sum=total, mean=mean, lengths=lengths,
+                            hidden_states=hidden_states, entropy=entropy)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
-from zoo.logprobs import reduce_sequences, token_entropy_from_logits, token_logps_from_logits
+from zoo.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
 
 
 @dataclass
@@ -200,16 +200,9 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
             return unpack((values * inside).unsqueeze(-1), packed).squeeze(-1)
         return unpack(values, packed)
 
-    token_logps = unpacked("logps")
-    mask = loss_mask.bool().clone()
-    mask[:, 0] = False
-    token_logps = token_logps * mask
-    total, mean, lengths = reduce_sequences(token_logps, mask, group_size)
-    return SequenceLogProbs(
-        token_logps=token_logps, mask=mask, sum=total, mean=mean, lengths=lengths,
-        hidden_states=unpacked("hidden") if hidden_states else None,
-        entropy=unpacked("entropy") if entropy else None,
-    )
+    return assemble(unpacked("logps"), loss_mask, group_size,
+                    hidden_states=unpacked("hidden") if hidden_states else None,
+                    entropy=unpacked("entropy") if entropy else None)
 
 
 def check_packing_support(model: torch.nn.Module) -> None:
