@@ -113,3 +113,19 @@ def test_the_bench_config_puts_simpo_and_kto_beside_dpo(target, monkeypatch):
     finally:
         monkeypatch.undo()
         reset_registry()
+
+
+def test_the_smoke_benchmark_runs_simpo_and_kto_beside_dpo(target, tmp_path):
+    """`zoo bench` on the example's bench-smoke.yaml finishes and tables the third-party rows by name."""
+    output = tmp_path / "bench"
+    with plugin_path(target):
+        status = main(["bench", str(EXAMPLE / "configs" / "bench-smoke.yaml"), f"cache_dir={tmp_path / 'cache'}",
+                       "--output", str(output)])
+    assert status == 0
+    results = json.loads((output / "results.json").read_text())
+    rows = {c["label"]: c for c in results["contenders"]}
+    assert [rows[label]["algorithm"] for label in ("DPO", "SimPO", "KTO")] == ["dpo", "simpo", "kto"]
+    for label in ("DPO", "SimPO", "KTO"):
+        per_seed = rows[label]["seeds"]["0"]
+        assert per_seed["steps"] == 3 and math.isfinite(per_seed["gold"])
+    assert all(f"| {label} |" in (output / "results.md").read_text() for label in rows)
