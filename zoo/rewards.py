@@ -18,6 +18,8 @@ scores seen during reward-model training and when it is used as a reward are the
 """
 from __future__ import annotations
 
+import abc
+
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ class RewardFunction:
     description: str = ""
 
 
-class RewardSource:
+class RewardSource(abc.ABC):
     """Scores (prompt, response) pairs. Subclasses implement :meth:`_score`."""
 
     name: str = "reward"
@@ -58,8 +60,9 @@ class RewardSource:
             return torch.zeros(0, dtype=torch.float32)
         return self._score(list(prompts), list(responses))
 
+    @abc.abstractmethod
     def _score(self, prompts: list[str], responses: list[str]) -> Tensor:
-        raise NotImplementedError
+        """float32 ``[N]`` rewards for ``N`` non-empty, equally long lists."""
 
     def to(self, device: torch.device | str) -> "RewardSource":
         """Move any model the source holds (the training loop calls this with its device)."""
