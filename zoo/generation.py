@@ -18,7 +18,7 @@ decoding.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,6 +312,23 @@ def select_best(scores: Tensor, min_score: float | None = None) -> tuple[Tensor,
     return index, keep
 
 
+def sample_texts(sampler: Sampler, prompts: Sequence[str], *, n: int, batch_size: int = 16,
+                 max_prompt_length: int = 128, seed: int | None = None, **sampling: Any
+                 ) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """``n`` sampled responses per prompt, chunk by chunk: yields ``(chunk_prompts, responses)``.
+
+    Chunk ``j`` holds ``batch_size`` prompts and is sampled with seed ``seed + j * batch_size``, so
+    a result depends on the seed and the batch size, not on who asks. ``sampling`` goes to the
+    sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``).
+    """
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start: start + batch_size])
+        ids, mask = encode_prompts(sampler.tokenizer, chunk, max_prompt_length)
+        generation = sampler(ids, mask, num_return_sequences=n,
+                             seed=None if seed is None else seed + start, **sampling)
+        yield chunk, [generation.texts[b * n:(b + 1) * n] for b in range(len(chunk))]
+
+
 def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int = 4, batch_size: int = 16,
               max_prompt_length: int = 128, seed: int | None = None, **sampling: Any) -> BestOfN:
     """Best-of-n decoding (no training): sample ``n`` responses per prompt, return the highest-reward one.
@@ -321,18 +338,13 @@ def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int =
     the sampling policy is at most ``log n − (n − 1)/n`` nats (Stiennon et al. 2020).
     """
     texts, all_texts, best_scores, all_scores, indices = [], [], [], [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start: start + batch_size])
-        ids, mask = encode_prompts(sampler.tokenizer, chunk, max_prompt_length)
-        generation = sampler(ids, mask, num_return_sequences=n,
-                             seed=None if seed is None else seed + start, **sampling)
-        repeated = [chunk[int(i)] for i in generation.prompt_index]
-        scores = reward.score(repeated, generation.texts).view(len(chunk), n)
+    for chunk, groups in sample_texts(sampler, prompts, n=n, batch_size=batch_size,
+                                      max_prompt_length=max_prompt_length, seed=seed, **sampling):
+        repeated = [prompt for prompt in chunk for _ in range(n)]
+        scores = reward.score(repeated, [text for group in groups for text in group]).view(len(chunk), n)
         index, _ = select_best(scores)
-        for b in range(len(chunk)):
-            samples = generation.texts[b * n:(b + 1) * n]
-            all_texts.append(samples)
-            texts.append(samples[int(index[b])])
+        all_texts += groups
+        texts += [group[int(i)] for group, i in zip(groups, index)]
         best_scores.append(scores.gather(1, index[:, None]).squeeze(1))
         all_scores.append(scores)
         indices.append(index)

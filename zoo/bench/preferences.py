@@ -31,23 +31,13 @@ from zoo.config import RewardConfig
 def sample_responses(model_dir: str | Path, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int,
                      seed: int, batch_size: int = 64) -> list[list[str]]:
     """``n`` sampled responses per prompt from the model saved in ``model_dir``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from zoo.bench.evaluate import load_policy
+    from zoo.generation import Sampler, sample_texts
 
-    from zoo.generation import Sampler, encode_prompts
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    sampler = Sampler(model, tokenizer)
-    out: list[list[str]] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start: start + batch_size]
-        ids, mask = encode_prompts(tokenizer, chunk)
-        generation = sampler(ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                             num_return_sequences=n, seed=seed + start)
-        out += [generation.texts[i * n:(i + 1) * n] for i in range(len(chunk))]
-    return out
+    model, tokenizer = load_policy(model_dir)
+    chunks = sample_texts(Sampler(model, tokenizer), prompts, n=n, batch_size=batch_size, seed=seed,
+                          temperature=temperature, max_new_tokens=max_new_tokens)
+    return [group for _, groups in chunks for group in groups]
 
 
 def distinct_responses(samples: list[str]) -> list[str]:
