@@ -99,13 +99,21 @@ def test_out_of_range_values_name_the_key(overrides, named):
     (["reward.function=tiny_sentiment", "reward.model=runs/rm"], "reward.model"),
     (["reward.args={scale: 2}"], "reward.args"),  # arguments that nothing would read
     (["model.lora.r=8", "model.reference=tiny"], "model.reference"),
-    (["data.group_by_length=true", "train.devices=2", "train.strategy=ddp"], "data.group_by_length"),
-    (["data.group_by_length=true", "train.num_nodes=2"], "data.group_by_length"),
 ])
 def test_incompatible_combinations_name_the_keys(overrides, named):
     with pytest.raises(ConfigError) as error:
         _load(*overrides)
     assert named in str(error.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["data.group_by_length=true", "train.devices=2", "train.strategy=ddp"],
+    ["data.group_by_length=true", "train.num_nodes=2"],
+])
+def test_length_grouping_combines_with_several_processes(overrides):
+    """Each process takes its share of every length-grouped global batch (tests/test_ddp.py)."""
+    config = _load(*overrides)
+    assert config.data.group_by_length
 
 
 def _numeric_fields(args_cls):

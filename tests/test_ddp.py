@@ -3,6 +3,9 @@
 Each optimiser step sees the whole training set (16 pairs: one process × 16, or two × 8), so the
 gradient is the same full-batch mean whatever order the samplers deal the examples in, and the
 two runs must end with the same weights and held-out loss up to float32 reduction order.
+
+With ``data.group_by_length`` each process takes its share of the batch one process makes at the
+global batch size, so the runs agree at every step (four steps of 8 pairs here, not one full batch).
 """
 from __future__ import annotations
 
@@ -17,13 +20,13 @@ import yaml
 from safetensors.torch import load_file
 
 
-def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir) -> dict:
+def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, **data) -> dict:
     config = {
         "algorithm": "dpo",
         "model": {"name": "tiny", "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
                                            "num_key_value_heads": 1}},
         "data": {"train": "builtin:tiny_prefs", "builtin_size": 20, "eval_fraction": 0.2, "max_length": 48,
-                 "max_prompt_length": 24},
+                 "max_prompt_length": 24, **data},
         "train": {"batch_size": batch_size, "eval_batch_size": 2, "max_epochs": 2, "learning_rate": 5e-3,
                   "accelerator": "cpu", "devices": devices, "strategy": "ddp" if devices > 1 else "auto",
                   "progress_bar": False, "log_every_n_steps": 1},
@@ -34,6 +37,7 @@ def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir) -> dict:
         from zoo.train import train
 
         train(load_config(raw=config))
+        output = ""
     else:  # Lightning's launcher re-runs the command line in each further process, so it must be one
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -41,9 +45,23 @@ def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir) -> dict:
         done = subprocess.run([sys.executable, "-m", "zoo.cli", "train", str(path)], env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        output = done.stdout
     metrics = json.loads((tmp_path / name / "metrics.json").read_text())
     weights = load_file(str(tmp_path / name / "model" / "model.safetensors"))
-    return {"metrics": metrics, "weights": weights}
+    return {"metrics": metrics, "weights": weights, "output": output}
+
+
+def _assert_same_run(single: dict, double: dict, steps: int) -> None:
+    assert single["metrics"]["steps"] == double["metrics"]["steps"] == steps
+    before, after = single["metrics"]["before"]["val/loss"], single["metrics"]["after"]["val/loss"]
+    assert after < before - 1e-3  # the runs learned something, so agreeing is not trivial
+    assert double["metrics"]["before"]["val/loss"] == pytest.approx(before, abs=1e-6)
+    assert double["metrics"]["after"]["val/loss"] == pytest.approx(after, abs=1e-5)
+    for name, weight in single["weights"].items():
+        torch.testing.assert_close(double["weights"][name], weight, atol=1e-5, rtol=1e-4)
+    # Each process runs the command; only the first reports.
+    assert double["output"].count("model, config and metrics written to") == 1
+    assert double["output"].count("data: ") == 1
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
@@ -51,10 +69,12 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     cache = tmp_path / "cache"
     single = _run(tmp_path, "single", devices=1, batch_size=16, cache_dir=cache)
     double = _run(tmp_path, "ddp", devices=2, batch_size=8, cache_dir=cache)
-    assert single["metrics"]["steps"] == double["metrics"]["steps"] == 2
-    before, after = single["metrics"]["before"]["val/loss"], single["metrics"]["after"]["val/loss"]
-    assert after < before - 1e-3  # the runs learned something, so agreeing is not trivial
-    assert double["metrics"]["before"]["val/loss"] == pytest.approx(before, abs=1e-6)
-    assert double["metrics"]["after"]["val/loss"] == pytest.approx(after, abs=1e-5)
-    for name, weight in single["weights"].items():
-        torch.testing.assert_close(double["weights"][name], weight, atol=1e-5, rtol=1e-4)
+    _assert_same_run(single, double, steps=2)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_length_grouped_batches_shard_by_process(tmp_path):
+    cache = tmp_path / "cache"
+    single = _run(tmp_path, "single", devices=1, batch_size=8, cache_dir=cache, group_by_length=True)
+    double = _run(tmp_path, "ddp", devices=2, batch_size=4, cache_dir=cache, group_by_length=True)
+    _assert_same_run(single, double, steps=4)

@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from zoo.attention import VARLEN, enable_varlen_attention
 from zoo.config import DataConfig, load_config
 from zoo.data.collate import Collator
 from zoo.data.dataset import load_examples
@@ -28,10 +29,12 @@ def _examples(spec: str, shape: str, tokenizer, *, count: int, max_length: int =
     return examples[:count]
 
 
-def _module(algorithm: str, tokenizer) -> AlignmentModule:
+def _module(algorithm: str, tokenizer, attention: str = "sdpa") -> AlignmentModule:
     algorithm_cls = get_registry().algorithm(algorithm)
     policy = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2,
                         num_key_value_heads=1, max_position_embeddings=512)
+    if attention == VARLEN:
+        assert enable_varlen_attention(policy)
     reference = copy.deepcopy(policy).eval() if algorithm_cls.needs_reference else None
     with torch.no_grad():  # a reference that differs from the policy, so both terms of DPO matter
         for parameter in policy.parameters():
@@ -88,14 +91,15 @@ def test_pack_then_unpack_restores_the_padded_tokens(tokenizer):
     assert int(starts.sum()) == batch.input_ids.shape[0]
 
 
+@pytest.mark.parametrize("attention", ["sdpa", VARLEN])
 @pytest.mark.parametrize("algorithm, spec, shape", [
     ("dpo", "builtin:tiny_prefs", "pairwise"),
     ("rrhf", "builtin:tiny_ranked", "ranked"),
     ("sft", "builtin:tiny_sft", "sft"),
 ])
-def test_packed_batches_give_the_padded_losses_and_gradients(tokenizer, algorithm, spec, shape):
+def test_packed_batches_give_the_padded_losses_and_gradients(tokenizer, algorithm, spec, shape, attention):
     torch.manual_seed(0)
-    module = _module(algorithm, tokenizer)
+    module = _module(algorithm, tokenizer, attention)
     examples = _examples(spec, shape, tokenizer, count=8)
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)
@@ -119,9 +123,10 @@ def hh_sample(shared_data, directory, rows: int = 48) -> str:
     return str(path)
 
 
-def test_packed_hh_pairs_match_padded_within_1e5(tokenizer, shared_data, tmp_path):
+@pytest.mark.parametrize("attention", ["sdpa", VARLEN])
+def test_packed_hh_pairs_match_padded_within_1e5(tokenizer, shared_data, tmp_path, attention):
     """The real length mix: HH dialogues of very different lengths, several per packed row."""
-    module = _module("dpo", tokenizer)
+    module = _module("dpo", tokenizer, attention)
     examples = _examples(hh_sample(shared_data, tmp_path), "pairwise", tokenizer, count=6, max_length=512)
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=512)(examples)
@@ -138,8 +143,9 @@ def test_packed_hh_pairs_match_padded_within_1e5(tokenizer, shared_data, tmp_pat
     torch.testing.assert_close(packed_loss, padded_loss, atol=1e-5, rtol=0)
 
 
-def test_hidden_states_and_entropy_are_unpacked_to_the_padded_layout(tokenizer):
-    module = _module("dpo", tokenizer)
+@pytest.mark.parametrize("attention", ["sdpa", VARLEN])
+def test_hidden_states_and_entropy_are_unpacked_to_the_padded_layout(tokenizer, attention):
+    module = _module("dpo", tokenizer, attention)
     examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=4)
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)

@@ -46,11 +46,15 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
     from zoo.config import load_config
     from zoo.train import train
 
     config = load_config(args.config, args.overrides)
     result = train(config, overwrite=args.overwrite, resume=args.resume)
+    if rank_zero_only.rank != 0:  # with several processes, every one runs this command: report once
+        return 0
     table = Table(title=f"{config.algorithm}: held-out metrics", show_lines=False)
     table.add_column("metric")
     table.add_column("before", justify="right")

@@ -52,6 +52,10 @@ class ModelConfig:
     revision: str | None = None
     trust_remote_code: bool = False
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    #: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``,
+    #: ``flex_attention``, ...); None keeps transformers' choice (sdpa). With ``data.padding_free``
+    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.attention`).
+    attn_implementation: str | None = None
     gradient_checkpointing: bool = False
     tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
     lora: LoraConfig | None = None
@@ -370,14 +374,6 @@ def check_scale_options(config: RunConfig, algorithm_cls: Any) -> None:
         why = "generates its batches online" if not offline else f"scores sequences ({algorithm_cls.output!r})"
         raise ConfigError(f"data.padding_free = true: algorithm {name!r} {why}; packed batches serve offline "
                           f"algorithms that score log-probs. Set data.padding_free: false.")
-    t = config.train
-    several_processes = t.num_nodes > 1 or t.devices == -1 or (isinstance(t.devices, int) and t.devices > 1) or (
-        isinstance(t.devices, str) and t.devices.strip() not in ("auto", "1"))
-    if config.data.group_by_length and several_processes:
-        # Lightning would wrap the length-grouped batch sampler in a DistributedSampler it cannot shard.
-        raise ConfigError("data.group_by_length = true cannot be combined with several processes "
-                          f"(train.devices = {t.devices!r}, train.num_nodes = {t.num_nodes}); use "
-                          "data.padding_free: true to cut padding under DDP/FSDP, or set data.group_by_length: false.")
     if config.train.reference_cache == "required" and not (algorithm_cls.needs_reference and offline):
         why = "needs no reference model" if not algorithm_cls.needs_reference else \
             "scores responses it generates during training, which no cache can hold in advance"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
 from zoo.config import DataConfig
@@ -54,8 +54,11 @@ class AlignmentDataModule(L.LightningDataModule):
         # The position applies to the loader that continues the run, not to later ones.
         (epoch, done), self.resume_position = self.resume_position or (0, 0), None
         if self.config.group_by_length:
+            # Sharded here, by process: Lightning cannot shard a batch sampler, so a run that groups
+            # by length builds its Trainer with use_distributed_sampler=False (zoo.train.build_trainer).
+            num_replicas, rank = self._replicas()
             batch_sampler = LengthGroupedBatchSampler([e.num_tokens for e in self.train_examples], self.batch_size,
-                                                      seed=self.config.seed)
+                                                      seed=self.config.seed, num_replicas=num_replicas, rank=rank)
             batch_sampler.resume_at(epoch, done)
             return DataLoader(self.train_examples, batch_sampler=batch_sampler, collate_fn=self.collator,
                               num_workers=self.config.num_workers, generator=self._loader_generator())
@@ -65,6 +68,13 @@ class AlignmentDataModule(L.LightningDataModule):
                           collate_fn=self.collator, num_workers=self.config.num_workers,
                           generator=self._loader_generator())
 
+    def _replicas(self) -> tuple[int, int]:
+        """(processes that share the data, this process's rank among them); (1, 0) without a Trainer."""
+        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not kwargs:
+            return 1, 0
+        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
+
     def _loader_generator(self) -> torch.Generator:
         # Worker seeds come from this generator rather than the global RNG, so starting a loader
         # (each epoch, each validation) leaves the global RNG stream of the training step untouched.
@@ -73,6 +83,14 @@ class AlignmentDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if not self.eval_examples:
             return []
+        num_replicas, rank = self._replicas() if self.config.group_by_length else (1, 0)
+        if num_replicas > 1:
+            # Lightning shards nothing in such a run (see train_dataloader); this is the sampler it
+            # would have put here, so held-out metrics do not depend on data.group_by_length.
+            sampler = DistributedSampler(self.eval_examples, num_replicas=num_replicas, rank=rank, shuffle=False)
+            return DataLoader(self.eval_examples, batch_size=self.eval_batch_size, sampler=sampler,
+                              collate_fn=self.collator, num_workers=self.config.num_workers,
+                              generator=self._loader_generator())
         return DataLoader(self.eval_examples, batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=self.collator, num_workers=self.config.num_workers,
                           generator=self._loader_generator())

@@ -27,6 +27,16 @@ def _hub_kwargs(config: ModelConfig) -> dict:
     return kwargs
 
 
+def _attention_kwargs(config: ModelConfig) -> dict:
+    return {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
+
+
+def _attention_error(name: str | None, exc: Exception) -> ConfigError:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ConfigError(f"model.attn_implementation = {name!r}: transformers cannot use it here ({first_line}). "
+                       f"Leave it unset for sdpa, or use 'eager'.")
+
+
 def _wrap_load_error(name: str, exc: Exception) -> ConfigError:
     where = "local directory" if Path(name).exists() else "hub id or local path"
     return ConfigError(f"model.name = {name!r}: could not load it as a {where} ({type(exc).__name__}: "
@@ -57,10 +67,20 @@ def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
                            max_position_embeddings=t.max_position_embeddings, seed=t.seed)
         if config.dtype not in ("float32", "auto"):
             model = model.to(DTYPES[config.dtype])
+        if config.attn_implementation:
+            try:
+                model.set_attn_implementation(config.attn_implementation)
+            except (ImportError, ValueError) as exc:
+                raise _attention_error(config.attn_implementation, exc) from None
         return model
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[config.dtype], **_hub_kwargs(config))
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
+                                                     **_hub_kwargs(config))
+    except ImportError as exc:
+        raise _attention_error(config.attn_implementation, exc) from None
     except (OSError, ValueError) as exc:
+        if config.attn_implementation and "attn" in str(exc).lower():
+            raise _attention_error(config.attn_implementation, exc) from None
         raise _wrap_load_error(name, exc) from None
     return model
 
@@ -86,7 +106,8 @@ def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
     else:
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                config.name, num_labels=1, dtype=DTYPES[config.dtype], **_hub_kwargs(config))
+                config.name, num_labels=1, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
+                **_hub_kwargs(config))
         except (OSError, ValueError) as exc:
             raise _wrap_load_error(config.name, exc) from None
     if model.config.pad_token_id is None:  # the classifier pools at the last non-pad token

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.attention import packed_call, sequence_starts, uses_varlen_attention
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
 from zoo.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
@@ -57,6 +58,13 @@ class PackedSequences:
     def num_positions(self) -> int:
         """Positions the model computes (the row groups' areas)."""
         return sum((end - first) * length for first, end, length in self.row_groups)
+
+    def as_one_row(self) -> PackedSequences:
+        """The same sequences end to end in a single row with no padding (for varlen attention)."""
+        keep = self.source >= 0
+        ids, positions, source = self.input_ids[keep], self.position_ids[keep], self.source[keep]
+        return PackedSequences(ids[None], positions[None], source[None], self.padded_shape,
+                               [(0, 1, max(ids.numel(), 1))])
 
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -166,11 +174,22 @@ def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
 def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tensor, **kwargs) -> object:
     """The model's forward pass over packed rows (the one way both training and the check call it).
 
-    No attention mask and no cache: transformers then derives each sequence's causal block from
-    the restarting ``position_ids`` (a measured alternative, zoo's own additive block-diagonal
+    With :data:`zoo.attention.VARLEN` attention the rows run as one, each sequence attending to
+    itself through ``cu_seq_lens_q`` (:mod:`zoo.attention`); the logits come back as ``[R, L, V]``.
+    Otherwise: no attention mask and no cache, and transformers derives each sequence's causal block
+    from the restarting ``position_ids`` (a measured alternative, zoo's own additive block-diagonal
     mask, ran no faster on CPU; see ``benchmarks/padding.py``).
     """
-    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
+    if not uses_varlen_attention(model):
+        return model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
+    rows, length = input_ids.shape
+    with packed_call():
+        out = model(input_ids=input_ids.reshape(1, -1), position_ids=position_ids.reshape(1, -1), use_cache=False,
+                    cu_seq_lens_q=sequence_starts(position_ids), **kwargs)
+    out.logits = out.logits.view(rows, length, -1)
+    if getattr(out, "hidden_states", None) is not None:
+        out.hidden_states = tuple(h.view(rows, length, -1) for h in out.hidden_states)
+    return out
 
 
 def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
@@ -181,6 +200,8 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     the same sequence's previous token except at a sequence's first token; those positions map to
     column 0 of the padded layout, which the padded path scores as 0 and masks, and are zeroed here.
     """
+    if uses_varlen_attention(model):
+        packed = packed.as_one_row()
     width = packed.input_ids.shape[1]
     pieces: dict[str, list[Tensor]] = {"logps": [], "hidden": [], "entropy": []}
     for first, end, length in packed.row_groups:

@@ -26,7 +26,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
+from torch.utils.data import DataLoader
 
+from zoo.attention import enable_varlen_attention
 from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, clear_checkpoints, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
@@ -94,6 +96,9 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
         callbacks=callbacks, enable_checkpointing=bool(t.checkpoint_every_n_steps), plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar, deterministic=t.deterministic, num_sanity_val_steps=0,
         default_root_dir=output_dir, enable_model_summary=False,
+        # A length-grouped run shards its batches by process itself (AlignmentDataModule): Lightning
+        # would otherwise try to put a DistributedSampler into the batch sampler, which it cannot.
+        use_distributed_sampler=not config.data.group_by_length,
     )
 
 
@@ -155,6 +160,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
     if config.model.lora is not None:
         policy = _with_lora(policy, config, task="SEQ_CLS" if algorithm_cls.output == "scores" else "CAUSAL_LM")
     if config.data.padding_free:
+        enable_varlen_attention(policy)  # per-sequence attention for packed rows when the model uses sdpa
         check_packing_support(policy)
     reference = None
     if algorithm_cls.needs_reference:
@@ -167,6 +173,8 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
             reference = AdapterDisabledReference(policy)
         else:
             reference = load_reference(config.model, policy, tokenizer)
+            if config.data.padding_free:
+                enable_varlen_attention(reference)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):
         from zoo.rewards import load_reward_source
@@ -213,7 +221,11 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
         if algorithm_cls.output == "scores":  # stored with the model for reward-source normalisation
             from zoo.rewards import record_score_statistics
 
-            record_score_statistics(module.policy, datamodule.train_dataloader())
+            # Every training example, in one process: not this process's share of a sharded loader.
+            every_example = DataLoader(datamodule.train_examples, batch_size=config.train.batch_size,
+                                       collate_fn=datamodule.collator, shuffle=True,
+                                       generator=torch.Generator().manual_seed(config.data.seed))
+            record_score_statistics(module.policy, every_example)
         save_run(module, tokenizer, config, output_dir)
         summary.update({
             "status": "finished", "steps": trainer.global_step, "train_seconds": result.train_seconds,

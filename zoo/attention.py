@@ -1,0 +1,119 @@
+"""Variable-length causal attention for padding-free batches: each packed sequence attends to itself only.
+
+transformers runs a packed row through sdpa with a block-diagonal mask built from the restarting
+``position_ids``. That mask costs ``L²`` per row of ``L`` tokens whatever the sequences in it, and
+with an explicit mask sdpa's fused kernels cannot use their causal shortcuts. This module registers
+one more attention implementation, ``zoo_varlen``, with transformers' ``AttentionInterface``:
+
+* given ``cu_seq_lens_q`` (the cumulative sequence lengths ``[0, l₁, l₁+l₂, ...]`` of one row that
+  holds the whole batch end to end), it runs ``scaled_dot_product_attention(is_causal=True)`` on
+  each sequence separately, so the work is ``Σ lᵢ²`` with no mask at all; grouped-query heads are
+  shared through ``enable_gqa`` rather than copied;
+* without it, it *is* transformers' sdpa attention, mask and all, so generation, evaluation and
+  padded batches behave exactly as with ``attn_implementation="sdpa"``.
+
+Its mask function is sdpa's, except inside :func:`packed_call` (a packed forward pass), where it
+returns ``None``: the block-diagonal mask would be built and never read.
+
+:func:`enable_varlen_attention` switches a model from ``sdpa`` to ``zoo_varlen``; other
+implementations (eager, flex, flash-attention kernels that read ``position_ids`` themselves) and
+models with sliding-window or soft-capped attention are left as they are and keep the row path.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+VARLEN = "zoo_varlen"
+
+_in_packed_call: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_in_packed_call", default=False)
+
+
+def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor,
+                             attention_mask: Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                             cu_seq_lens_q: Tensor | None = None, **kwargs) -> tuple[Tensor, None]:
+    """Per-sequence causal sdpa over one packed row (``query``: ``[1, H, T, D]``), else transformers' sdpa.
+
+    Returns the attention output as ``[1, T, H, D]`` (the layout transformers' implementations return).
+    """
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if query.shape[0] != 1:
+        raise ValueError(f"{VARLEN} attention takes one packed row, got a batch of {query.shape[0]}")
+    bounds = cu_seq_lens_q.tolist()
+    lengths = [end - start for start, end in zip(bounds[:-1], bounds[1:])]
+    gqa = query.shape[1] != key.shape[1]
+    # split, not slicing: its backward writes each gradient once instead of a zero-filled copy per sequence
+    outputs = [F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling,
+                                              enable_gqa=gqa)
+               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def varlen_mask(*args, **kwargs) -> Tensor | None:
+    """sdpa's mask, or ``None`` inside a packed call (the sequences' boundaries travel as ``cu_seq_lens_q``)."""
+    if _in_packed_call.get():
+        return None
+    return sdpa_mask(*args, **kwargs)
+
+
+AttentionInterface.register(VARLEN, varlen_attention_forward)
+AttentionMaskInterface.register(VARLEN, varlen_mask)
+
+
+def _config(model: torch.nn.Module):
+    return getattr(model, "config", None)
+
+
+def uses_varlen_attention(model: torch.nn.Module) -> bool:
+    config = _config(model)
+    return getattr(config, "_attn_implementation", None) == VARLEN
+
+
+def enable_varlen_attention(model: torch.nn.Module) -> bool:
+    """Switch ``model`` from sdpa to :data:`VARLEN` attention when that is exact for it; returns whether it did.
+
+    Left alone: other attention implementations, and configs with a sliding window or attention
+    soft-capping (per-sequence causal attention would ignore them).
+    """
+    config = _config(model)
+    if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", VARLEN):
+        return False
+    windowed = getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
+    if windowed or getattr(config, "attn_logit_softcapping", None) is not None:
+        return False
+    if config._attn_implementation != VARLEN:
+        # The attention modules share this config and read the implementation at every call.
+        setter = getattr(model, "set_attn_implementation", None)
+        if setter is not None:
+            setter(VARLEN)
+        else:
+            config._attn_implementation = VARLEN
+    return True
+
+
+def sequence_starts(position_ids: Tensor) -> Tensor:
+    """``cu_seq_lens`` of the flattened rows: where positions restart at 0, plus the total length."""
+    flat = position_ids.reshape(-1)
+    starts = torch.nonzero(flat == 0).flatten()
+    total = torch.tensor([flat.numel()], dtype=starts.dtype, device=starts.device)
+    return torch.cat([starts, total]).to(torch.int32)
+
+
+@contextlib.contextmanager
+def packed_call() -> Iterator[None]:
+    """Inside it, :data:`VARLEN` models build no attention mask."""
+    token = _in_packed_call.set(True)
+    try:
+        yield
+    finally:
+        _in_packed_call.reset(token)
