@@ -13,16 +13,19 @@ sequence):
 * ``packed``: ``data.padding_free`` (random batches, sequences packed into rows of max length);
 * ``grouped+packed``: both.
 
-Part 2 times one forward + backward of the policy on the same batches in four layouts: padded
-rows (causal sdpa); packed rows of ``max_length`` run in row groups (zoo's layout; the
-block-diagonal mask comes from transformers, built from the restarting ``position_ids``); the
-same rows in one forward pass, every row as wide as the fullest; and every sequence of the batch
-in one single row (what ``DataCollatorWithFlattening`` produces; on CPU and with sdpa the mask is
-dense, so attention grows with the square of the whole batch's tokens).
+Part 2 times one forward + backward of the policy on the same batches in five layouts: padded
+rows (causal sdpa); packed rows of ``max_length`` run in row groups with sdpa (the block-diagonal
+mask comes from transformers, built from the restarting ``position_ids``); the same rows in one
+forward pass, every row as wide as the fullest; every sequence of the batch in one single row
+with sdpa (what ``DataCollatorWithFlattening`` produces; on CPU the mask is dense, so attention
+grows with the square of the whole batch's tokens); and that single row with zoo's per-sequence
+attention (``zoo_varlen``, :mod:`zoo.attention`: attention grows with each sequence's own square),
+which is what ``data.padding_free`` runs for sdpa models, and so what part 1's packed layouts ran.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
@@ -59,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     # What throughput.run_zoo reads besides the above.
     args.algorithm, args.memory_steps, args.padding_free, args.group_by_length = "dpo", 0, False, False
+    args.tiny = {}
     return args
 
 
@@ -69,6 +73,8 @@ def padding_share(meter_tokens: list[int], positions: list[int]) -> float:
 def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[str, float]]:
     import lightning as L
 
+    from zoo.attention import uses_varlen_attention
+
     rates: dict[str, list[float]] = {name: [] for name in LAYOUTS}
     shares: dict[str, float] = {}
     for _ in range(args.repeats):
@@ -77,8 +83,10 @@ def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[s
 
             class Positions(L.Callback):
                 def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                    positions.append(batch.packed.num_positions if batch.packed is not None
-                                     else batch.input_ids.numel())
+                    packed = batch.packed
+                    if packed is not None and uses_varlen_attention(pl_module.policy):
+                        packed = packed.as_one_row()  # what the model ran (zoo.packing.packed_sequence_logprobs)
+                    positions.append(packed.num_positions if packed is not None else batch.input_ids.numel())
 
             meter = run_zoo(args, model_dir, precompute=True, extra_callbacks=[Positions()], **options)
             rates[name].append(meter.tokens_per_second(args.warmup, args.windows)[0])
@@ -94,6 +102,7 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
 
     from transformers import AutoModelForCausalLM
 
+    from zoo.attention import enable_varlen_attention
     from zoo.config import DataConfig, ModelConfig
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
@@ -107,26 +116,29 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     examples, _ = load_examples(config.train, "train", "pairwise", config, tokenizer)
     random.Random(0).shuffle(examples)
     model = AutoModelForCausalLM.from_pretrained(model_dir).train()
+    varlen_model = copy.deepcopy(model)
+    enable_varlen_attention(varlen_model)  # shares nothing with ``model``: the sdpa layouts stay sdpa
     collate = Collator(tokenizer.pad_token_id)
     batches = [collate(examples[i * args.batch_size: (i + 1) * args.batch_size]) for i in range(args.layout_batches)]
 
     def padded(batch):
         return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 2)
 
-    def packed_with(capacity, grouped=True):
+    def packed_with(capacity, grouped=True, network=model):
         def run(batch):
             lengths = batch.attention_mask.sum(-1).tolist()
             rows = pack_sequences(batch.input_ids, lengths, capacity, tokenizer.pad_token_id)
             if not grouped:  # every row as wide as the fullest: one forward pass
                 rows.row_groups = [(0, rows.input_ids.shape[0], rows.input_ids.shape[1])]
-            return packed_sequence_logprobs(model, rows, batch.loss_mask, 2)
+            return packed_sequence_logprobs(network, rows, batch.loss_mask, 2)
 
         return run
 
     layouts = {"padded rows": padded,
                f"packed rows of {args.max_length}": packed_with(args.max_length),
                "  same rows, one pass": packed_with(args.max_length, grouped=False),
-               "one flattened row": packed_with(10 ** 9)}
+               "one flattened row": packed_with(10 ** 9),
+               "one row, zoo_varlen": packed_with(args.max_length, network=varlen_model)}
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
     for batch in batches:
         for name, forward in layouts.items():  # interleaved: every layout sees the same load
@@ -134,6 +146,7 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
             forward(batch).sum.sum().backward()
             seconds[name].append(time.perf_counter() - start)
             model.zero_grad(set_to_none=True)
+            varlen_model.zero_grad(set_to_none=True)
     return {name: statistics.median(values[1:] or values) for name, values in seconds.items()}
 
 

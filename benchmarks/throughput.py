@@ -25,7 +25,12 @@ Figures, per run:
   same threads just before each run (the load of a shared machine drifts; the median over runs
   counts). Model FLOPs are 6·N per trained token (forward + backward, N = parameters
   that multiply activations: all but the input embedding table), plus 2·N per token for the
-  reference forward pass when it is not precomputed. Attention's own FLOPs are not counted.
+  reference forward pass when it is not precomputed. A second figure adds attention's own
+  FLOPs as PaLM's MFU does (Chowdhery et al. 2022, appendix B): 12·L·d·l per token of a sequence
+  of l tokens (L layers, d = heads × head size; 4·L·d·l for a reference forward pass).
+
+``--profile N`` adds one more zoo run that profiles N steps after warm-up (``torch.profiler``) and
+prints where the time goes: matmuls, attention kernels, everything else.
 
 Prints one line per run, the zoo/TRL ratios, and writes everything to ``--json`` when given.
 ``--threads`` pins torch's intra-op threads (default 1: on a shared machine, two busy threads
@@ -68,16 +73,27 @@ class StepMeter:
         self.start = time.perf_counter()
         self.times: list[float] = []
         self.tokens: list[int] = []
+        #: Σ l² over the step's sequences (attention FLOPs grow with it).
+        self.squares: list[int] = []
         #: The matmul peak measured just before this run (the machine's load drifts; MFU uses it).
         self.peak_flops = 0.0
 
-    def step_done(self, tokens: int) -> None:
+    def step_done(self, attention_mask: torch.Tensor) -> None:
+        lengths = attention_mask.sum(-1).long()
         self.times.append(time.perf_counter())
-        self.tokens.append(int(tokens))
+        self.tokens.append(int(lengths.sum()))
+        self.squares.append(int(lengths.square().sum()))
+
+    def tokens_per_sequence_token(self, warmup: int) -> float:
+        """Σ l² / Σ l over the timed steps: the sequence length an average token sits in."""
+        return sum(self.squares[warmup:]) / max(sum(self.tokens[warmup:]), 1)
 
     def tokens_per_second(self, warmup: int, windows: int) -> tuple[float, list[float]]:
         """Median over ``windows`` equal windows of the steps after ``warmup``, and every window's rate."""
         steps = len(self.times)
+        if warmup < 1:  # the first timed step runs from the end of the step before it
+            raise SystemExit(f"--warmup is {warmup}: it must be at least 1 (each step is timed from the previous "
+                             "step's end)")
         if steps - warmup < windows:
             raise SystemExit(f"only {steps} steps ran: need more than --warmup ({warmup}) + --windows ({windows})")
         size = (steps - warmup) // windows
@@ -103,9 +119,12 @@ def matmul_peak_flops(repeats: int = 5) -> float:
 
 
 def matmul_parameters(model: torch.nn.Module) -> int:
-    """Parameters that multiply activations (the input embedding table is a lookup)."""
+    """Parameters that multiply activations (the input embedding table is a lookup, unless it is tied
+    to the output projection: ``parameters()`` yields a tied table once, and it is the LM head's matmul)."""
     embedding = model.get_input_embeddings().weight
-    return sum(p.numel() for p in model.parameters() if p is not embedding)
+    output = model.get_output_embeddings()
+    tied = output is not None and output.weight is embedding
+    return sum(p.numel() for p in model.parameters() if tied or p is not embedding)
 
 
 class TensorMemoryPeak(TorchDispatchMode):
@@ -169,6 +188,9 @@ class RunResult:
     peak_memory_bytes: int | None = None
     mfu: float = 0.0
     mfu_with_reference: float = 0.0
+    #: PaLM's MFU: attention FLOPs counted too.
+    mfu_with_attention: float = 0.0
+    mfu_with_attention_and_reference: float = 0.0
     steps: int = 0
     mean_tokens_per_step: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
@@ -207,7 +229,7 @@ def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
 
     class Meter(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            meter.step_done(int(batch.attention_mask.sum()))
+            meter.step_done(batch.attention_mask)
 
     with tempfile.TemporaryDirectory() as scratch:
         # A fresh cache each run: the precompute pass is part of every "on" run, as it is of TRL's.
@@ -220,6 +242,41 @@ def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
             return peak["bytes"]
         train(config, callbacks=[Meter(), *(extra_callbacks or [])])
     return meter
+
+
+def profile_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool) -> dict[str, float]:
+    """Seconds per step spent in matmuls, attention and everything else over ``--profile`` steps of zoo."""
+    import lightning as L
+    from torch.profiler import profile
+
+    first, last = args.warmup, args.warmup + args.profile
+    state: dict[str, Any] = {}
+
+    class Profiler(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == first:
+                state["profiler"] = profile()
+                state["profiler"].__enter__()
+                state["start"] = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == last - 1:
+                state["wall"] = time.perf_counter() - state["start"]
+                state["profiler"].__exit__(None, None, None)
+
+    saved_steps, args.steps = args.steps, last
+    try:
+        run_zoo(args, model_dir, precompute=precompute, extra_callbacks=[Profiler()])
+    finally:
+        args.steps = saved_steps
+    events = state["profiler"].key_averages()
+    own = {event.key: event.self_cpu_time_total / 1e6 / args.profile for event in events}
+    matmul = sum(t for key, t in own.items() if key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"))
+    attention = sum(t for key, t in own.items() if "scaled_dot_product" in key)
+    step = state["wall"] / args.profile
+    top = sorted(own.items(), key=lambda item: -item[1])[:8]
+    return {"step": step, "matmul": matmul, "attention": attention, "other": step - matmul - attention,
+            "top": top}
 
 
 # ----- TRL ------------------------------------------------------------------------------------------
@@ -254,7 +311,7 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
 
     rows, tokenizer = trl_rows(args, model_dir)
     meter = StepMeter()
-    pending: deque[int] = deque()
+    pending: deque[torch.Tensor] = deque()
 
     class Meter(TrainerCallback):
         def on_step_end(self, train_args, state, control, **kwargs):
@@ -263,7 +320,7 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
     def counting(collate):
         def wrapped(features):
             batch = collate(features)
-            pending.append(int(batch["attention_mask"].sum()))
+            pending.append(batch["attention_mask"])
             return batch
 
         return wrapped
@@ -320,20 +377,26 @@ def prepare_model_dir(args: argparse.Namespace, scratch: Path) -> Path:
 
     tokenizer = tiny_tokenizer()
     path = scratch / "tiny"
-    tiny_model(tokenizer, max_position_embeddings=max(512, args.max_length)).save_pretrained(path)
+    tiny_model(tokenizer, max_position_embeddings=max(512, args.max_length), **args.tiny).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
 def summarise(tool: str, precompute: bool, meters: list[StepMeter], args: argparse.Namespace,
-              params: int, needs_reference: bool) -> RunResult:
+              params: int, attention_width: int, needs_reference: bool) -> RunResult:
+    """``attention_width``: L·d, layers times the width of the attention (heads × head size)."""
     rates = [meter.tokens_per_second(args.warmup, args.windows)[0] for meter in meters]
     windows = [r for meter in meters for r in meter.tokens_per_second(args.warmup, args.windows)[1]]
     # Each run against the peak measured next to it; the median over runs.
     utilisation = statistics.median(rate / meter.peak_flops for rate, meter in zip(rates, meters))
-    reference_flops = 2 * params if needs_reference and not precompute else 0
+    reference = needs_reference and not precompute
+    reference_flops = 2 * params if reference else 0
+    length = statistics.mean(m.tokens_per_sequence_token(args.warmup) for m in meters)
+    attention_flops = (12 + (4 if reference else 0)) * attention_width * length
     return RunResult(tool, precompute, tokens_per_second=statistics.median(rates), windows=windows,
                      mfu=6 * params * utilisation, mfu_with_reference=(6 * params + reference_flops) * utilisation,
+                     mfu_with_attention=(6 * params + 12 * attention_width * length) * utilisation,
+                     mfu_with_attention_and_reference=(6 * params + reference_flops + attention_flops) * utilisation,
                      steps=len(meters[0].times),
                      mean_tokens_per_step=statistics.mean(t for m in meters for t in m.tokens))
 
@@ -355,10 +418,26 @@ def quiet() -> None:
     datasets.disable_progress_bars()
 
 
+def tiny_geometry(text: str) -> dict[str, int]:
+    from zoo.config import TinyModelConfig
+
+    known = {f for f in TinyModelConfig.__dataclass_fields__ if f not in ("seed", "max_position_embeddings")}
+    sizes = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in known or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=INTEGER with KEY one of {sorted(known)}")
+        sizes[key.strip()] = int(value)
+    return sizes
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithm", default="dpo", help="any registered algorithm (TRL comparison: dpo, sft)")
     parser.add_argument("--model-dir", default=None, help="a saved causal LM (default: the built-in tiny model)")
+    parser.add_argument("--tiny", type=tiny_geometry, default={}, metavar="KEY=VALUE,...",
+                        help="built-in tiny model sizes other than the default, e.g. hidden_size=128,"
+                             "intermediate_size=352,num_attention_heads=2,num_key_value_heads=1")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data file (HH-RLHF pairs by default)")
     parser.add_argument("--max-examples", type=int, default=480)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -374,9 +453,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--padding-free", action="store_true", help="zoo: data.padding_free")
     parser.add_argument("--group-by-length", action="store_true", help="zoo: data.group_by_length")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile N zoo steps after warm-up in one more run and print the time split")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: each step is timed from the previous step's end")
     if args.steps <= args.warmup + args.windows:
         parser.error("--steps must exceed --warmup + --windows")
     return args
@@ -404,10 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = prepare_model_dir(args, Path(scratch))
         from transformers import AutoModelForCausalLM
 
+        model_config = AutoModelForCausalLM.from_pretrained(model_dir).config
         params = matmul_parameters(AutoModelForCausalLM.from_pretrained(model_dir))
+        head_size = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
+        attention_width = model_config.num_hidden_layers * model_config.num_attention_heads * head_size
         reference_bytes = sum(p.numel() * p.element_size()
                               for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
-        print(f"model {model_dir} ({params:,} matmul parameters, {reference_bytes / 2**20:.2f} MiB); "
+        print(f"model {model_dir} ({params:,} matmul parameters, {reference_bytes / 2**20:.2f} MiB, "
+              f"{model_config.num_hidden_layers} layers of {model_config.num_attention_heads} heads × {head_size}); "
               f"data {args.data.name}; batch {args.batch_size} examples; max length {args.max_length}; "
               f"threads {torch.get_num_threads()}; matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
         for precompute in settings:
@@ -420,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                     meters[tool][-1].peak_flops = peak
                     peak_flops = max(peak_flops, peak)
             for tool in tools:
-                result = summarise(tool, precompute, meters[tool], args, params, needs_reference)
+                result = summarise(tool, precompute, meters[tool], args, params, attention_width, needs_reference)
                 if args.memory_steps:
                     run = run_zoo if tool == "zoo" else run_trl
                     result.peak_memory_bytes = run(args, model_dir, precompute=precompute, memory=True)
@@ -430,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
                 memory = f"{result.peak_memory_bytes / 2**20:8.2f} MiB" if result.peak_memory_bytes else "n/a"
                 print(f"{tool:4s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
                       f"(windows {', '.join(f'{w:.0f}' for w in result.windows)})  peak {memory}  "
-                      f"MFU {100 * result.mfu:5.1f}% (with reference forward {100 * result.mfu_with_reference:5.1f}%)  "
+                      f"MFU {100 * result.mfu:5.1f}% (with reference forward {100 * result.mfu_with_reference:5.1f}%; "
+                      f"attention counted: {100 * result.mfu_with_attention:5.1f}%, "
+                      f"{100 * result.mfu_with_attention_and_reference:5.1f}%)  "
                       f"{result.mean_tokens_per_step:.0f} tokens/step", flush=True)
     by_key = {(r.tool, r.precompute): r for r in results}
     ratios: dict[str, float] = {}
@@ -445,11 +534,23 @@ def main(argv: list[str] | None = None) -> int:
         ratios["... over the reference model's size"] = (off.peak_memory_bytes - on.peak_memory_bytes) / reference_bytes
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name else ''}")
+    profiles = {}
+    if args.profile:
+        with tempfile.TemporaryDirectory() as scratch:
+            model_dir = prepare_model_dir(args, Path(scratch))
+            for precompute in settings:
+                split = profiles[f"precompute {'on' if precompute else 'off'}"] = profile_zoo(
+                    args, model_dir, precompute=precompute)
+                print(f"zoo profile, precompute {'on' if precompute else 'off'}: {1000 * split['step']:.0f} ms/step "
+                      f"(profiled): matmuls {100 * split['matmul'] / split['step']:.0f}%, attention "
+                      f"{100 * split['attention'] / split['step']:.0f}%, other "
+                      f"{100 * split['other'] / split['step']:.0f}%; top ops: "
+                      + ", ".join(f"{key} {1000 * t:.1f} ms" for key, t in split["top"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps({
             "settings": {k: str(v) for k, v in vars(args).items()}, "best_matmul_peak_flops": peak_flops,
             "matmul_parameters": params, "reference_bytes": reference_bytes,
-            "runs": [asdict(r) for r in results], "ratios": ratios}, indent=2))
+            "runs": [asdict(r) for r in results], "ratios": ratios, "profiles": profiles}, indent=2))
     return 0
 
 
