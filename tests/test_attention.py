@@ -92,3 +92,37 @@ def test_gradients_flow_through_every_sequence():
     torch.cat(pieces, 2).square().sum().backward()
     for got, t in zip(grads, (query, key, value)):
         torch.testing.assert_close(got, t.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_a_lora_wrapped_policy_switches_and_stays_exact(tokenizer):
+    from zoo.config import LoraConfig
+    from zoo.lora import AdapterDisabledReference, apply_lora
+
+    base = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    policy = apply_lora(base, LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    assert enable_varlen_attention(policy) and base.config._attn_implementation == "zoo_varlen"
+    check_packing_support(policy)
+    first, second = torch.randint(4, 200, (5,)), torch.randint(4, 200, (7,))
+    rows = torch.cat([first, second])[None]
+    positions = torch.cat([torch.arange(5), torch.arange(7)])[None]
+    reference = AdapterDisabledReference(policy)
+    with torch.no_grad():
+        for model in (policy, reference):
+            packed = packed_forward(model, rows, positions).logits[0]
+            torch.testing.assert_close(packed[:5], model(input_ids=first[None]).logits[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(packed[5:], model(input_ids=second[None]).logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_model_attn_implementation_is_passed_to_transformers(tokenizer):
+    import pytest
+
+    from zoo.config import ModelConfig, TinyModelConfig
+    from zoo.errors import ConfigError
+    from zoo.models import load_causal_lm
+
+    small = TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    assert load_causal_lm(ModelConfig(tiny=small), tokenizer).config._attn_implementation == "sdpa"
+    eager = load_causal_lm(ModelConfig(tiny=small, attn_implementation="eager"), tokenizer)
+    assert eager.config._attn_implementation == "eager"
+    with pytest.raises(ConfigError, match="model.attn_implementation = 'no_such_kernel'"):
+        load_causal_lm(ModelConfig(tiny=small, attn_implementation="no_such_kernel"), tokenizer)
