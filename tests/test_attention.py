@@ -126,3 +126,23 @@ def test_model_attn_implementation_is_passed_to_transformers(tokenizer):
     assert eager.config._attn_implementation == "eager"
     with pytest.raises(ConfigError, match="model.attn_implementation = 'no_such_kernel'"):
         load_causal_lm(ModelConfig(tiny=small, attn_implementation="no_such_kernel"), tokenizer)
+
+
+def test_gradient_checkpointing_recomputes_the_same_packed_attention(tokenizer):
+    """The backward pass re-runs each layer outside the packed call: it must still see the boundaries."""
+    def grads(checkpointing: bool):
+        model = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                           num_key_value_heads=1)
+        enable_varlen_attention(model)
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        torch.manual_seed(3)
+        rows = torch.randint(4, 200, (1, 15))
+        positions = torch.cat([torch.arange(6), torch.arange(9)])[None]
+        packed_forward(model, rows, positions).logits.square().mean().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain, checkpointed = grads(False), grads(True)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5)
