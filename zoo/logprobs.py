@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.batch import SequenceLogProbs
+from zoo.lm_head import scored_token_logps
 
 
 def token_logps_from_logits(logits: Tensor, input_ids: Tensor) -> Tensor:
@@ -48,7 +49,17 @@ def reduce_sequences(token_logps: Tensor, mask: Tensor, group_size: int) -> tupl
 def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
                       loss_mask: Tensor, group_size: int, *, hidden_states: bool = False,
                       entropy: bool = False) -> SequenceLogProbs:
-    """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs."""
+    """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs.
+
+    Without ``hidden_states`` or ``entropy``, the LM head runs at scored positions only
+    (:mod:`zoo.lm_head`) where the model allows it.
+    """
+    if not (hidden_states or entropy):
+        scored = loss_mask.bool().clone()
+        scored[:, 0] = False
+        token_logps = scored_token_logps(model, input_ids, scored, attention_mask=attention_mask)
+        if token_logps is not None:
+            return assemble(token_logps, loss_mask, group_size)
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                 output_hidden_states=hidden_states)
     return assemble(token_logps_from_logits(out.logits, input_ids), loss_mask, group_size,

@@ -20,6 +20,7 @@ batch; only the forward pass changes.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,7 @@ from torch import Tensor
 from zoo.attention import packed_call, sequence_starts, uses_varlen_attention
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
+from zoo.lm_head import scored_token_logps
 from zoo.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
 
 
@@ -203,6 +205,11 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     if uses_varlen_attention(model):
         packed = packed.as_one_row()
     width = packed.input_ids.shape[1]
+    inside = packed.position_ids > 0  # not the first token of a sequence
+    if not (hidden_states or entropy):
+        token_logps = _scored_packed_logps(model, packed, loss_mask, inside)
+        if token_logps is not None:
+            return assemble(token_logps, loss_mask, group_size)
     pieces: dict[str, list[Tensor]] = {"logps": [], "hidden": [], "entropy": []}
     for first, end, length in packed.row_groups:
         ids = packed.input_ids[first:end, :length]
@@ -213,7 +220,6 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
             pieces["hidden"].append(F.pad(out.hidden_states[-1], (0, 0, 0, width - length)))
         if entropy:
             pieces["entropy"].append(F.pad(token_entropy_from_logits(out.logits), (0, width - length)))
-    inside = packed.position_ids > 0  # not the first token of a sequence
 
     def unpacked(name: str) -> Tensor:
         values = torch.cat(pieces[name])
@@ -224,6 +230,27 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     return assemble(unpacked("logps"), loss_mask, group_size,
                     hidden_states=unpacked("hidden") if hidden_states else None,
                     entropy=unpacked("entropy") if entropy else None)
+
+
+def _scored_packed_logps(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor,
+                         inside: Tensor) -> Tensor | None:
+    """Padded-layout token log-probs with the LM head at scored tokens only (:mod:`zoo.lm_head`)."""
+    width = packed.input_ids.shape[1]
+    varlen = uses_varlen_attention(model)
+    real = packed.source >= 0
+    scored = loss_mask.reshape(-1)[packed.source.clamp(min=0)].bool() & inside & real
+    pieces = []
+    for first, end, length in packed.row_groups:
+        ids, positions = packed.input_ids[first:end, :length], packed.position_ids[first:end, :length]
+        forward: dict[str, object] = {"position_ids": positions}
+        if varlen:
+            forward["cu_seq_lens_q"] = sequence_starts(positions)
+        with packed_call() if varlen else contextlib.nullcontext():
+            logps = scored_token_logps(model, ids, scored[first:end, :length], **forward)
+        if logps is None:
+            return None
+        pieces.append(F.pad(logps, (0, width - length)))
+    return unpack(torch.cat(pieces).unsqueeze(-1), packed).squeeze(-1)
 
 
 def check_packing_support(model: torch.nn.Module) -> None:
