@@ -25,9 +25,11 @@ Figures, per run:
   same threads just before each run (the load of a shared machine drifts; the median over runs
   counts). Model FLOPs are 6·N per trained token (forward + backward, N = parameters
   that multiply activations: all but the input embedding table), plus 2·N per token for the
-  reference forward pass when it is not precomputed. A second figure adds attention's own
-  FLOPs as PaLM's MFU does (Chowdhery et al. 2022, appendix B): 12·L·d·l per token of a sequence
-  of l tokens (L layers, d = heads × head size; 4·L·d·l for a reference forward pass).
+  reference forward pass when it is not precomputed (model FLOPs, the same count for both
+  tools: zoo applies the LM head at scored tokens only, TRL at every token). A second figure adds
+  attention's own FLOPs as PaLM's MFU does (Chowdhery et al. 2022, appendix B): 12·L·d·l per
+  token of a sequence of l tokens (L layers, d = heads × head size; 4·L·d·l for a reference
+  forward pass).
 
 ``--profile N`` adds one more zoo run that profiles N steps after warm-up (``torch.profiler``) and
 prints where the time goes: matmuls, attention kernels, everything else.
@@ -489,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
 
         model_config = AutoModelForCausalLM.from_pretrained(model_dir).config
         params = matmul_parameters(AutoModelForCausalLM.from_pretrained(model_dir))
-        head_size = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
+        head_size = (getattr(model_config, "head_dim", None)
+                     or model_config.hidden_size // model_config.num_attention_heads)
         attention_width = model_config.num_hidden_layers * model_config.num_attention_heads * head_size
         reference_bytes = sum(p.numel() * p.element_size()
                               for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
