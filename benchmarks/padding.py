@@ -73,7 +73,7 @@ def padding_share(meter_tokens: list[int], positions: list[int]) -> float:
 def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[str, float]]:
     import lightning as L
 
-    from zoo.attention import uses_varlen_attention
+    from zoo.packing import run_layout
 
     rates: dict[str, list[float]] = {name: [] for name in LAYOUTS}
     shares: dict[str, float] = {}
@@ -83,10 +83,8 @@ def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[s
 
             class Positions(L.Callback):
                 def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                    packed = batch.packed
-                    if packed is not None and uses_varlen_attention(pl_module.policy):
-                        packed = packed.as_one_row()  # what the model ran (zoo.packing.packed_sequence_logprobs)
-                    positions.append(packed.num_positions if packed is not None else batch.input_ids.numel())
+                    positions.append(run_layout(pl_module.policy, batch.packed).num_positions
+                                     if batch.packed is not None else batch.input_ids.numel())
 
             meter = run_zoo(args, model_dir, precompute=True, extra_callbacks=[Positions()], **options)
             rates[name].append(meter.tokens_per_second(args.warmup, args.windows)[0])

@@ -21,6 +21,7 @@ batch; only the forward pass changes.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -173,6 +174,21 @@ def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
     return out.view(n, width, *values.shape[2:])
 
 
+@contextlib.contextmanager
+def _packed_inputs(model: torch.nn.Module, position_ids: Tensor) -> Iterator[dict[str, Tensor]]:
+    """The forward kwargs that keep packed sequences apart, for this model's attention.
+
+    :data:`zoo.attention.VARLEN` attention: the rows as one, boundaries as ``cu_seq_lens_q``, and no
+    mask built while inside. Otherwise: the ``position_ids`` alone, from which transformers derives
+    each sequence's causal block.
+    """
+    if not uses_varlen_attention(model):
+        yield {"position_ids": position_ids}
+        return
+    with packed_call():
+        yield {"position_ids": position_ids.reshape(1, -1), "cu_seq_lens_q": sequence_starts(position_ids)}
+
+
 def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tensor, **kwargs) -> object:
     """The model's forward pass over packed rows (the one way both training and the check call it).
 
@@ -182,16 +198,18 @@ def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tens
     from the restarting ``position_ids`` (a measured alternative, zoo's own additive block-diagonal
     mask, ran no faster on CPU; see ``benchmarks/padding.py``).
     """
-    if not uses_varlen_attention(model):
-        return model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
     rows, length = input_ids.shape
-    with packed_call():
-        out = model(input_ids=input_ids.reshape(1, -1), position_ids=position_ids.reshape(1, -1), use_cache=False,
-                    cu_seq_lens_q=sequence_starts(position_ids), **kwargs)
+    with _packed_inputs(model, position_ids) as forward:
+        out = model(input_ids=input_ids.reshape(forward["position_ids"].shape), use_cache=False, **forward, **kwargs)
     out.logits = out.logits.view(rows, length, -1)
     if getattr(out, "hidden_states", None) is not None:
         out.hidden_states = tuple(h.view(rows, length, -1) for h in out.hidden_states)
     return out
+
+
+def run_layout(model: torch.nn.Module, packed: PackedSequences) -> PackedSequences:
+    """The rows ``model`` actually runs: all in one row for :data:`zoo.attention.VARLEN` attention."""
+    return packed.as_one_row() if uses_varlen_attention(model) else packed
 
 
 def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
@@ -202,8 +220,7 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     the same sequence's previous token except at a sequence's first token; those positions map to
     column 0 of the padded layout, which the padded path scores as 0 and masks, and are zeroed here.
     """
-    if uses_varlen_attention(model):
-        packed = packed.as_one_row()
+    packed = run_layout(model, packed)
     width = packed.input_ids.shape[1]
     inside = packed.position_ids > 0  # not the first token of a sequence
     if not (hidden_states or entropy):
@@ -236,16 +253,12 @@ def _scored_packed_logps(model: torch.nn.Module, packed: PackedSequences, loss_m
                          inside: Tensor) -> Tensor | None:
     """Padded-layout token log-probs with the LM head at scored tokens only (:mod:`zoo.lm_head`)."""
     width = packed.input_ids.shape[1]
-    varlen = uses_varlen_attention(model)
     real = packed.source >= 0
     scored = loss_mask.reshape(-1)[packed.source.clamp(min=0)].bool() & inside & real
     pieces = []
     for first, end, length in packed.row_groups:
-        ids, positions = packed.input_ids[first:end, :length], packed.position_ids[first:end, :length]
-        forward: dict[str, object] = {"position_ids": positions}
-        if varlen:
-            forward["cu_seq_lens_q"] = sequence_starts(positions)
-        with packed_call() if varlen else contextlib.nullcontext():
+        ids = packed.input_ids[first:end, :length]
+        with _packed_inputs(model, packed.position_ids[first:end, :length]) as forward:
             logps = scored_token_logps(model, ids, scored[first:end, :length], **forward)
         if logps is None:
             return None
