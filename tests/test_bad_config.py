@@ -61,6 +61,14 @@ def test_wrong_types_name_the_key(override, named, expected):
     (["algorithm=rejection_sampling", "reward.function=tiny_sentiment", "algorithm_args.n=0"], "algorithm_args.n"),
     (["train.batch_size=0"], "train.batch_size"),
     (["train.learning_rate=0"], "train.learning_rate"),
+    (["train.learning_rate=1e300"], "train.learning_rate"),  # overflows AdamW's float32 step
+    (["train.batch_size=99999999999999999999"], "train.batch_size"),  # beyond int64: failed inside torch
+    (["train.max_steps=99999999999999999999"], "train.max_steps"),
+    (["train.seed=99999999999999999999"], "train.seed"),  # beyond NumPy's seed range
+    (["train.seed=-1"], "train.seed"),
+    (["train.devices=-3"], "train.devices"),
+    (["train.devices=0"], "train.devices"),
+    (["train.devices=abc"], "train.devices"),
     (["train.max_steps=0"], "train.max_steps"),
     (["train.warmup_steps=-1"], "train.warmup_steps"),
     (["train.weight_decay=-0.1"], "train.weight_decay"),
@@ -179,4 +187,4 @@ def test_lora_target_module_the_model_lacks_names_the_key_and_the_choices(tmp_pa
     with pytest.raises(ConfigError, match=r"model\.lora\.target_modules = \['qq_proj'\].*q_proj") as error:
         train(load_config(raw=raw))
     assert "Linear modules of 'tiny'" in str(error.value)
-    assert list((tmp_path / "run").iterdir()) == []
+    assert not (tmp_path / "run").exists()  # created only once everything is checked

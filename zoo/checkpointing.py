@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import pickle
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -164,10 +163,3 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     except Exception as exc:  # a truncated zip, a foreign file: all mean "not a usable checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {first_line})") from None
-
-
-def clear_checkpoints(output_dir: Path) -> None:
-    """Remove an overwritten run's checkpoints, so that no later resume continues the old run."""
-    directory = output_dir / CHECKPOINT_DIR
-    if directory.is_dir():
-        shutil.rmtree(directory)

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -51,8 +52,16 @@ def _run_train(args: argparse.Namespace) -> int:
     from zoo.config import load_config
     from zoo.train import train
 
+    from zoo.signals import RunInterrupted
+
     config = load_config(args.config, args.overrides)
-    result = train(config, overwrite=args.overwrite, resume=args.resume)
+    try:
+        result = train(config, overwrite=args.overwrite, resume=args.resume)
+    except RunInterrupted as exc:
+        if exc.resumable:
+            command = shlex.join(["zoo", "train", args.config, *args.overrides, "--resume"])
+            exc.args = (f"{exc} Continue it with: {command}",)
+        raise
     if rank_zero_only.rank != 0:  # with several processes, every one runs this command: report once
         return 0
     table = Table(title=f"{config.algorithm}: held-out metrics", show_lines=False)
@@ -142,7 +151,7 @@ def _add_plugin_command(sub: Any, name: str, registered: Any, plugin: Any) -> No
     command_parser = sub.add_parser(name, help=help_text, description=help_text)
     try:
         add_arguments(command_parser)
-    except Exception as exc:  # a plugin bug must not take the whole CLI down
+    except (Exception, SystemExit) as exc:  # a plugin bug must not take the whole CLI down
         plugin.fail(f"adding the arguments of command {name!r} raised {type(exc).__name__}: {exc}")
 
         def run(args: argparse.Namespace, _plugin: Any = plugin) -> int:
@@ -158,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ZooError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -174,6 +174,8 @@ class RunConfig:
 # ----- building dataclasses from plain mappings ---------------------------------------------
 
 
+#: Integers beyond a C ``int64`` (e.g. ``batch_size=99999999999999999999``) would fail deep in torch.
+_INT_LIMIT = 2 ** 63
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -234,6 +236,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key} = {value!r}: expected true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:
+                raise ConfigError(f"{key} = {value!r}: too large (at most {_INT_LIMIT - 1})")
             return value
         raise ConfigError(f"{key} = {value!r}: expected an integer")
     if tp is float:
@@ -349,8 +353,9 @@ def validate_run(config: RunConfig) -> None:
     for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} = {getattr(t, key)!r}: must be >= 1")
-    if t.learning_rate <= 0:
-        raise ConfigError(f"train.learning_rate = {t.learning_rate!r}: must be > 0")
+    if not 0 < t.learning_rate <= 1:
+        raise ConfigError(f"train.learning_rate = {t.learning_rate!r}: must be in (0, 1] (AdamW moves each weight "
+                          f"by about learning_rate per step)")
     if t.max_steps == -1 and t.max_epochs < 1:
         raise ConfigError("train.max_epochs must be >= 1 when train.max_steps is -1")
     d = config.data
@@ -384,6 +389,20 @@ PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mi
               "transformer-engine-float16", "64", "32", "16", "bf16")
 
 
+#: The largest seed NumPy (and so ``lightning.seed_everything``) accepts.
+_MAX_SEED = 2 ** 32 - 1
+
+
+def _valid_devices(devices: int | str) -> bool:
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    text = devices.strip()
+    if text in ("auto", "-1"):
+        return True
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return bool(parts) and all(part.isdigit() for part in parts) and (len(parts) > 1 or "," in text or int(parts[0]) >= 1)
+
+
 def _require(condition: bool, key: str, value: Any, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key} = {value!r}: {message}")
@@ -406,6 +425,9 @@ def check_ranges(config: RunConfig) -> None:
              "train.val_check_interval", v, "must be a step count >= 1 or an epoch fraction in (0, 1]")
     _require(t.checkpoint_every_n_steps is None or t.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              t.checkpoint_every_n_steps, "must be >= 1 (or null: no periodic checkpoints)")
+    _require(0 <= t.seed <= _MAX_SEED, "train.seed", t.seed, f"must be in [0, {_MAX_SEED}]")
+    _require(_valid_devices(t.devices), "train.devices", t.devices,
+             "must be 'auto', a device count >= 1, -1 (all devices) or device indices such as '0,1'")
     _require(t.max_nonfinite_steps >= 0, "train.max_nonfinite_steps", t.max_nonfinite_steps, "must be >= 0")
     _require(str(t.precision) in PRECISIONS, "train.precision", t.precision,
              f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(t.precision), PRECISIONS)}")

@@ -11,6 +11,8 @@ have all been checked; a resumed run (``--resume`` or ``resume: auto``) keeps th
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -25,14 +27,15 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from zoo.attention import enable_varlen_attention
-from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, clear_checkpoints, require_finite
+from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
 from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
@@ -40,7 +43,10 @@ from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
-from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
+from zoo.resume import TrainingPosition, find_resume_point, log_version, plan_resume, read_summary
+from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, is_run_dir, resolve_output_dir
+from zoo.signals import RunInterrupted, Stop, signal_name, stop_on_signals
+from zoo.trainer_settings import check_trainer_names, trainer_settings_error
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +66,6 @@ class RunResult:
     resumed_from: int | None = None
 
 
-def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {str(path)!r} is a file, not a directory; choose another output_dir=PATH.")
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise ConfigError(f"output_dir {str(path)!r} exists and is not empty; pass --overwrite to write into it, "
-                          f"--resume to continue its run, or choose another output_dir=PATH.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"output_dir {str(path)!r} cannot be created ({exc.strerror or exc}); "
-                          f"choose another output_dir=PATH.") from None
-
-
 def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None, *,
                   logs_version: str = "") -> L.Trainer:
     t = config.train
@@ -84,6 +77,15 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
     if t.progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     val_check = t.val_check_interval
+    check_trainer_names(t)
+    try:
+        return _trainer(t, config, output_dir, callbacks, val_check, logs_version)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as exc:
+        raise trainer_settings_error(t, exc) from None
+
+
+def _trainer(t: Any, config: RunConfig, output_dir: Path, callbacks: list, val_check: Any,
+             logs_version: str) -> L.Trainer:
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, max_steps=t.max_steps, max_epochs=t.max_epochs if t.max_steps == -1 else None,
@@ -132,21 +134,68 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
 
     ``callbacks`` are extra Lightning callbacks (e.g. the throughput meter of ``benchmarks/``).
     """
+    output_dir = resolve_output_dir(config.output_dir)
+    config = dataclasses.replace(config, output_dir=str(output_dir))
+    resume = resume or config.resume == "auto"
+    # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
+    lead = rank_zero_only.rank == 0
+    if lead:
+        check_output_dir(output_dir, overwrite=overwrite, resume=resume)
+    seen = contents(output_dir)
+    lock = RunLock(output_dir)
+    try:
+        if lead and is_run_dir(output_dir):
+            lock.acquire()  # a second run into a run directory is refused before anything loads
+        with stop_on_signals():
+            return _train(config, output_dir, lock, seen, overwrite=overwrite, resume=resume, lead=lead,
+                          callbacks=callbacks)
+    except Stop as stop:
+        raise _interrupted(output_dir, stop.signum, wrote=lock.held and lead) from None
+    finally:
+        lock.release()
+
+
+def _interrupted(output_dir: Path, signum: int, *, wrote: bool) -> RunInterrupted:
+    """Record that the run was stopped and say what is left to continue it from."""
+    summary = read_summary(output_dir) if wrote else {}
+    point = None
+    with contextlib.suppress(ZooError):
+        point = find_resume_point(output_dir) if wrote else None
+    if summary.get("status") == "running":
+        summary["status"] = "interrupted"
+        summary["interrupted_by"] = signal_name(signum)
+        summary["last_checkpoint_step"] = point.global_step if point else None
+        with contextlib.suppress(OSError):
+            atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+    what = f"zoo train was stopped by {signal_name(signum)}"
+    if point is not None:
+        return RunInterrupted(f"{what}; its newest checkpoint ({point.path.relative_to(output_dir)}, step "
+                              f"{point.global_step}) is kept in {str(output_dir)!r}.", signum=signum, resumable=True)
+    if not wrote:
+        return RunInterrupted(f"{what} before it wrote anything to {str(output_dir)!r}.", signum=signum,
+                              resumable=False)
+    return RunInterrupted(f"{what} before its first checkpoint, so there is nothing to continue from (set "
+                          f"train.checkpoint_every_n_steps to make a run resumable); start it again with --overwrite.",
+                          signum=signum, resumable=False)
+
+
+def _train(config: RunConfig, output_dir: Path, lock: RunLock, seen: set[str], *, overwrite: bool, resume: bool,
+           lead: bool, callbacks: list | None) -> RunResult:
     registry = get_registry()
     algorithm_cls = registry.algorithm(config.algorithm)
     algorithm = algorithm_cls(algorithm_cls.parse_args(config.algorithm_args))
-    output_dir = Path(config.output_dir)
-    resume = resume or config.resume == "auto"
-    # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
-    prepare_output_dir(output_dir, overwrite=overwrite or rank_zero_only.rank > 0, resume=resume)
     point = plan_resume(output_dir, config.to_dict()) if resume else None
+    replace = point is None and overwrite  # an earlier run's files are removed once everything is checked
+    evaluation = callback_from_config(config.evaluation)  # unknown suites and their options fail here
+    # Built now so that a Trainer setting Lightning refuses fails before any data or model loads.
+    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],
+                            logs_version="" if replace else log_version(output_dir))
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(config.model)
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
-    evaluation = callback_from_config(config.evaluation)  # so do unknown suites and their options
 
     load_policy = load_scalar_model if algorithm_cls.output == "scores" else load_causal_lm
     policy = load_policy(config.model, tokenizer)
@@ -182,12 +231,16 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
         reward = load_reward_source(config.reward, tokenizer=tokenizer)
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer)
 
-    # Config, data and models are checked: only from here on is anything in output_dir replaced.
-    if point is None and overwrite and rank_zero_only.rank == 0:
-        clear_checkpoints(output_dir)
-    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],
-                            logs_version=log_version(output_dir))
+    # Config, data and models are checked: only from here on is anything in output_dir written or removed.
+    if lead:
+        create_run_dir(output_dir)
+        lock.acquire()
+        if contents(output_dir) != seen:
+            raise ConfigError(f"output_dir {str(output_dir)!r} changed while this run was starting (another run "
+                              f"wrote into it); nothing was written. Choose another output_dir=PATH.")
+        if replace:
+            clear_run(output_dir)
+        atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
                        skipped_rows=sum(len(r.skipped) for r in datamodule.reports))
