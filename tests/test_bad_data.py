@@ -62,6 +62,12 @@ BAD_ROWS = [
     ("sft", {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}, "messages",
      "must be the assistant's"),
     ("sft", {"text": 3.5}, "text", "expected a string, got float"),
+    # A JSON "\udc80" escape decodes to a lone surrogate, which no tokenizer can encode.
+    ("pairwise", {**PAIR, "chosen": "fine \udc80 then"}, "chosen", "lone surrogate"),
+    ("pairwise", {**PAIR, "prompt": "\ud83d"}, "prompt", "'\\ud83d' at character 0, a lone surrogate"),
+    ("pairwise", {**PAIR, "chosen": [{"role": "assistant", "content": "x\udc80"}]}, "chosen[0].content",
+     "lone surrogate"),
+    ("ranked", {**RANKED, "responses": [" a", " b\udfff", " c"]}, "responses[1]", "lone surrogate"),
 ]
 
 

@@ -207,3 +207,26 @@ def test_run_lock_is_reentrant_free_and_released(tmp_path):
     assert not lock.held
     with RunLock(tmp_path):
         pass
+
+
+def test_disk_full_names_the_file_and_keeps_the_earlier_checkpoints(tmp_path, tiny_run, monkeypatch, capsys):
+    import errno
+
+    run = tmp_path / "run"
+    real_replace = os.replace
+
+    def full_at_step_two(src, dst, *args, **kwargs):
+        if "step=2" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_at_step_two)
+    config = _config_file(tmp_path, tiny_run("dpo", run, steps=3, train={"checkpoint_every_n_steps": 1}))
+    assert cli.main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"cannot write '{run / 'checkpoints' / 'step-step=2.ckpt'}': No space left on device" in err
+    assert "earlier checkpoints included) are intact" in err and "step 1) is kept" in err and "--resume" in err
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert cli.main(["train", str(config), "--resume"]) == 0  # the kept checkpoint continues the run

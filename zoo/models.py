@@ -6,6 +6,7 @@ local directory. ``trust_remote_code`` is passed through only when the config se
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import torch
@@ -43,6 +44,12 @@ def _wrap_load_error(name: str, exc: Exception) -> ConfigError:
                        f"{str(exc).splitlines()[0] if str(exc) else ''}). Use 'tiny' for the built-in model.")
 
 
+def _pickle_error(name: str) -> ConfigError:
+    return ConfigError(f"model.name = {name!r}: its weights are a pickle file (e.g. pytorch_model.bin) holding "
+                       f"objects other than tensors, so it is not loaded: unpickling it could run code. Use a copy "
+                       f"of the model saved as safetensors (model.safetensors).")
+
+
 def load_tokenizer(config: ModelConfig, name: str | None = None) -> PreTrainedTokenizerBase:
     name = name or config.name
     if name == TINY:
@@ -78,6 +85,8 @@ def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
                                                      **_hub_kwargs(config))
     except ImportError as exc:
         raise _attention_error(config.attn_implementation, exc) from None
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it; never advise otherwise
+        raise _pickle_error(name) from None
     except (OSError, ValueError) as exc:
         if config.attn_implementation and "attn" in str(exc).lower():
             raise _attention_error(config.attn_implementation, exc) from None
@@ -108,6 +117,8 @@ def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
             model = AutoModelForSequenceClassification.from_pretrained(
                 config.name, num_labels=1, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
                 **_hub_kwargs(config))
+        except pickle.UnpicklingError:
+            raise _pickle_error(config.name) from None
         except (OSError, ValueError) as exc:
             raise _wrap_load_error(config.name, exc) from None
     if model.config.pad_token_id is None:  # the classifier pools at the last non-pad token

@@ -20,6 +20,7 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.logprobs import sequence_logprobs
+from zoo.loss_contract import check_loss_output
 from zoo.packing import packed_sequence_logprobs
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ class AlignmentModule(L.LightningModule):
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         policy = self.outputs(self.policy, batch)
-        return self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+        out = self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+        check_loss_output(out, batch.num_examples, self.algorithm, training=self.training)
+        return out
 
     def _log_output(self, out: LossOutput, stage: str, batch_size: int) -> Tensor:
         loss = out.losses.mean()

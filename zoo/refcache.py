@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from zoo.config import RunConfig
+from zoo.checkpointing import make_readable
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
@@ -205,6 +206,7 @@ class ReferenceCache:
         id_bytes = torch.tensor([list(bytes.fromhex(i)) for i in ids], dtype=torch.uint8) if ids else \
             torch.zeros((0, 12), dtype=torch.uint8)
         metadata = {"fingerprint": json.dumps(self.fingerprint, sort_keys=True), "format": FORMAT_VERSION,
+                    "values_sha256": values_checksum(id_bytes, logps, counts),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "reference": str(self.fingerprint.get("reference"))}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".safetensors")
         os.close(fd)
@@ -213,10 +215,20 @@ class ReferenceCache:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from other users
         try:
             save_file({"example_ids": id_bytes, "logps": logps, "counts": counts}, tmp, metadata=metadata)
+            make_readable(tmp)  # safetensors writes its file 0600 whatever the temporary's mode was
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def values_checksum(ids: Tensor, logps: Tensor, counts: Tensor) -> str:
+    """SHA-256 of the stored tensors' bytes: a cache whose numbers were changed is recomputed, not used."""
+    digest = hashlib.sha256()
+    for tensor in (ids, logps, counts):
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -225,6 +237,9 @@ def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         metadata = handle.metadata() or {}
         ids, logps, counts = (handle.get_tensor(k) for k in ("example_ids", "logps", "counts"))
     stored = json.loads(metadata["fingerprint"])
+    expected = metadata.get("values_sha256")
+    if expected is not None and values_checksum(ids, logps, counts) != expected:
+        raise ValueError("the stored values do not match their checksum (the file was changed after it was written)")
     if ids.dtype != torch.uint8 or ids.ndim != 2 or logps.ndim != 2 or counts.ndim != 1 or \
             not (len(ids) == len(logps) == len(counts)):
         raise ValueError("tensor shapes do not agree")

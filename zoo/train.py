@@ -12,6 +12,7 @@ have all been checked; a resumed run (``--resume`` or ``resume: auto``) keeps th
 from __future__ import annotations
 
 import contextlib
+import errno
 import dataclasses
 import json
 import logging
@@ -24,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -32,11 +33,12 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from zoo.attention import enable_varlen_attention
-from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, require_finite
+from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint, WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
+from zoo.integrity import data_fingerprint
 from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
@@ -71,9 +73,10 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
     t = config.train
     callbacks: list = [*(extra_callbacks or []), TrainingPosition()]
     if t.checkpoint_every_n_steps:
-        callbacks.append(ModelCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
-                                         save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
-                                         filename="step-{step}"))
+        # No version counter: a new last.ckpt replaces (atomically) a damaged one, never a last-v1.ckpt beside it.
+        callbacks.append(RunCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
+                                       save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
+                                       filename="step-{step}", enable_version_counter=False))
     if t.progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     val_check = t.val_check_interval
@@ -115,6 +118,7 @@ def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_
     if len(module.extra):
         state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
         save_file(state, str(model_dir / "extra_modules.safetensors"))
+    make_readable(model_dir)
 
 
 def _with_lora(policy: torch.nn.Module, config: RunConfig, task: str) -> torch.nn.Module:
@@ -151,8 +155,30 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
                           callbacks=callbacks)
     except Stop as stop:
         raise _interrupted(output_dir, stop.signum, wrote=lock.held and lead) from None
+    except WriteError as exc:
+        raise WriteError(f"{exc}{_resume_hint(output_dir)}") from None
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        where = exc.filename or output_dir
+        raise WriteError(f"file system error on {str(where)!r}: {exc.strerror or exc}. Files written before "
+                         f"(earlier checkpoints included) are intact.{_resume_hint(output_dir)}") from None
     finally:
         lock.release()
+
+
+#: Errors of the file system a user can fix (space, quota, permissions), reported without a traceback.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _resume_hint(output_dir: Path) -> str:
+    point = None
+    with contextlib.suppress(ZooError, OSError):
+        point = find_resume_point(output_dir)
+    if point is None:
+        return ""
+    return (f" The newest checkpoint ({point.path.relative_to(output_dir)}, step {point.global_step}) is kept: once "
+            f"the problem is fixed, continue with zoo train CONFIG --resume.")
 
 
 def _interrupted(output_dir: Path, signum: int, *, wrote: bool) -> RunInterrupted:
@@ -196,6 +222,12 @@ def _train(config: RunConfig, output_dir: Path, lock: RunLock, seen: set[str], *
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
+    fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
+    started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None
+    if started_on is not None and started_on != fingerprint:
+        raise ConfigError(f"cannot resume {str(output_dir)!r}: the data differs from the data the run started with "
+                          f"(its examples' fingerprint changed: {', '.join(r.summary() for r in datamodule.reports)})."
+                          f" Restore the data, or start a new run with --overwrite or another output_dir.")
 
     load_policy = load_scalar_model if algorithm_cls.output == "scores" else load_causal_lm
     policy = load_policy(config.model, tokenizer)
@@ -254,7 +286,7 @@ def _train(config: RunConfig, output_dir: Path, lock: RunLock, seen: set[str], *
     elif has_eval:
         result.metrics_before = _scalar_metrics(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     summary = {"algorithm": config.algorithm, "status": "running", "before": result.metrics_before,
-               "data": result.data, "skipped_rows": result.skipped_rows,
+               "data": result.data, "skipped_rows": result.skipped_rows, "data_fingerprint": fingerprint,
                "resumed_from_steps": previous.get("resumed_from_steps", []) + ([point.global_step] if point else [])}
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))

@@ -65,6 +65,7 @@ class _Row:
             raise self.error(field, f"expected a string, got {type(value).__name__}")
         if not value.strip():
             raise self.error(field, "empty or whitespace-only string")
+        _require_unicode(self, field, value)
         return value
 
     def messages(self, field: str) -> list[dict[str, str]]:
@@ -77,6 +78,7 @@ class _Row:
                 raise self.error(f"{field}[{i}]", "expected a message {\"role\": str, \"content\": str}")
             if not message["content"].strip():
                 raise self.error(f"{field}[{i}].content", "empty or whitespace-only string")
+            _require_unicode(self, f"{field}[{i}].content", message["content"])
         return value
 
     def render(self, messages: list[dict[str, str]], field: str, generation_prompt: bool) -> str:
@@ -173,6 +175,7 @@ def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
     for i, response in enumerate(responses):
         if not isinstance(response, str) or not response.strip():
             raise r.error(f"responses[{i}]", "expected a non-empty string")
+        _require_unicode(r, f"responses[{i}]", response)
         texts.append(response)
     values = []
     for i, score in enumerate(scores):
@@ -210,3 +213,13 @@ def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
     if shape == "prompt":
         return Example(_prompt(r), [], None, row_no, source)
     raise ValueError(f"unknown data shape {shape!r}")
+
+
+def _require_unicode(row: _Row, field: str, value: str) -> None:
+    """A JSON escape such as ``"\\udc80"`` (a lone surrogate) is no character a tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise row.error(field, f"holds {ascii(bad)} at character {exc.start}, a lone surrogate (not a Unicode "
+                               f"character; often a JSON \\u escape of half an emoji)") from None
