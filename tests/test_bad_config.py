@@ -162,6 +162,12 @@ def test_cli_reports_a_config_error_in_one_paragraph_before_any_model_loads(tmp_
     ("algorithm: [dpo", "not valid YAML"),
     ("- algorithm: dpo\n", "mapping at the top level"),
     (b"algorithm: \xff\xfe dpo\n", "cannot be read"),
+    ("algorithm: dpo\ntrain:\n  batch_size: 4\n  max_steps: 5\n  batch_size: 8\n",
+     r"line 5, column 3\): duplicated key 'batch_size' \(first given on line 3\)"),
+    ("algorithm: dpo\nalgorithm: sft\n", r"line 2.*duplicated key 'algorithm'"),
+    ("", "is empty; a run config sets at least algorithm"),
+    ("# only a comment\n", "is empty"),
+    ("train:\n  max_steps: 3\n", "does not set algorithm"),
 ])
 def test_unreadable_config_files(tmp_path, text, expected):
     path = tmp_path / "config.yaml"
@@ -169,6 +175,18 @@ def test_unreadable_config_files(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=expected) as error:
         load_config(path)
     assert str(path) in str(error.value)
+
+
+def test_yaml_1_1_words_stay_words_where_a_key_takes_a_word(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("algorithm: dpo\noutput_dir: off\ntrain:\n  reference_cache: off\n  progress_bar: off\n"
+                    "  deterministic: yes\ndata:\n  train_on_prompt: No\nevaluation:\n  suites: [no, on]\n")
+    config = load_config(path, ["model.name=yes"])
+    assert config.train.reference_cache == "off" and config.output_dir == "off" and config.model.name == "yes"
+    assert config.evaluation.suites == ["no", "on"]
+    assert config.train.progress_bar is False and config.train.deterministic is True
+    assert config.data.train_on_prompt is False
+    assert load_config(path, ["train.reference_cache=off", "train.progress_bar=on"]).train.progress_bar is True
 
 
 def test_missing_config_file_and_malformed_override(tmp_path):

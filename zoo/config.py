@@ -1,6 +1,7 @@
 """Run configuration: typed dataclasses, YAML loading, ``key.sub=value`` overrides.
 
-Configs are read with ``yaml.safe_load``. Every key is checked against the dataclass it belongs
+Configs are read with a ``yaml.SafeLoader`` that refuses duplicated keys and keeps ``off``/``yes``...
+as words (:mod:`zoo.yaml_loader`). Every key is checked against the dataclass it belongs
 to: an unknown key is an error that names it and suggests the closest known one, a wrong type
 names the key and the expected type. Algorithm hyperparameters (``algorithm_args``) are validated
 against the selected algorithm's own dataclass.
@@ -18,6 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from zoo.errors import ConfigError, did_you_mean
+from zoo.yaml_loader import load as load_yaml, yaml_1_1_bool
 
 
 @dataclasses.dataclass
@@ -231,6 +233,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a mapping of {tp.__name__} fields")
         return build_dataclass(tp, value, prefix=key)
     if tp is bool:
+        value = yaml_1_1_bool(value)  # `yes`/`off`... stay words in YAML (zoo.yaml_loader) but mean a boolean here
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} = {value!r}: expected true or false")
@@ -284,7 +287,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip():
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -314,14 +317,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"config file {str(path)!r} is empty; a run config sets at least algorithm (e.g. "
+                          f"algorithm: dpo) and output_dir. See configs/ for complete examples.")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     return raw
@@ -332,6 +336,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load and validate a run config, including the selected algorithm's arguments."""
     data = dict(raw or {}) if path is None else read_yaml(path)
     data = apply_overrides(data, list(overrides or []))
+    if path is not None and "algorithm" not in data:
+        raise ConfigError(f"config file {str(path)!r} does not set algorithm; add e.g. `algorithm: dpo` (or the "
+                          f"override algorithm=NAME). Without it the defaults would train 'sft' on preference data.")
     config = build_dataclass(RunConfig, data)
     validate_run(config)
     return config
