@@ -29,6 +29,15 @@ preceding a_t.
 (Ziegler et al. 2019): β ← β · (1 + clip(KL/KL_target − 1, −0.2, 0.2) · N/horizon), N the rollout
 size. The coefficient is run state, saved with checkpoints.
 
+A response cut off at ``max_new_tokens`` has no EOS, yet the reward source scores its text as it
+scores a finished one (a reward model reads it as if an EOS followed). With
+``missing_eos_penalty: P`` such responses get R − P instead, the usual remedy (TRL,
+"The N implementation details of RLHF with PPO"), so the policy learns to finish its answers.
+
+The policy's dropout is off for the whole run (``disable_dropout: true``, the default): with it,
+π_old would be one dropout sample, ρ_t and the KL penalty would carry dropout noise, while the
+reference runs without dropout. ``disable_dropout: false`` keeps the model's dropout.
+
 Logged per rollout (``train/…``): reward, kl_ref (per-sequence KL estimate Σ_t log π_old − log
 π_ref), entropy (−mean log π_old(a_t) of the sampled tokens: a Monte Carlo estimate that needs no
 full-vocabulary pass), response_length, kl_coef, explained_variance of the old values; per
@@ -73,6 +82,12 @@ class PPOArgs(Hyperparameters):
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    #: Subtracted from the reward R of a response that hit ``max_new_tokens`` without an EOS
+    #: (TRL's ``missing_eos_penalty``); None scores such a response like any other.
+    missing_eos_penalty: float | None = None
+    #: Turn off the policy's dropout for the whole run (rollouts, π_old and the updates), as TRL
+    #: and "The N implementation details of RLHF with PPO" do; false keeps the model's dropout.
+    disable_dropout: bool = True
 
     def validate(self) -> None:
         self.require_positive("kl_horizon", "clip_range", "clip_range_value", "ppo_epochs", "num_minibatches",
@@ -84,6 +99,8 @@ class PPOArgs(Hyperparameters):
         self.require(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
         self.require(self.top_k >= 0, "top_k", "must be >= 0 (0: no top-k truncation)")
         self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        self.require(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "missing_eos_penalty",
+                     "must be >= 0 (or null: no penalty)")
 
 
 # ----- pure functions of tensors ----------------------------------------------------------------
@@ -224,6 +241,31 @@ class KLController:
 # ----- the algorithm ----------------------------------------------------------------------------
 
 
+def disable_dropout(model: nn.Module) -> int:
+    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` modules and the attention
+    probability dropout transformers keeps as a float ``attention_dropout``); returns how many."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p:
+            module.p = 0.0
+            changed += 1
+        if isinstance(getattr(module, "attention_dropout", None), float) and module.attention_dropout:
+            module.attention_dropout = 0.0
+            changed += 1
+    return changed
+
+
+def ended_with_eos(response_ids: Tensor, response_mask: Tensor, eos_ids: list[int]) -> Tensor:
+    """``[N]`` bool: whether each response's last token is an EOS (False: cut at max_new_tokens)."""
+    positions = torch.arange(response_mask.shape[1], device=response_mask.device).expand_as(response_mask)
+    last = torch.where(response_mask.bool(), positions, -1).max(dim=1).values
+    last_token = response_ids.gather(1, last.clamp(min=0)[:, None])[:, 0]
+    is_eos = torch.zeros_like(last_token, dtype=torch.bool)
+    for token in eos_ids:
+        is_eos |= last_token == token
+    return is_eos & (last >= 0)
+
+
 def value_estimates(head: nn.Module, hidden_states: Tensor, mask: Tensor) -> Tensor:
     """``[N, T]`` V(s_t) for the token at t, read from the hidden state at t − 1; 0 outside ``mask``."""
     values = head(hidden_states.to(head.weight.dtype)).squeeze(-1).float()
@@ -247,6 +289,8 @@ class PPO(Algorithm):
         self.value_head: nn.Linear | None = None
 
     def build_modules(self, policy: nn.Module) -> dict[str, nn.Module]:
+        if self.args.disable_dropout:
+            disable_dropout(policy)  # else π_old would be one dropout sample and the KL would hold its noise
         head = nn.Linear(policy.config.hidden_size, 1)
         # A zero critic starts at V = 0 everywhere instead of at random values it must first unlearn.
         nn.init.zeros_(head.weight)
@@ -265,6 +309,11 @@ class PPO(Algorithm):
         mask = old.mask
         device = mask.device
         scores = ctx.reward.score(experience.prompts, generation.texts).to(device)
+        if a.missing_eos_penalty is not None:
+            eos_ids = list(getattr(ctx.generate, "eos_ids", None) or [ctx.tokenizer.eos_token_id])
+            width = generation.prompt_length
+            finished = ended_with_eos(generation.sequences[:, width:], generation.response_mask[:, width:], eos_ids)
+            scores = scores - a.missing_eos_penalty * (~finished.to(device)).to(scores.dtype)
         values = value_estimates(ctx.modules["value_head"], old.hidden_states, mask)
         rewards, kl = kl_penalized_rewards(scores, old.token_logps, reference.token_logps, mask, self.kl.value)
         advantages, returns = gae(rewards, values, mask, a.gamma, a.lam)

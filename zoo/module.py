@@ -200,16 +200,18 @@ class AlignmentModule(L.LightningModule):
             optimizer.step()
             stepped.append((loss.detach(), _scalar_metrics(out), minibatch.num_examples))
         loss = stepped[-1][0] if stepped else None
+        rollout_log = experience.extras.get("log", {})
         if stepped:
-            names = stepped[0][1].keys()
+            # A value the rollout also reports (e.g. reward, kl_ref) is logged once: the rollout's.
+            names = [n for n in stepped[0][1] if n not in rollout_log]
             self._log_train_step(torch.stack([s[0] for s in stepped]).mean(),
                                  {n: torch.stack([s[1][n] for s in stepped]).mean() for n in names},
                                  sum(s[2] for s in stepped))
         if self._writes_logs_now():
-            for name, value in experience.extras.get("log", {}).items():
+            for name, value in rollout_log.items():
                 self.log(f"train/{name}", torch.as_tensor(value, dtype=torch.float32).mean(), on_step=True)
         scheduler = self.lr_schedulers()
-        if scheduler is not None:
+        if scheduler is not None and stepped:  # no optimiser step (all rejected or skipped): the schedule waits
             scheduler.step()
         return loss
 
