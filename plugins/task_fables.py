@@ -12,7 +12,9 @@ seed; sentences follow a handful of templates::
     the fox is brave .                 the fox is lazy and kind .  the fox sees the owl .
     the fox walks to the lake .        the fox swims in the river .   the fox sleeps .
 
-A prompt is ``story about the fox :``; a response is a few sentences.
+A prompt names the animal and opens the story with one action (``story about the fox : the fox
+walks to the lake .``); a response is a few more sentences. The 16 × 19 distinct prompts are
+split once, by ``world_seed``, into disjoint train, validation and test prompts.
 
 The gold reward of a response to a prompt about animal ``S`` (a sum of integers):
 
@@ -88,8 +90,12 @@ def words(text: str) -> list[str]:
 
 
 def prompt_subject(prompt: str) -> str | None:
-    """The animal a prompt asks about (the last animal it names)."""
-    named = [w for w in words(prompt) if w in ANIMALS]
+    """The animal a prompt asks about: the one after ``about the``, else the last animal it names."""
+    tokens = words(prompt)
+    for i in range(len(tokens) - 2):
+        if tokens[i] == "about" and tokens[i + 1] == "the" and tokens[i + 2] in ANIMALS:
+            return tokens[i + 2]
+    named = [w for w in tokens if w in ANIMALS]
     return named[-1] if named else None
 
 
@@ -147,15 +153,23 @@ class FablesArgs:
     #: Copies of each animal's fact sheet and of each knowledge quiz in the pretraining corpus.
     fact_repeats: int = 20
     demonstrations: int = 2000
+    #: Prompts (drawn with repeats from the train split) the preference data and online runs use.
     train_prompts: int = 1024
-    eval_prompts: int = 64
+    #: Distinct prompts held out for hyperparameter selection, and for reporting.
+    validation_prompts: int = 64
+    test_prompts: int = 160
     #: Share of trait adjectives in the demonstrations that are positive (their "quality").
     demo_positive_share: float = 0.5
 
     def __post_init__(self) -> None:
-        for key in ("pretraining_stories", "demonstrations", "train_prompts", "eval_prompts"):
+        for key in ("pretraining_stories", "demonstrations", "train_prompts", "validation_prompts", "test_prompts"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.args.{key} = {getattr(self, key)!r}: must be >= 1")
+        held_out = self.validation_prompts + self.test_prompts
+        if held_out > len(ALL_PROMPTS) - 16:
+            raise ConfigError(f"task.args.validation_prompts + test_prompts = {held_out}: the language has "
+                              f"{len(ALL_PROMPTS)} distinct prompts and the train split needs at least 16; use at most "
+                              f"{len(ALL_PROMPTS) - 16} held-out prompts")
         if self.fact_repeats < 0:
             raise ConfigError(f"task.args.fact_repeats = {self.fact_repeats!r}: must be >= 0")
         if not 0 <= self.demo_positive_share <= 1:
@@ -224,14 +238,31 @@ def quiz_text(item: dict) -> str:
     return description(item["subject"]) + format_question(item, include_answer=True)
 
 
-def prompt(animal: str) -> str:
-    return f"story about the {animal} :"
+def prompt(animal: str, opening: str = "") -> str:
+    return f"story about the {animal} :" + (f" {opening}" if opening else "")
+
+
+def openings(animal: str) -> list[str]:
+    """The opening sentences a prompt can carry: the animal walks to / swims in a place, or acts."""
+    out = [f"the {animal} {verb} the {home} ." for verb in ("walks to", "swims in") for home in HOMES]
+    return out + [f"the {animal} {verb} ." for verb in ("sleeps", "sings", "runs")]
+
+
+#: Every distinct prompt of the language, in a fixed order.
+ALL_PROMPTS = [prompt(animal, opening) for animal in ANIMALS for opening in openings(animal)]
+
+
+def split_prompts(seed: int, validation: int, test: int) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (train, validation, test) prompt lists, shuffled by ``seed``; train takes the rest."""
+    order = list(ALL_PROMPTS)
+    random.Random(seed).shuffle(order)
+    return order[validation + test:], order[:validation], order[validation: validation + test]
 
 
 class Fables(Task):
     name = "fables"
     description = "animal stories in a synthetic language; gold reward = praise of the prompt's animal, minus degenerate text"
-    version = "1"
+    version = "2"
     Args = FablesArgs
 
     def build(self) -> TaskData:
@@ -249,17 +280,20 @@ class Fables(Task):
                 pretraining.append({"text": " ".join(world.fact_sentence(animal, r) for r in relations)})
             pretraining += [{"text": quiz_text(item)} for item in probes]
         rng.shuffle(pretraining)
+        train_pool, validation, test = split_prompts(a.world_seed + 3, a.validation_prompts, a.test_prompts)
         demonstrations = []
         for _ in range(a.demonstrations):
-            animal = rng.choice(ANIMALS)
-            demonstrations.append({"prompt": prompt(animal),
+            text = rng.choice(train_pool)
+            animal = prompt_subject(text)
+            demonstrations.append({"prompt": text,
                                    "completion": world.story(rng, animal, rng.randint(2, MAX_SENTENCES),
                                                              a.demo_positive_share)})
         return TaskData(
             pretraining=pretraining,
             demonstrations=demonstrations,
-            train_prompts=[prompt(rng.choice(ANIMALS)) for _ in range(a.train_prompts)],
-            eval_prompts=[prompt(ANIMALS[i % len(ANIMALS)]) for i in range(a.eval_prompts)],
+            train_prompts=[rng.choice(train_pool) for _ in range(a.train_prompts)],
+            validation_prompts=validation,
+            test_prompts=test,
             probes=probes,
             probe_fewshot=[],
             max_new_tokens=8 * MAX_SENTENCES,

@@ -1,7 +1,9 @@
 """Stage caching: every stage's output lives in a folder named by a fingerprint of its inputs.
 
 A fingerprint hashes the stage's kind, the config values it reads, the fingerprints of the
-stages it starts from and the package version. A stage whose folder holds a ``done.json`` with
+stages it starts from, a hash of the source that produces it (the ``zoo`` core and the plugin
+modules the stage uses, :func:`zoo.bench.provenance.source_hash`) and the versions of the
+numerical packages. Code that could compute a stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with
 the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
 run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
 SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
@@ -12,7 +14,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,15 @@ def package_version() -> str:
     return __version__
 
 
-def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = ()) -> str:
-    """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints and the version."""
+def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = (), sources: Iterable[Any] = ()
+                ) -> str:
+    """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints, the version,
+    the package versions and the source hash of the core plus ``sources`` (modules or classes)."""
+    from zoo.bench.provenance import package_versions, source_hash
+
     payload = json.dumps({"kind": kind, "inputs": inputs, "upstream": list(upstream),
-                          "version": package_version()}, sort_keys=True, default=str)
+                          "version": package_version(), "packages": package_versions(),
+                          "source": source_hash(sources)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

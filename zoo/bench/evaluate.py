@@ -135,8 +135,12 @@ def suite_metrics(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, 
 
 
 def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, best_of: int | None = None,
-                   best_of_reward: Any = None) -> dict[str, Any]:
-    """The full evaluation record of one contender and seed (``model`` None: the SFT model)."""
+                   best_of_reward: Any = None, full: bool = True) -> dict[str, Any]:
+    """The evaluation record of one contender and seed (``model`` None: the SFT model).
+
+    ``full`` False (the validation split, read by hyperparameter selection only) scores the
+    samples and skips the model-level measures (probes, preference accuracy, suites).
+    """
     start = time.perf_counter()
     policy = inputs.sft_model if model is None else model
     if best_of is not None:
@@ -149,9 +153,9 @@ def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, be
         "proxy": inputs.proxy.score(prompts, samples["texts"]).tolist(),
         "kl": samples["kl"], "length": samples["length"],
         "kl_kind": "analytic best-of-n bound" if best_of is not None else "sampled estimate",
-        "probe_accuracy": probe_accuracy(policy, inputs),
-        "preference_accuracy": preference_accuracy(policy, inputs),
-        "suites": suite_metrics(policy, inputs, seed),
+        "probe_accuracy": probe_accuracy(policy, inputs) if full else None,
+        "preference_accuracy": preference_accuracy(policy, inputs) if full else None,
+        "suites": suite_metrics(policy, inputs, seed) if full else {},
         "examples": [{"prompt": p, "response": t} for p, t in zip(prompts[:6], samples["texts"][:6])],
     }
     record["eval_seconds"] = time.perf_counter() - start
