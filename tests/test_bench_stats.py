@@ -104,7 +104,7 @@ def test_hierarchical_bootstrap_spread_matches_the_two_level_variance():
     """Draw S groups with replacement, then P values within each: the replicate mean has variance
     (σ_b² + mean_s σ_s² / P) / S, with σ_b² the (population) variance of the group means and σ_s²
     the (population) variance inside group s."""
-    data = np.random.default_rng(1).normal(size=(3, 40)) + np.array([[0.0], [1.0], [3.0]])
+    data = np.random.default_rng(1).normal(size=(3, 40)) + np.array([[0.0], [0.2], [0.5]])
     replicates = hierarchical_bootstrap_means(data, replicates=40000, seed=2)
     between = data.mean(axis=1).var()
     within = data.var(axis=1).mean() / data.shape[1]
