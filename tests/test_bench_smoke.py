@@ -70,6 +70,11 @@ def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_r
     assert len(results["comparisons"]["pairs"]) == n * (n - 1) // 2
     assert results["comparisons"]["best"] in results["comparisons"]["tied_with_best"]
     assert {"commit", "clean", "dirty", "source_hash"} <= set(results)
+    pair = next(p for p in results["comparisons"]["pairs"] if {p["a"], p["b"]} == {"SFT", "DPO"})
+    expected = "reproduced" if pair["significant"] and pair["difference_mean"] * (1 if pair["a"] == "DPO" else -1) > 0 \
+        else "contradicted" if pair["significant"] else "not significant"
+    markdown = (output / "results.md").read_text()
+    assert f"| DPO improves on the SFT model | DPO > SFT | {expected}" in markdown
     assert results["shared_stages"]["task"]["validation_prompts"] == 8
     assert results["shared_stages"]["task"]["test_prompts"] == 16
 

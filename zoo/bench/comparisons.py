@@ -186,10 +186,40 @@ def comparison_lines(results: dict[str, Any]) -> list[str]:
             + _table(header, body) + [""])
 
 
+def claim_verdict(results: dict[str, Any], better: str, worse: str) -> str:
+    """"reproduced", "contradicted" or "not significant" for the claim ``better`` > ``worse``."""
+    rows = {c["label"]: c for c in results["contenders"]}
+    for label in (better, worse):
+        if rows[label]["failures"] == len(results["seeds"]):
+            return f"cannot tell: every seed of {label!r} collapsed"
+    for pair in results["comparisons"]["pairs"]:
+        if {pair["a"], pair["b"]} == {better, worse}:
+            d = pair["difference_mean"] * (1 if pair["a"] == better else -1)
+            if not pair["significant"] or math.isnan(d):
+                return f"not significant ({d:+.2f}, Holm-adjusted p = {pair['adjusted_p']:.2f})"
+            verdict = "reproduced" if d > 0 else "contradicted"
+            return f"{verdict} ({d:+.2f}, Holm-adjusted p = {pair['adjusted_p']:.3f})"
+    return "cannot tell: no test"
+
+
+def findings_lines(results: dict[str, Any]) -> list[str]:
+    claims = results["config"].get("claims") or []
+    if not claims:
+        return []
+    lines = ["## Findings: published shapes, tested", "",
+             "Each claim is checked against the Holm-corrected pairwise test above: reproduced (significantly in the "
+             "claimed direction), contradicted (significantly the other way) or not significant (this run cannot "
+             "tell). No winner is presumed.", ""]
+    body = [[claim["text"], f"{claim['better']} > {claim['worse']}",
+             claim_verdict(results, claim["better"], claim["worse"])] for claim in claims]
+    return lines + _table(["claim", "rows", "verdict"], body) + [""]
+
+
 def markdown_body(results: dict[str, Any]) -> list[str]:
     """The verdict sections of results.md, in order."""
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
+    lines += findings_lines(results)
     lines += comparison_lines(results)
     lines += selection_lines(results)
     lines += kl_matched_lines(results)

@@ -108,6 +108,20 @@ class FailureConfig:
 
 
 @dataclass
+class Claim:
+    """A published result the run can test: row ``better`` has a higher gold reward than row ``worse``.
+
+    results.md's findings section says, for each claim, whether the pairwise test reproduces it
+    (significantly better), contradicts it (significantly worse) or cannot tell (not significant).
+    """
+
+    #: The claim in words, with its source (e.g. "RRHF improves on SFT (Yuan et al. 2023)").
+    text: str = ""
+    better: str = ""
+    worse: str = ""
+
+
+@dataclass
 class RunSpec:
     """One contender. Without ``algorithm`` it is a decoding strategy applied to the SFT model."""
 
@@ -149,6 +163,8 @@ class BenchConfig:
     #: KL(π‖π_SFT) budgets (nats per response) at which every sweep's gold reward is read off its
     #: frontier, so that methods are compared at equal KL.
     kl_budgets: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0])
+    #: Published shapes to check against the pairwise tests (the findings section of results.md).
+    claims: list[Claim] = field(default_factory=list)
     output_dir: str = "runs/bench"
     #: Where stage outputs are cached (None: OUTPUT_DIR/cache).
     cache_dir: str | None = None
@@ -359,6 +375,15 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError(f"runs: the label {duplicated[0]!r} is used twice; labels name the table's rows")
     for contender in contenders:
         _check_contender(config, contender, registry)
+    rows = headline_labels(config)
+    for index, claim in enumerate(config.claims):
+        if not claim.text.strip():
+            raise ConfigError(f"claims[{index}].text is missing: say what the claim is and where it comes from")
+        for key in ("better", "worse"):
+            label = getattr(claim, key)
+            if label not in rows:
+                raise ConfigError(f"claims[{index}].{key} = {label!r} is not a row of the table"
+                                  f"{did_you_mean(label, rows)}; rows: {', '.join(rows)}")
     if not any(not c.trains and c.spec.best_of_n is None for c in contenders):
         raise ConfigError("runs must include the SFT baseline (an entry with a label and no algorithm): win rates "
                           "and significance are measured against it")
