@@ -31,8 +31,11 @@ over-optimised, and staying close to the SFT policy matters.
 
 Knowledge probes ask for every animal's home, food and fur colour in MMLU's four-choice format
 (scored by the MMLU code path). The pretraining corpus states every fact and quizzes it with the
-very items the probes use, so a probe asks whether the model still recalls, in the form it was
-taught, what pretraining taught it: the alignment tax is what alignment makes it forget.
+very items the verbatim probes use, so those ask whether the model still recalls a fact in the
+form it was taught. The held-out probes (the alignment-tax probe) ask for the same facts in
+paraphrased questions (``which place is the home of the fox ?``) with the choices drawn and
+ordered afresh: no pretraining text contains them, so they measure knowledge rather than rote
+recall of a quiz, and what alignment makes the model lose of it.
 """
 from __future__ import annotations
 
@@ -62,6 +65,12 @@ MAX_SENTENCES = 3
 WORD = re.compile(r"\n|[A-Za-z]+|[^\sA-Za-z]")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
+#: The held-out probes' questions: the same facts, asked in words no training text uses.
+PARAPHRASES = {
+    "home": "which place is the home of the {a} ?",
+    "food": "what food does the {a} like ?",
+    "colour": "the fur of the {a} has which colour ?",
+}
 RELATIONS = {  # relation → (question, the world's table, the sentence stating it)
     "home": ("where does the {a} live ?", HOMES, "the {a} lives in the {x} ."),
     "food": ("what does the {a} eat ?", FOODS, "the {a} eats {x} ."),
@@ -223,9 +232,11 @@ class World:
                 out += part
         return " ".join(out)
 
-    def quiz(self, rng: random.Random, animal: str, relation: str) -> dict:
-        """An MMLU-format item asking for one fact, with three wrong choices in random order."""
+    def quiz(self, rng: random.Random, animal: str, relation: str, paraphrase: bool = False) -> dict:
+        """An MMLU-format item asking for one fact, with three wrong choices in random order
+        (``paraphrase``: in the held-out probes' words)."""
         question, table, _ = RELATIONS[relation]
+        question = PARAPHRASES[relation] if paraphrase else question
         answer = self.facts[animal][relation]
         choices = rng.sample([x for x in table if x != answer], 3) + [answer]
         rng.shuffle(choices)
@@ -262,7 +273,7 @@ def split_prompts(seed: int, validation: int, test: int) -> tuple[list[str], lis
 class Fables(Task):
     name = "fables"
     description = "animal stories in a synthetic language; gold reward = praise of the prompt's animal, minus degenerate text"
-    version = "2"
+    version = "3"
     Args = FablesArgs
 
     def build(self) -> TaskData:
@@ -271,6 +282,9 @@ class Fables(Task):
         rng = random.Random(a.world_seed + 1)
         probe_rng = random.Random(a.world_seed + 2)
         probes = [world.quiz(probe_rng, animal, relation) for animal in ANIMALS for relation in RELATIONS]
+        heldout_rng = random.Random(a.world_seed + 4)
+        heldout_probes = [world.quiz(heldout_rng, animal, relation, paraphrase=True)
+                          for animal in ANIMALS for relation in RELATIONS]
         pretraining = [{"text": world.story(rng, rng.choice(ANIMALS), rng.randint(2, 5), 0.5)}
                        for _ in range(a.pretraining_stories)]
         for _ in range(a.fact_repeats):
@@ -296,6 +310,7 @@ class Fables(Task):
             test_prompts=test,
             probes=probes,
             probe_fewshot=[],
+            heldout_probes=heldout_probes,
             max_new_tokens=8 * MAX_SENTENCES,
         )
 
@@ -312,6 +327,8 @@ def vocabulary() -> list[str]:
     fixed = words(quiz_text(probe)) + ["story", "about", ":", "."]
     for question, _, sentence in RELATIONS.values():
         fixed += words(question) + words(sentence)
+    for question in PARAPHRASES.values():
+        fixed += words(question)
     grammar = ["is", "and", "walks", "to", "swims", "in", "sleeps", "sings", "runs", "sees"]
     table = ANIMALS + HOMES + FOODS + COLOURS + POSITIVE + NEGATIVE + grammar + fixed
     return list(dict.fromkeys(w for w in table if w not in ("{", "}", "a", "x", "q", "b", "c", "d")))

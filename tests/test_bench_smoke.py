@@ -40,6 +40,10 @@ def test_results_hold_every_algorithm_and_every_output(smoke_run):
             assert per_seed[metric] is not None
         if not contender["baseline"]:
             assert contender["vs_sft"]["test"].startswith("paired t-test")
+        if contender["algorithm"] in ("ppo", "rejection_sampling"):  # online: they sample while training
+            assert per_seed["samples_generated"] >= 3 * 8 and per_seed["tokens_generated"] > 0
+        elif contender["algorithm"]:
+            assert per_seed["samples_generated"] == 0
         if contender["algorithm"]:
             assert per_seed["steps"] == 3 and per_seed["train_seconds"] > 0 and per_seed["tokens_per_second"] > 0
     baseline = next(c for c in results["contenders"] if c["baseline"])
@@ -75,6 +79,10 @@ def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_r
         else "contradicted" if pair["significant"] else "not significant"
     markdown = (output / "results.md").read_text()
     assert f"| DPO improves on the SFT model | DPO > SFT | {expected}" in markdown
+    baseline = next(c for c in results["contenders"] if c["baseline"])
+    correct = baseline["seeds"]["0"]["heldout_probe_accuracy"]
+    assert baseline["heldout_probe_interval"]["mean"] == pytest.approx(correct)
+    assert baseline["heldout_probe_change"]["mean"] == 0
     assert results["shared_stages"]["task"]["validation_prompts"] == 8
     assert results["shared_stages"]["task"]["test_prompts"] == 16
 

@@ -169,3 +169,18 @@ def test_hh_task_reads_prompts_and_demonstrations_and_needs_a_gold_model(shared_
     assert not set(data.train_prompts) & {row["prompt"] for row in data.demonstrations}
     assert data.pretraining is None and task.tokenizer() is None
     assert task.gold_reward().model == "models/gold-rm"
+
+
+def test_heldout_probes_ask_the_taught_facts_in_words_no_training_text_uses():
+    task = Fables(FablesArgs(pretraining_stories=50, fact_repeats=2, demonstrations=20, train_prompts=5))
+    data = task.build()
+    world = World(0)
+    assert len(data.heldout_probes) == len(data.probes) == 3 * len(ANIMALS)
+    texts = [row["text"] for row in data.pretraining] + [r["prompt"] + " " + r["completion"] for r in data.demonstrations]
+    tokenizer = fables_tokenizer()
+    for item in data.heldout_probes:
+        assert item["choices"][item["answer"]] in world.facts[prompt_subject(item["question"])].values()
+        assert not any(item["question"] in text for text in texts)  # never seen verbatim
+        assert tokenizer.unk_token_id not in tokenizer(quiz_text(item))["input_ids"]
+    verbatim = {(i["question"], tuple(i["choices"])) for i in data.probes}
+    assert not verbatim & {(i["question"], tuple(i["choices"])) for i in data.heldout_probes}

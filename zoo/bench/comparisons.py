@@ -37,6 +37,13 @@ def _interval(interval: dict[str, Any]) -> str:
     return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _signed_interval(interval: dict[str, Any]) -> str:
+    mean, low, high = interval.get("mean"), interval.get("low"), interval.get("high")
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def _table(header: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
@@ -51,7 +58,8 @@ def verdict(contender: dict[str, Any]) -> str:
 
 
 HEADLINE = ("run", "gold reward [95%]", "Δ gold vs SFT", "vs best", "win rate vs SFT", "KL(π‖π_SFT)", "proxy RM",
-            "implicit-reward pref. acc.", "probe acc.", "collapsed")
+            "implicit-reward pref. acc.", "verbatim probe acc.", "held-out probe acc. [95%]", "Δ held-out probe [95%]",
+            "collapsed")
 
 
 def headline_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -75,8 +83,12 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
         label = c["label"]
         if c.get("selected") and c.get("setting"):
             label += " (" + ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in c["setting"].items()) + ")"
+        heldout = c.get("heldout_probe_interval")
+        change = c.get("heldout_probe_change")
         out.append([label, _interval(c["gold_interval"]), delta, verdict(c), _pm(s["win_rate"]), _pm(s["kl"]),
-                    _pm(s["proxy"]), _pm(s["preference_accuracy"]), probe_text, f"{c['failures']}/{seeds}"])
+                    _pm(s["proxy"]), _pm(s["preference_accuracy"]), probe_text,
+                    _interval(heldout) if heldout else "–",
+                    "–" if c["baseline"] or not change else _signed_interval(change), f"{c['failures']}/{seeds}"])
     return out
 
 
@@ -101,6 +113,10 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
         "Implicit-reward pref. acc.: held-out gold-labelled pairs ranked by log π − log π_SFT, DPO's own implicit "
         "reward, so it favours the methods that optimise it directly; the SFT model scores 0.50. The gold reward "
         "and the win rate are the algorithm-neutral quality figures.",
+        "Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items pretraining "
+        "quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the same facts in questions "
+        "no training text contains; [95%] by the hierarchical bootstrap over seeds and items, the Δ paired with the "
+        "SFT model item by item.",
     ]
     return lines
 
@@ -160,21 +176,36 @@ def kl_matched_lines(results: dict[str, Any]) -> list[str]:
     return lines + _table(["sweep"] + [f"gold at KL = {b}" for b in budgets], body) + [""]
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def budget_lines(results: dict[str, Any]) -> list[str]:
-    """Steps, tokens trained and training FLOPs (6 · parameters · tokens) per trained contender."""
+    """Steps, samples and tokens generated, tokens trained and estimated FLOPs per trained contender."""
     params = (results["shared_stages"].get("init") or {}).get("parameters")
     body = []
     for c in results["contenders"]:
         s = c["summary"]
         steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
-        if steps is None or (isinstance(steps, float) and math.isnan(steps)):
+        if not _finite(steps):
             continue
-        flops = 6 * params * tokens if params and tokens and not math.isnan(tokens) else None
-        body.append([c["label"], _num(steps, 0), _num(tokens, 0), "–" if flops is None else f"{flops:.2e}"])
+        samples, generated = s["samples_generated"]["mean"], s["tokens_generated"]["mean"]
+        flops = None
+        if params and _finite(tokens):
+            flops = 6 * params * tokens + 2 * params * (generated if _finite(generated) else 0)
+        body.append([c["label"], _num(steps, 0), _num(samples, 0), _num(generated, 0), _num(tokens, 0),
+                     "–" if flops is None else f"{flops:.2e}"])
     if not body:
         return []
-    return (["## Training budget per run (mean per seed)", ""]
-            + _table(["run", "optimiser steps", "tokens trained", "training FLOPs (6·N·tokens)"], body) + [""])
+    tuning = {g: len(sel["trials"]) for g, sel in (results.get("selections") or {}).items()}
+    note = (" Tuning multiplies a selected run's cost by its number of trials on the tuning seed(s) (see the "
+            "selection table)." if tuning else "")
+    return (["## Training budget per run (mean per seed)", "",
+             f"Every run gets the same optimiser steps; what a step costs differs. FLOPs ≈ 6·N per trained token "
+             f"(forward and backward) + 2·N per generated token, N = {params} parameters; the reference and "
+             f"reward-model passes are not counted.{note}", ""]
+            + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
+                      "FLOPs"], body) + [""])
 
 
 def comparison_lines(results: dict[str, Any]) -> list[str]:

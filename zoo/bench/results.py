@@ -30,7 +30,8 @@ from zoo.bench.stats import (hierarchical_interval, is_failure, kl_matched, mean
 
 #: Per-seed metrics summarised across seeds, in table order.
 METRICS = ("gold", "gold_vs_sft", "win_rate", "kl", "proxy", "preference_accuracy", "probe_accuracy",
-           "length", "train_seconds", "tokens_per_second", "peak_memory_mib", "steps", "tokens")
+           "heldout_probe_accuracy", "length", "train_seconds", "tokens_per_second", "peak_memory_mib", "steps",
+           "tokens", "samples_generated", "tokens_generated")
 PACKAGES = ("alignment-zoo", "torch", "transformers", "lightning", "datasets", "peft", "numpy", "scipy")
 
 
@@ -52,7 +53,10 @@ def seed_metrics(record: dict[str, Any], baseline: dict[str, Any], samples_per_p
         "preference_accuracy": record.get("preference_accuracy"), "probe_accuracy": record.get("probe_accuracy"),
         "train_seconds": training.get("train_seconds"), "tokens_per_second": training.get("tokens_per_second"),
         "peak_memory_mib": training.get("peak_memory_mib"), "steps": training.get("steps"),
-        "tokens": training.get("tokens"),
+        "tokens": training.get("tokens"), "samples_generated": training.get("samples_generated"),
+        "tokens_generated": training.get("tokens_generated"),
+        "heldout_probe_accuracy": (mean(record["heldout_probe_correct"]) if record.get("heldout_probe_correct")
+                                   else None),
         "eval_seconds": record.get("eval_seconds"), "samples": n,
         "suites": {suite: {name: value.get("value") for name, value in metrics.items() if isinstance(value, dict)}
                    for suite, metrics in (record.get("suites") or {}).items()},
@@ -101,6 +105,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         summary = {metric: mean_ci([per_seed[s][metric] for s in kept]).as_dict() for metric in METRICS}
         gold_interval = (hierarchical_interval([per_prompt[contender.label][s] for s in kept]).as_dict() if kept
                          else {"mean": math.nan, "low": math.nan, "high": math.nan, "covers": "every seed collapsed"})
+        probe = heldout_probe_intervals(records, run.records[base], kept)
         spec = contender.spec
         contenders.append({
             "label": contender.label, "group": contender.group, "algorithm": spec.algorithm,
@@ -108,7 +113,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
             "best_of_n": spec.best_of_n, "sweep_key": contender.sweep_key, "sweep_value": contender.sweep_value,
             "setting": contender.setting, "selected": contender.label in run.selections,
             "baseline": contender.label == base, "seeds": {str(s): per_seed[s] for s in seeds},
-            "summary": summary, "gold_interval": gold_interval,
+            "summary": summary, "gold_interval": gold_interval, **probe,
             "failures": len(seeds) - len(kept), "failure_rate": (len(seeds) - len(kept)) / len(seeds),
             "examples": records[seeds[0]].get("examples", []),
         })
@@ -127,6 +132,20 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
     }
+
+
+def heldout_probe_intervals(records: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]],
+                            kept: list[int]) -> dict[str, Any]:
+    """Held-out probe accuracy and its change from the SFT model, each with a two-level bootstrap
+    interval over seeds and items (the change is paired: same item, same seed)."""
+    seeds = [s for s in kept if records[s].get("heldout_probe_correct")]
+    if not seeds:
+        return {"heldout_probe_interval": None, "heldout_probe_change": None}
+    correct = [records[s]["heldout_probe_correct"] for s in seeds]
+    change = [[a - b for a, b in zip(records[s]["heldout_probe_correct"], baseline[s]["heldout_probe_correct"])]
+              for s in seeds]
+    return {"heldout_probe_interval": hierarchical_interval(correct).as_dict(),
+            "heldout_probe_change": hierarchical_interval(change).as_dict()}
 
 
 def compare(contenders: list[dict[str, Any]], per_prompt: dict[str, dict[int, list[float]]], seeds: list[int],

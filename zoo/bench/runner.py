@@ -72,7 +72,7 @@ def _eval_inputs(config: BenchConfig, stages: Stages, pipeline: Pipeline) -> dic
     proxy = load_reward_source(stages.reward_source("proxy", pipeline.reward_model)).to(model.device)
     test = EvalInputs(
         prompts=json.loads((data.path / "test_prompts.json").read_text()),
-        probes=probes["items"], probe_fewshot=probes["fewshot"],
+        probes=probes["items"], probe_fewshot=probes["fewshot"], heldout_probes=probes.get("heldout", []),
         heldout_pairs=pipeline.preferences.path / "heldout_pairs.jsonl",
         sft_model=model, tokenizer=tokenizer,
         gold=load_reward_source(stages.task.gold_reward()).to(model.device), proxy=proxy,

@@ -117,18 +117,20 @@ class Stages:
                data: dict[str, Any], model: str, data_file: Path, *, reward: RewardConfig | None = None,
                seed: int = 0) -> dict[str, Any]:
         """One ``zoo train`` run into ``folder/run``; its cost, for the report."""
+        from zoo.generation import count_generation
         from zoo.train import train as run_training
 
         config = run_config(self.config, algorithm, algorithm_args, train, data, where=where, model=model,
                             data_file=str(data_file), output_dir=str(folder / "run"),
                             reward=None if reward is None else dataclasses.asdict(reward), seed=seed)
-        with PeakMemory() as peak:
+        with PeakMemory() as peak, count_generation() as generated:
             result = run_training(config)
         summary = read_json(folder / "run" / "metrics.json")
         tokens = int(getattr(result.module, "tokens_seen", 0))
         return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
                 "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
-                "peak_memory_mib": peak.mib, "memory_kind": peak.kind}
+                "peak_memory_mib": peak.mib, "memory_kind": peak.kind,
+                "samples_generated": generated["sequences"], "tokens_generated": generated["tokens"]}
 
     # ----- the shared starting point -------------------------------------------------------------
     def task_data(self) -> Stage:
@@ -144,7 +146,8 @@ class Stages:
             write_jsonl(folder / DATA_FILES["prompt"], [{"prompt": p} for p in data.train_prompts])
             (folder / "validation_prompts.json").write_text(json.dumps(data.validation_prompts))
             (folder / "test_prompts.json").write_text(json.dumps(data.test_prompts))
-            (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot}))
+            (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot,
+                                                            "heldout": data.heldout_probes}))
             tokenizer = task.tokenizer()
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder / "tokenizer")
@@ -152,7 +155,7 @@ class Stages:
                     "max_new_tokens": data.max_new_tokens, "demonstrations": len(data.demonstrations),
                     "train_prompts": len(data.train_prompts), "validation_prompts": len(data.validation_prompts),
                     "test_prompts": len(data.test_prompts),
-                    "probes": len(data.probes)}
+                    "probes": len(data.probes), "heldout_probes": len(data.heldout_probes)}
 
         return self._stage("task", inputs, [], build, f"generating the {task.name!r} task data")
 

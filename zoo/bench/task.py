@@ -46,6 +46,8 @@ class TaskData:
         probes: knowledge probes in MMLU's item format (``subject``, ``question``, ``choices``
             (4 strings), ``answer`` (index)), scored by the MMLU code path; may be empty.
         probe_fewshot: MMLU-format items used as few-shot examples for the probes.
+        heldout_probes: MMLU-format items about what the task's data teaches that its data never
+            states verbatim (paraphrased or recombined facts): the alignment-tax probe; may be empty.
         max_new_tokens: the response length the task's samples need.
     """
 
@@ -56,6 +58,7 @@ class TaskData:
     test_prompts: list[str]
     probes: list[dict[str, Any]] = field(default_factory=list)
     probe_fewshot: list[dict[str, Any]] = field(default_factory=list)
+    heldout_probes: list[dict[str, Any]] = field(default_factory=list)
     max_new_tokens: int = 32
 
 
