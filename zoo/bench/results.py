@@ -83,8 +83,6 @@ def _test_name(seeds: list[int]) -> str:
 
 def summarise(run: BenchRun) -> dict[str, Any]:
     """Everything results.json holds: config, versions, provenance, stages, per-seed, summary and comparisons."""
-    from zoo.bench.provenance import git_state, source_hash
-
     base = baseline_label(run)
     seeds = list(run.config.seeds)
     k = run.config.evaluation.samples_per_prompt
@@ -123,7 +121,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         c["tied_with_best"] = c["label"] in comparisons["tied_with_best"]
         c["best"] = c["label"] == comparisons["best"]
     return {
-        "config": run.config.to_dict(), "versions": versions(), **git_state(), "source_hash": source_hash(),
+        "config": run.config.to_dict(), "versions": versions(), **run.provenance,
         "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
         "significance_test": test_name, "shared_stages": run.shared,
         "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},

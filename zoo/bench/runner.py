@@ -47,6 +47,8 @@ class BenchRun:
     pipelines: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: selected sweep's label → its trials: setting, validation scores per tuning seed, the choice.
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``commit``, ``clean``, ``dirty`` and ``source_hash`` as they were when the run started.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class _LazyInputs:
@@ -95,7 +97,11 @@ def quiet_training_logs() -> None:
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
+    from zoo.bench.provenance import git_state, source_hash
+
     start, cpu_start = time.perf_counter(), time.process_time()
+    # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.
+    provenance = {**git_state(), "source_hash": source_hash()}
     announce = announce or (lambda text: None)
     quiet_training_logs()
     if config.threads is not None:
@@ -134,7 +140,8 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     shared_dirs = {kind: stage.path / "run" for kind, stage in first.stages.items()
                    if (stage.path / "run" / "logs").is_dir()}
     return BenchRun(config, out, pipelines[first.seed], records, contenders, list(cache.events), run_dirs,
-                    shared_dirs, time.perf_counter() - start, time.process_time() - cpu_start, pipelines, selections)
+                    shared_dirs, time.perf_counter() - start, time.process_time() - cpu_start, pipelines, selections,
+                    provenance)
 
 
 def _headline(config: BenchConfig, selections: dict[str, dict[str, Any]]) -> list[Contender]:
