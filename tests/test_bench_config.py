@@ -172,3 +172,28 @@ def test_stage_cache_builds_once_and_rebuilds_an_interrupted_stage(tmp_path):
     rebuilt = cache.get_or_build("sft", "k1", build)
     assert not rebuilt.reused and len(calls) == 2 and not (rebuilt.path / "stale.txt").exists()
     assert [status for _, _, status in cache.events] == ["built", "reused", "built"]
+
+
+def test_two_processes_sharing_a_cache_build_a_stage_once(tmp_path):
+    """The second process waits on the stage's lock and then reuses what the first built."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        records = pool.map(_build_slowly, [str(tmp_path)] * 2)
+    assert sorted(r["reused"] for r in records) == [False, True]
+    assert records[0]["built_by"] == records[1]["built_by"]
+    assert (tmp_path / "sft-k1" / "out.txt").read_text() == "1"
+
+
+def _build_slowly(root):
+    import os
+    import time
+
+    def build(folder):
+        time.sleep(0.5)
+        (folder / "out.txt").write_text("1")
+        return {"built_by": os.getpid()}
+
+    stage = StageCache(root).get_or_build("sft", "k1", build)
+    return {"reused": stage.reused, "built_by": stage.record["built_by"]}

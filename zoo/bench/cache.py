@@ -7,9 +7,14 @@ numerical packages. Code that could compute a stage differently never reuses its
 the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
 run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
 SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
+
+Several ``zoo bench`` processes may share one cache (tiny.yaml and frontier.yaml do): a stage is
+built under an exclusive lock on ``KIND-FINGERPRINT.lock``, so a second process asking for the
+same stage waits and then reuses it rather than building it again or deleting it mid-build.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -92,6 +97,17 @@ class StageCache:
         if cached is not None:
             self.events.append((kind, key, "reused"))
             return cached
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{kind}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            cached = self.lookup(kind, key)  # another process may have built it while this one waited
+            if cached is not None:
+                self.events.append((kind, key, "reused"))
+                return cached
+            return self._build(kind, key, build, on_build)
+
+    def _build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]],
+               on_build: Callable[[str], None] | None) -> Stage:
         folder = self.path(kind, key)
         if folder.exists():
             shutil.rmtree(folder)  # an interrupted build: nothing in it can be trusted
