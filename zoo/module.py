@@ -103,7 +103,11 @@ class AlignmentModule(L.LightningModule):
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         policy = self.outputs(self.policy, batch)
-        out = self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+        return self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+
+    def _step_loss(self, batch: Batch) -> LossOutput:
+        """:meth:`compute_loss` in a training or validation step, its output checked against the contract."""
+        out = self.compute_loss(batch)
         check_loss_output(out, batch.num_examples, self.algorithm, training=self.training)
         return out
 
@@ -171,7 +175,7 @@ class AlignmentModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
             self.tokens_seen += int(batch.attention_mask.sum())
-            out = self.compute_loss(batch)
+            out = self._step_loss(batch)
             if not torch.isfinite(out.losses.mean()):
                 self._skip_nonfinite("the training loss")
                 return None  # Lightning skips backward and the optimiser step
@@ -183,7 +187,7 @@ class AlignmentModule(L.LightningModule):
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
         for minibatch in self.algorithm.minibatches(experience):
             self.tokens_seen += int(minibatch.attention_mask.sum())
-            out = self.compute_loss(minibatch)
+            out = self._step_loss(minibatch)
             loss = out.losses.mean()
             if not torch.isfinite(loss):
                 self._skip_nonfinite("the training loss")
@@ -218,7 +222,7 @@ class AlignmentModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self.algorithm.generates_online:
             batch = self.algorithm.make_experience(self.experience_context(), batch)
-        self._log_output(self.compute_loss(batch), "val", batch.num_examples)
+        self._log_output(self._step_loss(batch), "val", batch.num_examples)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Runs before Lightning clips, which would spread one NaN over every gradient.

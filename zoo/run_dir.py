@@ -11,18 +11,24 @@
   into the same directory is refused. The kernel drops the lock when its process dies, even by
   SIGKILL, so a killed run never leaves a stale lock behind. The marker is written once and
   never replaced (a lock belongs to a file, and a replaced file would be a new, unlocked one).
+* :func:`interrupted_error` and :func:`resume_hint` say, after a signal or a failed write, which
+  checkpoint is left to continue the run from.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
 import shutil
 from pathlib import Path
 
-from zoo.errors import ConfigError
+from zoo.checkpointing import atomic_write_text
+from zoo.errors import ConfigError, ZooError
+from zoo.resume import find_resume_point, read_summary
+from zoo.signals import RunInterrupted, signal_name
 
 MARKER = ".zoo-run"
 #: What ``zoo train`` writes into its output directory; ``--overwrite`` removes these and nothing else.
@@ -183,3 +189,43 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# ----- what is left to continue from -------------------------------------------------------------
+
+#: Errors of the file system a user can fix (space, quota, permissions), reported without a traceback.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def resume_hint(output_dir: Path) -> str:
+    point = None
+    with contextlib.suppress(ZooError, OSError):
+        point = find_resume_point(output_dir)
+    if point is None:
+        return ""
+    return (f" The newest checkpoint ({point.path.relative_to(output_dir)}, step {point.global_step}) is kept: once "
+            f"the problem is fixed, continue with zoo train CONFIG --resume.")
+
+
+def interrupted_error(output_dir: Path, signum: int, *, wrote: bool) -> RunInterrupted:
+    """Record that the run was stopped and say what is left to continue it from."""
+    summary = read_summary(output_dir) if wrote else {}
+    point = None
+    with contextlib.suppress(ZooError):
+        point = find_resume_point(output_dir) if wrote else None
+    if summary.get("status") == "running":
+        summary["status"] = "interrupted"
+        summary["interrupted_by"] = signal_name(signum)
+        summary["last_checkpoint_step"] = point.global_step if point else None
+        with contextlib.suppress(ZooError, OSError):  # a full disk must not hide the signal's report
+            atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+    what = f"zoo train was stopped by {signal_name(signum)}"
+    if point is not None:
+        return RunInterrupted(f"{what}; its newest checkpoint ({point.path.relative_to(output_dir)}, step "
+                              f"{point.global_step}) is kept in {str(output_dir)!r}.", signum=signum, resumable=True)
+    if not wrote:
+        return RunInterrupted(f"{what} before it wrote anything to {str(output_dir)!r}.", signum=signum,
+                              resumable=False)
+    return RunInterrupted(f"{what} before its first checkpoint, so there is nothing to continue from (set "
+                          f"train.checkpoint_every_n_steps to make a run resumable); start it again with --overwrite.",
+                          signum=signum, resumable=False)

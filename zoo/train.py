@@ -11,8 +11,6 @@ have all been checked; a resumed run (``--resume`` or ``resume: auto``) keeps th
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import dataclasses
 import json
 import logging
@@ -36,7 +34,7 @@ from zoo.attention import enable_varlen_attention
 from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint, WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
-from zoo.errors import ConfigError, ZooError
+from zoo.errors import ConfigError
 from zoo.eval.callback import callback_from_config
 from zoo.integrity import data_fingerprint
 from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
@@ -45,9 +43,10 @@ from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
-from zoo.resume import TrainingPosition, find_resume_point, log_version, plan_resume, read_summary
-from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, is_run_dir, resolve_output_dir
-from zoo.signals import RunInterrupted, Stop, signal_name, stop_on_signals
+from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
+from zoo.run_dir import (WRITE_ERRNOS, RunLock, check_output_dir, clear_run, contents, create_run_dir, interrupted_error,
+                         is_run_dir, resolve_output_dir, resume_hint)
+from zoo.signals import Stop, stop_on_signals
 from zoo.trainer_settings import check_trainer_names, trainer_settings_error
 
 log = logging.getLogger(__name__)
@@ -154,55 +153,17 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
             return _train(config, output_dir, lock, seen, overwrite=overwrite, resume=resume, lead=lead,
                           callbacks=callbacks)
     except Stop as stop:
-        raise _interrupted(output_dir, stop.signum, wrote=lock.held and lead) from None
+        raise interrupted_error(output_dir, stop.signum, wrote=lock.held and lead) from None
     except WriteError as exc:
-        raise WriteError(f"{exc}{_resume_hint(output_dir)}") from None
+        raise WriteError(f"{exc}{resume_hint(output_dir)}") from None
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno not in WRITE_ERRNOS:
             raise
         where = exc.filename or output_dir
         raise WriteError(f"file system error on {str(where)!r}: {exc.strerror or exc}. Files written before "
-                         f"(earlier checkpoints included) are intact.{_resume_hint(output_dir)}") from None
+                         f"(earlier checkpoints included) are intact.{resume_hint(output_dir)}") from None
     finally:
         lock.release()
-
-
-#: Errors of the file system a user can fix (space, quota, permissions), reported without a traceback.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-
-
-def _resume_hint(output_dir: Path) -> str:
-    point = None
-    with contextlib.suppress(ZooError, OSError):
-        point = find_resume_point(output_dir)
-    if point is None:
-        return ""
-    return (f" The newest checkpoint ({point.path.relative_to(output_dir)}, step {point.global_step}) is kept: once "
-            f"the problem is fixed, continue with zoo train CONFIG --resume.")
-
-
-def _interrupted(output_dir: Path, signum: int, *, wrote: bool) -> RunInterrupted:
-    """Record that the run was stopped and say what is left to continue it from."""
-    summary = read_summary(output_dir) if wrote else {}
-    point = None
-    with contextlib.suppress(ZooError):
-        point = find_resume_point(output_dir) if wrote else None
-    if summary.get("status") == "running":
-        summary["status"] = "interrupted"
-        summary["interrupted_by"] = signal_name(signum)
-        summary["last_checkpoint_step"] = point.global_step if point else None
-        with contextlib.suppress(OSError):
-            atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
-    what = f"zoo train was stopped by {signal_name(signum)}"
-    if point is not None:
-        return RunInterrupted(f"{what}; its newest checkpoint ({point.path.relative_to(output_dir)}, step "
-                              f"{point.global_step}) is kept in {str(output_dir)!r}.", signum=signum, resumable=True)
-    if not wrote:
-        return RunInterrupted(f"{what} before it wrote anything to {str(output_dir)!r}.", signum=signum,
-                              resumable=False)
-    return RunInterrupted(f"{what} before its first checkpoint, so there is nothing to continue from (set "
-                          f"train.checkpoint_every_n_steps to make a run resumable); start it again with --overwrite.",
-                          signum=signum, resumable=False)
 
 
 def _train(config: RunConfig, output_dir: Path, lock: RunLock, seen: set[str], *, overwrite: bool, resume: bool,
