@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                     if tool in layouts else {}
                 results.append(result)
                 memory = f"{result.peak_memory_bytes / 2**20:8.2f} MiB" if result.peak_memory_bytes else "n/a"
-                print(f"{tool:16s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
+                print(f"{tool:{max(4, *map(len, tools))}s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
                       f"(windows {', '.join(f'{w:.0f}' for w in result.windows)})  peak {memory}  "
                       f"MFU {100 * result.mfu:5.1f}% (with reference forward {100 * result.mfu_with_reference:5.1f}%; "
                       f"attention counted: {100 * result.mfu_with_attention:5.1f}%, "
@@ -563,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             off, on = by_key[(tool, False)], by_key[(tool, True)]
             saved = (off.peak_memory_bytes - on.peak_memory_bytes)
             ratios[f"{tool} peak memory saved by the cache (MiB)"] = saved / 2**20
-            ratios[f"... over the reference model's size ({tool})"] = saved / reference_bytes
+            ratios["... over the reference model's size" + ("" if tool == "zoo" else f" ({tool})")] = \
+                saved / reference_bytes
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name or 'peak memory,' in name else ''}")
     profiles = {}

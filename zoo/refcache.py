@@ -261,17 +261,16 @@ def describe_cache_files(root: Path | None = None) -> list[dict[str, Any]]:
 # ----- computing ---------------------------------------------------------------------------------
 
 
-#: Padded positions (rows × longest row) per no-grad batch of the one-off reference pass. Without
-#: gradients nothing is kept between layers, so a batch this size needs about as much memory as a
-#: training step of a few hundred tokens; larger batches mean fewer, better-filled matmuls.
-FILL_TOKENS = 16384
+def collator_group_size(examples: list[TokenizedExample]) -> int:
+    """The most responses of an example (rows per example in a padded batch)."""
+    return max((max(1, len(e.response_ids)) for e in examples), default=1)
 
 
 def _longest_row(example: TokenizedExample) -> int:
     return len(example.prompt_ids) + max((len(r) for r in example.response_ids), default=0)
 
 
-def fill_batches(examples: list[TokenizedExample], batch_size: int, tokens: int = FILL_TOKENS) -> list[list[int]]:
+def fill_batches(examples: list[TokenizedExample], batch_size: int, tokens: int) -> list[list[int]]:
     """Indices of ``examples`` in batches sorted by length, each ≤ ``tokens`` padded positions.
 
     A batch holds at least ``batch_size`` examples (the training batch, which fits by definition)
@@ -298,15 +297,20 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
                             device: torch.device | str = "cpu",
                             forward_context: Callable[[], AbstractContextManager] = nullcontext,
                             progress: Callable[[int], None] | None = None,
-                            tokens: int = FILL_TOKENS) -> dict[str, Tensor]:
+                            tokens: int | None = None) -> dict[str, Tensor]:
     """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
 
     The values are those the training loop's reference forward pass would produce
     (:func:`zoo.logprobs.sequence_logprobs` over padded rows, under the same precision context, up
     to float rounding); the pass runs under ``torch.inference_mode`` in :func:`fill_batches`, whose
-    sorting cuts the padding and whose size (``tokens`` padded positions) keeps the matmuls large.
+    sorting cuts the padding. A batch holds up to ``tokens`` padded positions (default: as many
+    as ``batch_size`` of the longest examples), so many short examples share one forward pass,
+    and no pass holds more positions than a training step's reference pass over its longest
+    batch (which also keeps their activations; here nothing is kept between layers).
     ``progress`` is called with the number of examples finished after each batch.
     """
+    if tokens is None:
+        tokens = batch_size * max((max(1, len(e.response_ids)) * _longest_row(e) for e in examples), default=1)
     results: list[tuple[list[TokenizedExample], Tensor]] = []
     was_training = model.training
     model.eval()
@@ -414,7 +418,8 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
     started = time.perf_counter()
     batch_size = config.train.eval_batch_size or config.train.batch_size
     table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
-                                         progress=_progress_log(len(missing))))
+                                         progress=_progress_log(len(missing)),
+                                         tokens=batch_size * collator_group_size(missing) * config.data.max_length))
     cache.save(table)
     log.info("reference log-probs: %d computed in %.1fs, %d reused; stored in %s", len(missing),
              time.perf_counter() - started, len(examples) - len(missing), cache.path)
