@@ -210,7 +210,7 @@ def zoo_config(args: argparse.Namespace, model_dir: Path, output_dir: Path, *, p
             "padding_free": args.padding_free, "group_by_length": args.group_by_length, **data_options}
     return load_config(raw={
         "algorithm": args.algorithm,
-        "model": {"name": str(model_dir)},
+        "model": {"name": str(model_dir), "gradient_checkpointing": args.gradient_checkpointing == "on"},
         "data": data,
         "train": {"batch_size": args.batch_size, "max_steps": steps, "learning_rate": args.learning_rate,
                   "warmup_steps": 0, "scheduler": "linear", "gradient_clip_val": 1.0, "accelerator": "cpu",
@@ -333,7 +333,9 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
                       learning_rate=args.learning_rate, lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0,
                       weight_decay=0.0, use_cpu=True, report_to=[], logging_steps=10, save_strategy="no",
                       eval_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0, bf16=False,
-                      fp16=False, max_length=args.max_length)
+                      fp16=False, max_length=args.max_length,
+                      # TRL 1.16's configs turn activation checkpointing on by default; both tools use the same
+                      gradient_checkpointing=args.gradient_checkpointing == "on")
 
         def build():
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -469,6 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layouts", default=None, metavar="padded,padding-free",
                         help="zoo layouts to run, alternating with TRL in one run (default: the one "
                              "--padding-free selects)")
+    parser.add_argument("--gradient-checkpointing", choices=["off", "on"], default="off",
+                        help="activation checkpointing in both tools (TRL's own default is on, zoo's off)")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N zoo steps after warm-up in one more run and print the time split")
@@ -524,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {model_dir} ({params:,} matmul parameters, {reference_bytes / 2**20:.2f} MiB, "
               f"{model_config.num_hidden_layers} layers of {model_config.num_attention_heads} heads × {head_size}); "
               f"data {args.data.name}; batch {args.batch_size} examples; max length {args.max_length}; "
-              f"threads {torch.get_num_threads()}; matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
+              f"threads {torch.get_num_threads()}; gradient checkpointing {args.gradient_checkpointing} in both tools; "
+              f"matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
         for precompute in settings:
             meters: dict[str, list[StepMeter]] = {tool: [] for tool in tools}
             for _ in range(args.repeats):
