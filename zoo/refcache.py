@@ -276,32 +276,92 @@ def describe_cache_files(root: Path | None = None) -> list[dict[str, Any]]:
 # ----- computing ---------------------------------------------------------------------------------
 
 
+def collator_group_size(examples: list[TokenizedExample]) -> int:
+    """The most responses of an example (rows per example in a padded batch)."""
+    return max((max(1, len(e.response_ids)) for e in examples), default=1)
+
+
+def _longest_row(example: TokenizedExample) -> int:
+    return len(example.prompt_ids) + max((len(r) for r in example.response_ids), default=0)
+
+
+def fill_batches(examples: list[TokenizedExample], batch_size: int, tokens: int) -> list[list[int]]:
+    """Indices of ``examples`` in batches sorted by length, each ≤ ``tokens`` padded positions.
+
+    A batch holds at least ``batch_size`` examples (the training batch, which fits by definition)
+    and grows past it while its padded area, rows × the longest row, stays within ``tokens``.
+    """
+    order = sorted(range(len(examples)), key=lambda i: _longest_row(examples[i]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for index in order:
+        k = max(1, len(examples[index].response_ids))
+        area = (rows + k) * _longest_row(examples[index])  # sorted: this one is the longest so far
+        if current and len(current) >= batch_size and area > tokens:
+            batches.append(current)
+            current, rows = [], 0
+        current.append(index)
+        rows += k
+    if current:
+        batches.append(current)
+    return batches
+
+
 def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], collator: Collator, batch_size: int,
                             device: torch.device | str = "cpu",
-                            forward_context: Callable[[], AbstractContextManager] = nullcontext) -> dict[str, Tensor]:
+                            forward_context: Callable[[], AbstractContextManager] = nullcontext,
+                            progress: Callable[[int], None] | None = None,
+                            tokens: int | None = None) -> dict[str, Tensor]:
     """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
 
     The values are those the training loop's reference forward pass would produce
-    (:func:`zoo.logprobs.sequence_logprobs` over the same padded rows, under the same precision
-    context); sorting by length only cuts the padding this one-off pass runs over.
+    (:func:`zoo.logprobs.sequence_logprobs` over padded rows, under the same precision context, up
+    to float rounding); the pass runs under ``torch.inference_mode`` in :func:`fill_batches`, whose
+    sorting cuts the padding. A batch holds up to ``tokens`` padded positions (default: as many
+    as ``batch_size`` of the longest examples), so many short examples share one forward pass,
+    and no pass holds more positions than a training step's reference pass over its longest
+    batch (which also keeps their activations; here nothing is kept between layers).
+    ``progress`` is called with the number of examples finished after each batch.
     """
-    order = sorted(range(len(examples)), key=lambda i: examples[i].num_tokens)
-    rows: dict[str, Tensor] = {}
+    if tokens is None:
+        tokens = batch_size * max((max(1, len(e.response_ids)) * _longest_row(e) for e in examples), default=1)
+    results: list[tuple[list[TokenizedExample], Tensor]] = []
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), forward_context():
-            for start in range(0, len(order), batch_size):
-                chunk = [examples[i] for i in order[start: start + batch_size]]
+        with torch.inference_mode(), forward_context():
+            for indices in fill_batches(examples, batch_size, tokens):
+                chunk = [examples[i] for i in indices]
                 batch = collator.pad(chunk).to(device)
                 out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
                                         batch.group_size)
-                sums = out.sum.float().cpu()
-                for i, example in enumerate(chunk):
-                    rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
+                results.append((chunk, out.sum.float().cpu()))
+                if progress is not None:
+                    progress(len(chunk))
     finally:
         model.train(was_training)
+    rows: dict[str, Tensor] = {}
+    for chunk, sums in results:  # outside inference mode: ordinary tensors that autograd may save
+        for i, example in enumerate(chunk):
+            rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
     return rows
+
+
+def _progress_log(total: int, every: float = 10.0) -> Callable[[int], None]:
+    """A progress callback that logs the examples done, the rate and the time left every ``every`` s."""
+    state = {"done": 0, "start": time.perf_counter(), "last": time.perf_counter()}
+
+    def advance(count: int) -> None:
+        state["done"] += count
+        now = time.perf_counter()
+        if now - state["last"] >= every or state["done"] >= total:
+            state["last"] = now
+            rate = state["done"] / max(now - state["start"], 1e-9)
+            log.info("reference log-probs: %d/%d examples (%.1f/s, %.0fs left)", state["done"], total, rate,
+                     (total - state["done"]) / max(rate, 1e-9))
+
+    return advance
 
 
 def precision_plugin(precision: str, device_type: str) -> Any:
@@ -372,7 +432,9 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
     model = plugin.convert_module(model).to(device)
     started = time.perf_counter()
     batch_size = config.train.eval_batch_size or config.train.batch_size
-    table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context))
+    table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
+                                         progress=_progress_log(len(missing)),
+                                         tokens=batch_size * collator_group_size(missing) * config.data.max_length))
     cache.save(table)
     log.info("reference log-probs: %d computed in %.1fs, %d reused; stored in %s", len(missing),
              time.perf_counter() - started, len(examples) - len(missing), cache.path)
