@@ -19,8 +19,7 @@ from zoo.algorithm import Algorithm, ExperienceContext
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
-from zoo.logprobs import sequence_logprobs
-from zoo.packing import packed_sequence_logprobs
+from zoo.forward import batch_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +74,20 @@ class AlignmentModule(L.LightningModule):
 
     # ----- forward ---------------------------------------------------------------------------
     def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
-        if self.algorithm.output == "scores":
-            from zoo.rewards import sequence_scores
+        return batch_logprobs(model, batch, hidden_states=self.algorithm.wants_hidden_states,
+                              scores=self.algorithm.output == "scores")
 
-            return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
-        if batch.packed is not None:
-            return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
-                                            hidden_states=self.algorithm.wants_hidden_states,
-                                            entropy=self.algorithm.wants_entropy)
-        return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
-                                 hidden_states=self.algorithm.wants_hidden_states,
-                                 entropy=self.algorithm.wants_entropy)
-
-    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | Tensor | None:
+    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | None:
+        """The reference's log-probs of ``batch``: read from the batch (the cache, or an online
+        algorithm's experience) when it carries them, else computed by the frozen reference."""
         if not self.algorithm.needs_reference:
             return None
         if batch.reference_logps is not None:
-            return batch.reference_logps
+            return SequenceLogProbs.from_sums(batch.reference_logps, batch.loss_mask, batch.group_size)
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():
-            if batch.packed is not None:
-                return packed_sequence_logprobs(self.reference, batch.packed, batch.loss_mask, batch.group_size)
-            return sequence_logprobs(self.reference, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                     batch.group_size)
+            return batch_logprobs(self.reference, batch)
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         policy = self.outputs(self.policy, batch)
@@ -155,15 +144,9 @@ class AlignmentModule(L.LightningModule):
 
     # ----- steps -----------------------------------------------------------------------------
     def experience_context(self) -> ExperienceContext:
-        from zoo.generation import Sampler  # generation is only needed by online algorithms
-
-        return ExperienceContext(
-            policy=self.policy, reference=self.reference, reward=self.reward, tokenizer=self.tokenizer,
-            modules=self.extra, step=self.global_step, epoch=self.current_epoch, training=self.training,
-            generate=Sampler(self.policy, self.tokenizer),
-            logprobs=lambda model, batch, **kw: sequence_logprobs(
-                model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size, **kw),
-        )
+        return ExperienceContext.for_run(self.policy, self.tokenizer, reference=self.reference, reward=self.reward,
+                                         modules=self.extra, step=self.global_step, epoch=self.current_epoch,
+                                         training=self.training)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
@@ -174,8 +157,9 @@ class AlignmentModule(L.LightningModule):
                 return None  # Lightning skips backward and the optimiser step
             return self._log_output(out, "train", batch.num_examples)
         optimizer = self.optimizers()
+        context = self.experience_context()
         with torch.no_grad():
-            experience = self.algorithm.make_experience(self.experience_context(), batch)
+            experience = self.algorithm.make_experience(context, batch)
         # Logged once per step: the mean over the minibatches that stepped (not the last one's values).
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
         for minibatch in self.algorithm.minibatches(experience):
@@ -203,7 +187,7 @@ class AlignmentModule(L.LightningModule):
                                  {n: torch.stack([s[1][n] for s in stepped]).mean() for n in names},
                                  sum(s[2] for s in stepped))
         if self._writes_logs_now():
-            for name, value in experience.extras.get("log", {}).items():
+            for name, value in context.metrics.items():
                 self.log(f"train/{name}", torch.as_tensor(value, dtype=torch.float32).mean(), on_step=True)
         scheduler = self.lr_schedulers()
         if scheduler is not None:

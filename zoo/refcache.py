@@ -40,7 +40,7 @@ from zoo.config import RunConfig
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
     """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
 
     The values are those the training loop's reference forward pass would produce
-    (:func:`zoo.logprobs.sequence_logprobs` over the same padded rows, under the same precision
+    (:func:`zoo.forward.batch_logprobs` over the same padded rows, under the same precision
     context); sorting by length only cuts the padding this one-off pass runs over.
     """
     order = sorted(range(len(examples)), key=lambda i: examples[i].num_tokens)
@@ -276,8 +276,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
             for start in range(0, len(order), batch_size):
                 chunk = [examples[i] for i in order[start: start + batch_size]]
                 batch = collator.pad(chunk).to(device)
-                out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                        batch.group_size)
+                out = batch_logprobs(model, batch)
                 sums = out.sum.float().cpu()
                 for i, example in enumerate(chunk):
                     rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
