@@ -79,7 +79,7 @@ class SequenceLogProbs:
     Attributes:
         token_logps: ``[B*k, T]`` float32; position ``t`` holds ``log p(input_ids[t] | <t)``,
             0 where ``mask`` is False. None for values read from the reference cache, which keeps
-            per-sequence sums only (:meth:`from_sums`).
+            per-sequence sums only (:func:`zoo.forward.cached_logprobs`).
         mask: ``[B*k, T]`` bool, the scored tokens.
         sum: ``[B, k]`` sequence log-probability ``log π(y|x)``.
         mean: ``[B, k]`` length-normalised ``log π(y|x) / |y|``.
@@ -95,19 +95,6 @@ class SequenceLogProbs:
     lengths: Tensor
     hidden_states: Tensor | None = None
     entropy: Tensor | None = None
-
-    @classmethod
-    def from_sums(cls, sums: Tensor, loss_mask: Tensor, group_size: int) -> SequenceLogProbs:
-        """Cached ``[B, k]`` sequence log-probs of a batch whose rows have this ``loss_mask``.
-
-        The mask, lengths and means follow from the batch layout; per-token values are not
-        stored, so ``token_logps`` is None.
-        """
-        mask = loss_mask.bool().clone()
-        mask[:, 0] = False  # the first token has no prediction (as zoo.logprobs scores it)
-        lengths = mask.sum(-1).view(-1, group_size).to(sums.device)
-        sums = sums.float()
-        return cls(token_logps=None, mask=mask, sum=sums, mean=sums / lengths.clamp(min=1), lengths=lengths)
 
 
 @dataclass

@@ -12,7 +12,7 @@ Two choices are made here, from the batch and from what the caller asks for, nev
 """
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from zoo.batch import Batch, SequenceLogProbs
 from zoo.logprobs import sequence_logprobs
@@ -35,3 +35,17 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
                                         hidden_states=hidden_states)
     return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
                              hidden_states=hidden_states)
+
+
+def cached_logprobs(sums: Tensor, batch: Batch) -> SequenceLogProbs:
+    """Stored ``[B, k]`` sequence log-probs of ``batch`` (the reference cache, or an online
+    algorithm's experience) as :class:`SequenceLogProbs`.
+
+    The mask, lengths and means follow from the batch layout; per-token values are not stored,
+    so ``token_logps`` is None.
+    """
+    mask = batch.loss_mask.bool().clone()
+    mask[:, 0] = False  # the first token has no prediction (as zoo.logprobs scores it)
+    lengths = mask.sum(-1).view(-1, batch.group_size).to(sums.device)
+    sums = sums.float()
+    return SequenceLogProbs(token_logps=None, mask=mask, sum=sums, mean=sums / lengths.clamp(min=1), lengths=lengths)

@@ -19,7 +19,7 @@ from zoo.algorithm import Algorithm, ExperienceContext
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
-from zoo.forward import batch_logprobs
+from zoo.forward import batch_logprobs, cached_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class AlignmentModule(L.LightningModule):
         if not self.algorithm.needs_reference:
             return None
         if batch.reference_logps is not None:
-            return SequenceLogProbs.from_sums(batch.reference_logps, batch.loss_mask, batch.group_size)
+            return cached_logprobs(batch.reference_logps, batch)
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():

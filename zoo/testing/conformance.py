@@ -22,7 +22,7 @@ and a fake batch built through the real tokenizer and collator:
   response lowers a pairwise loss and raising the rejected one raises it; raising the
   best-scored response lowers a ranked loss, raising the worst-scored one raises it, and padding
   slots do not change it; raising an SFT response lowers an SFT loss;
-* cached reference values (``SequenceLogProbs.from_sums``: sequence sums only, no per-token
+* cached reference values (``zoo.forward.cached_logprobs``: sequence sums only, no per-token
   values) give the same losses as the reference's full ``SequenceLogProbs``, and the loss does
   not modify its inputs.
 
@@ -242,7 +242,9 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
     report.checks.append("purity")
 
     if reference is not None:
-        cached_reference = SequenceLogProbs.from_sums(reference.sum.clone(), batch.loss_mask, batch.group_size)
+        from zoo.forward import cached_logprobs
+
+        cached_reference = cached_logprobs(reference.sum.clone(), batch)
         try:
             with torch.no_grad():
                 cached = algorithm.loss(policy, cached_reference, batch)
