@@ -41,6 +41,7 @@ from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
 from zoo.forward import batch_logprobs
+from zoo.gguf import file_digest, gguf_file, is_gguf
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def weights_identity(config: RunConfig) -> dict[str, Any]:
     if name == "tiny":
         # The tiny model is a seeded random init: same recipe + same torch RNG = same weights.
         return {"recipe": dataclasses.asdict(m.tiny), "torch": torch.__version__.split("+")[0]}
+    if is_gguf(name):
+        return {"gguf": file_digest(gguf_file(name, "model.reference" if m.reference else "model.name"))}
     path = Path(name)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
