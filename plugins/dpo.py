@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, reference_sums
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 
 
 @dataclass
@@ -76,7 +76,7 @@ class DPO(Algorithm):
     needs_reference = True
 
     def loss(self, policy: SequenceLogProbs, reference, batch: Batch) -> LossOutput:
-        ref = reference_sums(reference)
+        ref = reference.sum
         a = self.args
         return dpo_loss(policy.sum[:, 0], policy.sum[:, 1], ref[:, 0], ref[:, 1], beta=a.beta, loss=a.loss,
                         label_smoothing=a.label_smoothing, tau=a.tau)

@@ -52,13 +52,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl,
-                 reference_sums)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
 from zoo.generation import generation_batch, take_rows
 
 
 @dataclass
-class PPOArgs(Hyperparameters):
+class PPOArgs(Hyperparameters, Sampling):
+    """PPO's settings; the sampling keys (``samples_per_prompt``, ``max_new_tokens``, ``temperature``,
+    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`."""
+
     #: β_KL, the per-token KL penalty toward the reference (the initial value when adaptive).
     kl_coef: float = 0.05
     #: Adapt β_KL toward this per-sequence KL (nats); None keeps it fixed.
@@ -76,12 +78,6 @@ class PPOArgs(Hyperparameters):
     ppo_epochs: int = 4
     num_minibatches: int = 1
     whiten_advantages: bool = True
-    #: Responses sampled per prompt.
-    samples_per_prompt: int = 1
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
     #: Subtracted from the reward R of a response that hit ``max_new_tokens`` without an EOS
     #: (TRL's ``missing_eos_penalty``); None scores such a response like any other.
     missing_eos_penalty: float | None = None
@@ -91,14 +87,12 @@ class PPOArgs(Hyperparameters):
 
     def validate(self) -> None:
         self.require_positive("kl_horizon", "clip_range", "clip_range_value", "ppo_epochs", "num_minibatches",
-                              "samples_per_prompt", "max_new_tokens", "temperature")
+                              "temperature")
         self.require(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         self.require(self.kl_target is None or self.kl_target > 0, "kl_target", "must be > 0 (or null: fixed)")
         self.require(self.value_coef >= 0, "value_coef", "must be >= 0")
         self.require(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
         self.require(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
-        self.require(self.top_k >= 0, "top_k", "must be >= 0 (0: no top-k truncation)")
-        self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         self.require(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "missing_eos_penalty",
                      "must be >= 0 (or null: no penalty)")
 
@@ -300,9 +294,7 @@ class PPO(Algorithm):
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
         a = self.args
-        generation = ctx.generate(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=a.max_new_tokens,
-                                  temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                                  num_return_sequences=a.samples_per_prompt)
+        generation = ctx.generate(batch, a)
         experience = generation_batch(generation, batch.prompts, pad_id=ctx.tokenizer.pad_token_id)
         old = ctx.logprobs(ctx.policy, experience, hidden_states=True)
         reference = ctx.logprobs(ctx.reference, experience)
@@ -321,18 +313,15 @@ class PPO(Algorithm):
             advantages = whiten(advantages, mask)
         sequence_kl = kl.sum(-1)
         lengths = mask.sum(-1).float()
-        log = {
-            "reward": scores.mean(), "kl_ref": sequence_kl.mean(), "kl_coef": self.kl.value,
-            "entropy": (-old.token_logps.sum(-1) / lengths.clamp(min=1)).mean(),
-            "response_length": lengths.mean(),
-            "non_score_reward": (-self.kl.value * sequence_kl).mean(),
-            "explained_variance": explained_variance(values, returns, mask),
-        }
+        ctx.log(reward=scores.mean(), kl_ref=sequence_kl.mean(), kl_coef=self.kl.value,
+                entropy=(-old.token_logps.sum(-1) / lengths.clamp(min=1)).mean(), response_length=lengths.mean(),
+                non_score_reward=(-self.kl.value * sequence_kl).mean(),
+                explained_variance=explained_variance(values, returns, mask))
         if ctx.training:
             self.kl.update(float(sequence_kl.mean()), len(scores))
         experience.reference_logps = reference.sum  # the loop reads these instead of a second reference pass
         experience.extras = {"old_logps": old.token_logps, "old_values": values, "advantages": advantages,
-                             "returns": returns, "scores": scores, "log": log}
+                             "returns": returns, "scores": scores}
         return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:
@@ -355,7 +344,7 @@ class PPO(Algorithm):
                        value_coef=self.args.value_coef)
         out.metrics["reward"] = e["scores"]
         if reference is not None:
-            out.metrics["kl_ref"] = (policy.sum.detach() - reference_sums(reference))[:, 0]
+            out.metrics["kl_ref"] = (policy.sum.detach() - reference.sum)[:, 0]
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,9 +22,9 @@ Prompts come from the ``data`` option, else ``DATA_DIR/hh-rlhf/*test*.jsonl.gz``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from zoo import ConfigError, hookimpl
+from zoo import ConfigError, Sampling, hookimpl
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
 from zoo.eval.heldout import pad_id, read_examples, resolve_source
 from zoo.eval.loglik import inference
@@ -33,31 +33,24 @@ from zoo.logprobs import sequence_logprobs
 
 
 @dataclass
-class GenerationOptions(SuiteOptions):
+class GenerationOptions(SuiteOptions, Sampling):
+    """The sampling settings (:class:`zoo.sampling.Sampling`) and where the prompts come from."""
+
+    key_prefix: ClassVar[str] = "option generation"
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 64
     #: A file, directory or hub data set of prompts (default: see the module docstring).
     data: str | None = None
     split: str = "test"
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
     max_prompt_length: int = 256
     #: Model whose samples the win rate compares against ('tiny', a directory or a hub id);
     #: None: the reference model.
     baseline: str | None = None
 
     def validate(self) -> None:
-        self.require(self.samples_per_prompt >= 1, "samples_per_prompt", "must be >= 1")
-        self.require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        self.check_sampling()
         self.require(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
-        self.require(self.temperature > 0, "temperature", "must be > 0")
-        self.require(self.top_k >= 0, "top_k", "must be >= 0")
-        self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-
-    @property
-    def untempered(self) -> bool:
-        return self.temperature == 1 and self.top_k == 0 and self.top_p == 1
+        self.require(self.temperature > 0, "temperature", "must be > 0 (the suite measures sampled responses)")
 
 
 def win(policy: float, baseline: float) -> float:
@@ -93,8 +86,7 @@ class GenerationSuite(Suite):
 
         o = self.options
         ids, mask = encode_prompts(tokenizer, prompts, o.max_prompt_length)
-        return sampler(ids, mask, max_new_tokens=o.max_new_tokens, temperature=o.temperature, top_k=o.top_k,
-                       top_p=o.top_p, num_return_sequences=o.samples_per_prompt, seed=seed)
+        return sampler(ids, mask, o, seed=seed, record_logps=True)  # the KL estimate reads the log-probs
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
         from zoo.generation import Sampler, right_padded

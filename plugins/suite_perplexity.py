@@ -21,7 +21,7 @@ from zoo.eval import EvalContext, Metric, Suite, SuiteOptions, SuiteResult
 from zoo.eval.heldout import batches, read_examples, resolve_source
 from zoo.eval.loglik import inference
 from zoo.eval.results import ratio_metric
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Perplexity(Suite):
             for chunk, batch in batches(self.examples, tokenizer, batch_size=context.batch_size,
                                         max_length=o.max_length, max_prompt_length=o.max_prompt_length):
                 batch = batch.to(device)
-                out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
+                out = batch_logprobs(model, batch)
                 for example, total, count in zip(chunk, out.sum[:, 0].tolist(), out.lengths[:, 0].tolist()):
                     nll.append(-total)
                     tokens.append(count)

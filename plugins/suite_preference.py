@@ -27,7 +27,7 @@ from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
 from zoo.eval.heldout import batches, read_examples, resolve_source
 from zoo.eval.loglik import inference
 from zoo.eval.results import mean_metric
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
 
 
 @dataclass
@@ -111,11 +111,10 @@ class Preference(Suite):
             for chunk, batch in batches(self.examples, tokenizer, batch_size=context.batch_size,
                                         max_length=o.max_length, max_prompt_length=o.max_prompt_length):
                 batch = batch.to(device)
-                policy = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 2).sum
+                policy = batch_logprobs(model, batch).sum
                 if scorer == "implicit":
                     with inference(context.reference):
-                        reference = sequence_logprobs(context.reference, batch.input_ids, batch.attention_mask,
-                                                      batch.loss_mask, 2).sum
+                        reference = batch_logprobs(context.reference, batch).sum
                     policy = o.beta * (policy - reference)
                 out.append(policy.float().cpu())
                 if context.progress is not None:

@@ -60,7 +60,7 @@ def reward_model(tmp_path_factory, tokenizer) -> Path:
 
 def _raw(tmp_path: Path, reward_model: Path, mode: str, **extra) -> dict:
     return {"prompts": "builtin:tiny_prompts", "builtin_size": 8, "max_prompts": 6,
-            "models": [{"name": "tiny", "samples": 3}], "reward": {"model": str(reward_model)}, "mode": mode,
+            "models": [{"name": "tiny", "samples_per_prompt": 3}], "reward": {"model": str(reward_model)}, "mode": mode,
             "sampling": {"max_new_tokens": 6}, "batch_size": 4, "output": str(tmp_path / f"{mode}.jsonl"), **extra}
 
 
@@ -92,7 +92,7 @@ def test_ranked_file_is_ranked_training_data(tmp_path, reward_model, tokenizer):
 
 def test_strong_vs_weak_with_two_models(tmp_path, reward_model):
     raw = _raw(tmp_path, reward_model, "strong_vs_weak",
-               models=[{"name": "tiny", "samples": 2}, {"name": "tiny", "samples": 2}])
+               models=[{"name": "tiny", "samples_per_prompt": 2}, {"name": "tiny", "samples_per_prompt": 2}])
     result = make_pairs(load_pairs_config(raw=raw))
     rows = [json.loads(line) for line in result.output.read_text().splitlines()]
     assert rows and all(r["chosen_model"] == "tiny" and "score_rejected" in r for r in rows)

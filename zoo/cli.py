@@ -95,8 +95,12 @@ def _add_plugins(parser: argparse.ArgumentParser) -> None:
 
 def plugins_payload() -> list[dict]:
     registry = get_registry()
+    algorithms = registry.entries("algorithms")
     return [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
-             "registers": p.registers, "error": p.error} for p in registry.plugins.values()]
+             "registers": p.registers, "error": p.error,
+             "descriptions": {name: algorithms[name].obj.description
+                              for name in p.registers.get("algorithms", []) if name in algorithms}}
+            for p in registry.plugins.values()]
 
 
 def _run_plugins(args: argparse.Namespace) -> int:
@@ -112,6 +116,13 @@ def _run_plugins(args: argparse.Namespace) -> int:
         status = "[red]failed[/]" if p["error"] else "[green]ok[/]"
         table.add_row(p["name"], p["distribution"], p["version"], registers, status)
     console.print(table)
+    algorithms = Table(title="algorithms")
+    for column in ("algorithm", "plugin", "description"):
+        algorithms.add_column(column)
+    for p in payload:
+        for name, description in p["descriptions"].items():
+            algorithms.add_row(name, p["name"], description)
+    console.print(algorithms)
     for p in payload:  # in full below the table: a reason cut to a column's width would not help
         if p["error"]:
             console.print(f"[red]failed:[/] {p['name']} ({p['distribution']} {p['version']}): {p['error']}",

@@ -264,9 +264,13 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "renamed_keys", {})  # old spelling -> today's, for a helpful error
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        if key in renamed and key not in fields:
+            new = f"{prefix}.{renamed[key]}" if prefix else renamed[key]
+            raise ConfigError(f"config key {full!r} is now spelled {new!r}: write {renamed[key]}: {value!r}")
         if key not in fields:
             raise ConfigError(f"unknown config key {full!r}{did_you_mean(str(key), fields)}. "
                               f"Known keys{' under ' + prefix if prefix else ''}: {', '.join(fields)}.")

@@ -19,9 +19,8 @@ from zoo.algorithm import Algorithm, ExperienceContext
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs, cached_logprobs
 from zoo.loss_contract import check_loss_output
-from zoo.packing import packed_sequence_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -76,30 +75,20 @@ class AlignmentModule(L.LightningModule):
 
     # ----- forward ---------------------------------------------------------------------------
     def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
-        if self.algorithm.output == "scores":
-            from zoo.rewards import sequence_scores
+        return batch_logprobs(model, batch, hidden_states=self.algorithm.wants_hidden_states,
+                              scores=self.algorithm.output == "scores")
 
-            return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
-        if batch.packed is not None:
-            return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
-                                            hidden_states=self.algorithm.wants_hidden_states,
-                                            entropy=self.algorithm.wants_entropy)
-        return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
-                                 hidden_states=self.algorithm.wants_hidden_states,
-                                 entropy=self.algorithm.wants_entropy)
-
-    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | Tensor | None:
+    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | None:
+        """The reference's log-probs of ``batch``: read from the batch (the cache, or an online
+        algorithm's experience) when it carries them, else computed by the frozen reference."""
         if not self.algorithm.needs_reference:
             return None
         if batch.reference_logps is not None:
-            return batch.reference_logps
+            return cached_logprobs(batch.reference_logps, batch)
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():
-            if batch.packed is not None:
-                return packed_sequence_logprobs(self.reference, batch.packed, batch.loss_mask, batch.group_size)
-            return sequence_logprobs(self.reference, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                     batch.group_size)
+            return batch_logprobs(self.reference, batch)
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         policy = self.outputs(self.policy, batch)
@@ -162,15 +151,9 @@ class AlignmentModule(L.LightningModule):
 
     # ----- steps -----------------------------------------------------------------------------
     def experience_context(self) -> ExperienceContext:
-        from zoo.generation import Sampler  # generation is only needed by online algorithms
-
-        return ExperienceContext(
-            policy=self.policy, reference=self.reference, reward=self.reward, tokenizer=self.tokenizer,
-            modules=self.extra, step=self.global_step, epoch=self.current_epoch, training=self.training,
-            generate=Sampler(self.policy, self.tokenizer),
-            logprobs=lambda model, batch, **kw: sequence_logprobs(
-                model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size, **kw),
-        )
+        return ExperienceContext.for_run(self.policy, self.tokenizer, reference=self.reference, reward=self.reward,
+                                         modules=self.extra, step=self.global_step, epoch=self.current_epoch,
+                                         training=self.training)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
@@ -181,8 +164,9 @@ class AlignmentModule(L.LightningModule):
                 return None  # Lightning skips backward and the optimiser step
             return self._log_output(out, "train", batch.num_examples)
         optimizer = self.optimizers()
+        context = self.experience_context()
         with torch.no_grad():
-            experience = self.algorithm.make_experience(self.experience_context(), batch)
+            experience = self.algorithm.make_experience(context, batch)
         # Logged once per step: the mean over the minibatches that stepped (not the last one's values).
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
         for minibatch in self.algorithm.minibatches(experience):
@@ -204,7 +188,7 @@ class AlignmentModule(L.LightningModule):
             optimizer.step()
             stepped.append((loss.detach(), _scalar_metrics(out), minibatch.num_examples))
         loss = stepped[-1][0] if stepped else None
-        rollout_log = experience.extras.get("log", {})
+        rollout_log = context.metrics
         if stepped:
             # A value the rollout also reports (e.g. reward, kl_ref) is logged once: the rollout's.
             names = [n for n in stepped[0][1] if n not in rollout_log]

@@ -41,8 +41,8 @@ from zoo.checkpointing import make_readable
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
+from zoo.forward import batch_logprobs
 from zoo.gguf import file_digest, gguf_file, is_gguf
-from zoo.logprobs import sequence_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
     """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
 
     The values are those the training loop's reference forward pass would produce
-    (:func:`zoo.logprobs.sequence_logprobs` over padded rows, under the same precision context, up
+    (:func:`zoo.forward.batch_logprobs` over padded rows, under the same precision context, up
     to float rounding); the pass runs under ``torch.inference_mode`` in :func:`fill_batches`, whose
     sorting cuts the padding. A batch holds up to ``tokens`` padded positions (default: as many
     as ``batch_size`` of the longest examples), so many short examples share one forward pass,
@@ -334,8 +334,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
             for indices in fill_batches(examples, batch_size, tokens):
                 chunk = [examples[i] for i in indices]
                 batch = collator.pad(chunk).to(device)
-                out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                        batch.group_size)
+                out = batch_logprobs(model, batch)
                 results.append((chunk, out.sum.float().cpu()))
                 if progress is not None:
                     progress(len(chunk))

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from zoo.bench.config import EvalConfig
+from zoo.forward import batch_logprobs
 from zoo.gguf import resolve
-from zoo.logprobs import sequence_logprobs
 
 
 @dataclass
@@ -81,10 +81,10 @@ def sample_and_score(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[st
         chunk = inputs.prompts[start: start + c.batch_size]
         ids, mask = encode_prompts(inputs.tokenizer, chunk)
         generation = sampler(ids, mask, max_new_tokens=inputs.max_new_tokens, temperature=c.temperature,
-                             num_return_sequences=c.samples_per_prompt, seed=seed * 1_000_003 + start)
+                             samples_per_prompt=c.samples_per_prompt, seed=seed * 1_000_003 + start)
         batch = generation_batch(generation, chunk, pad_id=pad).to(device())
-        policy = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
-        reference = sequence_logprobs(inputs.sft_model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
+        policy = batch_logprobs(model, batch)
+        reference = batch_logprobs(inputs.sft_model, batch)
         out["texts"] += generation.texts
         out["kl"] += (policy.sum - reference.sum)[:, 0].tolist()
         out["length"] += policy.lengths[:, 0].float().tolist()
