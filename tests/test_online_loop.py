@@ -12,8 +12,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.config import RewardConfig, load_config
-from zoo.generation import Sampler, encode_prompts
-from zoo.logprobs import sequence_logprobs
+from zoo.generation import encode_prompts
 from zoo.models import frozen
 from zoo.module import AlignmentModule
 from zoo.rewards import load_reward_source
@@ -66,11 +65,9 @@ def test_missing_eos_penalty_lowers_the_reward_of_truncated_responses_only(token
     scores = {}
     for penalty in (None, 3.0):
         algorithm = PPO(PPOArgs(max_new_tokens=4, samples_per_prompt=4, missing_eos_penalty=penalty))
-        ctx = ExperienceContext(policy=policy, reference=frozen(copy.deepcopy(policy)), reward=reward,
-                                tokenizer=tokenizer, modules=torch.nn.ModuleDict(algorithm.build_modules(policy)),
-                                step=0, epoch=0, training=False, generate=Sampler(policy, tokenizer),
-                                logprobs=lambda model, b, **kw: sequence_logprobs(
-                                    model, b.input_ids, b.attention_mask, b.loss_mask, b.group_size, **kw))
+        ctx = ExperienceContext.for_run(policy, tokenizer, reference=frozen(copy.deepcopy(policy)), reward=reward,
+                                        modules=torch.nn.ModuleDict(algorithm.build_modules(policy)), step=0, epoch=0,
+                                        training=False)
         torch.manual_seed(0)
         with torch.no_grad():
             experience = algorithm.make_experience(ctx, batch)
