@@ -70,7 +70,8 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "test"
     eval_fraction: float = 0.1
-    #: Keep at most this many training rows (None: all).
+    #: Use the first N usable rows of ``train`` (before ``eval_fraction`` is split off) and stop
+    #: reading there: the rest of the file is neither read nor checked (None: all rows).
     max_examples: int | None = None
     #: Rows generated for a ``builtin:`` data set.
     builtin_size: int = 512

@@ -337,9 +337,12 @@ def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int =
     goes to the sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``). Its KL to
     the sampling policy is at most ``log n − (n − 1)/n`` nats (Stiennon et al. 2020).
     """
+    from zoo.progress import track
+
     texts, all_texts, best_scores, all_scores, indices = [], [], [], [], []
-    for chunk, groups in sample_texts(sampler, prompts, n=n, batch_size=batch_size,
-                                      max_prompt_length=max_prompt_length, seed=seed, **sampling):
+    chunks = sample_texts(sampler, prompts, n=n, batch_size=batch_size, max_prompt_length=max_prompt_length,
+                          seed=seed, **sampling)
+    for chunk, groups in track(chunks, f"best-of-{n}", -(-len(prompts) // batch_size), "batches"):
         repeated = [prompt for prompt in chunk for _ in range(n)]
         scores = reward.score(repeated, [text for group in groups for text in group]).view(len(chunk), n)
         index, _ = select_best(scores)

@@ -142,6 +142,7 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     from zoo.data.dataset import load_examples
     from zoo.generation import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
+    from zoo.progress import track
 
     spec = config.models[model_index]
     model_config = spec.model_config()
@@ -162,7 +163,8 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     collate = Collator(sampler.pad_id)
     s = config.sampling
     responses: list[list[str]] = []
-    for start in range(0, len(examples), config.batch_size):
+    batches = range(0, len(examples), config.batch_size)
+    for start in track(batches, f"sampling {spec.name} ({spec.samples} per prompt)", unit="batches"):
         batch = collate(examples[start: start + config.batch_size])
         generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=s.max_new_tokens,
                              temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,

@@ -41,6 +41,7 @@ from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
 from zoo.logprobs import sequence_logprobs
+from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), forward_context():
+        with torch.no_grad(), forward_context(), Progress("reference log-probs", len(order), "examples") as progress:
             for start in range(0, len(order), batch_size):
                 chunk = [examples[i] for i in order[start: start + batch_size]]
                 batch = collator.pad(chunk).to(device)
@@ -281,6 +282,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
                 sums = out.sum.float().cpu()
                 for i, example in enumerate(chunk):
                     rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
+                progress.advance(len(chunk))
     finally:
         model.train(was_training)
     return rows

@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
@@ -41,6 +41,7 @@ from zoo.packing import check_packing_support
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
+from zoo.trainprogress import training_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,9 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
     if t.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
                                          save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
-                                         filename="step-{step}"))
+                                         filename="step-{step}", auto_insert_metric_name=False))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(training_progress_bar())
     val_check = t.val_check_interval
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,

@@ -9,27 +9,37 @@ from transformers import PreTrainedTokenizerBase
 
 from zoo.config import DataConfig
 from zoo.data.examples import Example, normalise
-from zoo.data.sources import read_rows
+from zoo.data.sources import stream_rows
 from zoo.data.tokenize import ExampleTokenizer, TokenizedExample, check_tokenized
 from zoo.errors import DataError
+from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadReport:
-    """What happened to the rows of one source."""
+    """What happened to the rows of one source, and how many examples the run uses."""
 
     source: str
     rows: int = 0
     kept: int = 0
     truncated: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: ``data.max_examples`` when it stopped the reading before the end of the source.
+    stopped_at: int | None = None
+    #: Examples held out of these for evaluation (``data.eval_fraction``).
+    held_out: int = 0
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
         if self.skipped:
             text += f", {len(self.skipped)} skipped (on_bad_rows: skip); first: {self.skipped[0]}"
+        if self.stopped_at is not None:
+            text += f"; reading stopped after {self.rows} rows (data.max_examples = {self.stopped_at})"
+        if self.held_out:
+            text += (f"; {self.kept - self.held_out} train, {self.held_out} held out for evaluation "
+                     f"(data.eval_fraction)")
         return text
 
 
@@ -44,36 +54,59 @@ def chat_renderer(tokenizer: PreTrainedTokenizerBase):
 
 
 def load_examples(spec: str, split: str, shape: str, config: DataConfig,
-                  tokenizer: PreTrainedTokenizerBase) -> tuple[list[TokenizedExample], LoadReport]:
-    """Read, normalise and tokenise the rows of ``spec`` for ``shape``."""
+                  tokenizer: PreTrainedTokenizerBase, *, limit: int | None = None
+                  ) -> tuple[list[TokenizedExample], LoadReport]:
+    """Read, normalise and tokenise the rows of ``spec`` for ``shape``.
+
+    ``limit``: stop once this many usable examples are kept; the rest of the source is not read.
+    """
     skip = config.on_bad_rows == "skip"
-    try:
-        raw = read_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, skip_bad=skip)
-    except DataError as exc:
-        if exc.row is None:  # the whole file is unreadable: skipping rows cannot help
-            raise
-        raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
-    report = LoadReport(raw.source, rows=len(raw.rows) + len(raw.skipped), skipped=list(raw.skipped))
+    hint = " (set data.on_bad_rows: skip to drop such rows)"
+    stream = stream_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, limit=limit)
+    report = LoadReport(stream.source)
     render = chat_renderer(tokenizer)
     encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation)
     out: list[TokenizedExample] = []
-    for row_no, row in raw.rows:
-        try:
-            example: Example = normalise(row, row_no, raw.source, shape, render)
-            tokenized = encode(example)
-            check_tokenized(tokenized, example, config.max_length)
-        except DataError as exc:
-            if config.on_bad_rows == "error":
-                raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
-            report.skipped.append(str(exc))
-            continue
-        report.truncated += tokenized.truncated
-        out.append(tokenized)
+    total = stream.total if limit is None else min(limit, stream.total or limit)
+    rows = iter(stream)
+    with Progress(f"reading {stream.source}", total, "examples" if limit is not None else "rows") as progress:
+        while limit is None or len(out) < limit:
+            try:
+                item = next(rows, None)
+            except DataError as exc:
+                if exc.row is None:  # the whole file is unreadable: skipping rows cannot help
+                    raise
+                raise DataError(f"{exc}{hint}") from None
+            if item is None:
+                break
+            row_no, row = item
+            report.rows += 1
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                example: Example = normalise(row, row_no, stream.source, shape, render)
+                tokenized = encode(example)
+                check_tokenized(tokenized, example, config.max_length)
+            except DataError as exc:
+                if not skip:
+                    raise DataError(f"{exc}{hint}") from None
+                report.skipped.append(str(exc))
+                progress.advance(int(limit is None))
+                continue
+            report.truncated += tokenized.truncated
+            out.append(tokenized)
+            progress.advance()
+        if limit is not None and len(out) >= limit:
+            try:
+                more = next(rows, None) is not None
+            except DataError:  # damage past the rows used does not matter, but there is more
+                more = True
+            report.stopped_at = limit if more else None
     report.kept = len(out)
     if report.skipped:
         log.warning("%s", report.summary())
     if not out:
-        raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=raw.source)
+        raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=stream.source)
     return out, report
 
 
