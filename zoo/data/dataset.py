@@ -54,14 +54,15 @@ def chat_renderer(tokenizer: PreTrainedTokenizerBase):
 
 
 def load_examples(spec: str, split: str, shape: str, config: DataConfig,
-                  tokenizer: PreTrainedTokenizerBase, *, limit: int | None = None
-                  ) -> tuple[list[TokenizedExample], LoadReport]:
+                  tokenizer: PreTrainedTokenizerBase, *, limit: int | None = None,
+                  bad_rows_key: str = "data.on_bad_rows") -> tuple[list[TokenizedExample], LoadReport]:
     """Read, normalise and tokenise the rows of ``spec`` for ``shape``.
 
     ``limit``: stop once this many usable examples are kept; the rest of the source is not read.
+    ``bad_rows_key``: the config key an error message suggests for skipping bad rows.
     """
     skip = config.on_bad_rows == "skip"
-    hint = " (set data.on_bad_rows: skip to drop such rows)"
+    hint = f" (set {bad_rows_key}: skip to drop such rows)"
     stream = stream_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, limit=limit)
     report = LoadReport(stream.source)
     render = chat_renderer(tokenizer)

@@ -183,13 +183,25 @@ def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
 
 
 def _prompt(r: _Row) -> str:
+    """The prompt alone: the responses of a pairwise or chat row are not read, let alone checked."""
     if r.has("prompt"):
         return r.prompt_or_chat("prompt")
+    for field in ("chosen", "messages"):
+        if isinstance(r.row.get(field), list):
+            messages = r.messages(field)
+            if messages[-1]["role"] == "assistant":
+                messages = messages[:-1]
+            if not messages:
+                raise r.error(field, "no message before the assistant's reply to use as the prompt")
+            return r.render(messages, field, True)
     if r.has("chosen"):
-        return _pair(r)[0]
-    if r.has("messages"):
-        return _sft(r)[0]
-    raise r.error("prompt", "missing field")
+        chosen = r.text("chosen")
+        cut = chosen.rfind(HH_ASSISTANT)
+        if cut < 0:
+            raise r.error("chosen", f"no prompt column and no {HH_ASSISTANT!r} turn to split the dialogue at")
+        return chosen[: cut + len(HH_ASSISTANT)]
+    raise r.error("prompt", "missing field (prompt data needs a prompt column, HH-style chosen dialogues "
+                            "or messages)")
 
 
 def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
