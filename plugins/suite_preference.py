@@ -24,7 +24,7 @@ import torch
 
 from zoo import ConfigError, hookimpl
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import batches, read_examples, resolve_source
+from zoo.eval.heldout import batches, read_examples, resolve_source, with_tokenizer
 from zoo.eval.loglik import inference
 from zoo.eval.results import mean_metric
 from zoo.logprobs import sequence_logprobs
@@ -76,6 +76,9 @@ class Preference(Suite):
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
         scorer = self.scorer(context)
+        # Message-list pairs are rendered with the chat template now that the tokenizer exists.
+        self.examples = with_tokenizer(self.examples, tokenizer if scorer != "reward" else
+                                       getattr(context.reward, "tokenizer", None) or tokenizer)
         if scorer == "reward":
             scores = self._reward_scores(context)
         else:

@@ -77,9 +77,16 @@ class DataConfig:
     builtin_size: int = 512
     #: Longest prompt + response, in tokens.
     max_length: int = 256
-    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end.
+    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
+    #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
+    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
     max_prompt_length: int = 128
-    prompt_truncation: Literal["keep_end", "keep_start"] = "keep_end"
+    prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
+    #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
+    #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
+    #: ``auto``: as they are, with a warning when the tokenizer has a chat template (an
+    #: instruct model given untemplated text). Message lists always use the template.
+    chat_template: Literal["auto", "on", "off"] = "auto"
     #: SFT only: put the loss on prompt tokens too.
     train_on_prompt: bool = False
     #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is

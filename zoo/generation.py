@@ -91,10 +91,14 @@ class _RawLogpRecorder(LogitsProcessor):
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     """EOS ids of the tokenizer plus those the model's generation config stops at (chat models
     often end turns with a token other than the tokenizer's EOS)."""
+    from zoo.data.tokenize import response_end_id
+
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for token in [configured] if isinstance(configured, int) else (configured or []):
-        if token not in ids:
+    configured = [configured] if isinstance(configured, int) else list(configured or [])
+    # ...and the token training ends responses with (the chat template's end of turn).
+    for token in configured + [response_end_id(tokenizer)]:
+        if token is not None and token not in ids:
             ids.append(token)
     return ids
 

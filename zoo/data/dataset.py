@@ -10,8 +10,8 @@ from transformers import PreTrainedTokenizerBase
 from zoo.config import DataConfig
 from zoo.data.examples import Example, normalise
 from zoo.data.sources import stream_rows
-from zoo.data.tokenize import ExampleTokenizer, TokenizedExample, check_tokenized
-from zoo.errors import DataError
+from zoo.data.tokenize import DroppedRow, ExampleTokenizer, TokenizedExample, check_tokenized
+from zoo.errors import ConfigError, DataError
 from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,19 @@ class LoadReport:
     stopped_at: int | None = None
     #: Examples held out of these for evaluation (``data.eval_fraction``).
     held_out: int = 0
+    #: Prompts shortened in whole chat turns (the template kept), out of ``truncated``.
+    turns_cut: int = 0
+    #: Rows left out by ``prompt_truncation: drop``.
+    dropped: int = 0
+    prompt_truncation: str = "keep_end"
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
+        if self.truncated:
+            text += f" (data.prompt_truncation: {self.prompt_truncation}"
+            text += f"; {self.turns_cut} chat prompts cut in whole turns, template kept)" if self.turns_cut else ")"
+        if self.dropped:
+            text += f", {self.dropped} dropped (prompt longer than data.max_prompt_length; prompt_truncation: drop)"
         if self.skipped:
             text += f", {len(self.skipped)} skipped (on_bad_rows: skip); first: {self.skipped[0]}"
         if self.stopped_at is not None:
@@ -41,6 +51,20 @@ class LoadReport:
             text += (f"; {self.kept - self.held_out} train, {self.held_out} held out for evaluation "
                      f"(data.eval_fraction)")
         return text
+
+
+_warned: set[str] = set()
+
+
+def warn_untemplated(source: str, count: int, total: int) -> None:
+    """Once per source: string prompts reach a model whose tokenizer has a chat template."""
+    if source in _warned:
+        return
+    _warned.add(source)
+    log.warning("%s: %d of %d prompts are plain strings used without the tokenizer's chat template "
+                "(data.chat_template: auto). An instruct model expects its template: set "
+                "data.chat_template: on to render each prompt as a user turn (HH dialogues as their turns), "
+                "or off to keep the strings and silence this warning.", source, count, total)
 
 
 def chat_renderer(tokenizer: PreTrainedTokenizerBase):
@@ -64,9 +88,15 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     skip = config.on_bad_rows == "skip"
     hint = f" (set {bad_rows_key}: skip to drop such rows)"
     stream = stream_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, limit=limit)
-    report = LoadReport(stream.source)
+    report = LoadReport(stream.source, prompt_truncation=config.prompt_truncation)
     render = chat_renderer(tokenizer)
-    encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation)
+    template_strings = config.chat_template == "on"
+    if template_strings and render is None:
+        raise ConfigError("data.chat_template = 'on', but the tokenizer has no chat template; "
+                          "use 'off' (or 'auto') for this model")
+    encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation,
+                              render_chat=render)
+    untemplated = 0
     out: list[TokenizedExample] = []
     total = stream.total if limit is None else min(limit, stream.total or limit)
     rows = iter(stream)
@@ -85,9 +115,13 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
             try:
                 if isinstance(row, DataError):
                     raise row
-                example: Example = normalise(row, row_no, stream.source, shape, render)
+                example: Example = normalise(row, row_no, stream.source, shape, render, template_strings)
                 tokenized = encode(example)
                 check_tokenized(tokenized, example, config.max_length)
+            except DroppedRow:
+                report.dropped += 1
+                progress.advance(int(limit is None))
+                continue
             except DataError as exc:
                 if not skip:
                     raise DataError(f"{exc}{hint}") from None
@@ -95,6 +129,8 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
                 progress.advance(int(limit is None))
                 continue
             report.truncated += tokenized.truncated
+            report.turns_cut += tokenized.prompt_cut == "turns"
+            untemplated += example.untemplated
             out.append(tokenized)
             progress.advance()
         if limit is not None and len(out) >= limit:
@@ -106,6 +142,8 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     report.kept = len(out)
     if report.skipped:
         log.warning("%s", report.summary())
+    if untemplated and render is not None and config.chat_template == "auto" and not spec.startswith("builtin:"):
+        warn_untemplated(stream.source, untemplated, len(out))
     if not out:
         raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=stream.source)
     return out, report
