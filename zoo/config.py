@@ -89,6 +89,10 @@ class DataConfig:
     chat_template: Literal["auto", "on", "off"] = "auto"
     #: SFT only: put the loss on prompt tokens too.
     train_on_prompt: bool = False
+    #: SFT only: train on preference data. ``chosen``: the chosen response of pairwise rows (the
+    #: Zephyr / Llama 2 recipe of fine-tuning on preferred responses first); ``best``: the
+    #: highest-scored response of ranked (or pairwise) rows, the first one on a tie.
+    sft_from: Literal["chosen", "best"] | None = None
     #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is
     #: dropped, counted and reported.
     on_bad_rows: Literal["error", "skip"] = "error"
@@ -367,6 +371,9 @@ def validate_run(config: RunConfig) -> None:
                           f"data.max_length ({d.max_length}) to leave room for the response")
     if not 0 <= d.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction = {d.eval_fraction!r}: must be in [0, 1)")
+    if d.sft_from is not None and algorithm_cls.data_shape != "sft":
+        raise ConfigError(f"data.sft_from = {d.sft_from!r} picks SFT targets from preference data, but algorithm "
+                          f"{config.algorithm!r} reads {algorithm_cls.data_shape!r} data; remove data.sft_from.")
     if config.model.lora is not None and config.model.reference is not None:
         raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
                           "model.reference cannot be set with it.")

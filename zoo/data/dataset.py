@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedTokenizerBase
 
 from zoo.config import DataConfig
-from zoo.data.examples import Example, normalise
+from zoo.data.examples import Example, normalise, sft_target
 from zoo.data.sources import stream_rows
 from zoo.data.tokenize import DroppedRow, ExampleTokenizer, TokenizedExample, check_tokenized
 from zoo.errors import ConfigError, DataError
@@ -35,9 +35,14 @@ class LoadReport:
     #: Rows left out by ``prompt_truncation: drop``.
     dropped: int = 0
     prompt_truncation: str = "keep_end"
+    #: ``data.sft_from`` when SFT examples were taken from preference rows.
+    sft_from: str | None = None
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
+        if self.sft_from is not None:
+            side = "the chosen response" if self.sft_from == "chosen" else "the best-scored response"
+            text = text.replace(" rows kept", f" rows kept (SFT on {side}, data.sft_from: {self.sft_from})", 1)
         if self.truncated:
             text += f" (data.prompt_truncation: {self.prompt_truncation}"
             text += f"; {self.turns_cut} chat prompts cut in whole turns, template kept)" if self.turns_cut else ")"
@@ -52,6 +57,9 @@ class LoadReport:
                      f"(data.eval_fraction)")
         return text
 
+
+#: The data shape a ``data.sft_from`` setting reads rows as.
+PREFERENCE_SHAPE = {"chosen": "pairwise", "best": "ranked"}
 
 _warned: set[str] = set()
 
@@ -97,6 +105,8 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation,
                               render_chat=render)
     untemplated = 0
+    sft_from = config.sft_from if shape == "sft" else None
+    report.sft_from = sft_from
     out: list[TokenizedExample] = []
     total = stream.total if limit is None else min(limit, stream.total or limit)
     rows = iter(stream)
@@ -115,7 +125,11 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
             try:
                 if isinstance(row, DataError):
                     raise row
-                example: Example = normalise(row, row_no, stream.source, shape, render, template_strings)
+                if sft_from is not None:  # SFT on the chosen (or best) side of preference data
+                    example = sft_target(normalise(row, row_no, stream.source, PREFERENCE_SHAPE[sft_from], render,
+                                                   template_strings), sft_from)
+                else:
+                    example = normalise(row, row_no, stream.source, shape, render, template_strings)
                 tokenized = encode(example)
                 check_tokenized(tokenized, example, config.max_length)
             except DroppedRow:

@@ -249,6 +249,14 @@ def _prompt(r: _Row) -> str:
                             "or messages)")
 
 
+def sft_target(example: Example, how: str) -> Example:
+    """The SFT example of a pairwise (``how = "chosen"``) or ranked (``"best"``) example."""
+    index = 0 if how == "chosen" else max(range(len(example.responses)), key=lambda i: (example.scores[i], -i))
+    fields = [example.field_of(index)]
+    return Example(example.prompt, [example.responses[index]], None, example.row, example.source, fields,
+                   example.prompt_messages, example.untemplated)
+
+
 def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
               render_chat: RenderChat | None = None, template_strings: bool = False) -> Example:
     """Turn one raw row into an :class:`Example` for the given data shape.
