@@ -31,8 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     from zoo.bench.results import summarise
     from zoo.bench.runner import run_bench
 
-    # Piped output (CI logs, files) gets a wide console rather than rich's 80-column default.
-    console = Console() if sys.stdout.isatty() else Console(width=220)
+    # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
+    console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
     config = load_bench_config(args.config, args.overrides)
     start = time.perf_counter()
 
