@@ -181,3 +181,20 @@ def test_cache_command_lists_and_clears(tiny_run, tmp_path, cache_dir, capsys):
     assert main(["cache", "clear", "--all"]) == 0
     assert not list(cache_dir.glob("*.safetensors"))
     assert main(["cache", "clear", "nonexistent-key"]) == 2
+
+
+def test_cache_ls_keeps_paths_and_dates_whole_in_80_columns(tiny_run, tmp_path, cache_dir, capsys, monkeypatch):
+    from zoo.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    reference = tmp_path / ("a-reference-model-directory-with-a-long-name-" * 3)
+    reference.mkdir()
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", model={"reference": str(reference)}))
+    tokenizer = load_tokenizer(config.model)
+    ReferenceCache.for_run(config, tokenizer).save(ReferenceTable({"ab" * 12: torch.tensor([-1.0, -2.0])}))
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    entry = describe_cache_files()[0]
+    assert f"reference: {reference.resolve()}" in out  # the whole path, on one line
+    assert f"created: {entry['created']}" in out and len(entry["created"]) >= 19
+    assert f"{entry['key'][:12]}  1 examples" in out and "…" not in out
