@@ -38,6 +38,7 @@ from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
+from zoo.quiet import no_transformers_bars
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
@@ -109,8 +110,9 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_dir: Path) -> None:
     model_dir = output_dir / "model"
-    module.policy = save_policy(module.policy, model_dir)
-    tokenizer.save_pretrained(model_dir)
+    with no_transformers_bars():  # a "Writing model shards" bar, twice, for a save that takes no time
+        module.policy = save_policy(module.policy, model_dir)
+        tokenizer.save_pretrained(model_dir)
     if len(module.extra):
         state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
         save_file(state, str(model_dir / "extra_modules.safetensors"))
