@@ -185,3 +185,12 @@ def test_preference_suite_reads_message_list_pairs(tmp_path):
     # Rendered with the model's own template once it was known, not with a placeholder.
     assert [e.prompt for e in suite.examples] == ["<|user|>\nSay hi.</s>\n<|assistant|>\n"] * 2
     assert [e.responses for e in suite.examples] == [["Hi!", "No."], ["Hello.", "Bye."]]
+
+
+def test_bare_yaml_on_and_off_select_the_template_setting():
+    import yaml
+
+    from zoo.config import load_config
+
+    assert load_config(raw=yaml.safe_load("data: {chat_template: on}")).data.chat_template == "on"
+    assert load_config(raw=yaml.safe_load("data: {chat_template: off}")).data.chat_template == "off"

@@ -85,8 +85,9 @@ class DataConfig:
     #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
     #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
     #: ``auto``: as they are, with a warning when the tokenizer has a chat template (an
-    #: instruct model given untemplated text). Message lists always use the template.
-    chat_template: Literal["auto", "on", "off"] = "auto"
+    #: instruct model given untemplated text). Message lists always use the template. A bare
+    #: YAML on/off (read as true/false) means the same.
+    chat_template: Literal["auto", "on", "off"] | bool = "auto"
     #: SFT only: put the loss on prompt tokens too.
     train_on_prompt: bool = False
     #: SFT only: train on preference data. ``chosen``: the chosen response of pairwise rows (the
@@ -103,6 +104,11 @@ class DataConfig:
     padding_free: bool = False
     num_workers: int = 0
     seed: int = 0
+
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_template, bool):  # YAML 1.1: `chat_template: on` arrives as True
+            self.chat_template = "on" if self.chat_template else "off"
 
 
 @dataclasses.dataclass
@@ -222,8 +228,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
+            # YAML 1.1 reads a bare off/on/no/yes as a boolean.
+            quote = (f"; YAML reads a bare {'off' if value is False else 'on'} as {str(value).lower()}: "
+                     f"write it in quotes, e.g. {key.rsplit('.', 1)[-1]}: \"{'off' if value is False else 'on'}\"")\
+                if isinstance(value, bool) and ("off" if value is False else "on") in choices else ""
             raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(map(repr, choices))}"
-                              f"{did_you_mean(str(value), map(str, choices))}")
+                              f"{did_you_mean(str(value), map(str, choices))}{quote}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
