@@ -128,11 +128,11 @@ def _run(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     model_config = ModelConfig(name=args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer(model_config)
-    model = frozen(load_causal_lm(model_config, tokenizer)).to(device)
+    tokenizer = load_tokenizer(model_config, key="--model")
+    model = frozen(load_causal_lm(model_config, tokenizer, key="--model")).to(device)
     reference = None
     if args.reference:
-        reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference)).to(device)
+        reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference, key="--reference")).to(device)
     reward = None
     if args.reward_function or args.reward_model:
         from zoo.rewards import load_reward_source

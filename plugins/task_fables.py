@@ -12,7 +12,9 @@ seed; sentences follow a handful of templates::
     the fox is brave .                 the fox is lazy and kind .  the fox sees the owl .
     the fox walks to the lake .        the fox swims in the river .   the fox sleeps .
 
-A prompt is ``story about the fox :``; a response is a few sentences.
+A prompt names the animal and opens the story with one action (``story about the fox : the fox
+walks to the lake .``); a response is a few more sentences. The 16 × 19 distinct prompts are
+split once, by ``world_seed``, into disjoint train, validation and test prompts.
 
 The gold reward of a response to a prompt about animal ``S`` (a sum of integers):
 
@@ -29,8 +31,11 @@ over-optimised, and staying close to the SFT policy matters.
 
 Knowledge probes ask for every animal's home, food and fur colour in MMLU's four-choice format
 (scored by the MMLU code path). The pretraining corpus states every fact and quizzes it with the
-very items the probes use, so a probe asks whether the model still recalls, in the form it was
-taught, what pretraining taught it: the alignment tax is what alignment makes it forget.
+very items the verbatim probes use, so those ask whether the model still recalls a fact in the
+form it was taught. The held-out probes (the alignment-tax probe) ask for the same facts in
+paraphrased questions (``which place is the home of the fox ?``) with the choices drawn and
+ordered afresh: no pretraining text contains them, so they measure knowledge rather than rote
+recall of a quiz, and what alignment makes the model lose of it.
 """
 from __future__ import annotations
 
@@ -60,6 +65,12 @@ MAX_SENTENCES = 3
 WORD = re.compile(r"\n|[A-Za-z]+|[^\sA-Za-z]")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
+#: The held-out probes' questions: the same facts, asked in words no training text uses.
+PARAPHRASES = {
+    "home": "which place is the home of the {a} ?",
+    "food": "what food does the {a} like ?",
+    "colour": "the fur of the {a} has which colour ?",
+}
 RELATIONS = {  # relation → (question, the world's table, the sentence stating it)
     "home": ("where does the {a} live ?", HOMES, "the {a} lives in the {x} ."),
     "food": ("what does the {a} eat ?", FOODS, "the {a} eats {x} ."),
@@ -88,8 +99,12 @@ def words(text: str) -> list[str]:
 
 
 def prompt_subject(prompt: str) -> str | None:
-    """The animal a prompt asks about (the last animal it names)."""
-    named = [w for w in words(prompt) if w in ANIMALS]
+    """The animal a prompt asks about: the one after ``about the``, else the last animal it names."""
+    tokens = words(prompt)
+    for i in range(len(tokens) - 2):
+        if tokens[i] == "about" and tokens[i + 1] == "the" and tokens[i + 2] in ANIMALS:
+            return tokens[i + 2]
+    named = [w for w in tokens if w in ANIMALS]
     return named[-1] if named else None
 
 
@@ -147,15 +162,23 @@ class FablesArgs:
     #: Copies of each animal's fact sheet and of each knowledge quiz in the pretraining corpus.
     fact_repeats: int = 20
     demonstrations: int = 2000
+    #: Prompts (drawn with repeats from the train split) the preference data and online runs use.
     train_prompts: int = 1024
-    eval_prompts: int = 64
+    #: Distinct prompts held out for hyperparameter selection, and for reporting.
+    validation_prompts: int = 64
+    test_prompts: int = 160
     #: Share of trait adjectives in the demonstrations that are positive (their "quality").
     demo_positive_share: float = 0.5
 
     def __post_init__(self) -> None:
-        for key in ("pretraining_stories", "demonstrations", "train_prompts", "eval_prompts"):
+        for key in ("pretraining_stories", "demonstrations", "train_prompts", "validation_prompts", "test_prompts"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.args.{key} = {getattr(self, key)!r}: must be >= 1")
+        held_out = self.validation_prompts + self.test_prompts
+        if held_out > len(ALL_PROMPTS) - 16:
+            raise ConfigError(f"task.args.validation_prompts + test_prompts = {held_out}: the language has "
+                              f"{len(ALL_PROMPTS)} distinct prompts and the train split needs at least 16; use at most "
+                              f"{len(ALL_PROMPTS) - 16} held-out prompts")
         if self.fact_repeats < 0:
             raise ConfigError(f"task.args.fact_repeats = {self.fact_repeats!r}: must be >= 0")
         if not 0 <= self.demo_positive_share <= 1:
@@ -209,9 +232,11 @@ class World:
                 out += part
         return " ".join(out)
 
-    def quiz(self, rng: random.Random, animal: str, relation: str) -> dict:
-        """An MMLU-format item asking for one fact, with three wrong choices in random order."""
+    def quiz(self, rng: random.Random, animal: str, relation: str, paraphrase: bool = False) -> dict:
+        """An MMLU-format item asking for one fact, with three wrong choices in random order
+        (``paraphrase``: in the held-out probes' words)."""
         question, table, _ = RELATIONS[relation]
+        question = PARAPHRASES[relation] if paraphrase else question
         answer = self.facts[animal][relation]
         choices = rng.sample([x for x in table if x != answer], 3) + [answer]
         rng.shuffle(choices)
@@ -224,14 +249,31 @@ def quiz_text(item: dict) -> str:
     return description(item["subject"]) + format_question(item, include_answer=True)
 
 
-def prompt(animal: str) -> str:
-    return f"story about the {animal} :"
+def prompt(animal: str, opening: str = "") -> str:
+    return f"story about the {animal} :" + (f" {opening}" if opening else "")
+
+
+def openings(animal: str) -> list[str]:
+    """The opening sentences a prompt can carry: the animal walks to / swims in a place, or acts."""
+    out = [f"the {animal} {verb} the {home} ." for verb in ("walks to", "swims in") for home in HOMES]
+    return out + [f"the {animal} {verb} ." for verb in ("sleeps", "sings", "runs")]
+
+
+#: Every distinct prompt of the language, in a fixed order.
+ALL_PROMPTS = [prompt(animal, opening) for animal in ANIMALS for opening in openings(animal)]
+
+
+def split_prompts(seed: int, validation: int, test: int) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (train, validation, test) prompt lists, shuffled by ``seed``; train takes the rest."""
+    order = list(ALL_PROMPTS)
+    random.Random(seed).shuffle(order)
+    return order[validation + test:], order[:validation], order[validation: validation + test]
 
 
 class Fables(Task):
     name = "fables"
     description = "animal stories in a synthetic language; gold reward = praise of the prompt's animal, minus degenerate text"
-    version = "1"
+    version = "3"
     Args = FablesArgs
 
     def build(self) -> TaskData:
@@ -240,6 +282,9 @@ class Fables(Task):
         rng = random.Random(a.world_seed + 1)
         probe_rng = random.Random(a.world_seed + 2)
         probes = [world.quiz(probe_rng, animal, relation) for animal in ANIMALS for relation in RELATIONS]
+        heldout_rng = random.Random(a.world_seed + 4)
+        heldout_probes = [world.quiz(heldout_rng, animal, relation, paraphrase=True)
+                          for animal in ANIMALS for relation in RELATIONS]
         pretraining = [{"text": world.story(rng, rng.choice(ANIMALS), rng.randint(2, 5), 0.5)}
                        for _ in range(a.pretraining_stories)]
         for _ in range(a.fact_repeats):
@@ -249,19 +294,23 @@ class Fables(Task):
                 pretraining.append({"text": " ".join(world.fact_sentence(animal, r) for r in relations)})
             pretraining += [{"text": quiz_text(item)} for item in probes]
         rng.shuffle(pretraining)
+        train_pool, validation, test = split_prompts(a.world_seed + 3, a.validation_prompts, a.test_prompts)
         demonstrations = []
         for _ in range(a.demonstrations):
-            animal = rng.choice(ANIMALS)
-            demonstrations.append({"prompt": prompt(animal),
+            text = rng.choice(train_pool)
+            animal = prompt_subject(text)
+            demonstrations.append({"prompt": text,
                                    "completion": world.story(rng, animal, rng.randint(2, MAX_SENTENCES),
                                                              a.demo_positive_share)})
         return TaskData(
             pretraining=pretraining,
             demonstrations=demonstrations,
-            train_prompts=[prompt(rng.choice(ANIMALS)) for _ in range(a.train_prompts)],
-            eval_prompts=[prompt(ANIMALS[i % len(ANIMALS)]) for i in range(a.eval_prompts)],
+            train_prompts=[rng.choice(train_pool) for _ in range(a.train_prompts)],
+            validation_prompts=validation,
+            test_prompts=test,
             probes=probes,
             probe_fewshot=[],
+            heldout_probes=heldout_probes,
             max_new_tokens=8 * MAX_SENTENCES,
         )
 
@@ -278,6 +327,8 @@ def vocabulary() -> list[str]:
     fixed = words(quiz_text(probe)) + ["story", "about", ":", "."]
     for question, _, sentence in RELATIONS.values():
         fixed += words(question) + words(sentence)
+    for question in PARAPHRASES.values():
+        fixed += words(question)
     grammar = ["is", "and", "walks", "to", "swims", "in", "sleeps", "sings", "runs", "sees"]
     table = ANIMALS + HOMES + FOODS + COLOURS + POSITIVE + NEGATIVE + grammar + fixed
     return list(dict.fromkeys(w for w in table if w not in ("{", "}", "a", "x", "q", "b", "c", "d")))

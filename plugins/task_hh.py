@@ -34,7 +34,10 @@ class HHArgs:
     eval_split: str = "test"
     demonstrations: int = 4000
     train_prompts: int = 2000
-    eval_prompts: int = 256
+    #: Prompts held out of the train split for hyperparameter selection.
+    validation_prompts: int = 128
+    #: Prompts of ``eval_split`` every reported number is measured on.
+    test_prompts: int = 256
     max_new_tokens: int = 128
     #: Directory of the gold reward model (see the module docstring). Required.
     gold_reward_model: str = ""
@@ -44,7 +47,7 @@ class HHArgs:
             raise ConfigError("task.args.gold_reward_model is required: a directory holding the gold reward model "
                               "(e.g. huggingface-cli download OpenAssistant/reward-model-deberta-v3-large-v2 "
                               "--local-dir models/gold-rm)")
-        for key in ("demonstrations", "train_prompts", "eval_prompts", "max_new_tokens"):
+        for key in ("demonstrations", "train_prompts", "validation_prompts", "test_prompts", "max_new_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.args.{key} = {getattr(self, key)!r}: must be >= 1")
 
@@ -69,17 +72,23 @@ class AnthropicHH(Task):
 
     def build(self) -> TaskData:
         a = self.args
-        train = read_pairs(a.data, a.train_split, a.demonstrations + a.train_prompts)
-        evaluation = read_pairs(a.data, a.eval_split, a.eval_prompts)
-        prompts = [p for p, _ in train[a.demonstrations:]]
+        train = read_pairs(a.data, a.train_split, a.demonstrations + a.train_prompts + a.validation_prompts)
+        seen = {p for p, _ in train}
+        # The splits must be disjoint: a test prompt that also occurs in the train split is skipped.
+        evaluation = [(p, c) for p, c in read_pairs(a.data, a.eval_split, a.test_prompts + len(seen))
+                      if p not in seen][: a.test_prompts]
+        validation = [p for p, _ in train[a.demonstrations: a.demonstrations + a.validation_prompts]]
+        prompts = [p for p, _ in train[a.demonstrations + a.validation_prompts:]]
         if not prompts:
             raise ConfigError(f"task.args.data = {a.data!r} ({a.train_split!r}) has {len(train)} usable rows: "
-                              f"task.args.demonstrations = {a.demonstrations} leaves none for train_prompts")
+                              f"task.args.demonstrations + validation_prompts = "
+                              f"{a.demonstrations + a.validation_prompts} leave none for train_prompts")
         return TaskData(
             pretraining=None,
             demonstrations=[{"prompt": p, "completion": c} for p, c in train[: a.demonstrations]],
             train_prompts=prompts,
-            eval_prompts=[p for p, _ in evaluation],
+            validation_prompts=validation,
+            test_prompts=[p for p, _ in evaluation],
             max_new_tokens=a.max_new_tokens,
         )
 

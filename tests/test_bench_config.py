@@ -8,7 +8,7 @@ import pytest
 
 from zoo import ConfigError
 from zoo.bench.cache import StageCache, fingerprint
-from zoo.bench.config import expand_runs, load_bench_config
+from zoo.bench.config import expand_runs, headline_labels, load_bench_config
 
 # Other commands' configs may live beside them; bench configs open with the command that runs them.
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml")
@@ -101,6 +101,24 @@ def test_sweeps_expand_into_one_contender_per_value():
     assert contenders[5].spec.train == {"learning_rate": 1e-4}
 
 
+def test_a_sweep_of_several_keys_is_a_grid_and_select_needs_one():
+    raw = config_with(runs=[{"label": "SFT"},
+                            {"label": "DPO", "algorithm": "dpo", "select": True,
+                             "sweep": {"algorithm_args.beta": [0.1, 0.5], "train.learning_rate": [1e-4, 3e-4]}}])
+    config = load_bench_config(raw=raw)
+    contenders = expand_runs(config)
+    assert [c.label for c in contenders[1:]] == [
+        "DPO (beta=0.1, learning_rate=0.0001)", "DPO (beta=0.1, learning_rate=0.0003)",
+        "DPO (beta=0.5, learning_rate=0.0001)", "DPO (beta=0.5, learning_rate=0.0003)"]
+    assert contenders[3].spec.algorithm_args == {"beta": 0.5} and contenders[3].spec.train == {"learning_rate": 1e-4}
+    assert all(c.is_trial for c in contenders[1:]) and not contenders[0].is_trial
+    assert headline_labels(config) == ["SFT", "DPO"]
+    with pytest.raises(ConfigError, match=r"runs\[1\].select = true needs a sweep"):
+        load_bench_config(raw=config_with(runs=[{"label": "SFT"}, {"label": "D", "algorithm": "dpo", "select": True}]))
+    with pytest.raises(ConfigError, match=r"tuning_seeds = \[5\]: must be a non-empty subset of seeds"):
+        load_bench_config(raw=config_with(tuning_seeds=[5]))
+
+
 def test_fingerprints_change_with_inputs_upstream_and_version(monkeypatch):
     base = fingerprint("sft", {"lr": 1e-3}, ["a"])
     assert base == fingerprint("sft", {"lr": 1e-3}, ["a"])
@@ -109,6 +127,32 @@ def test_fingerprints_change_with_inputs_upstream_and_version(monkeypatch):
     assert base != fingerprint("dpo", {"lr": 1e-3}, ["a"])
     monkeypatch.setattr("zoo.bench.cache.package_version", lambda: "9.9.9")
     assert base != fingerprint("sft", {"lr": 1e-3}, ["a"])
+
+
+def test_fingerprints_change_with_the_source_and_the_packages(monkeypatch, tmp_path):
+    import importlib.util
+
+    from zoo.bench import provenance
+
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text("X = 1\n")
+    spec = importlib.util.spec_from_file_location("my_plugin", plugin)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+    assert base == fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+    assert base != fingerprint("align", {"lr": 1e-3}, ["a"])  # the plugin's source is part of it
+    plugin.write_text("X = 2\n")
+    provenance._file_digest.cache_clear()
+    assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+    plugin.write_text("X = 1\n")
+    provenance._file_digest.cache_clear()
+    assert base == fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+    monkeypatch.setattr(provenance, "core_source_hash", lambda: "0" * 16)  # an edit to the core
+    assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+    monkeypatch.undo()
+    monkeypatch.setattr(provenance, "package_versions", lambda: {"torch": "0.0"})
+    assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
 
 
 def test_stage_cache_builds_once_and_rebuilds_an_interrupted_stage(tmp_path):
@@ -128,3 +172,28 @@ def test_stage_cache_builds_once_and_rebuilds_an_interrupted_stage(tmp_path):
     rebuilt = cache.get_or_build("sft", "k1", build)
     assert not rebuilt.reused and len(calls) == 2 and not (rebuilt.path / "stale.txt").exists()
     assert [status for _, _, status in cache.events] == ["built", "reused", "built"]
+
+
+def test_two_processes_sharing_a_cache_build_a_stage_once(tmp_path):
+    """The second process waits on the stage's lock and then reuses what the first built."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        records = pool.map(_build_slowly, [str(tmp_path)] * 2)
+    assert sorted(r["reused"] for r in records) == [False, True]
+    assert records[0]["built_by"] == records[1]["built_by"]
+    assert (tmp_path / "sft-k1" / "out.txt").read_text() == "1"
+
+
+def _build_slowly(root):
+    import os
+    import time
+
+    def build(folder):
+        time.sleep(0.5)
+        (folder / "out.txt").write_text("1")
+        return {"built_by": os.getpid()}
+
+    stage = StageCache(root).get_or_build("sft", "k1", build)
+    return {"reused": stage.reused, "built_by": stage.record["built_by"]}

@@ -38,7 +38,12 @@ def test_results_hold_every_algorithm_and_every_output(smoke_run):
         assert per_seed["samples"] == 16  # 16 prompts, one sample each
         for metric in ("gold", "kl", "proxy", "win_rate", "preference_accuracy", "probe_accuracy"):
             assert per_seed[metric] is not None
-        assert contender["vs_sft"]["test"].startswith("paired t-test")
+        if not contender["baseline"]:
+            assert contender["vs_sft"]["test"].startswith("paired t-test")
+        if contender["algorithm"] in ("ppo", "rejection_sampling"):  # online: they sample while training
+            assert per_seed["samples_generated"] >= 3 * 8 and per_seed["tokens_generated"] > 0
+        elif contender["algorithm"]:
+            assert per_seed["samples_generated"] == 0
         if contender["algorithm"]:
             assert per_seed["steps"] == 3 and per_seed["train_seconds"] > 0 and per_seed["tokens_per_second"] > 0
     baseline = next(c for c in results["contenders"] if c["baseline"])
@@ -48,12 +53,51 @@ def test_results_hold_every_algorithm_and_every_output(smoke_run):
     assert best_of_4["seeds"]["0"]["kl"] == pytest.approx(1.3862944 - 0.75)  # log 4 − 3/4
     assert results["versions"]["torch"] and results["shared_stages"]["reward_model"]["heldout_accuracy"] is not None
     markdown = (output / "results.md").read_text()
-    assert all(f"| {label} |" in markdown for label in labels)
-    for image in ("frontier.png", "training_curves.png"):
+    assert all(f"| {label}" in markdown for label in labels)
+    for image in ("frontier.png", "training_curves.png", "pairwise.png"):
         assert (output / image).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_rerun_trains_nothing_and_an_added_seed_reuses_the_shared_stages(smoke_run):
+def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_run):
+    output, _ = smoke_run
+    results = json.loads((output / "results.json").read_text())
+    selection = results["selections"]["DPO (selected on validation)"]
+    assert [t["setting"] for t in selection["trials"]] == [{"algorithm_args.beta": 0.1},
+                                                           {"algorithm_args.beta": 1.0}]
+    eligible = [t for t in selection["trials"] if not t["failed"]] or selection["trials"]
+    assert selection["selected"] == max(eligible, key=lambda t: t["gold"])["setting"]
+    assert all(set(t["validation"]) == {"0"} for t in selection["trials"])  # scored on the tuning seed only
+    row = next(c for c in results["contenders"] if c["label"] == "DPO (selected on validation)")
+    assert row["selected"] and row["setting"] == selection["selected"]
+    assert row["algorithm_args"]["beta"] == selection["selected"]["algorithm_args.beta"]
+    n = len(results["contenders"])
+    assert len(results["comparisons"]["pairs"]) == n * (n - 1) // 2
+    assert results["comparisons"]["best"] in results["comparisons"]["tied_with_best"]
+    assert {"commit", "clean", "dirty", "source_hash"} <= set(results)
+    pair = next(p for p in results["comparisons"]["pairs"] if {p["a"], p["b"]} == {"SFT", "DPO"})
+    expected = "reproduced" if pair["significant"] and pair["difference_mean"] * (1 if pair["a"] == "DPO" else -1) > 0 \
+        else "contradicted" if pair["significant"] else "not significant"
+    markdown = (output / "results.md").read_text()
+    assert f"| DPO improves on the SFT model | DPO > SFT | {expected}" in markdown
+    baseline = next(c for c in results["contenders"] if c["baseline"])
+    correct = baseline["seeds"]["0"]["heldout_probe_accuracy"]
+    assert baseline["heldout_probe_interval"]["mean"] == pytest.approx(correct)
+    assert baseline["heldout_probe_change"]["mean"] == 0
+    assert results["shared_stages"]["task"]["validation_prompts"] == 8
+    assert results["shared_stages"]["task"]["test_prompts"] == 16
+
+
+def test_the_table_is_a_pure_function_of_results_json(smoke_run):
+    from zoo.bench.report import markdown
+
+    output, _ = smoke_run
+    results = json.loads((output / "results.json").read_text())
+    assert markdown(results) == (output / "results.md").read_text()
+    results["wall_seconds"] = results["cpu_seconds"] = 1e9  # timings never reach the table
+    assert markdown(results) == (output / "results.md").read_text()
+
+
+def test_a_rerun_trains_nothing_and_an_added_seed_builds_its_own_pipeline(smoke_run):
     output, cache = smoke_run
     config = load_bench_config(SMOKE, [f"cache_dir={cache}"])
     again = run_bench(config, output_dir=output)
@@ -62,9 +106,16 @@ def test_a_rerun_trains_nothing_and_an_added_seed_reuses_the_shared_stages(smoke
     fewer_runs = [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"}]
     grown = load_bench_config(SMOKE, [f"cache_dir={cache}", "seeds=[0, 1]", f"runs={json.dumps(fewer_runs)}"])
     run = run_bench(grown, output_dir=output / "grown")
-    status = {(kind, key): state for kind, key, state in run.events}
-    assert {kind for (kind, _), state in status.items() if state == "reused"} >= SHARED_STAGES
-    assert all(state == "reused" for (kind, _), state in status.items() if kind in SHARED_STAGES)
-    built = [kind for kind, _, state in run.events if state == "built"]
-    assert sorted(built) == ["align", "eval", "eval"]  # DPO and the two evaluations of seed 1
+    built = sorted(kind for kind, _, state in run.events if state == "built")
+    # Seed 1 redraws the whole pipeline: every shared stage but the task data, DPO and the two evaluations.
+    assert built == sorted(["init", "pretrain", "sft", "preferences", "reward_model", "align", "eval", "eval"])
+    assert set(run.pipelines) == {0, 1}
+    assert run.pipelines[0]["sft"]["fingerprint"] != run.pipelines[1]["sft"]["fingerprint"]
     assert set(run.records["DPO"]) == {0, 1}
+
+    shared_once = load_bench_config(SMOKE, [f"cache_dir={cache}", "seeds=[0, 1]", "seed_scope=alignment",
+                                            f"runs={json.dumps(fewer_runs)}"])
+    run = run_bench(shared_once, output_dir=output / "shared")
+    status = {(kind, key): state for kind, key, state in run.events}
+    assert all(state == "reused" for (kind, _), state in status.items() if kind in SHARED_STAGES)
+    assert set(run.pipelines) == {0}

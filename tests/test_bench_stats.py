@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from zoo.bench.stats import mean_ci, paired_t_test, per_prompt_means, win_rate
+from zoo.bench.stats import (hierarchical_bootstrap_means, hierarchical_interval, holm, is_failure, kl_matched,
+                             mean_ci, paired_t_test, pairwise_tests, per_prompt_means, tied_with_best, value_at,
+                             win_rate)
 
 
 def test_mean_ci_matches_the_student_t_interval():
@@ -64,3 +68,85 @@ def test_win_rate_counts_ties_as_half():
 
 def test_per_prompt_means_groups_consecutive_samples():
     assert per_prompt_means([1.0, 3.0, 2.0, 2.0, -1.0, 0.0], 2) == [2.0, 2.0, -0.5]
+
+
+# ----- many comparisons, two-level intervals, failures, KL-matched values ------------------------------
+
+
+def test_holm_matches_the_hand_worked_adjustment():
+    """p = (0.01, 0.04, 0.03, 0.005), m = 4. Sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06,
+    0.04·1 = 0.04 → running maximum 0.02, 0.03, 0.06, 0.06; back in input order (0.03, 0.06, 0.06, 0.02).
+    A NaN is neither adjusted nor counted in m."""
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = holm([0.2, math.nan, 0.01])
+    assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    assert holm([0.6, 0.7]) == [1.0, 1.0]  # capped at 1
+
+
+def test_pairwise_tests_pair_on_shared_seeds_and_agree_with_scipy():
+    samples = {"A": {0: 1.0, 1: 2.0, 2: 3.0, 3: 2.5}, "B": {0: 0.0, 1: 0.5, 2: 1.5, 3: 1.0},
+               "C": {0: 1.1, 1: 1.9, 3: 2.6}}  # C collapsed on seed 2
+    tests = pairwise_tests(samples)
+    assert [(t.a, t.b) for t in tests] == [("A", "B"), ("A", "C"), ("B", "C")]
+    raw = [stats.ttest_rel([1.0, 2.0, 3.0, 2.5], [0.0, 0.5, 1.5, 1.0]).pvalue,
+           stats.ttest_rel([1.0, 2.0, 2.5], [1.1, 1.9, 2.6]).pvalue,
+           stats.ttest_rel([0.0, 0.5, 1.0], [1.1, 1.9, 2.6]).pvalue]
+    assert [t.test.p_value for t in tests] == pytest.approx(raw)
+    assert [t.adjusted_p for t in tests] == pytest.approx(holm(raw))
+    assert tests[1].test.difference.n == 3 and tests[0].test.difference.mean == pytest.approx(1.375)
+    best, tied = tied_with_best({"A": 2.1, "B": 0.75, "C": 1.87}, tests)
+    assert best == "A"
+    assert tied == {"A"} | {t.b for t in tests[:2] if not t.significant}
+    assert tests[0].significant and not tests[1].significant  # A−B = 1, 1.5, 1.5, 1.5: clear; A−C: noise
+
+
+def test_hierarchical_bootstrap_spread_matches_the_two_level_variance():
+    """Draw S groups with replacement, then P values within each: the replicate mean has variance
+    (σ_b² + mean_s σ_s² / P) / S, with σ_b² the (population) variance of the group means and σ_s²
+    the (population) variance inside group s."""
+    data = np.random.default_rng(1).normal(size=(3, 40)) + np.array([[0.0], [0.2], [0.5]])
+    replicates = hierarchical_bootstrap_means(data, replicates=40000, seed=2)
+    between = data.mean(axis=1).var()
+    within = data.var(axis=1).mean() / data.shape[1]
+    assert replicates.mean() == pytest.approx(data.mean(), abs=0.02)
+    assert replicates.var() == pytest.approx((between + within) / 3, rel=0.03)
+
+
+def test_hierarchical_interval_of_constant_groups_is_the_bootstrap_of_the_group_means():
+    """Groups (0, 0) and (1, 1): a replicate is 0, 0.5 or 1 with probability 1/4, 1/2, 1/4, so the
+    95% percentile interval is [0, 1]; one group reduces to a bootstrap over its values."""
+    interval = hierarchical_interval([[0.0, 0.0], [1.0, 1.0]])
+    assert (interval.mean, interval.low, interval.high) == (0.5, 0.0, 1.0)
+    assert "2 seed(s)" in interval.covers
+    single = hierarchical_interval([[1.0, 1.0, 1.0]])
+    assert (single.low, single.high) == (1.0, 1.0) and "one seed" in single.covers
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap_means([])
+
+
+def test_a_collapse_is_kl_beyond_the_bound_or_gold_far_below_the_baseline():
+    rule = dict(max_kl=20.0, max_gold_drop_sd=1.0)
+    assert not is_failure(0.5, 3.0, 0.0, 1.2, **rule)
+    assert is_failure(0.5, 20.5, 0.0, 1.2, **rule)  # KL beyond the bound
+    assert is_failure(-1.3, 1.0, 0.0, 1.2, **rule)  # 1.3 below SFT, more than 1.2 (one SD)
+    assert not is_failure(-1.1, 1.0, 0.0, 1.2, **rule)
+    assert is_failure(math.nan, 1.0, 0.0, 1.2, **rule)
+
+
+def test_values_are_interpolated_on_the_frontier_and_never_extrapolated():
+    assert value_at([2.0, 0.0, 4.0], [3.0, 1.0, 2.0], 1.0) == pytest.approx(2.0)  # between (0, 1) and (2, 3)
+    assert value_at([2.0, 0.0, 4.0], [3.0, 1.0, 2.0], 3.0) == pytest.approx(2.5)
+    assert math.isnan(value_at([0.0, 2.0], [1.0, 3.0], 2.5))
+
+
+def test_kl_matched_gold_reads_the_sweep_at_the_budget_with_an_interval():
+    """Two settings at KL 1 and 3 with gold 1 and 2 on every prompt and seed: gold at KL 2 is 1.5
+    with no spread. With noise, the interval must cover the point estimate."""
+    kl = np.stack([np.full((2, 5), 1.0), np.full((2, 5), 3.0)])
+    gold = np.stack([np.full((2, 5), 1.0), np.full((2, 5), 2.0)])
+    exact = kl_matched(kl, gold, 2.0, replicates=200)
+    assert (exact.mean, exact.low, exact.high) == pytest.approx((1.5, 1.5, 1.5))
+    assert math.isnan(kl_matched(kl, gold, 5.0, replicates=50).mean)
+    rng = np.random.default_rng(0)
+    noisy = kl_matched(kl + rng.normal(0, 0.1, kl.shape), gold + rng.normal(0, 0.5, gold.shape), 2.0, replicates=500)
+    assert noisy.low < noisy.mean < noisy.high and noisy.high - noisy.low < 2

@@ -10,8 +10,9 @@ from zoo.eval.mmlu import build_prompt
 from zoo.registry import get_registry
 from zoo.rewards import load_reward_source
 from zoo.config import RewardConfig
-from zoo_plugins.task_fables import (ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer, gold_reward,
-                                     prompt_subject, quiz_text)
+from zoo.bench.task import check_splits
+from zoo_plugins.task_fables import (ALL_PROMPTS, ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer,
+                                     gold_reward, prompt_subject, quiz_text, split_prompts)
 
 FOX = "story about the fox :"
 
@@ -66,7 +67,7 @@ def test_tokenizer_is_word_level_with_bos_and_round_trips(tmp_path):
 
 def test_task_data_is_deterministic_and_probes_are_taught_verbatim():
     task = Fables(FablesArgs(pretraining_stories=20, fact_repeats=1, demonstrations=10, train_prompts=5,
-                             eval_prompts=16))
+                             validation_prompts=32, test_prompts=64))
     data, again = task.build(), task.build()
     assert data.demonstrations == again.demonstrations and data.pretraining == again.pretraining
     assert len(data.probes) == 3 * len(ANIMALS)
@@ -83,7 +84,28 @@ def test_task_data_is_deterministic_and_probes_are_taught_verbatim():
         assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
     for row in data.demonstrations:
         assert gold_reward(row["prompt"], row["completion"]) > -4
-    assert sorted({prompt_subject(p) for p in data.eval_prompts}) == sorted(ANIMALS)
+    assert len(set(data.test_prompts)) == 64 and len(set(data.validation_prompts)) == 32
+    assert len({prompt_subject(p) for p in data.test_prompts}) >= 12  # the test split spans the animals
+    check_splits("fables", data)  # disjoint
+    assert not (set(data.train_prompts) | {r["prompt"] for r in data.demonstrations}) & set(data.test_prompts)
+
+
+def test_prompt_splits_are_disjoint_and_overlaps_are_refused():
+    from zoo import ConfigError
+    from zoo.bench import TaskData
+
+    train, validation, test = split_prompts(3, 64, 160)
+    assert len(train) + len(validation) + len(test) == len(ALL_PROMPTS) == 16 * 19
+    assert len(set(train) | set(validation) | set(test)) == len(ALL_PROMPTS)
+    assert split_prompts(3, 64, 160) == (train, validation, test) and split_prompts(4, 64, 160)[2] != test
+    assert prompt_subject("story about the fox : the fox sees the owl .") == "fox"
+    overlapping = TaskData(None, [], train_prompts=["a", "b"], validation_prompts=["c"], test_prompts=["b", "d"])
+    with pytest.raises(ConfigError, match=r"1 prompt\(s\) are in both the train and the test split \(e.g. 'b'\)"):
+        check_splits("demo", overlapping)
+    with pytest.raises(ConfigError, match="no validation prompts"):
+        check_splits("demo", TaskData(None, [], ["a"], [], ["d"]))
+    with pytest.raises(ConfigError, match="validation_prompts \\+ test_prompts = 300"):
+        FablesArgs(validation_prompts=100, test_prompts=200)
 
 
 def test_probe_answers_are_the_world_facts():
@@ -137,11 +159,28 @@ def test_hh_task_reads_prompts_and_demonstrations_and_needs_a_gold_model(shared_
     with pytest.raises(ConfigError, match="task.args.gold_reward_model is required"):
         AnthropicHH.parse_args({})
     source = str(next((shared_data / "hh-rlhf").glob("*.jsonl.gz")))
-    task = AnthropicHH(HHArgs(data=source, demonstrations=5, train_prompts=3, eval_prompts=4,
+    task = AnthropicHH(HHArgs(data=source, demonstrations=5, train_prompts=3, validation_prompts=2, test_prompts=4,
                               gold_reward_model="models/gold-rm"))
     data = task.build()
-    assert len(data.demonstrations) == 5 and len(data.train_prompts) == 3 and len(data.eval_prompts) == 4
+    assert len(data.demonstrations) == 5 and len(data.train_prompts) == 3 and len(data.test_prompts) == 4
+    assert len(data.validation_prompts) == 2
+    check_splits("hh", data)
     assert all(row["prompt"].rstrip().endswith("Assistant:") for row in data.demonstrations)
     assert not set(data.train_prompts) & {row["prompt"] for row in data.demonstrations}
     assert data.pretraining is None and task.tokenizer() is None
     assert task.gold_reward().model == "models/gold-rm"
+
+
+def test_heldout_probes_ask_the_taught_facts_in_words_no_training_text_uses():
+    task = Fables(FablesArgs(pretraining_stories=50, fact_repeats=2, demonstrations=20, train_prompts=5))
+    data = task.build()
+    world = World(0)
+    assert len(data.heldout_probes) == len(data.probes) == 3 * len(ANIMALS)
+    texts = [row["text"] for row in data.pretraining] + [r["prompt"] + " " + r["completion"] for r in data.demonstrations]
+    tokenizer = fables_tokenizer()
+    for item in data.heldout_probes:
+        assert item["choices"][item["answer"]] in world.facts[prompt_subject(item["question"])].values()
+        assert not any(item["question"] in text for text in texts)  # never seen verbatim
+        assert tokenizer.unk_token_id not in tokenizer(quiz_text(item))["input_ids"]
+    verbatim = {(i["question"], tuple(i["choices"])) for i in data.probes}
+    assert not verbatim & {(i["question"], tuple(i["choices"])) for i in data.heldout_probes}

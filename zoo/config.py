@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from zoo import gguf
 from zoo.errors import ConfigError, did_you_mean
 
 
@@ -440,6 +441,9 @@ def check_ranges(config: RunConfig) -> None:
     _require(d.max_examples is None or d.max_examples >= 1, "data.max_examples", d.max_examples,
              "must be >= 1 (or null: all rows)")
     _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
+    gguf.check(m.name, "model.name")
+    if m.reference:
+        gguf.check(m.reference, "model.reference")
     if m.name == "tiny":
         tiny = m.tiny
         for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

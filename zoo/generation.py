@@ -115,6 +115,25 @@ def first_eos_mask(tokens: Tensor, eos_ids: Sequence[int]) -> Tensor:
     return eos_before == 0
 
 
+#: Responses and response tokens every :class:`Sampler` in this process has generated, so a caller
+#: can report what a run sampled (:func:`count_generation`).
+GENERATED = {"sequences": 0, "tokens": 0}
+
+
+class count_generation:
+    """``with count_generation() as counted: ...`` then ``counted["sequences"]``, ``counted["tokens"]``:
+    what the samplers generated inside the block."""
+
+    def __enter__(self) -> dict[str, int]:
+        self._start = dict(GENERATED)
+        self.counted = {"sequences": 0, "tokens": 0}
+        return self.counted
+
+    def __exit__(self, *exc) -> None:
+        for key in self.counted:
+            self.counted[key] = GENERATED[key] - self._start[key]
+
+
 class Sampler:
     """Samples responses from ``model`` for left-padded prompts. See the module docstring."""
 
@@ -170,6 +189,8 @@ class Sampler:
         prompt_width = prompt_attention_mask.shape[1]
         response = sequences[:, prompt_width:]
         keep = first_eos_mask(response, self.eos_ids)
+        GENERATED["sequences"] += int(response.shape[0])
+        GENERATED["tokens"] += int(keep.sum())
         logps = recorder.finish(response[:, -1]) * keep
         response = response.masked_fill(~keep, self.pad_id)
         prompt_mask = prompt_attention_mask.repeat_interleave(n, dim=0)

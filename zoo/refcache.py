@@ -40,6 +40,7 @@ from zoo.config import RunConfig
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
+from zoo.gguf import file_digest, gguf_file, is_gguf
 from zoo.logprobs import sequence_logprobs
 from zoo.progress import Progress
 
@@ -81,6 +82,8 @@ def weights_identity(config: RunConfig) -> dict[str, Any]:
     if name == "tiny":
         # The tiny model is a seeded random init: same recipe + same torch RNG = same weights.
         return {"recipe": dataclasses.asdict(m.tiny), "torch": torch.__version__.split("+")[0]}
+    if is_gguf(name):
+        return {"gguf": file_digest(gguf_file(name, "model.reference" if m.reference else "model.name"))}
     path = Path(name)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))

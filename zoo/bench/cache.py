@@ -1,18 +1,25 @@
 """Stage caching: every stage's output lives in a folder named by a fingerprint of its inputs.
 
 A fingerprint hashes the stage's kind, the config values it reads, the fingerprints of the
-stages it starts from and the package version. A stage whose folder holds a ``done.json`` with
+stages it starts from, a hash of the source that produces it (the ``zoo`` core and the plugin
+modules the stage uses, :func:`zoo.bench.provenance.source_hash`) and the versions of the
+numerical packages. Code that could compute a stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with
 the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
 run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
 SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
+
+Several ``zoo bench`` processes may share one cache (tiny.yaml and frontier.yaml do): a stage is
+built under an exclusive lock on ``KIND-FINGERPRINT.lock``, so a second process asking for the
+same stage waits and then reuses it rather than building it again or deleting it mid-build.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +43,15 @@ def package_version() -> str:
     return __version__
 
 
-def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = ()) -> str:
-    """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints and the version."""
+def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = (), sources: Iterable[Any] = ()
+                ) -> str:
+    """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints, the version,
+    the package versions and the source hash of the core plus ``sources`` (modules or classes)."""
+    from zoo.bench.provenance import package_versions, source_hash
+
     payload = json.dumps({"kind": kind, "inputs": inputs, "upstream": list(upstream),
-                          "version": package_version()}, sort_keys=True, default=str)
+                          "version": package_version(), "packages": package_versions(),
+                          "source": source_hash(sources)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -85,15 +97,28 @@ class StageCache:
         if cached is not None:
             self.events.append((kind, key, "reused"))
             return cached
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{kind}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            cached = self.lookup(kind, key)  # another process may have built it while this one waited
+            if cached is not None:
+                self.events.append((kind, key, "reused"))
+                return cached
+            return self._build(kind, key, build, on_build)
+
+    def _build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]],
+               on_build: Callable[[str], None] | None) -> Stage:
         folder = self.path(kind, key)
         if folder.exists():
             shutil.rmtree(folder)  # an interrupted build: nothing in it can be trusted
         folder.mkdir(parents=True)
         if on_build is not None:
             on_build(kind)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         record = dict(build(folder))
-        record.update(fingerprint=key, kind=kind, stage_seconds=time.perf_counter() - start)
+        # CPU time of this process: with one torch thread, what the stage takes on an idle core.
+        record.update(fingerprint=key, kind=kind, stage_seconds=time.perf_counter() - start,
+                      stage_cpu_seconds=time.process_time() - cpu_start)
         (folder / DONE).write_text(json.dumps(record, indent=2, default=str))
         self.events.append((kind, key, "built"))
         return Stage(kind, key, folder, record, reused=False)

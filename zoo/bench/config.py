@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +96,32 @@ class EvalConfig:
 
 
 @dataclass
+class FailureConfig:
+    """When a run counts as collapsed (:func:`zoo.bench.stats.is_failure`): reported as a failure
+    rate, left out of the means and the tests rather than averaged in."""
+
+    #: KL(π‖π_SFT) on the test prompts above this many nats per response is a collapse.
+    max_kl: float = 20.0
+    #: Mean gold reward more than this many standard deviations (of the SFT model's per-sample
+    #: gold reward, same seed) below the SFT model's is a collapse.
+    max_gold_drop_sd: float = 1.0
+
+
+@dataclass
+class Claim:
+    """A published result the run can test: row ``better`` has a higher gold reward than row ``worse``.
+
+    results.md's findings section says, for each claim, whether the pairwise test reproduces it
+    (significantly better), contradicts it (significantly worse) or cannot tell (not significant).
+    """
+
+    #: The claim in words, with its source (e.g. "RRHF improves on SFT (Yuan et al. 2023)").
+    text: str = ""
+    better: str = ""
+    worse: str = ""
+
+
+@dataclass
 class RunSpec:
     """One contender. Without ``algorithm`` it is a decoding strategy applied to the SFT model."""
 
@@ -108,9 +135,14 @@ class RunSpec:
     reward: Literal["proxy", "gold"] | None = None
     #: Best-of-n decoding from the SFT model (no training).
     best_of_n: int | None = None
-    #: One key (``algorithm_args.NAME``, ``train.NAME`` or ``best_of_n``) and the values to sweep;
-    #: each value becomes one run, and the frontier plot joins them into one curve.
+    #: Keys (``algorithm_args.NAME``, ``train.NAME`` or ``best_of_n``) and the values to sweep;
+    #: every combination becomes one run (a grid when several keys are given), and the frontier
+    #: plot joins them into one curve.
     sweep: dict[str, list[Any]] | None = None
+    #: With a sweep: train every setting on the tuning seed(s), keep the one with the highest gold
+    #: reward on the *validation* prompts, and report only that setting, on the *test* prompts,
+    #: for every seed. Without: every setting is its own row.
+    select: bool = False
 
 
 @dataclass
@@ -120,6 +152,19 @@ class BenchConfig:
     #: tokenizer, sized by ``model.tiny``), a hub id or a local directory.
     model: ModelConfig = field(default_factory=ModelConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: What a seed redraws. ``pipeline``: everything (initial weights, pretraining, SFT, the
+    #: preference data, the proxy reward model, the alignment run, the evaluation samples), so
+    #: the intervals cover the whole pipeline. ``alignment``: the alignment run and the
+    #: evaluation samples only; the shared stages are built once, with seed 0.
+    seed_scope: Literal["pipeline", "alignment"] = "pipeline"
+    #: Seeds whose validation scores pick a selected sweep's setting (None: the first seed).
+    tuning_seeds: list[int] | None = None
+    failure: FailureConfig = field(default_factory=FailureConfig)
+    #: KL(π‖π_SFT) budgets (nats per response) at which every sweep's gold reward is read off its
+    #: frontier, so that methods are compared at equal KL.
+    kl_budgets: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0])
+    #: Published shapes to check against the pairwise tests (the findings section of results.md).
+    claims: list[Claim] = field(default_factory=list)
     output_dir: str = "runs/bench"
     #: Where stage outputs are cached (None: OUTPUT_DIR/cache).
     cache_dir: str | None = None
@@ -140,17 +185,24 @@ class BenchConfig:
 
 @dataclass
 class Contender:
-    """One expanded run: a :class:`RunSpec` with its sweep value applied."""
+    """One expanded run: a :class:`RunSpec` with its sweep setting applied."""
 
     label: str
     group: str
     spec: RunSpec
     sweep_key: str | None = None
     sweep_value: Any = None
+    #: The swept keys and their values in this run (empty without a sweep).
+    setting: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trains(self) -> bool:
         return self.spec.algorithm is not None
+
+    @property
+    def is_trial(self) -> bool:
+        """A setting of a selected sweep: trained and scored on validation to pick one."""
+        return self.spec.select and bool(self.setting)
 
 
 # ----- loading and validation ----------------------------------------------------------------------
@@ -176,35 +228,66 @@ def _set_path(target: RunSpec, key: str, value: Any) -> RunSpec:
     return spec
 
 
+def sweep_settings(spec: RunSpec) -> list[dict[str, Any]]:
+    """Every combination of a sweep's values, first key slowest, as ``{key: value}``."""
+    if not spec.sweep:
+        return []
+    keys = list(spec.sweep)
+    return [dict(zip(keys, values)) for values in itertools.product(*(spec.sweep[k] for k in keys))]
+
+
+def setting_label(setting: dict[str, Any]) -> str:
+    return ", ".join(f"{key.rpartition('.')[2]}={value}" for key, value in setting.items())
+
+
+def apply_setting(spec: RunSpec, setting: dict[str, Any]) -> RunSpec:
+    for key, value in setting.items():
+        spec = _set_path(spec, key, value)
+    return spec
+
+
 def expand_runs(config: BenchConfig) -> list[Contender]:
-    """Every contender, sweeps expanded, in config order."""
+    """Every run, sweeps expanded, in config order (a selected sweep's settings are trials)."""
     out: list[Contender] = []
     for spec in config.runs:
         if not spec.sweep:
             out.append(Contender(spec.label, spec.label, spec))
             continue
-        (key, values), = spec.sweep.items()
-        short = key.rpartition(".")[2]
-        for value in values:
-            out.append(Contender(f"{spec.label} ({short}={value})", spec.label, _set_path(spec, key, value),
-                                 key, value))
+        for setting in sweep_settings(spec):
+            one_key = len(setting) == 1
+            out.append(Contender(f"{spec.label} ({setting_label(setting)})", spec.label, apply_setting(spec, setting),
+                                 next(iter(setting)) if one_key else ", ".join(setting),
+                                 next(iter(setting.values())) if one_key else setting_label(setting), setting))
+    return out
+
+
+def headline_labels(config: BenchConfig) -> list[str]:
+    """The rows of the table: every run that is not a trial of a selected sweep, and one row per
+    selected sweep (its label), in config order."""
+    out: list[str] = []
+    for contender in expand_runs(config):
+        name = contender.group if contender.is_trial else contender.label
+        if name not in out:
+            out.append(name)
     return out
 
 
 def _check_sweep(spec: RunSpec, where: str) -> None:
     if spec.sweep is None:
+        if spec.select:
+            raise ConfigError(f"{where}.select = true needs a sweep (the settings to select from)")
         return
-    if len(spec.sweep) != 1:
-        raise ConfigError(f"{where}.sweep must name exactly one key, got {', '.join(spec.sweep) or 'none'}")
-    (key, values), = spec.sweep.items()
-    section, dot, name = key.partition(".")
-    known = ("algorithm_args", "train")
-    if not ((section in known and dot and name) or key in SWEEPABLE):
-        choices = [f"{s}.NAME" for s in known] + list(SWEEPABLE)
-        raise ConfigError(f"{where}.sweep key {key!r} cannot be swept{did_you_mean(key, SWEEPABLE)}; "
-                          f"sweep one of {', '.join(choices)}")
-    if not isinstance(values, list) or not values:
-        raise ConfigError(f"{where}.sweep.{key} must be a non-empty list of values")
+    if not spec.sweep:
+        raise ConfigError(f"{where}.sweep must name at least one key")
+    for key, values in spec.sweep.items():
+        section, dot, name = key.partition(".")
+        known = ("algorithm_args", "train")
+        if not ((section in known and dot and name) or key in SWEEPABLE):
+            choices = [f"{s}.NAME" for s in known] + list(SWEEPABLE)
+            raise ConfigError(f"{where}.sweep key {key!r} cannot be swept{did_you_mean(key, SWEEPABLE)}; "
+                              f"sweep one of {', '.join(choices)}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.sweep.{key} must be a non-empty list of values")
 
 
 def _check_train_overrides(section: str, train: dict[str, Any], data: dict[str, Any] | None = None) -> None:
@@ -246,6 +329,13 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError("seeds must list at least one seed")
     if len(set(config.seeds)) != len(config.seeds):
         raise ConfigError(f"seeds = {config.seeds}: a seed is listed twice")
+    if config.tuning_seeds is not None:
+        unknown = [s for s in config.tuning_seeds if s not in config.seeds]
+        if not config.tuning_seeds or unknown:
+            raise ConfigError(f"tuning_seeds = {config.tuning_seeds}: must be a non-empty subset of seeds "
+                              f"{config.seeds}")
+    if config.failure.max_kl <= 0 or config.failure.max_gold_drop_sd <= 0:
+        raise ConfigError("failure.max_kl and failure.max_gold_drop_sd must be > 0")
     if config.threads is not None and config.threads < 1:
         raise ConfigError(f"threads = {config.threads}: must be >= 1 (or null)")
     _check_stage(config, "pretrain", config.pretrain, ("sft",), "logprobs")
@@ -279,12 +369,21 @@ def validate_bench(config: BenchConfig) -> None:
     for index, spec in enumerate(config.runs):
         _check_spec(spec, f"runs[{index}]", registry)
     contenders = expand_runs(config)
-    labels = [c.label for c in contenders]
+    labels = [c.label for c in contenders] + [spec.label for spec in config.runs if spec.select]
     duplicated = sorted({label for label in labels if labels.count(label) > 1})
     if duplicated:
         raise ConfigError(f"runs: the label {duplicated[0]!r} is used twice; labels name the table's rows")
     for contender in contenders:
         _check_contender(config, contender, registry)
+    rows = headline_labels(config)
+    for index, claim in enumerate(config.claims):
+        if not claim.text.strip():
+            raise ConfigError(f"claims[{index}].text is missing: say what the claim is and where it comes from")
+        for key in ("better", "worse"):
+            label = getattr(claim, key)
+            if label not in rows:
+                raise ConfigError(f"claims[{index}].{key} = {label!r} is not a row of the table"
+                                  f"{did_you_mean(label, rows)}; rows: {', '.join(rows)}")
     if not any(not c.trains and c.spec.best_of_n is None for c in contenders):
         raise ConfigError("runs must include the SFT baseline (an entry with a label and no algorithm): win rates "
                           "and significance are measured against it")

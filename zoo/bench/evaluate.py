@@ -10,7 +10,8 @@ the policy, or by best-of-n decoding from the SFT model) and scored. Per sample 
 * ``length``: response tokens.
 
 Per model: knowledge-probe accuracy (the task's MMLU-format items through
-:func:`zoo.eval.mmlu.score_multiple_choice`, the MMLU code path), held-out preference accuracy
+:func:`zoo.eval.mmlu.score_multiple_choice`, the MMLU code path), the same per item on the
+task's held-out probes (facts never seen verbatim, the alignment-tax probe), held-out preference accuracy
 (the ``preference`` suite with the implicit reward log π − log π_SFT, so the SFT model itself
 scores 0.5), and any extra ``zoo.eval`` suites the config lists. Win rates are computed later,
 from the per-sample gold rewards of a contender and of the SFT model on the same prompts and seed.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ class EvalInputs:
     proxy: Any
     config: EvalConfig
     max_new_tokens: int
+    #: Knowledge items never seen verbatim in training (the alignment-tax probe).
+    heldout_probes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def repeated_prompts(self) -> list[str]:
@@ -100,14 +103,20 @@ def best_of_n_samples(inputs: EvalInputs, n: int, reward: Any, seed: int) -> dic
     return {"texts": list(result.texts), "kl": [kl] * len(result.texts), "length": lengths}
 
 
-def probe_accuracy(model: nn.Module, inputs: EvalInputs) -> float | None:
+def probe_correct(model: nn.Module, inputs: EvalInputs, items: list[dict[str, Any]]) -> list[float] | None:
+    """1.0 / 0.0 per knowledge item (the MMLU code path), or None when probes are off or absent."""
     from zoo.eval.mmlu import score_multiple_choice
 
-    if not inputs.config.probes or not inputs.probes:
+    if not inputs.config.probes or not items:
         return None
-    records = score_multiple_choice(model, inputs.tokenizer, inputs.probes, inputs.probe_fewshot,
+    records = score_multiple_choice(model, inputs.tokenizer, items, inputs.probe_fewshot,
                                     num_fewshot=len(inputs.probe_fewshot), batch_size=inputs.config.batch_size)
-    return sum(r["correct"] for r in records) / len(records)
+    return [float(r["correct"]) for r in records]
+
+
+def probe_accuracy(model: nn.Module, inputs: EvalInputs) -> float | None:
+    correct = probe_correct(model, inputs, inputs.probes)
+    return None if correct is None else sum(correct) / len(correct)
 
 
 def preference_accuracy(model: nn.Module, inputs: EvalInputs) -> float | None:
@@ -136,8 +145,12 @@ def suite_metrics(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, 
 
 
 def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, best_of: int | None = None,
-                   best_of_reward: Any = None) -> dict[str, Any]:
-    """The full evaluation record of one contender and seed (``model`` None: the SFT model)."""
+                   best_of_reward: Any = None, full: bool = True) -> dict[str, Any]:
+    """The evaluation record of one contender and seed (``model`` None: the SFT model).
+
+    ``full`` False (the validation split, read by hyperparameter selection only) scores the
+    samples and skips the model-level measures (probes, preference accuracy, suites).
+    """
     start = time.perf_counter()
     policy = inputs.sft_model if model is None else model
     if best_of is not None:
@@ -150,9 +163,10 @@ def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, be
         "proxy": inputs.proxy.score(prompts, samples["texts"]).tolist(),
         "kl": samples["kl"], "length": samples["length"],
         "kl_kind": "analytic best-of-n bound" if best_of is not None else "sampled estimate",
-        "probe_accuracy": probe_accuracy(policy, inputs),
-        "preference_accuracy": preference_accuracy(policy, inputs),
-        "suites": suite_metrics(policy, inputs, seed),
+        "probe_accuracy": probe_accuracy(policy, inputs) if full else None,
+        "heldout_probe_correct": probe_correct(policy, inputs, inputs.heldout_probes) if full else None,
+        "preference_accuracy": preference_accuracy(policy, inputs) if full else None,
+        "suites": suite_metrics(policy, inputs, seed) if full else {},
         "examples": [{"prompt": p, "response": t} for p, t in zip(prompts[:6], samples["texts"][:6])],
     }
     record["eval_seconds"] = time.perf_counter() - start

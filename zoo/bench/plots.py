@@ -112,3 +112,39 @@ def training_curves(run_dirs: dict[str, dict[int, Path]], shared_dirs: dict[str,
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def pairwise(results: dict[str, Any], path: Path) -> Path:
+    """The pairwise gold-reward matrix (row − column); pale cells are not significant (Holm)."""
+    import numpy as np
+
+    labels = [c["label"] for c in results["contenders"]]
+    index = {label: i for i, label in enumerate(labels)}
+    n = len(labels)
+    values = np.full((n, n), np.nan)
+    significant = np.zeros((n, n), dtype=bool)
+    for pair in results["comparisons"]["pairs"]:
+        i, j = index[pair["a"]], index[pair["b"]]
+        d = pair["difference_mean"]
+        if d is not None and not math.isnan(d):
+            values[i, j], values[j, i] = d, -d
+            significant[i, j] = significant[j, i] = bool(pair["significant"])
+    size = max(4.0, 0.55 * n + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1.5, size))
+    limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    image = axis.imshow(np.where(significant, values, np.nan), cmap="RdBu", vmin=-limit, vmax=limit)
+    axis.imshow(np.where(~significant & np.isfinite(values), 0.0, np.nan), cmap="Greys", vmin=-1, vmax=4, alpha=0.5)
+    for i in range(n):
+        for j in range(n):
+            if i != j and np.isfinite(values[i, j]):
+                axis.text(j, i, f"{values[i, j]:+.2f}" + ("" if significant[i, j] else "\nn.s."), ha="center",
+                          va="center", fontsize=6 if n > 12 else 7)
+    axis.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
+    axis.set_yticks(range(n), [f"{i + 1}. {label}" for i, label in enumerate(labels)], fontsize=7)
+    axis.set_xlabel("column")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="gold reward, row − column")
+    axis.set_title(f"every pair: {results['comparisons']['correction']}; n.s. = not significant", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -10,7 +10,7 @@ reward (:func:`plackett_luce_order`) and written as
   as the same ranking orders them, so the pair's label is the Bradley–Terry draw
   P(a ≻ b) = σ((r_a − r_b)/T). DPO, IPO and the proxy reward model train on these.
 
-Held-out pairs come from the evaluation prompts, labelled without noise (the higher gold reward
+Held-out pairs come from the test prompts, labelled without noise (the higher gold reward
 wins; ties are dropped): preference accuracy is measured against the gold preference itself.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def build_preferences(folder: Path, sft_model: str, data: Any, gold_config: Rewa
 
     gold = load_reward_source(gold_config).to("cuda" if torch.cuda.is_available() else "cpu")
     train_prompts = [json.loads(line)["prompt"] for line in open(data.path / "prompts.jsonl", encoding="utf-8")]
-    eval_prompts = json.loads((data.path / "eval_prompts.json").read_text())
+    eval_prompts = json.loads((data.path / "test_prompts.json").read_text())
     rng = random.Random(p.seed)
     samples = sample_responses(sft_model, train_prompts, n=p.samples_per_prompt, temperature=p.temperature,
                                max_new_tokens=max_new_tokens, seed=p.seed)

@@ -112,16 +112,18 @@ def table(results: dict[str, Any]) -> Table:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """results.md: a pure function of results.json with no wall-clock figure (see :mod:`zoo.bench.comparisons`)."""
+    from zoo.bench.comparisons import markdown_body, pipeline_lines
+
     task = results["config"]["task"]["name"]
+    versions = results["versions"]
     lines = [f"# zoo bench: task `{task}`", "",
-             f"Seeds {results['seeds']}; {results['versions'].get('device')}; alignment-zoo "
-             f"{results['versions'].get('alignment-zoo')}; building every stage took {results['compute_seconds'] / 60:.1f} min; "
-             f"this invocation {results['wall_seconds'] / 60:.1f} min ({results['cpu_seconds'] / 60:.1f} min of CPU "
-             f"time; stages reused from the cache cost nothing).", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["--:"] * (len(COLUMNS) - 1)) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(results)]
-    lines += [""] + [f"- {line}" for line in notes(results)]
-    return "\n".join(lines) + "\n"
+             f"Seeds {results['seeds']}; {versions.get('device')}; alignment-zoo {versions.get('alignment-zoo')}, "
+             f"torch {versions.get('torch')}; source hash {results.get('source_hash')}. Wall-clock figures (stage "
+             f"times, tokens/s, peak memory) vary from run to run and are in results.json only.", ""]
+    lines += markdown_body(results)
+    lines += pipeline_lines(results)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_outputs(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
@@ -162,3 +164,12 @@ def print_report(results: dict[str, Any], console: Console) -> None:
             console.print(part)
     for line in notes(results):
         console.print(f"  {line}", highlight=False)
+    console.print(f"  {verdict_line(results)}", highlight=False)
+
+
+def verdict_line(results: dict[str, Any]) -> str:
+    """Which row is best and which are statistically tied with it (Holm-corrected pairwise tests)."""
+    comparisons = results["comparisons"]
+    tied = [label for label in comparisons["tied_with_best"] if label != comparisons["best"]]
+    return (f"Best gold reward: {comparisons['best']!r}; not significantly below it ({comparisons['correction']}): "
+            f"{', '.join(repr(t) for t in tied) or 'none'}. results.md has every pair.")

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import time
+from statistics import fmean, pstdev
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Any
 import torch
 
 from zoo.bench.cache import Stage, StageCache, fingerprint
-from zoo.bench.config import BenchConfig, Contender, expand_runs
+from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
-from zoo.bench.stages import MODEL, Stages
+from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
 
 
 @dataclass
@@ -29,9 +30,11 @@ class BenchRun:
 
     config: BenchConfig
     output_dir: Path
+    #: The first seed's shared stages (kind → record); every pipeline's are in ``pipelines``.
     shared: dict[str, dict[str, Any]]
-    #: contender label → seed → evaluation record (plus the training record under ``"training"``).
+    #: contender label → seed → test-split evaluation record (plus the training record under ``"training"``).
     records: dict[str, dict[int, dict[str, Any]]]
+    #: The table's rows: plain runs, and for each selected sweep the setting it selected.
     contenders: list[Contender]
     events: list[tuple[str, str, str]] = field(default_factory=list)
     #: contender label → seed → the folder of its training run (for training curves).
@@ -40,6 +43,12 @@ class BenchRun:
     seconds: float = 0.0
     #: CPU time of this process (all threads), a load-independent measure of the work done.
     cpu_seconds: float = 0.0
+    #: pipeline seed → kind → record of its shared stages.
+    pipelines: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: selected sweep's label → its trials: setting, validation scores per tuning seed, the choice.
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``commit``, ``clean``, ``dirty`` and ``source_hash`` as they were when the run started.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class _LazyInputs:
@@ -55,21 +64,24 @@ class _LazyInputs:
         return self._value
 
 
-def _eval_inputs(config: BenchConfig, stages: Stages, data: Stage, sft_model: str, preferences: Stage,
-                 reward_model: Stage) -> EvalInputs:
+def _eval_inputs(config: BenchConfig, stages: Stages, pipeline: Pipeline) -> dict[str, EvalInputs]:
+    """The evaluation inputs of one pipeline, by split (``test`` and ``validation``)."""
     from zoo.rewards import load_reward_source
 
-    model, tokenizer = load_policy(sft_model)
+    data = pipeline.data
+    model, tokenizer = load_policy(pipeline.sft_model)
     probes = json.loads((data.path / "probes.json").read_text())
-    proxy = load_reward_source(stages.reward_source("proxy", reward_model)).to(model.device)
-    return EvalInputs(
-        prompts=json.loads((data.path / "eval_prompts.json").read_text()),
-        probes=probes["items"], probe_fewshot=probes["fewshot"],
-        heldout_pairs=preferences.path / "heldout_pairs.jsonl",
+    proxy = load_reward_source(stages.reward_source("proxy", pipeline.reward_model)).to(model.device)
+    test = EvalInputs(
+        prompts=json.loads((data.path / "test_prompts.json").read_text()),
+        probes=probes["items"], probe_fewshot=probes["fewshot"], heldout_probes=probes.get("heldout", []),
+        heldout_pairs=pipeline.preferences.path / "heldout_pairs.jsonl",
         sft_model=model, tokenizer=tokenizer,
         gold=load_reward_source(stages.task.gold_reward()).to(model.device), proxy=proxy,
         config=config.evaluation, max_new_tokens=stages.max_new_tokens(data),
     )
+    validation = dataclasses.replace(test, prompts=json.loads((data.path / "validation_prompts.json").read_text()))
+    return {"test": test, "validation": validation}
 
 
 def quiet_training_logs() -> None:
@@ -85,7 +97,11 @@ def quiet_training_logs() -> None:
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
+    from zoo.bench.provenance import git_state, source_hash
+
     start, cpu_start = time.perf_counter(), time.process_time()
+    # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.
+    provenance = {**git_state(), "source_hash": source_hash()}
     announce = announce or (lambda text: None)
     quiet_training_logs()
     if config.threads is not None:
@@ -93,59 +109,110 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     out = Path(output_dir or config.output_dir)
     cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
     stages = Stages(config, cache, announce)
+    inputs: dict[int, _LazyInputs] = {}
 
-    data = stages.task_data()
-    model, upstream = stages.initial_model(data)
-    model, upstream = stages.pretrain(data, model, upstream)
-    sft = stages.sft(data, model, upstream)
-    if sft is not None:
-        sft_model, sft_key = str(sft.path / MODEL), sft.key
-    else:
-        sft_model, sft_key = model, fingerprint("start", {}, upstream)
-    preferences = stages.preferences(data, sft_model, sft_key)
-    reward_model = stages.reward_model(preferences, sft_model, sft_key)
-    inputs = _LazyInputs(lambda: _eval_inputs(config, stages, data, sft_model, preferences, reward_model))
+    def pipeline_of(seed: int) -> tuple[Pipeline, _LazyInputs]:
+        pipeline = stages.pipeline(seed)
+        if pipeline.seed not in inputs:
+            inputs[pipeline.seed] = _LazyInputs(lambda p=pipeline: _eval_inputs(config, stages, p))
+        return pipeline, inputs[pipeline.seed]
 
-    shared = {kind: stage.record for kind, stage in stages.shared.items()}
-    shared_dirs = {kind: stage.path / "run" for kind, stage in stages.shared.items()
-                   if (stage.path / "run" / "logs").is_dir()}
+    def run_one(contender: Contender, seed: int, split: str) -> tuple[Stage, Stage | None]:
+        pipeline, lazy = pipeline_of(seed)
+        aligned = stages.align(contender, seed, pipeline) if contender.trains else None
+        evaluated = _evaluate(contender, seed, aligned, stages, lazy, pipeline, split, announce)
+        return evaluated, aligned
 
-    contenders = expand_runs(config)
+    baseline = next(c for c in expand_runs(config) if not c.trains and c.spec.best_of_n is None)
+    selections = {spec.label: _select(config, spec, baseline, run_one) for spec in config.runs if spec.select}
+    contenders = _headline(config, selections)
     records: dict[str, dict[int, dict[str, Any]]] = {c.label: {} for c in contenders}
     run_dirs: dict[str, dict[int, Path]] = {c.label: {} for c in contenders}
     for seed in config.seeds:
         for contender in contenders:
-            aligned = None
-            if contender.trains:
-                aligned = stages.align(contender, seed, data=data, sft_model=sft_model, sft_key=sft_key,
-                                       preferences=preferences, reward_model=reward_model)
+            evaluated, aligned = run_one(contender, seed, "test")
+            if aligned is not None:
                 run_dirs[contender.label][seed] = aligned.path / "run"
-            evaluated = _evaluate(contender, seed, aligned, stages, inputs, [data.key, sft_key, preferences.key],
-                                  reward_model, announce)
             records[contender.label][seed] = {**evaluated.record, "training": aligned.record if aligned else None}
-    return BenchRun(config, out, shared, records, contenders, list(cache.events), run_dirs, shared_dirs,
-                    time.perf_counter() - start, time.process_time() - cpu_start)
+    pipelines = {seed: {kind: stage.record for kind, stage in pipeline.stages.items()}
+                 for seed, pipeline in sorted(stages._pipelines.items())}
+    first = stages.pipeline(config.seeds[0])
+    shared_dirs = {kind: stage.path / "run" for kind, stage in first.stages.items()
+                   if (stage.path / "run" / "logs").is_dir()}
+    return BenchRun(config, out, pipelines[first.seed], records, contenders, list(cache.events), run_dirs,
+                    shared_dirs, time.perf_counter() - start, time.process_time() - cpu_start, pipelines, selections,
+                    provenance)
+
+
+def _headline(config: BenchConfig, selections: dict[str, dict[str, Any]]) -> list[Contender]:
+    """The table's rows: every run except a selected sweep's trials, which give way to the selected setting."""
+    out: list[Contender] = []
+    for contender in expand_runs(config):
+        if not contender.is_trial:
+            out.append(contender)
+        elif contender.group not in {c.label for c in out}:
+            setting = selections[contender.group]["selected"]
+            spec = dataclasses.replace(apply_setting(contender.spec, setting), select=False, sweep=None)
+            out.append(Contender(contender.group, contender.group, spec, setting=setting))
+    return out
+
+
+def _select(config: BenchConfig, spec: RunSpec, baseline: Contender,
+            run_one: Callable[[Contender, int, str], tuple[Stage, Stage | None]]) -> dict[str, Any]:
+    """Train every setting of a selected sweep on the tuning seeds; keep the best on validation.
+
+    The score is the mean gold reward on the validation prompts over the tuning seeds; a trial
+    that collapses on any tuning seed (:func:`zoo.bench.stats.is_failure` against the SFT model's
+    validation samples of that seed) is not eligible unless every trial does.
+    """
+    from zoo.bench.stats import is_failure
+
+    tuning = config.tuning_seeds or config.seeds[:1]
+    failure = config.failure
+    base = {seed: run_one(baseline, seed, "validation")[0].record for seed in tuning}
+    trials = []
+    for contender in (c for c in expand_runs(config) if c.is_trial and c.group == spec.label):
+        scores = {}
+        for seed in tuning:
+            record = run_one(contender, seed, "validation")[0].record
+            gold, kl = fmean(record["gold"]), fmean(record["kl"])
+            failed = is_failure(gold, kl, fmean(base[seed]["gold"]), pstdev(base[seed]["gold"]),
+                                max_kl=failure.max_kl, max_gold_drop_sd=failure.max_gold_drop_sd)
+            scores[seed] = {"gold": gold, "kl": kl, "failed": failed}
+        trials.append({"label": contender.label, "setting": contender.setting, "validation": scores,
+                       "gold": fmean(s["gold"] for s in scores.values()),
+                       "failed": any(s["failed"] for s in scores.values())})
+    eligible = [t for t in trials if not t["failed"]] or trials
+    best = max(eligible, key=lambda t: t["gold"])  # first of equals: config order
+    return {"trials": trials, "selected": best["setting"], "selected_label": best["label"],
+            "tuning_seeds": list(tuning), "criterion": "mean gold reward on the validation prompts"}
 
 
 def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: Stages, inputs: _LazyInputs,
-              upstream: list[str], reward_model: Stage, announce: Callable[[str], None]) -> Stage:
-    """The cached evaluation of one contender and seed: its policy, or best-of-n from the SFT model."""
+              pipeline: Pipeline, split: str, announce: Callable[[str], None]) -> Stage:
+    """The cached evaluation of one contender and seed on ``split``: its policy, or best-of-n from the SFT model."""
     spec = contender.spec
     config = stages.config
     what = {"evaluation": dataclasses.asdict(config.evaluation), "gold": dataclasses.asdict(stages.task.gold_reward()),
             "kind": "policy" if aligned else "best_of_n" if spec.best_of_n else "sft",
-            "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed}
-    upstream = upstream + [reward_model.key] + ([aligned.key] if aligned else [])
+            "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed, "split": split}
+    upstream = [pipeline.data.key, pipeline.sft_key, pipeline.preferences.key, pipeline.reward_model.key]
+    upstream += [aligned.key] if aligned else []
+    suites = tuple(plugin_module("suites", name) for name in ("preference", *config.evaluation.suites))
 
     def build(folder: Path) -> dict[str, Any]:
         from zoo.rewards import load_reward_source
 
         model = load_policy(aligned.path / MODEL)[0] if aligned else None
-        shared = inputs.get()
+        shared = inputs.get()[split]
         reward = None
         if spec.best_of_n is not None:
-            reward = load_reward_source(stages.reward_source(spec.reward, reward_model)).to(shared.sft_model.device)
-        return evaluate_model(model, shared, seed, best_of=spec.best_of_n, best_of_reward=reward)
+            reward = load_reward_source(stages.reward_source(spec.reward, pipeline.reward_model)).to(
+                shared.sft_model.device)
+        return evaluate_model(model, shared, seed, best_of=spec.best_of_n, best_of_reward=reward,
+                              full=split == "test")
 
-    return stages.cache.get_or_build("eval", fingerprint("eval", what, upstream), build,
-                                     on_build=lambda _: announce(f"evaluating {contender.label} (seed {seed})"))
+    key = fingerprint("eval", what, upstream, (type(stages.task), *suites))
+    return stages.cache.get_or_build("eval", key, build,
+                                     on_build=lambda _: announce(f"evaluating {contender.label} (seed {seed}, "
+                                                                 f"{split})"))

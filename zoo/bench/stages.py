@@ -7,21 +7,26 @@ Every training stage is an ordinary ``zoo train`` run (:func:`zoo.train.train`) 
 the config names, so a stage's folder holds the usual ``run/model``, ``run/metrics.json`` and
 ``run/logs/metrics.csv``. Which data file an alignment run gets follows from its algorithm's
 ``data_shape``; which reward it gets, from ``needs_reward`` and the run's ``reward`` key.
-Pretraining, SFT, the preference data and the reward model are shared by all seeds and
-contenders; the seed varies the alignment runs and the evaluation samples.
+With ``seed_scope: pipeline`` (the default) each seed builds its own pipeline: the initial
+weights, pretraining, SFT, the preference data and the reward model are redrawn with the seed,
+and every contender of that seed starts from that pipeline's SFT model. With ``seed_scope:
+alignment`` the shared stages are built once (seed 0) and the seed varies the alignment runs and
+the evaluation samples only. Either way, the contenders of one seed share their pipeline, so
+comparisons between them are paired by seed.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.bench.cache import Stage, StageCache, fingerprint, read_json, write_jsonl
 from zoo.bench.config import BenchConfig, Contender, StageConfig, run_config
 from zoo.bench.memory import PeakMemory
-from zoo.bench.task import Task, TaskData
+from zoo.bench.task import Task, TaskData, check_splits
 from zoo.config import RewardConfig
 from zoo.errors import ConfigError
 from zoo.registry import get_registry
@@ -34,8 +39,28 @@ SHARED = ("task", "init", "pretrain", "sft", "preferences", "reward_model")
 MODEL = "run/model"
 
 
-def stage_inputs(stage: StageConfig) -> dict[str, Any]:
-    return dataclasses.asdict(stage)
+def stage_inputs(stage: StageConfig, seed: int = 0) -> dict[str, Any]:
+    return {**dataclasses.asdict(stage), "pipeline_seed": seed}
+
+
+def plugin_module(kind: str, name: str) -> Any:
+    """The module of the plugin that registered ``name`` (its source is part of fingerprints)."""
+    registry = get_registry()
+    entry = registry.entries(kind).get(name)
+    return None if entry is None else registry.pm.get_plugin(entry.plugin)
+
+
+@dataclass
+class Pipeline:
+    """One realisation of the shared stages: what every contender of a seed starts from."""
+
+    seed: int
+    data: Stage
+    sft_model: str
+    sft_key: str
+    preferences: Stage
+    reward_model: Stage
+    stages: dict[str, Stage] = field(default_factory=dict)
 
 
 class Stages:
@@ -48,34 +73,64 @@ class Stages:
         registry = get_registry()
         task_cls = registry.get("tasks", config.task.name)
         self.task: Task = task_cls(task_cls.parse_args(config.task.args))
-        #: The shared stages built or reused so far, by kind.
+        #: The shared stages of the pipeline being built, by kind.
         self.shared: dict[str, Stage] = {}
+        self._pipelines: dict[int, Pipeline] = {}
+
+    def pipeline_seed(self, seed: int) -> int:
+        """The seed the shared stages of ``seed`` are built with (0 when only alignment is reseeded)."""
+        return seed if self.config.seed_scope == "pipeline" else 0
+
+    def pipeline(self, seed: int) -> Pipeline:
+        """The shared stages for ``seed``, built or reused (once per pipeline seed)."""
+        seed = self.pipeline_seed(seed)
+        if seed not in self._pipelines:
+            self.shared = {}
+            data = self.task_data()
+            suffix = f" (pipeline seed {seed})"
+            model, upstream = self.initial_model(data, seed, suffix)
+            model, upstream = self.pretrain(data, model, upstream, seed, suffix)
+            sft = self.sft(data, model, upstream, seed, suffix)
+            if sft is not None:
+                sft_model, sft_key = str(sft.path / MODEL), sft.key
+            else:
+                sft_model, sft_key = model, fingerprint("start", {"pipeline_seed": seed}, upstream)
+            preferences = self.preferences(data, sft_model, sft_key, seed, suffix)
+            reward_model = self.reward_model(preferences, sft_model, sft_key, seed, suffix)
+            self._pipelines[seed] = Pipeline(seed, data, sft_model, sft_key, preferences, reward_model,
+                                             dict(self.shared))
+        return self._pipelines[seed]
 
     # ----- helpers -----------------------------------------------------------------------------
     def _stage(self, kind: str, inputs: Any, upstream: list[str], build: Callable[[Path], dict[str, Any]],
-               title: str) -> Stage:
-        key = fingerprint(kind, inputs, upstream)
+               title: str, sources: tuple[Any, ...] = ()) -> Stage:
+        key = fingerprint(kind, inputs, upstream, (type(self.task), *sources))
         stage = self.cache.get_or_build(kind, key, build, on_build=lambda _: self.announce(title))
         if kind in SHARED:
             self.shared[kind] = stage
         return stage
 
+    def algorithm_sources(self, algorithm: str) -> tuple[Any, ...]:
+        return (plugin_module("algorithms", algorithm),)
+
     def _train(self, folder: Path, where: str, algorithm: str, algorithm_args: dict[str, Any], train: dict[str, Any],
                data: dict[str, Any], model: str, data_file: Path, *, reward: RewardConfig | None = None,
                seed: int = 0) -> dict[str, Any]:
         """One ``zoo train`` run into ``folder/run``; its cost, for the report."""
+        from zoo.generation import count_generation
         from zoo.train import train as run_training
 
         config = run_config(self.config, algorithm, algorithm_args, train, data, where=where, model=model,
                             data_file=str(data_file), output_dir=str(folder / "run"),
                             reward=None if reward is None else dataclasses.asdict(reward), seed=seed)
-        with PeakMemory() as peak:
+        with PeakMemory() as peak, count_generation() as generated:
             result = run_training(config)
         summary = read_json(folder / "run" / "metrics.json")
         tokens = int(getattr(result.module, "tokens_seen", 0))
         return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
                 "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
-                "peak_memory_mib": peak.mib, "memory_kind": peak.kind}
+                "peak_memory_mib": peak.mib, "memory_kind": peak.kind,
+                "samples_generated": generated["sequences"], "tokens_generated": generated["tokens"]}
 
     # ----- the shared starting point -------------------------------------------------------------
     def task_data(self) -> Stage:
@@ -87,20 +142,24 @@ class Stages:
             if data.pretraining is not None:
                 write_jsonl(folder / "pretraining.jsonl", data.pretraining)
             write_jsonl(folder / DATA_FILES["sft"], data.demonstrations)
+            check_splits(task.name, data)
             write_jsonl(folder / DATA_FILES["prompt"], [{"prompt": p} for p in data.train_prompts])
-            (folder / "eval_prompts.json").write_text(json.dumps(data.eval_prompts))
-            (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot}))
+            (folder / "validation_prompts.json").write_text(json.dumps(data.validation_prompts))
+            (folder / "test_prompts.json").write_text(json.dumps(data.test_prompts))
+            (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot,
+                                                            "heldout": data.heldout_probes}))
             tokenizer = task.tokenizer()
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder / "tokenizer")
             return {"has_pretraining": data.pretraining is not None, "has_tokenizer": tokenizer is not None,
                     "max_new_tokens": data.max_new_tokens, "demonstrations": len(data.demonstrations),
-                    "train_prompts": len(data.train_prompts), "eval_prompts": len(data.eval_prompts),
-                    "probes": len(data.probes)}
+                    "train_prompts": len(data.train_prompts), "validation_prompts": len(data.validation_prompts),
+                    "test_prompts": len(data.test_prompts),
+                    "probes": len(data.probes), "heldout_probes": len(data.heldout_probes)}
 
         return self._stage("task", inputs, [], build, f"generating the {task.name!r} task data")
 
-    def initial_model(self, data: Stage) -> tuple[str, list[str]]:
+    def initial_model(self, data: Stage, seed: int = 0, suffix: str = "") -> tuple[str, list[str]]:
         """The model pretraining (or SFT) starts from, and the fingerprints it depends on."""
         model = self.config.model
         if model.name != "tiny":
@@ -108,7 +167,7 @@ class Stages:
                 raise ConfigError(f"model.name = {model.name!r}: task {self.task.name!r} brings its own tokenizer and "
                                   f"trains from scratch; use model.name: tiny (sized by model.tiny)")
             return model.name, [fingerprint("model", {"name": model.name, "revision": model.revision})]
-        inputs = {"tiny": dataclasses.asdict(model.tiny), "dtype": model.dtype}
+        inputs = {"tiny": dataclasses.asdict(model.tiny), "dtype": model.dtype, "pipeline_seed": seed}
 
         def build(folder: Path) -> dict[str, Any]:
             from transformers import AutoTokenizer
@@ -121,15 +180,16 @@ class Stages:
             network = tiny_model(tokenizer, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
                                  num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
                                  num_key_value_heads=t.num_key_value_heads,
-                                 max_position_embeddings=t.max_position_embeddings, seed=t.seed)
+                                 max_position_embeddings=t.max_position_embeddings, seed=t.seed + seed)
             network.save_pretrained(folder / MODEL)
             tokenizer.save_pretrained(folder / MODEL)
             return {"model": MODEL, "parameters": sum(p.numel() for p in network.parameters())}
 
-        stage = self._stage("init", inputs, [data.key], build, "initialising the model")
+        stage = self._stage("init", inputs, [data.key], build, "initialising the model" + suffix)
         return str(stage.path / MODEL), [stage.key]
 
-    def pretrain(self, data: Stage, model: str, upstream: list[str]) -> tuple[str, list[str]]:
+    def pretrain(self, data: Stage, model: str, upstream: list[str], seed: int = 0, suffix: str = ""
+                 ) -> tuple[str, list[str]]:
         stage_config = self.config.pretrain
         if not stage_config.enabled:
             return model, upstream
@@ -139,27 +199,28 @@ class Stages:
 
         def build(folder: Path) -> dict[str, Any]:
             return self._train(folder, "pretrain", stage_config.algorithm, stage_config.algorithm_args,
-                               stage_config.train, stage_config.data, model, data.path / "pretraining.jsonl")
+                               stage_config.train, stage_config.data, model, data.path / "pretraining.jsonl", seed=seed)
 
-        stage = self._stage("pretrain", stage_inputs(stage_config), upstream + [data.key], build, "pretraining")
+        stage = self._stage("pretrain", stage_inputs(stage_config, seed), upstream + [data.key], build,
+                            "pretraining" + suffix, self.algorithm_sources(stage_config.algorithm))
         return str(stage.path / MODEL), [stage.key]
 
-    def sft(self, data: Stage, model: str, upstream: list[str]) -> Stage | None:
+    def sft(self, data: Stage, model: str, upstream: list[str], seed: int = 0, suffix: str = "") -> Stage | None:
         stage_config = self.config.sft
         if not stage_config.enabled:
             return None
 
         def build(folder: Path) -> dict[str, Any]:
             return self._train(folder, "sft", stage_config.algorithm, stage_config.algorithm_args, stage_config.train,
-                               stage_config.data, model, data.path / DATA_FILES["sft"])
+                               stage_config.data, model, data.path / DATA_FILES["sft"], seed=seed)
 
-        return self._stage("sft", stage_inputs(stage_config), upstream + [data.key], build,
-                           "supervised fine-tuning")
+        return self._stage("sft", stage_inputs(stage_config, seed), upstream + [data.key], build,
+                           "supervised fine-tuning" + suffix, self.algorithm_sources(stage_config.algorithm))
 
-    def preferences(self, data: Stage, sft_model: str, sft_key: str) -> Stage:
+    def preferences(self, data: Stage, sft_model: str, sft_key: str, seed: int = 0, suffix: str = "") -> Stage:
         from zoo.bench.preferences import build_preferences
 
-        p = self.config.preferences
+        p = dataclasses.replace(self.config.preferences, seed=self.config.preferences.seed + seed)
         inputs = {"preferences": dataclasses.asdict(p), "gold": dataclasses.asdict(self.task.gold_reward()),
                   "max_new_tokens": self.max_new_tokens(data)}
 
@@ -168,9 +229,10 @@ class Stages:
                                      max_new_tokens=self.max_new_tokens(data))
 
         return self._stage("preferences", inputs, [data.key, sft_key], build,
-                           "sampling the SFT model and labelling preferences with the gold reward")
+                           "sampling the SFT model and labelling preferences with the gold reward" + suffix)
 
-    def reward_model(self, preferences: Stage, sft_model: str, sft_key: str) -> Stage:
+    def reward_model(self, preferences: Stage, sft_model: str, sft_key: str, seed: int = 0, suffix: str = ""
+                     ) -> Stage:
         from zoo.bench.evaluate import reward_model_accuracy
 
         stage_config = self.config.reward_model
@@ -178,12 +240,12 @@ class Stages:
         def build(folder: Path) -> dict[str, Any]:
             record = self._train(folder, "reward_model", stage_config.algorithm, stage_config.algorithm_args,
                                  stage_config.train, stage_config.data, sft_model,
-                                 preferences.path / DATA_FILES["pairwise"])
+                                 preferences.path / DATA_FILES["pairwise"], seed=seed)
             record["heldout_accuracy"] = reward_model_accuracy(folder / MODEL, preferences.path / "heldout_pairs.jsonl")
             return record
 
-        return self._stage("reward_model", stage_inputs(stage_config), [preferences.key, sft_key], build,
-                           "training the proxy reward model")
+        return self._stage("reward_model", stage_inputs(stage_config, seed), [preferences.key, sft_key], build,
+                           "training the proxy reward model" + suffix, self.algorithm_sources(stage_config.algorithm))
 
     def max_new_tokens(self, data: Stage) -> int:
         return self.config.evaluation.max_new_tokens or int(data.record["max_new_tokens"])
@@ -195,9 +257,10 @@ class Stages:
             return self.task.gold_reward()
         return RewardConfig(model=str(reward_model.path / MODEL))
 
-    def align(self, contender: Contender, seed: int, *, data: Stage, sft_model: str, sft_key: str,
-              preferences: Stage, reward_model: Stage) -> Stage:
+    def align(self, contender: Contender, seed: int, pipeline: Pipeline) -> Stage:
         spec = contender.spec
+        data, sft_model, sft_key = pipeline.data, pipeline.sft_model, pipeline.sft_key
+        preferences, reward_model = pipeline.preferences, pipeline.reward_model
         algorithm = get_registry().algorithm(spec.algorithm)
         shape = algorithm.data_shape
         folder_of_data = data if shape in TASK_FILES else preferences
@@ -216,4 +279,5 @@ class Stages:
                                alignment.data, sft_model, folder_of_data.path / DATA_FILES[shape], reward=reward,
                                seed=seed)
 
-        return self._stage("align", inputs, upstream, build, f"training {contender.label} (seed {seed})")
+        return self._stage("align", inputs, upstream, build, f"training {contender.label} (seed {seed})",
+                           self.algorithm_sources(spec.algorithm))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from zoo.config import RewardConfig
-
+from zoo.errors import ConfigError
 
 @dataclass
 class TaskArgs:
@@ -38,20 +38,27 @@ class TaskData:
         demonstrations: ``{"prompt", "completion"}`` rows for supervised fine-tuning.
         train_prompts: prompts the SFT model is sampled on to build preference data, and that
             online algorithms train on.
-        eval_prompts: held-out prompts every model is evaluated on (also the source of the
-            held-out preference pairs).
+        validation_prompts: held-out prompts that hyperparameter selection reads (a selected
+            sweep keeps the setting with the highest gold reward on them); never reported.
+        test_prompts: held-out prompts every reported number is measured on (also the source of
+            the held-out preference pairs). The three prompt lists must be disjoint: the harness
+            refuses a task whose splits share a prompt.
         probes: knowledge probes in MMLU's item format (``subject``, ``question``, ``choices``
             (4 strings), ``answer`` (index)), scored by the MMLU code path; may be empty.
         probe_fewshot: MMLU-format items used as few-shot examples for the probes.
+        heldout_probes: MMLU-format items about what the task's data teaches that its data never
+            states verbatim (paraphrased or recombined facts): the alignment-tax probe; may be empty.
         max_new_tokens: the response length the task's samples need.
     """
 
     pretraining: list[dict[str, Any]] | None
     demonstrations: list[dict[str, Any]]
     train_prompts: list[str]
-    eval_prompts: list[str]
+    validation_prompts: list[str]
+    test_prompts: list[str]
     probes: list[dict[str, Any]] = field(default_factory=list)
     probe_fewshot: list[dict[str, Any]] = field(default_factory=list)
+    heldout_probes: list[dict[str, Any]] = field(default_factory=list)
     max_new_tokens: int = 32
 
 
@@ -87,3 +94,23 @@ class Task:
     def gold_reward(self) -> RewardConfig:
         """The gold reward source: a registered reward function or a reward model path / hub id."""
         raise TypeError(f"task {self.name!r} does not implement gold_reward()")
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def check_splits(task_name: str, data: TaskData) -> None:
+    """Refuse prompt splits that overlap or a held-out split that is empty."""
+    splits = {"train": data.train_prompts, "validation": data.validation_prompts, "test": data.test_prompts}
+    for name in ("validation", "test"):
+        if not splits[name]:
+            raise ConfigError(f"task {task_name!r} supplies no {name} prompts; the benchmark needs train, validation "
+                              f"and test prompts")
+    for i, first in enumerate(SPLITS):
+        for second in SPLITS[i + 1:]:
+            shared = set(splits[first]) & set(splits[second])
+            if shared:
+                example = sorted(shared)[0]
+                raise ConfigError(f"task {task_name!r}: {len(shared)} prompt(s) are in both the {first} and the "
+                                  f"{second} split (e.g. {example!r}); the splits must be disjoint (check the "
+                                  f"task's arguments)")

@@ -260,10 +260,15 @@ def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed:
 
 
 def _stream_hub(name: str, split: str, streaming: bool = False) -> RowStream:
+    """A hub data set ``OWNER/NAME``, or ``OWNER/NAME/DIR`` for the files under ``DIR`` of the
+    repository (``load_dataset``'s ``data_dir``, e.g. ``Anthropic/hh-rlhf/harmless-base``)."""
     import datasets
 
+    parts = name.split("/")
+    repo, data_dir = ("/".join(parts[:2]), "/".join(parts[2:])) if len(parts) > 2 else (name, None)
     try:
-        dataset = datasets.load_dataset(name, split=split, streaming=streaming)
+        dataset = datasets.load_dataset(repo, split=split, streaming=streaming,
+                                        **({"data_dir": data_dir} if data_dir else {}))
     except Exception as exc:  # network, missing split, unknown name: all user-facing
         raise ConfigError(f"could not load data set {name!r} split {split!r} from the Hugging Face Hub "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# bash benchmarks/regenerate_results.sh
+# Regenerates every committed benchmark result from the current code, then checks them.
+# Run it from a clean tree (commit first): results.json records the commit and whether the
+# tree was clean, and `zoo bench --check` accepts only results written from a clean tree.
+# Stages are cached in runs/bench/cache by a hash of their inputs and of the source that builds
+# them, so after a change only what the change can affect is rebuilt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -n "$(git status --porcelain -- zoo plugins configs/bench)" ]; then
+    echo "uncommitted changes under zoo/, plugins/ or configs/bench/: commit them first" >&2
+    git status --short -- zoo plugins configs/bench >&2
+    exit 1
+fi
+zoo bench configs/bench/tiny.yaml --output benchmarks/results/tiny
+zoo bench configs/bench/frontier.yaml --output benchmarks/results/frontier
+zoo bench --check benchmarks/results/

@@ -1,0 +1,42 @@
+"""The verdict sections of results.md, from hand-made results."""
+from __future__ import annotations
+
+from zoo.bench.comparisons import claim_verdict, pairwise_matrix, verdict
+
+
+def results_with(pairs, failures=None):
+    labels = ["SFT", "A", "B"]
+    failures = failures or {}
+    return {"seeds": [0, 1, 2],
+            "contenders": [{"label": label, "failures": failures.get(label, 0)} for label in labels],
+            "comparisons": {"pairs": pairs}}
+
+
+def pair(a, b, difference, adjusted_p):
+    return {"a": a, "b": b, "difference_mean": difference, "adjusted_p": adjusted_p,
+            "significant": adjusted_p < 0.05}
+
+
+def test_claims_are_reproduced_contradicted_or_not_significant_in_the_right_direction():
+    results = results_with([pair("SFT", "A", -0.8, 0.01), pair("SFT", "B", 0.3, 0.02), pair("A", "B", 0.1, 0.4)])
+    assert claim_verdict(results, "A", "SFT").startswith("reproduced (+0.80")  # the pair is stored as SFT − A
+    assert claim_verdict(results, "SFT", "A").startswith("contradicted (-0.80")
+    assert claim_verdict(results, "B", "SFT").startswith("contradicted (-0.30")
+    assert claim_verdict(results, "A", "B").startswith("not significant (+0.10, Holm-adjusted p = 0.40)")
+    collapsed = results_with(results["comparisons"]["pairs"], failures={"B": 3})
+    assert claim_verdict(collapsed, "A", "B") == "cannot tell: every seed of 'B' collapsed"
+
+
+def test_the_pairwise_matrix_is_antisymmetric_and_says_not_significant():
+    header, body = pairwise_matrix(results_with([pair("SFT", "A", -0.8, 0.01), pair("SFT", "B", 0.3, 0.2),
+                                                 pair("A", "B", 1.1, 0.03)]))
+    assert header == ["row − column", "1", "2", "3"]
+    assert body[0] == ["1. SFT", "·", "-0.80 (p=0.010)", "+0.30 n.s."]
+    assert body[1] == ["2. A", "+0.80 (p=0.010)", "·", "+1.10 (p=0.030)"]
+    assert body[2] == ["3. B", "-0.30 n.s.", "-1.10 (p=0.030)", "·"]
+
+
+def test_verdict_marks_best_tied_and_below():
+    assert verdict({"best": True, "tied_with_best": True}) == "best"
+    assert verdict({"best": False, "tied_with_best": True}) == "tied with best"
+    assert verdict({"best": False, "tied_with_best": False}) == "below best"

@@ -1,0 +1,276 @@
+"""The parts of ``results.md`` that state verdicts: the headline table, the pairwise matrix,
+hyperparameter selection, KL-matched gold reward, budgets.
+
+Everything here is a pure function of ``results.json`` and holds no wall-clock figure, so a
+rerun of the same code and config renders the same bytes (``zoo bench --check`` relies on it;
+timings stay in results.json and on the terminal).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NOT_SIGNIFICANT = "n.s."
+
+
+def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _pm(summary: dict[str, Any], digits: int = 2) -> str:
+    text = _num(summary.get("mean"), digits)
+    half = summary.get("ci95")
+    if text == "–" or half is None or math.isnan(half):
+        return text
+    return f"{text} ± {half:.{digits}f}"
+
+
+def _interval(interval: dict[str, Any]) -> str:
+    mean = interval.get("mean")
+    if mean is None or math.isnan(mean):
+        return "–"
+    low, high = interval.get("low"), interval.get("high")
+    if low is None or math.isnan(low):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _signed_interval(interval: dict[str, Any]) -> str:
+    mean, low, high = interval.get("mean"), interval.get("low"), interval.get("high")
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+
+
+def verdict(contender: dict[str, Any]) -> str:
+    if contender.get("best"):
+        return "best"
+    if contender.get("tied_with_best"):
+        return "tied with best"
+    return "below best"
+
+
+HEADLINE = ("run", "gold reward [95%]", "Δ gold vs SFT", "vs best", "win rate vs SFT", "KL(π‖π_SFT)", "proxy RM",
+            "implicit-reward pref. acc.", "verbatim probe acc.", "held-out probe acc. [95%]", "Δ held-out probe [95%]",
+            "collapsed")
+
+
+def headline_rows(results: dict[str, Any]) -> list[list[str]]:
+    out = []
+    base = next(c for c in results["contenders"] if c["baseline"])
+    probe_before = base["summary"]["probe_accuracy"]["mean"]
+    seeds = len(results["seeds"])
+    for c in results["contenders"]:
+        s = c["summary"]
+        if c["baseline"]:
+            delta = "–"
+        else:
+            vs = c["vs_sft"]
+            delta = _num(vs.get("difference_mean"), signed=True)
+            if delta != "–":
+                delta += "" if vs.get("significant") else f" ({NOT_SIGNIFICANT})"
+        probe = s["probe_accuracy"]["mean"]
+        probe_text = _num(probe)
+        if not c["baseline"] and probe_text != "–" and probe_before is not None and not math.isnan(probe_before):
+            probe_text += f" ({probe - probe_before:+.2f})"
+        label = c["label"]
+        if c.get("selected") and c.get("setting"):
+            label += " (" + ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in c["setting"].items()) + ")"
+        heldout = c.get("heldout_probe_interval")
+        change = c.get("heldout_probe_change")
+        out.append([label, _interval(c["gold_interval"]), delta, verdict(c), _pm(s["win_rate"]), _pm(s["kl"]),
+                    _pm(s["proxy"]), _pm(s["preference_accuracy"]), probe_text,
+                    _interval(heldout) if heldout else "–",
+                    "–" if c["baseline"] or not change else _signed_interval(change), f"{c['failures']}/{seeds}"])
+    return out
+
+
+def headline_notes(results: dict[str, Any]) -> list[str]:
+    seeds = results["seeds"]
+    comparisons = results["comparisons"]
+    failure = results["config"]["failure"]
+    scope = ("a whole pipeline (initial weights, pretraining, SFT, preference data, proxy reward model, alignment "
+             "run, evaluation samples)" if results.get("seed_scope") == "pipeline"
+             else "the alignment run and the evaluation samples (the shared stages are built once)")
+    covers = next((c["gold_interval"]["covers"] for c in results["contenders"] if c["baseline"]), "")
+    lines = [
+        f"Every number is measured on the test prompts. Each of the {len(seeds)} seed(s) {seeds} redraws {scope}.",
+        f"Gold reward: mean over seeds and test prompts; [95%] is a percentile interval from a {covers}.",
+        f"Δ gold vs SFT and vs best: {comparisons['test']}; p-values Holm-corrected over every pair of rows "
+        f"({comparisons['correction']}). \"{NOT_SIGNIFICANT}\" means not significant: the data do not show a "
+        f"difference. \"tied with best\": not significantly below the best row ({comparisons['best']!r}).",
+        "Other ± columns: 95% Student-t intervals across seeds.",
+        f"Collapsed: seeds where KL(π‖π_SFT) > {failure['max_kl']:g} nats or the gold reward fell more than "
+        f"{failure['max_gold_drop_sd']:g} SD (of the SFT model's per-sample gold reward) below the SFT model's. "
+        f"Collapsed seeds are counted here and left out of every other column and test.",
+        "Implicit-reward pref. acc.: held-out gold-labelled pairs ranked by log π − log π_SFT, DPO's own implicit "
+        "reward, so it favours the methods that optimise it directly; the SFT model scores 0.50. The gold reward "
+        "and the win rate are the algorithm-neutral quality figures.",
+        "Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items pretraining "
+        "quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the same facts in questions "
+        "no training text contains; [95%] by the hierarchical bootstrap over seeds and items, the Δ paired with the "
+        "SFT model item by item.",
+    ]
+    return lines
+
+
+def pairwise_matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Row − column gold-reward differences, "n.s." where Holm-corrected p ≥ 0.05."""
+    labels = [c["label"] for c in results["contenders"]]
+    index = {label: i for i, label in enumerate(labels)}
+    cells = [["" if i != j else "·" for j in range(len(labels))] for i in range(len(labels))]
+    for pair in results["comparisons"]["pairs"]:
+        i, j = index[pair["a"]], index[pair["b"]]
+        d = pair["difference_mean"]
+        if d is None or math.isnan(d):
+            cells[i][j] = cells[j][i] = "–"
+            continue
+        p = pair["adjusted_p"]
+        tail = f" (p={p:.3f})" if pair["significant"] else f" {NOT_SIGNIFICANT}"
+        cells[i][j] = f"{d:+.2f}{tail}"
+        cells[j][i] = f"{-d:+.2f}{tail}"
+    header = ["row − column"] + [str(i + 1) for i in range(len(labels))]
+    body = [[f"{i + 1}. {label}"] + row for i, (label, row) in enumerate(zip(labels, cells))]
+    return header, body
+
+
+def selection_lines(results: dict[str, Any]) -> list[str]:
+    selections = results.get("selections") or {}
+    if not selections:
+        return []
+    lines = ["## Hyperparameter selection (validation prompts only)", "",
+             "Each selected run trained every setting of its sweep on the tuning seed(s) and kept the one with the "
+             "highest mean gold reward on the validation prompts (collapsed settings not eligible); the table above "
+             "reports that setting on the test prompts.", ""]
+    body = []
+    for group, selection in selections.items():
+        for trial in selection["trials"]:
+            chosen = "selected" if trial["label"] == selection["selected_label"] else ""
+            kl = [v["kl"] for v in trial["validation"].values()]
+            body.append([group, ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in trial["setting"].items()),
+                         _num(trial["gold"]), _num(sum(kl) / len(kl)), "yes" if trial["failed"] else "no", chosen])
+    tuning = sorted({s for sel in selections.values() for s in sel["tuning_seeds"]})
+    lines += _table(["run", "setting", f"validation gold (seeds {tuning})", "validation KL", "collapsed", ""], body)
+    trials = {group: len(sel["trials"]) for group, sel in selections.items()}
+    lines += ["", "Trials per run: " + ", ".join(f"{g} {n}" for g, n in trials.items()) + ".", ""]
+    return lines
+
+
+def kl_matched_lines(results: dict[str, Any]) -> list[str]:
+    matched = results.get("kl_matched") or []
+    if not matched:
+        return []
+    budgets = list(matched[0]["budgets"])
+    lines = ["## Gold reward at matched KL", "",
+             "Each sweep's (KL, gold) curve, interpolated linearly between its settings at each KL budget (nats per "
+             "response); \"–\" where the sweep does not reach the budget. [95%]: hierarchical bootstrap over seeds and "
+             "test prompts, the same draw for every setting of a sweep. Every seed counts here, collapsed or not.", ""]
+    body = [[m["group"]] + [_interval(m["budgets"][b]) for b in budgets] for m in matched]
+    return lines + _table(["sweep"] + [f"gold at KL = {b}" for b in budgets], body) + [""]
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def budget_lines(results: dict[str, Any]) -> list[str]:
+    """Steps, samples and tokens generated, tokens trained and estimated FLOPs per trained contender."""
+    params = (results["shared_stages"].get("init") or {}).get("parameters")
+    body = []
+    for c in results["contenders"]:
+        s = c["summary"]
+        steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
+        if not _finite(steps):
+            continue
+        samples, generated = s["samples_generated"]["mean"], s["tokens_generated"]["mean"]
+        flops = None
+        if params and _finite(tokens):
+            flops = 6 * params * tokens + 2 * params * (generated if _finite(generated) else 0)
+        body.append([c["label"], _num(steps, 0), _num(samples, 0), _num(generated, 0), _num(tokens, 0),
+                     "–" if flops is None else f"{flops:.2e}"])
+    if not body:
+        return []
+    tuning = {g: len(sel["trials"]) for g, sel in (results.get("selections") or {}).items()}
+    note = (" Tuning multiplies a selected run's cost by its number of trials on the tuning seed(s) (see the "
+            "selection table)." if tuning else "")
+    return (["## Training budget per run (mean per seed)", "",
+             f"Every run gets the same optimiser steps; what a step costs differs. FLOPs ≈ 6·N per trained token "
+             f"(forward and backward) + 2·N per generated token, N = {params} parameters; the reference and "
+             f"reward-model passes are not counted.{note}", ""]
+            + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
+                      "FLOPs"], body) + [""])
+
+
+def comparison_lines(results: dict[str, Any]) -> list[str]:
+    header, body = pairwise_matrix(results)
+    return (["## Every pair of runs", "",
+             f"Gold-reward difference, row minus column; {results['comparisons']['test']}; "
+             f"{results['comparisons']['correction']}; \"{NOT_SIGNIFICANT}\": not significant (Holm-adjusted p ≥ "
+             f"0.05), otherwise the adjusted p. Also drawn in pairwise.png.", ""]
+            + _table(header, body) + [""])
+
+
+def claim_verdict(results: dict[str, Any], better: str, worse: str) -> str:
+    """"reproduced", "contradicted" or "not significant" for the claim ``better`` > ``worse``."""
+    rows = {c["label"]: c for c in results["contenders"]}
+    for label in (better, worse):
+        if rows[label]["failures"] == len(results["seeds"]):
+            return f"cannot tell: every seed of {label!r} collapsed"
+    for pair in results["comparisons"]["pairs"]:
+        if {pair["a"], pair["b"]} == {better, worse}:
+            d = pair["difference_mean"] * (1 if pair["a"] == better else -1)
+            if not pair["significant"] or math.isnan(d):
+                return f"not significant ({d:+.2f}, Holm-adjusted p = {pair['adjusted_p']:.2f})"
+            verdict = "reproduced" if d > 0 else "contradicted"
+            return f"{verdict} ({d:+.2f}, Holm-adjusted p = {pair['adjusted_p']:.3f})"
+    return "cannot tell: no test"
+
+
+def findings_lines(results: dict[str, Any]) -> list[str]:
+    claims = results["config"].get("claims") or []
+    if not claims:
+        return []
+    lines = ["## Findings: published shapes, tested", "",
+             "Each claim is checked against the Holm-corrected pairwise test above: reproduced (significantly in the "
+             "claimed direction), contradicted (significantly the other way) or not significant (this run cannot "
+             "tell). No winner is presumed.", ""]
+    body = [[claim["text"], f"{claim['better']} > {claim['worse']}",
+             claim_verdict(results, claim["better"], claim["worse"])] for claim in claims]
+    return lines + _table(["claim", "rows", "verdict"], body) + [""]
+
+
+def markdown_body(results: dict[str, Any]) -> list[str]:
+    """The verdict sections of results.md, in order."""
+    lines = _table(list(HEADLINE), headline_rows(results)) + [""]
+    lines += [f"- {line}" for line in headline_notes(results)] + [""]
+    lines += findings_lines(results)
+    lines += comparison_lines(results)
+    lines += selection_lines(results)
+    lines += kl_matched_lines(results)
+    lines += budget_lines(results)
+    return lines
+
+
+def pipeline_lines(results: dict[str, Any]) -> list[str]:
+    """The shared stages of each pipeline: preference data and the proxy reward model."""
+    body = []
+    for seed, stages in (results.get("pipelines") or {}).items():
+        prefs, rm = stages.get("preferences", {}), stages.get("reward_model", {})
+        body.append([seed, str(prefs.get("pairs", "–")), _num(prefs.get("sft_sample_gold_mean")),
+                     _num(prefs.get("label_agreement_with_gold")), _num(rm.get("heldout_accuracy")),
+                     str(prefs.get("heldout_pairs", "–"))])
+    if not body:
+        return []
+    return (["## Pipelines (one per seed)", "",
+             "Preference pairs come from SFT samples on the training prompts, labelled by a noisy Bradley–Terry draw "
+             "on the gold reward; the proxy reward model's accuracy is on noise-free gold-labelled pairs of the test "
+             "prompts.", ""]
+            + _table(["seed", "pairs", "SFT sample gold", "labels agreeing with gold", "proxy RM held-out acc.",
+                      "held-out pairs"], body) + [""])
