@@ -22,7 +22,8 @@ def _contender(label: str, baseline: bool, significant: bool) -> dict:
 
 def _results(significant: bool) -> dict:
     return {"config": {"task": {"name": "fables"}}, "seeds": [0, 1, 2], "significance_test": "paired t-test",
-            "shared_stages": {}, "contenders": [_contender("sft", True, True),
+            "shared_stages": {}, "comparisons": {"best": "sft", "tied_with_best": [], "correction": "Holm"},
+            "contenders": [_contender("sft", True, True),
                                                 _contender("dpo (beta=0.1)", False, significant),
                                                 _contender("rejection_sampling", False, True)]}
 
