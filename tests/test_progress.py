@@ -51,6 +51,10 @@ def test_track_and_switch_off(monkeypatch, capsys):
     monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
     assert list(track([1, 2, 3], "three")) == [1, 2, 3]
     assert "three: done, 3 items" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")  # another process of a multi-process run
+    assert list(track([1, 2], "rank one")) == [1, 2]
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("ZOO_PROGRESS", "off")
     assert list(track([1, 2], "quiet")) == [1, 2]
     assert capsys.readouterr().out == ""

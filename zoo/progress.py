@@ -10,7 +10,7 @@ suite and each benchmark stage report through :class:`Progress`:
 
 Progress goes to standard output, next to the training progress bar; a command that prints
 machine-readable output there (``--json``) sends it to standard error with :func:`to_stderr`.
-``ZOO_PROGRESS=off`` silences it.
+``ZOO_PROGRESS=off`` silences it; in a multi-process run only rank 0 reports.
 """
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def _interval() -> float:
         return 5.0
 
 
+def _rank() -> int:
+    """This process's rank among the processes of a multi-process run (0 alone); set by the launchers."""
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def format_seconds(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""
     seconds = max(0, int(round(seconds)))
@@ -63,7 +72,8 @@ class Progress:
         self.description, self.total, self.unit = description, total, unit
         self.stream = stream if stream is not None else _stream()
         self.interval = _interval() if interval is None else interval
-        self.enabled = os.environ.get("ZOO_PROGRESS", "on").lower() not in ("off", "0", "false", "no")
+        self.enabled = os.environ.get("ZOO_PROGRESS", "on").lower() not in ("off", "0", "false", "no") and \
+            _rank() == 0  # with several processes, one reports
         self.count = 0
         self._bar = None
         self._task = None
