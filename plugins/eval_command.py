@@ -104,10 +104,18 @@ def _device(name: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.json:
-        from zoo.progress import to_stderr
+    if not args.json:
+        return _evaluate(args)
+    from zoo.progress import to_stderr
 
-        to_stderr()  # standard output is the JSON
+    to_stderr()  # standard output is the JSON
+    try:
+        return _evaluate(args)
+    finally:
+        to_stderr(False)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     if args.list:
         return _list_suites(args.json)
     if not args.model or not args.suites:

@@ -76,3 +76,13 @@ def test_samples_rebuild_the_scored_prompt(data_dir, tmp_path, monkeypatch):
     rebuilt = [mmlu.build_prompt({"subject": s["subject"], "question": s["question"], "choices": s["choices"]},
                                  [dev[i] for i in s["fewshot"]]) for s in samples]
     assert rebuilt == scored and len(samples) == 12 and samples[0]["fewshot"] == ["anatomy/0", "anatomy/1"]
+
+
+def test_json_mode_gives_standard_output_back_to_progress_afterwards(data_dir, capsys, monkeypatch):
+    from zoo.progress import track
+
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    assert main(["eval", "--list", "--json"]) == 0
+    capsys.readouterr()
+    list(track([1], "after"))
+    assert "after: done" in capsys.readouterr().out

@@ -267,8 +267,8 @@ def _stream_hub(name: str, split: str, streaming: bool = False) -> RowStream:
     parts = name.split("/")
     repo, data_dir = ("/".join(parts[:2]), "/".join(parts[2:])) if len(parts) > 2 else (name, None)
     try:
-        dataset = datasets.load_dataset(repo, split=split, streaming=streaming,
-                                        **({"data_dir": data_dir} if data_dir else {}))
+        dataset = datasets.load_dataset(repo, split=split, **({"data_dir": data_dir} if data_dir else {}),
+                                        **({"streaming": True} if streaming else {}))
     except Exception as exc:  # network, missing split, unknown name: all user-facing
         raise ConfigError(f"could not load data set {name!r} split {split!r} from the Hugging Face Hub "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
