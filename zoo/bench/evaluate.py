@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from zoo.bench.config import EvalConfig
+from zoo.gguf import resolve
 from zoo.logprobs import sequence_logprobs
 
 
@@ -61,6 +62,7 @@ def device() -> torch.device:
 def load_policy(model_dir: str | Path) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model_dir = resolve(str(model_dir))  # a GGUF file (the unaligned start) reads its converted directory
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(device()).eval()
     return model, tokenizer
@@ -158,9 +160,11 @@ def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, be
     else:
         samples = sample_and_score(policy, inputs, seed)
     prompts = inputs.repeated_prompts
+    gold = inputs.gold.score(prompts, samples["texts"]).tolist()
     record = {
-        "gold": inputs.gold.score(prompts, samples["texts"]).tolist(),
-        "proxy": inputs.proxy.score(prompts, samples["texts"]).tolist(),
+        "gold": gold,
+        # a task without a gold reward is judged by the proxy itself: one scoring pass
+        "proxy": gold if inputs.proxy is inputs.gold else inputs.proxy.score(prompts, samples["texts"]).tolist(),
         "kl": samples["kl"], "length": samples["length"],
         "kl_kind": "analytic best-of-n bound" if best_of is not None else "sampled estimate",
         "probe_accuracy": probe_accuracy(policy, inputs) if full else None,
