@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(model.name, str(samples_per_prompt(config, index)), "" if mean is None else f"{mean:.4f}")
     console.print(table)
     console.print(f"{result.rows} rows from {result.prompts} prompts ({result.skipped} prompts skipped: no "
-                  f"preference among their samples) written to [bold]{result.output}[/]")
+                  f"preference among their samples) written to [bold]{result.output}[/]", soft_wrap=True)
+    if result.bad_rows:
+        console.print(f"{result.bad_rows} malformed prompt row(s) skipped (on_bad_rows: skip)")
     return 0
 
 

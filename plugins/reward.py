@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -56,7 +56,7 @@ def pair_metrics(rewards: torch.Tensor, scores: torch.Tensor, valid: torch.Tenso
     pairs = _ordered_pairs(scores, valid)
     diff = (rewards[:, :, None] - rewards[:, None, :]).detach()
     count = pairs.sum().clamp(min=1)
-    return {"accuracy": ((diff > 0) & pairs).sum() / count, "margin": (diff * pairs).sum() / count}
+    return {"accuracy": (pair_accuracy(diff) * pairs).sum() / count, "margin": (diff * pairs).sum() / count}
 
 
 def bradley_terry_loss(rewards: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor) -> LossOutput:

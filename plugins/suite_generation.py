@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from zoo import ConfigError, Sampling, hookimpl
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import pad_id, read_examples, resolve_source
+from zoo.eval.heldout import pad_id, read_examples, resolve_source, with_tokenizer
 from zoo.eval.loglik import inference
 from zoo.eval.results import mean_metric
 from zoo.logprobs import sequence_logprobs
@@ -64,9 +64,9 @@ class GenerationSuite(Suite):
 
     def load(self, data_dir=None, limit=None) -> None:
         o = self.options
-        examples, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, "prompt", limit)
-        self.prompts = [e.prompt for e in examples]
-        self.rows = [e.row for e in examples]
+        self.read, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, "prompt", limit)
+        self.prompts = [e.prompt for e in self.read]
+        self.rows = [e.row for e in self.read]
 
     def size(self) -> int:
         return len(self.prompts)
@@ -94,6 +94,7 @@ class GenerationSuite(Suite):
         o, n = self.options, self.options.samples_per_prompt
         if model is None:
             raise ConfigError("the generation suite needs a model")
+        self.prompts = [e.prompt for e in with_tokenizer(self.read, tokenizer)]  # chat prompts: the model's template
         if context.reward is None and context.reference is None:
             raise ConfigError("the generation suite needs a reward (--reward-model or --reward-function) for its "
                               "reward and win rate, or a reference (--reference) for its KL")

@@ -47,7 +47,7 @@ BAD_ROWS = [
     ("pairwise", {**PAIR, "chosen": " \n\t "}, "chosen", "empty or whitespace-only"),
     ("pairwise", {**PAIR, "rejected": PAIR["chosen"]}, "rejected", "identical to chosen"),
     ("pairwise", {"chosen": "Human: hi", "rejected": "Human: ho"}, "chosen", "no prompt column"),
-    ("pairwise", {**PAIR, "chosen": [{"role": "user", "content": "x"}]}, "chosen", "must be the assistant's"),
+    ("pairwise", {**PAIR, "chosen": [{"role": "user", "content": "x"}]}, "chosen", "must be one assistant message"),
     ("pairwise", {**PAIR, "chosen": [{"role": "assistant", "content": "  "}]}, "chosen[0].content", "empty"),
     ("pairwise", {"text": "no pair here"}, "prompt", "missing fields"),
     ("ranked", {**RANKED, "scores": [1, 0]}, "scores", "has 2 values for 3 responses"),

@@ -41,3 +41,20 @@ def test_an_unreachable_hub_data_set_is_a_config_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(ConfigError, match=r"could not load data set 'Anthropic/hh-rlhf/harmless-base'.*local file"):
         read_rows("Anthropic/hh-rlhf/harmless-base", split="train")
+
+
+def test_max_examples_streams_a_hub_data_set(monkeypatch):
+    import datasets
+
+    from zoo.data.sources import stream_rows
+
+    calls = []
+
+    def fake_load_dataset(name, split, **kwargs):
+        calls.append((name, split, kwargs))
+        return iter([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    stream = stream_rows("trl-lib/ultrafeedback_binarized", limit=10)
+    assert calls == [("trl-lib/ultrafeedback_binarized", "train", {"streaming": True})]
+    assert stream.total is None and [row for _, row in stream] == [{"prompt": "p", "chosen": "a", "rejected": "b"}]

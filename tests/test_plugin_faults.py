@@ -178,6 +178,7 @@ def test_other_work_goes_on_while_faulty_plugins_are_installed(faulty_site, tmp_
         raw["algorithm"] = "extra_sft"
         result = train(load_config(raw=raw))
         assert (result.output_dir / "model" / "model.safetensors").exists()
+        capsys.readouterr()  # the run's progress lines
 
         assert cli.main(["plugins", "--json"]) == 0
         payload = {p["name"]: p for p in json.loads(capsys.readouterr().out)}

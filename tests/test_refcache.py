@@ -221,3 +221,20 @@ def test_the_fill_reports_progress_and_returns_tensors_autograd_can_use(tiny_run
             torch.testing.assert_close(rows[example.id], alone, atol=1e-5, rtol=1e-5)
     weight = torch.ones(1, requires_grad=True)
     (weight * rows[examples[0].id]).sum().backward()  # an inference-mode tensor would refuse this
+
+
+def test_cache_ls_keeps_paths_and_dates_whole_in_80_columns(tiny_run, tmp_path, cache_dir, capsys, monkeypatch):
+    from zoo.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    reference = tmp_path / ("a-reference-model-directory-with-a-long-name-" * 3)
+    reference.mkdir()
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", model={"reference": str(reference)}))
+    tokenizer = load_tokenizer(config.model)
+    ReferenceCache.for_run(config, tokenizer).save(ReferenceTable({"ab" * 12: torch.tensor([-1.0, -2.0])}))
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    entry = describe_cache_files()[0]
+    assert f"reference: {reference.resolve()}" in out  # the whole path, on one line
+    assert f"created: {entry['created']}" in out and len(entry["created"]) >= 19
+    assert f"{entry['key'][:12]}  1 examples" in out and "…" not in out

@@ -6,6 +6,7 @@ The public API that plugins import::
 
 and, for online algorithms, ``ExperienceContext`` and ``Sampling``.
 """
+from zoo.accuracy import pair_accuracy
 from zoo.algorithm import Algorithm, ExperienceContext, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
@@ -19,4 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "ExperienceContext", "Hyperparameters",
     "LossOutput", "PluginError", "RewardFunction", "Sampling", "SequenceLogProbs", "ZooError", "hookimpl",
+    "pair_accuracy",
 ]

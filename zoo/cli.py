@@ -12,7 +12,6 @@ import logging
 import os
 import shlex
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,11 +27,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from zoo.quiet import quiet_libraries
+
+    quiet_libraries()
 
 
 # ----- zoo train ---------------------------------------------------------------------------------

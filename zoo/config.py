@@ -73,17 +73,30 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "test"
     eval_fraction: float = 0.1
-    #: Keep at most this many training rows (None: all).
+    #: Use the first N usable rows of ``train`` (before ``eval_fraction`` is split off) and stop
+    #: reading there: the rest of the file is neither read nor checked (None: all rows).
     max_examples: int | None = None
     #: Rows generated for a ``builtin:`` data set.
     builtin_size: int = 512
     #: Longest prompt + response, in tokens.
     max_length: int = 256
-    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end.
+    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
+    #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
+    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
     max_prompt_length: int = 128
-    prompt_truncation: Literal["keep_end", "keep_start"] = "keep_end"
+    prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
+    #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
+    #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
+    #: ``auto``: as they are, with a warning when the tokenizer has a chat template (an
+    #: instruct model given untemplated text). Message lists always use the template. A bare
+    #: YAML on/off (read as true/false) means the same.
+    chat_template: Literal["auto", "on", "off"] | bool = "auto"
     #: SFT only: put the loss on prompt tokens too.
     train_on_prompt: bool = False
+    #: SFT only: train on preference data. ``chosen``: the chosen response of pairwise rows (the
+    #: Zephyr / Llama 2 recipe of fine-tuning on preferred responses first); ``best``: the
+    #: highest-scored response of ranked (or pairwise) rows, the first one on a tie.
+    sft_from: Literal["chosen", "best"] | None = None
     #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is
     #: dropped, counted and reported.
     on_bad_rows: Literal["error", "skip"] = "error"
@@ -94,6 +107,11 @@ class DataConfig:
     padding_free: bool = False
     num_workers: int = 0
     seed: int = 0
+
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_template, bool):  # YAML 1.1: `chat_template: on` arrives as True
+            self.chat_template = "on" if self.chat_template else "off"
 
 
 @dataclasses.dataclass
@@ -215,8 +233,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
+            # YAML 1.1 reads a bare off/on/no/yes as a boolean.
+            quote = (f"; YAML reads a bare {'off' if value is False else 'on'} as {str(value).lower()}: "
+                     f"write it in quotes, e.g. {key.rsplit('.', 1)[-1]}: \"{'off' if value is False else 'on'}\"")\
+                if isinstance(value, bool) and ("off" if value is False else "on") in choices else ""
             raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(map(repr, choices))}"
-                              f"{did_you_mean(str(value), map(str, choices))}")
+                              f"{did_you_mean(str(value), map(str, choices))}{quote}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -376,6 +398,9 @@ def validate_run(config: RunConfig) -> None:
                           f"data.max_length ({d.max_length}) to leave room for the response")
     if not 0 <= d.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction = {d.eval_fraction!r}: must be in [0, 1)")
+    if d.sft_from is not None and algorithm_cls.data_shape != "sft":
+        raise ConfigError(f"data.sft_from = {d.sft_from!r} picks SFT targets from preference data, but algorithm "
+                          f"{config.algorithm!r} reads {algorithm_cls.data_shape!r} data; remove data.sft_from.")
     if config.model.lora is not None and config.model.reference is not None:
         raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
                           "model.reference cannot be set with it.")

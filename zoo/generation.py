@@ -95,10 +95,14 @@ class _RawLogpRecorder(LogitsProcessor):
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     """EOS ids of the tokenizer plus those the model's generation config stops at (chat models
     often end turns with a token other than the tokenizer's EOS)."""
+    from zoo.data.tokenize import response_end_id
+
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for token in [configured] if isinstance(configured, int) else (configured or []):
-        if token not in ids:
+    configured = [configured] if isinstance(configured, int) else list(configured or [])
+    # ...and the token training ends responses with (the chat template's end of turn).
+    for token in configured + [response_end_id(tokenizer)]:
+        if token is not None and token not in ids:
             ids.append(token)
     return ids
 
@@ -367,9 +371,12 @@ def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int =
     goes to the sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``). Its KL to
     the sampling policy is at most ``log n − (n − 1)/n`` nats (Stiennon et al. 2020).
     """
+    from zoo.progress import track
+
     texts, all_texts, best_scores, all_scores, indices = [], [], [], [], []
-    for chunk, groups in sample_texts(sampler, prompts, n=n, batch_size=batch_size,
-                                      max_prompt_length=max_prompt_length, seed=seed, **sampling):
+    chunks = sample_texts(sampler, prompts, n=n, batch_size=batch_size, max_prompt_length=max_prompt_length,
+                          seed=seed, **sampling)
+    for chunk, groups in track(chunks, f"best-of-{n}", -(-len(prompts) // batch_size), "batches"):
         repeated = [prompt for prompt in chunk for _ in range(n)]
         scores = reward.score(repeated, [text for group in groups for text in group]).view(len(chunk), n)
         index, _ = select_best(scores)

@@ -67,8 +67,11 @@ class PairsConfig:
     mode: Literal["best_vs_random", "ranked", "strong_vs_weak"] = "best_vs_random"
     reward: RewardConfig | None = None
     split: str = "train"
-    #: Use at most this many prompts (None: all).
+    #: Use the first N usable prompts and stop reading there (None: all).
     max_prompts: int | None = None
+    #: ``error``: a malformed prompt row stops the command naming file, row and field. ``skip``:
+    #: it is dropped and counted.
+    on_bad_rows: Literal["error", "skip"] = "error"
     builtin_size: int = 512
     max_prompt_length: int = 128
     sampling: Sampling = dataclasses.field(default_factory=lambda: Sampling(samples_per_prompt=4, max_new_tokens=64))
@@ -131,25 +134,28 @@ class PairsResult:
     prompts: int
     skipped: int
     mean_scores: dict[str, float]
+    #: Malformed prompt rows dropped by ``on_bad_rows: skip``.
+    bad_rows: int = 0
 
 
 def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | None
-                  ) -> tuple[list[str], list[list[str]]]:
-    """Prompts (the data set's, or the given ones) and ``samples`` responses per prompt."""
+                  ) -> tuple[list[str], list[list[str]], int]:
+    """Prompts (the data set's, or the given ones), ``samples`` responses per prompt, bad rows skipped."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
     from zoo.generation import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
+    from zoo.progress import track
 
     spec = config.models[model_index]
     model_config = spec.model_config()
     tokenizer = load_tokenizer(model_config)
     data = DataConfig(train=config.prompts, builtin_size=config.builtin_size, seed=config.seed,
                       max_prompt_length=config.max_prompt_length,
-                      max_length=config.max_prompt_length + config.sampling.max_new_tokens)
-    examples, _ = load_examples(config.prompts, config.split, "prompt", data, tokenizer)
-    if config.max_prompts is not None:
-        examples = examples[: config.max_prompts]
+                      max_length=config.max_prompt_length + config.sampling.max_new_tokens,
+                      on_bad_rows=config.on_bad_rows)
+    examples, report = load_examples(config.prompts, config.split, "prompt", data, tokenizer,
+                                     limit=config.max_prompts, bad_rows_key="on_bad_rows")
     texts = [e.prompt for e in examples]
     if prompts is not None and texts != prompts:
         raise ConfigError(f"models[{model_index}] ({spec.name}) reads the prompts differently from models[0]")
@@ -161,13 +167,14 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     n = samples_per_prompt(config, model_index)
     sampling = dataclasses.replace(config.sampling, samples_per_prompt=n)
     responses: list[list[str]] = []
-    for start in range(0, len(examples), config.batch_size):
+    batches = range(0, len(examples), config.batch_size)
+    for start in track(batches, f"sampling {spec.name} ({n} per prompt)", unit="batches"):
         batch = collate(examples[start: start + config.batch_size])
         generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling,
                              seed=config.seed * 1_000_003 + 7919 * model_index + start)
         for b in range(batch.num_examples):
             responses.append(generation.texts[b * n:(b + 1) * n])
-    return texts, responses
+    return texts, responses, len(report.skipped)
 
 
 def _distinct(samples: list[Sample]) -> list[Sample]:
@@ -224,7 +231,7 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     prompts: list[str] | None = None
     per_prompt: list[list[Sample]] = []
     for m in range(len(config.models)):
-        prompts, responses = _sample_model(config, m, prompts)
+        prompts, responses, bad_rows = _sample_model(config, m, prompts)
         if not per_prompt:
             per_prompt = [[] for _ in prompts]
         for samples, texts in zip(per_prompt, responses):
@@ -264,4 +271,4 @@ def make_pairs(config: PairsConfig) -> PairsResult:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     partial.replace(output)  # readers never see a half-written file
     return PairsResult(output, len(rows), len(prompts), skipped,
-                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v})
+                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v}, bad_rows)

@@ -43,6 +43,7 @@ from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
 from zoo.forward import batch_logprobs
 from zoo.gguf import file_digest, gguf_file, is_gguf
+from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -347,22 +348,6 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
     return rows
 
 
-def _progress_log(total: int, every: float = 10.0) -> Callable[[int], None]:
-    """A progress callback that logs the examples done, the rate and the time left every ``every`` s."""
-    state = {"done": 0, "start": time.perf_counter(), "last": time.perf_counter()}
-
-    def advance(count: int) -> None:
-        state["done"] += count
-        now = time.perf_counter()
-        if now - state["last"] >= every or state["done"] >= total:
-            state["last"] = now
-            rate = state["done"] / max(now - state["start"], 1e-9)
-            log.info("reference log-probs: %d/%d examples (%.1f/s, %.0fs left)", state["done"], total, rate,
-                     (total - state["done"]) / max(rate, 1e-9))
-
-    return advance
-
-
 def precision_plugin(precision: str, device_type: str) -> Any:
     """Lightning's precision plugin for ``train.precision``, so the one-off pass matches training's."""
     from lightning.pytorch.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
@@ -431,9 +416,10 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
     model = plugin.convert_module(model).to(device)
     started = time.perf_counter()
     batch_size = config.train.eval_batch_size or config.train.batch_size
-    table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
-                                         progress=_progress_log(len(missing)),
-                                         tokens=batch_size * collator_group_size(missing) * config.data.max_length))
+    with Progress("reference log-probs", len(missing), "examples") as bar:
+        table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
+                                             progress=bar.advance,
+                                             tokens=batch_size * collator_group_size(missing) * config.data.max_length))
     cache.save(table)
     log.info("reference log-probs: %d computed in %.1fs, %d reused; stored in %s", len(missing),
              time.perf_counter() - started, len(examples) - len(missing), cache.path)

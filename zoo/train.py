@@ -23,7 +23,6 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -41,6 +40,7 @@ from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
+from zoo.quiet import no_transformers_bars
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
@@ -48,6 +48,7 @@ from zoo.run_dir import (WRITE_ERRNOS, RunLock, check_output_dir, clear_run, con
                          is_run_dir, resolve_output_dir, resume_hint)
 from zoo.signals import Stop, stop_on_signals
 from zoo.trainer_settings import check_trainer_names, trainer_settings_error
+from zoo.trainprogress import training_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
         # No version counter: a new last.ckpt replaces (atomically) a damaged one, never a last-v1.ckpt beside it.
         callbacks.append(RunCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
                                        save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
-                                       filename="step-{step}", enable_version_counter=False))
+                                       filename="step-{step}", enable_version_counter=False,
+                                       auto_insert_metric_name=False))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(training_progress_bar())
     val_check = t.val_check_interval
     check_trainer_names(t)
     try:
@@ -112,8 +114,9 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_dir: Path) -> None:
     model_dir = output_dir / "model"
-    module.policy = save_policy(module.policy, model_dir)
-    tokenizer.save_pretrained(model_dir)
+    with no_transformers_bars():  # a "Writing model shards" bar, twice, for a save that takes no time
+        module.policy = save_policy(module.policy, model_dir)
+        tokenizer.save_pretrained(model_dir)
     if len(module.extra):
         state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
         save_file(state, str(model_dir / "extra_modules.safetensors"))

@@ -72,12 +72,13 @@ def load_policy(model_dir: str | Path) -> tuple[nn.Module, Any]:
 def sample_and_score(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, list[float] | list[str]]:
     """Samples of ``model`` on the evaluation prompts with their gold, proxy, KL and length."""
     from zoo.generation import Sampler, encode_prompts, generation_batch
+    from zoo.progress import track
 
     c = inputs.config
     sampler = Sampler(model, inputs.tokenizer)
     pad = inputs.tokenizer.pad_token_id
     out: dict[str, list] = {"texts": [], "kl": [], "length": []}
-    for start in range(0, len(inputs.prompts), c.batch_size):
+    for start in track(range(0, len(inputs.prompts), c.batch_size), "sampling and scoring", unit="batches"):
         chunk = inputs.prompts[start: start + c.batch_size]
         ids, mask = encode_prompts(inputs.tokenizer, chunk)
         generation = sampler(ids, mask, max_new_tokens=inputs.max_new_tokens, temperature=c.temperature,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -77,7 +77,7 @@ def kto_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
         "reward_chosen": chosen_reward,
         "reward_rejected": rejected_reward,
         "reward_margin": chosen_reward - rejected_reward,
-        "reward_accuracy": (chosen_reward > rejected_reward).float(),
+        "reward_accuracy": pair_accuracy(chosen_reward - rejected_reward),
     })
 
 
