@@ -84,13 +84,18 @@ def notes(results: dict[str, Any]) -> list[str]:
                                  else "peak resident memory of the process while training (CPU)."))
     prefs = shared.get("preferences", {})
     rm = shared.get("reward_model", {})
-    if prefs:
+    human = prefs.get("labels") == "human"
+    if human:
+        lines.append(f"Preference data: the task's {prefs.get('pairs')} human-labelled pairs of the train prompts. "
+                     f"No gold reward: 'gold reward' and the win rate are the scores of the proxy reward model "
+                     f"trained on those pairs, the one the online runs optimise (the judge).")
+    elif prefs:
         lines.append(f"Preference data: {prefs.get('pairs')} pairs and {prefs.get('ranked_sets')} ranked sets from SFT "
                      f"samples (mean gold {prefs.get('sft_sample_gold_mean', float('nan')):.2f}); labels agree with the "
                      f"gold reward on {prefs.get('label_agreement_with_gold', float('nan')):.0%} of untied pairs.")
     if rm.get("heldout_accuracy") is not None:
         lines.append(f"Proxy reward model: held-out pairwise accuracy {rm['heldout_accuracy']:.2f} "
-                     f"on {prefs.get('heldout_pairs')} gold-labelled pairs.")
+                     f"on {prefs.get('heldout_pairs')} {'human' if human else 'gold'}-labelled pairs.")
     return lines
 
 
