@@ -110,3 +110,19 @@ def test_the_lr_schedule_waits_when_min_score_rejects_every_prompt(tmp_path, tin
     scheduler = result.module.trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.last_epoch == 0  # no optimiser step ran, so the schedule did not move
     assert scheduler.get_last_lr() == [pytest.approx(1e-3)]
+
+
+def test_an_online_epoch_without_an_optimiser_step_stops_the_run(tmp_path):
+    """min_score rejecting every sample used to loop for ever under train.max_steps (no step, no progress)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "zoo.cli", "train", "configs/tiny/rejection_sampling.yaml", "model.name=tiny",
+               "algorithm_args.min_score=1.0e9", "algorithm_args.max_new_tokens=4", "data.builtin_size=16",
+               "train.batch_size=8", "train.max_steps=3", "train.progress_bar=false", f"output_dir={out}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert done.returncode != 0
+    assert "ran no optimiser step" in done.stderr + done.stdout and "min_score" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

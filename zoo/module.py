@@ -55,6 +55,8 @@ class AlignmentModule(L.LightningModule):
         self.nonfinite_steps = 0
         #: Real (non-padding) tokens of the batches the training loss was computed on (throughput).
         self.tokens_seen = 0
+        #: Optimiser steps of an online algorithm in the current epoch (an epoch without one stops the run).
+        self._epoch_optimizer_steps = 0
 
     @property
     def reference(self) -> nn.Module | None:
@@ -69,6 +71,17 @@ class AlignmentModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._move_frozen()
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_optimizer_steps = 0
+
+    def on_train_epoch_end(self) -> None:
+        # Lightning counts steps by optimiser steps: an online epoch that took none would repeat for ever
+        # under train.max_steps, so it stops the run instead.
+        if not self.automatic_optimization and self._epoch_optimizer_steps == 0:
+            raise ZooError(f"epoch {self.current_epoch} of {self.algorithm.name!r} ran no optimiser step: every "
+                           f"rollout left nothing to train on (e.g. rejection sampling's min_score rejected every "
+                           f"sample). Loosen the setting that filters samples (algorithm_args) and run again.")
 
     def on_validation_start(self) -> None:
         self._move_frozen()
@@ -187,6 +200,7 @@ class AlignmentModule(L.LightningModule):
                                     gradient_clip_algorithm="norm")
             optimizer.step()
             stepped.append((loss.detach(), _scalar_metrics(out), minibatch.num_examples))
+        self._epoch_optimizer_steps += len(stepped)
         loss = stepped[-1][0] if stepped else None
         rollout_log = context.metrics
         if stepped:
