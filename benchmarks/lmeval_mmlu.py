@@ -54,14 +54,20 @@ def harness_model(model_dir: Path, batch_size: int):
     return HFLM(pretrained=str(model_dir), dtype="float32", device="cpu", batch_size=batch_size)
 
 
-def run_harness(model: Any, tasks: list[str], task_dir: Path, *, num_fewshot: int, limit: int | None
-                ) -> dict[str, dict[int, dict[str, Any]]]:
-    """subject → doc id → ``{"loglikelihoods": [4], "gold": int}`` from lm-evaluation-harness."""
-    from lm_eval import simple_evaluate
+def task_manager(task_dir: Path) -> Any:
+    """lm-evaluation-harness's index of its tasks plus those under ``task_dir`` (slow to build: reuse it)."""
     from lm_eval.tasks import TaskManager
 
+    return TaskManager(include_path=str(task_dir))
+
+
+def run_harness(model: Any, tasks: list[str], task_dir: Path, *, num_fewshot: int, limit: int | None,
+                manager: Any = None) -> dict[str, dict[int, dict[str, Any]]]:
+    """subject → doc id → ``{"loglikelihoods": [4], "gold": int}`` from lm-evaluation-harness."""
+    from lm_eval import simple_evaluate
+
     out = simple_evaluate(model=model, tasks=tasks, num_fewshot=num_fewshot, limit=limit, log_samples=True,
-                          task_manager=TaskManager(include_path=str(task_dir)), bootstrap_iters=0,
+                          task_manager=manager or task_manager(task_dir), bootstrap_iters=0,
                           verbosity="ERROR")
     per_subject = {}
     for task, samples in out["samples"].items():

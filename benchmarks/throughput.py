@@ -210,7 +210,7 @@ def zoo_config(args: argparse.Namespace, model_dir: Path, output_dir: Path, *, p
             "padding_free": args.padding_free, "group_by_length": args.group_by_length, **data_options}
     return load_config(raw={
         "algorithm": args.algorithm,
-        "model": {"name": str(model_dir)},
+        "model": {"name": str(model_dir), "gradient_checkpointing": args.gradient_checkpointing == "on"},
         "data": data,
         "train": {"batch_size": args.batch_size, "max_steps": steps, "learning_rate": args.learning_rate,
                   "warmup_steps": 0, "scheduler": "linear", "gradient_clip_val": 1.0, "accelerator": "cpu",
@@ -333,7 +333,9 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
                       learning_rate=args.learning_rate, lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0,
                       weight_decay=0.0, use_cpu=True, report_to=[], logging_steps=10, save_strategy="no",
                       eval_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0, bf16=False,
-                      fp16=False, max_length=args.max_length)
+                      fp16=False, max_length=args.max_length,
+                      # TRL 1.16's configs turn activation checkpointing on by default; both tools use the same
+                      gradient_checkpointing=args.gradient_checkpointing == "on")
 
         def build():
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -369,12 +371,22 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
     return meter
 
 
+def run_tool(tool: str, layouts: dict[str, bool], args: argparse.Namespace, model_dir: Path, *, precompute: bool,
+             memory: bool = False) -> StepMeter | int:
+    """One run of ``tool``: a zoo layout (``layouts[tool]``: padding-free) or TRL."""
+    if tool in layouts:
+        return run_zoo(args, model_dir, precompute=precompute, memory=memory, padding_free=layouts[tool])
+    return run_trl(args, model_dir, precompute=precompute, memory=memory)
+
+
 # ----- the report -----------------------------------------------------------------------------------
 
 
 def prepare_model_dir(args: argparse.Namespace, scratch: Path) -> Path:
     if args.model_dir:
-        return Path(args.model_dir)
+        from zoo_benchmarks.model_source import model_directory
+
+        return model_directory(args.model_dir)
     from zoo.tiny import tiny_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -436,7 +448,9 @@ def tiny_geometry(text: str) -> dict[str, int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithm", default="dpo", help="any registered algorithm (TRL comparison: dpo, sft)")
-    parser.add_argument("--model-dir", default=None, help="a saved causal LM (default: the built-in tiny model)")
+    parser.add_argument("--model-dir", default=None,
+                        help="a saved causal LM directory, a .gguf file, or 'smollm2' (the packaged "
+                             "SmolLM2-135M-Instruct); default: the built-in tiny model")
     parser.add_argument("--tiny", type=tiny_geometry, default={}, metavar="KEY=VALUE,...",
                         help="built-in tiny model sizes other than the default, e.g. hidden_size=128,"
                              "intermediate_size=352,num_attention_heads=2,num_key_value_heads=1")
@@ -454,6 +468,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--against", choices=["none", "trl"], default="trl")
     parser.add_argument("--padding-free", action="store_true", help="zoo: data.padding_free")
     parser.add_argument("--group-by-length", action="store_true", help="zoo: data.group_by_length")
+    parser.add_argument("--layouts", default=None, metavar="padded,padding-free",
+                        help="zoo layouts to run, alternating with TRL in one run (default: the one "
+                             "--padding-free selects)")
+    parser.add_argument("--gradient-checkpointing", choices=["off", "on"], default="off",
+                        help="activation checkpointing in both tools (TRL's own default is on, zoo's off)")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N zoo steps after warm-up in one more run and print the time split")
@@ -464,6 +483,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--warmup must be at least 1: each step is timed from the previous step's end")
     if args.steps <= args.warmup + args.windows:
         parser.error("--steps must exceed --warmup + --windows")
+    if args.layouts is None:
+        args.layouts = ["padding-free" if args.padding_free else "padded"]
+    else:
+        args.layouts = [item.strip() for item in args.layouts.split(",") if item.strip()]
+        unknown = sorted(set(args.layouts) - {"padded", "padding-free"})
+        if unknown or not args.layouts:
+            parser.error(f"--layouts: expected padded and/or padding-free, got {', '.join(unknown) or 'nothing'}")
     return args
 
 
@@ -479,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--against trl needs TRL: pip install trl --no-deps (its other dependencies, "
                              "accelerate and datasets, come with alignment-zoo's)") from None
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.precompute]
-    tools = ["zoo"] + (["trl"] if args.against == "trl" else [])
+    # zoo's layouts as tools of their own ("zoo" alone when there is one), then TRL
+    layouts = {("zoo" if len(args.layouts) == 1 else f"zoo-{layout}"): layout == "padding-free"
+               for layout in args.layouts}
+    tools = list(layouts) + (["trl"] if args.against == "trl" else [])
     peak_flops = matmul_peak_flops()
     from zoo.registry import get_registry
 
@@ -499,26 +528,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {model_dir} ({params:,} matmul parameters, {reference_bytes / 2**20:.2f} MiB, "
               f"{model_config.num_hidden_layers} layers of {model_config.num_attention_heads} heads × {head_size}); "
               f"data {args.data.name}; batch {args.batch_size} examples; max length {args.max_length}; "
-              f"threads {torch.get_num_threads()}; matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
+              f"threads {torch.get_num_threads()}; gradient checkpointing {args.gradient_checkpointing} in both tools; "
+              f"matmul peak {peak_flops / 1e9:.1f} GFLOP/s")
         for precompute in settings:
             meters: dict[str, list[StepMeter]] = {tool: [] for tool in tools}
             for _ in range(args.repeats):
                 for tool in tools:
-                    run = run_zoo if tool == "zoo" else run_trl
                     peak = matmul_peak_flops()
-                    meters[tool].append(run(args, model_dir, precompute=precompute))
+                    meters[tool].append(run_tool(tool, layouts, args, model_dir, precompute=precompute))
                     meters[tool][-1].peak_flops = peak
                     peak_flops = max(peak_flops, peak)
             for tool in tools:
                 result = summarise(tool, precompute, meters[tool], args, params, attention_width, needs_reference)
                 if args.memory_steps:
-                    run = run_zoo if tool == "zoo" else run_trl
-                    result.peak_memory_bytes = run(args, model_dir, precompute=precompute, memory=True)
-                result.options = {"padding_free": args.padding_free, "group_by_length": args.group_by_length} \
-                    if tool == "zoo" else {}
+                    result.peak_memory_bytes = run_tool(tool, layouts, args, model_dir, precompute=precompute,
+                                                        memory=True)
+                result.options = {"padding_free": layouts[tool], "group_by_length": args.group_by_length} \
+                    if tool in layouts else {}
                 results.append(result)
                 memory = f"{result.peak_memory_bytes / 2**20:8.2f} MiB" if result.peak_memory_bytes else "n/a"
-                print(f"{tool:4s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
+                print(f"{tool:{max(4, *map(len, tools))}s} precompute={'on ' if precompute else 'off'}  {result.tokens_per_second:9.0f} tokens/s "
                       f"(windows {', '.join(f'{w:.0f}' for w in result.windows)})  peak {memory}  "
                       f"MFU {100 * result.mfu:5.1f}% (with reference forward {100 * result.mfu_with_reference:5.1f}%; "
                       f"attention counted: {100 * result.mfu_with_attention:5.1f}%, "
@@ -527,16 +556,22 @@ def main(argv: list[str] | None = None) -> int:
     by_key = {(r.tool, r.precompute): r for r in results}
     ratios: dict[str, float] = {}
     for precompute in settings:
-        zoo_run, trl_run = by_key.get(("zoo", precompute)), by_key.get(("trl", precompute))
         label = "precompute on" if precompute else "precompute off"
-        if zoo_run and trl_run:
-            ratios[f"zoo/trl tokens/s, {label}"] = zoo_run.tokens_per_second / trl_run.tokens_per_second
+        for tool in layouts:
+            zoo_run, trl_run = by_key.get((tool, precompute)), by_key.get(("trl", precompute))
+            if zoo_run and trl_run:
+                ratios[f"{tool}/trl tokens/s, {label}"] = zoo_run.tokens_per_second / trl_run.tokens_per_second
+                if args.memory_steps:
+                    ratios[f"{tool}/trl peak memory, {label}"] = zoo_run.peak_memory_bytes / trl_run.peak_memory_bytes
     if len(settings) == 2 and args.memory_steps:
-        off, on = by_key[("zoo", False)], by_key[("zoo", True)]
-        ratios["zoo peak memory saved by the cache (MiB)"] = (off.peak_memory_bytes - on.peak_memory_bytes) / 2**20
-        ratios["... over the reference model's size"] = (off.peak_memory_bytes - on.peak_memory_bytes) / reference_bytes
+        for tool in layouts:
+            off, on = by_key[(tool, False)], by_key[(tool, True)]
+            saved = (off.peak_memory_bytes - on.peak_memory_bytes)
+            ratios[f"{tool} peak memory saved by the cache (MiB)"] = saved / 2**20
+            ratios["... over the reference model's size" + ("" if tool == "zoo" else f" ({tool})")] = \
+                saved / reference_bytes
     for name, value in ratios.items():
-        print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name else ''}")
+        print(f"{name}: {value:.2f}{'x' if 'tokens/s' in name or 'peak memory,' in name else ''}")
     profiles = {}
     if args.profile:
         with tempfile.TemporaryDirectory() as scratch:

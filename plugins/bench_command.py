@@ -59,8 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     from zoo.bench.results import summarise
     from zoo.bench.runner import run_bench
 
-    # Piped output (CI logs, files) gets a wide console rather than rich's 80-column default.
-    console = Console() if sys.stdout.isatty() else Console(width=220)
+    # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
+    console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
     if args.check is not None:
         if args.config or args.overrides:
             raise ConfigError("zoo bench --check DIR takes no config or overrides (it trains nothing)")

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from zoo import ConfigError, hookimpl
 
@@ -38,25 +37,28 @@ def _size(num_bytes: int) -> str:
 
 
 def _list(as_json: bool) -> int:
+    """One block per file: the key and its numbers on one line, the reference path whole on the next.
+
+    A table would cut paths and dates to its column widths in an 80-column terminal.
+    """
     from zoo.refcache import cache_root, describe_cache_files
 
     entries = describe_cache_files()
     if as_json:
         print(json.dumps(entries, indent=2))
         return 0
-    console = Console()
-    table = Table(title=f"reference log-prob cache: {cache_root()}")
-    table.add_column("key", no_wrap=True)  # a prefix: `zoo cache clear` accepts any unique one
-    for column in ("reference", "examples", "size", "max_length", "precision", "created"):
-        table.add_column(column)
+    console = Console(soft_wrap=True)  # long paths run on rather than being folded or cut
+    console.print(f"[bold]reference log-prob cache:[/] {cache_root()} ({len(entries)} file(s))", highlight=False)
     for entry in entries:
-        key = entry["key"][:12]
+        key = entry["key"][:12]  # a prefix: `zoo cache clear` accepts any unique one
         if "error" in entry:
-            table.add_row(key, f"[red]{entry['error']}[/]", "", _size(entry["bytes"]), "", "", "")
+            console.print(f"[bold]{key}[/]  [red]{entry['error']}[/], {_size(entry['bytes'])}", highlight=False)
+            console.print(f"    file: {entry['path']}", highlight=False)
             continue
-        table.add_row(key, str(entry["reference"]), str(entry["examples"]), _size(entry["bytes"]),
-                      str(entry["max_length"]), str(entry["precision"]), str(entry["created"]))
-    console.print(table)
+        console.print(f"[bold]{key}[/]  {entry['examples']} examples, {_size(entry['bytes'])}, max_length "
+                      f"{entry['max_length']}, precision {entry['precision']}", highlight=False)
+        console.print(f"    reference: {entry['reference']}", highlight=False)
+        console.print(f"    created: {entry['created']}", highlight=False)
     return 0
 
 

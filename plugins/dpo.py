@@ -13,7 +13,7 @@ Rafailov et al. 2023, "Direct Preference Optimization" (arXiv:2305.18290).
     L = (h − 1/(2τ))²
 
 Implicit reward ``r = β (log π_θ − log π_ref)``; ``reward_accuracy`` is the share of pairs whose
-chosen implicit reward exceeds the rejected one.
+chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.pair_accuracy`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, reference_sums
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -62,7 +62,7 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
         "reward_chosen": chosen_reward,
         "reward_rejected": rejected_reward,
         "reward_margin": chosen_reward - rejected_reward,
-        "reward_accuracy": (chosen_reward > rejected_reward).float(),
+        "reward_accuracy": pair_accuracy(chosen_reward - rejected_reward),
         "logps_chosen": policy_chosen.detach(),
         "logps_rejected": policy_rejected.detach(),
     })
@@ -76,7 +76,7 @@ class DPO(Algorithm):
     needs_reference = True
 
     def loss(self, policy: SequenceLogProbs, reference, batch: Batch) -> LossOutput:
-        ref = reference_sums(reference)
+        ref = reference.sum
         a = self.args
         return dpo_loss(policy.sum[:, 0], policy.sum[:, 1], ref[:, 0], ref[:, 1], beta=a.beta, loss=a.loss,
                         label_smoothing=a.label_smoothing, tau=a.tau)

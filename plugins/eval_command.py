@@ -12,6 +12,7 @@ preference and generation suites compare against.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from zoo import ConfigError, hookimpl
@@ -21,6 +22,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model to evaluate: 'tiny', a local directory or a hub id")
     parser.add_argument("--suites", help="comma-separated suite names (see --list)")
     parser.add_argument("--list", action="store_true", help="list the registered suites and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of tables (the suite list, or every metric; progress goes to stderr)")
     parser.add_argument("--num-fewshot", type=int, default=None,
                         help="few-shot examples per question for suites that take them (default: each suite's own)")
     parser.add_argument("--limit", type=int, default=None,
@@ -68,19 +71,21 @@ def _reward_args(texts: list[str]) -> dict[str, Any]:
     return args
 
 
-def _list_suites() -> int:
-    from rich.table import Table
-
+def _list_suites(as_json: bool = False) -> int:
     from zoo.cli import console
     from zoo.registry import get_registry
 
-    table = Table(title="evaluation suites")
-    for column in ("suite", "few-shot", "plugin", "description"):
-        table.add_column(column)
-    for name, entry in get_registry().entries("suites").items():
-        shots = entry.obj.default_num_fewshot
-        table.add_row(name, "-" if shots is None else str(shots), entry.plugin, entry.obj.description)
-    console.print(table)
+    suites = [{"name": name, "num_fewshot": entry.obj.default_num_fewshot, "plugin": entry.plugin,
+               "description": entry.obj.description} for name, entry in get_registry().entries("suites").items()]
+    if as_json:
+        print(json.dumps(suites, indent=2))
+        return 0
+    # One block per suite: a description never gets cut to a column's width.
+    console.print("[bold]evaluation suites[/]")
+    for suite in suites:
+        shots = "" if suite["num_fewshot"] is None else f", {suite['num_fewshot']}-shot by default"
+        console.print(f"[bold]{suite['name']}[/] ({suite['plugin']}{shots})", highlight=False)
+        console.print(f"    {suite['description']}", highlight=False)
     return 0
 
 
@@ -99,11 +104,23 @@ def _device(name: str):
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.json:
+        return _evaluate(args)
+    from zoo.progress import to_stderr
+
+    to_stderr()  # standard output is the JSON
+    try:
+        return _evaluate(args)
+    finally:
+        to_stderr(False)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     if args.list:
-        return _list_suites()
+        return _list_suites(args.json)
     if not args.model or not args.suites:
         raise ConfigError("zoo eval needs --model and --suites (zoo eval --list shows the suites)")
-    from zoo.cli import console
+    from zoo.cli import console, err_console
     from zoo.config import ModelConfig, RewardConfig
     from zoo.eval.runner import check_settings, make_suites, run_header, run_suites, write_outputs
     from zoo.models import frozen, load_causal_lm, load_tokenizer
@@ -119,11 +136,11 @@ def _run(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     model_config = ModelConfig(name=args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer(model_config)
-    model = frozen(load_causal_lm(model_config, tokenizer)).to(device)
+    tokenizer = load_tokenizer(model_config, key="--model")
+    model = frozen(load_causal_lm(model_config, tokenizer, key="--model")).to(device)
     reference = None
     if args.reference:
-        reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference)).to(device)
+        reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference, key="--reference")).to(device)
     reward = None
     if args.reward_function or args.reward_model:
         from zoo.rewards import load_reward_source
@@ -131,24 +148,22 @@ def _run(args: argparse.Namespace) -> int:
         reward = load_reward_source(RewardConfig(function=args.reward_function, model=args.reward_model,
                                                  args=reward_args), tokenizer=tokenizer).to(device)
 
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as bar:
-        def progress(suite, total):
-            task = bar.add_task(suite.name, total=total or None)
-            return lambda done: bar.advance(task, done)
-
-        results = run_suites(model, tokenizer, suites, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
-                             reward=reward, reference=reference, seed=args.seed,
-                             share_prefix=not args.no_share_prefix, progress=progress)
-    _print_table(suites, results)
+    # Each suite shows its progress (zoo.progress): a bar on a terminal, a line every few seconds in a log.
+    results = run_suites(model, tokenizer, suites, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+                         reward=reward, reference=reference, seed=args.seed, share_prefix=not args.no_share_prefix)
+    if args.json:
+        print(json.dumps({name: result.summary() for name, result in results.items()}, indent=2))
+    else:
+        _print_table(suites, results)
+        _print_details(suites, results)
     if args.output:
         header = run_header(model=args.model, reference=args.reference,
                             reward=args.reward_function or args.reward_model, data_dir=args.data_dir,
                             num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
                             seed=args.seed, dtype=args.dtype, device=str(device))
         path = write_outputs(args.output, results, header)
-        console.print(f"[bold]results written to[/] {path} (samples: samples_<suite>.jsonl beside it)")
+        (err_console if args.json else console).print(
+            f"[bold]results written to[/] {path} (samples: samples_<suite>.jsonl beside it)", soft_wrap=True)
     return 0
 
 
@@ -172,6 +187,30 @@ def _print_table(suites, results) -> None:
                           "" if metric.n is None else str(metric.n))
             first = False
     console.print(table)
+
+
+def _interval(metric) -> str:
+    ci = metric.ci95
+    return "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _print_details(suites, results) -> None:
+    """The metrics the summary table leaves out (MMLU: per subject, gold letters), with 95% intervals."""
+    from rich.table import Table
+
+    from zoo.cli import console
+
+    for suite in suites:
+        result = results[suite.name]
+        details = [(name, metric) for name, metric in result.metrics.items() if not suite.headline(name)]
+        if not details:
+            continue
+        table = Table(title=f"{suite.name}: details")
+        for column, justify in (("metric", "left"), ("value", "right"), ("95% interval", "right"), ("n", "right")):
+            table.add_column(column, justify=justify, overflow="fold")
+        for name, metric in details:
+            table.add_row(name, f"{metric.value:.4f}", _interval(metric), "" if metric.n is None else str(metric.n))
+        console.print(table)
 
 
 @hookimpl

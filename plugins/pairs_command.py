@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from zoo.pairs import load_pairs_config, make_pairs
+    from zoo.pairs import load_pairs_config, make_pairs, samples_per_prompt
 
     config = load_pairs_config(args.config, args.overrides)
     result = make_pairs(config)
@@ -24,12 +24,14 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("model")
     table.add_column("samples / prompt", justify="right")
     table.add_column("mean reward", justify="right")
-    for model in config.models:
+    for index, model in enumerate(config.models):
         mean = result.mean_scores.get(model.name)
-        table.add_row(model.name, str(model.samples), "" if mean is None else f"{mean:.4f}")
+        table.add_row(model.name, str(samples_per_prompt(config, index)), "" if mean is None else f"{mean:.4f}")
     console.print(table)
     console.print(f"{result.rows} rows from {result.prompts} prompts ({result.skipped} prompts skipped: no "
-                  f"preference among their samples) written to [bold]{result.output}[/]")
+                  f"preference among their samples) written to [bold]{result.output}[/]", soft_wrap=True)
+    if result.bad_rows:
+        console.print(f"{result.bad_rows} malformed prompt row(s) skipped (on_bad_rows: skip)")
     return 0
 
 

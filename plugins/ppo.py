@@ -29,6 +29,15 @@ preceding a_t.
 (Ziegler et al. 2019): β ← β · (1 + clip(KL/KL_target − 1, −0.2, 0.2) · N/horizon), N the rollout
 size. The coefficient is run state, saved with checkpoints.
 
+A response cut off at ``max_new_tokens`` has no EOS, yet the reward source scores its text as it
+scores a finished one (a reward model reads it as if an EOS followed). With
+``missing_eos_penalty: P`` such responses get R − P instead, the usual remedy (TRL,
+"The N implementation details of RLHF with PPO"), so the policy learns to finish its answers.
+
+The policy's dropout is off for the whole run (``disable_dropout: true``, the default): with it,
+π_old would be one dropout sample, ρ_t and the KL penalty would carry dropout noise, while the
+reference runs without dropout. ``disable_dropout: false`` keeps the model's dropout.
+
 Logged per rollout (``train/…``): reward, kl_ref (per-sequence KL estimate Σ_t log π_old − log
 π_ref), entropy (−mean log π_old(a_t) of the sampled tokens: a Monte Carlo estimate that needs no
 full-vocabulary pass), response_length, kl_coef, explained_variance of the old values; per
@@ -43,13 +52,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl,
-                 reference_sums)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
 from zoo.generation import generation_batch, take_rows
 
 
 @dataclass
-class PPOArgs(Hyperparameters):
+class PPOArgs(Hyperparameters, Sampling):
+    """PPO's settings; the sampling keys (``samples_per_prompt``, ``max_new_tokens``, ``temperature``,
+    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`."""
+
     #: β_KL, the per-token KL penalty toward the reference (the initial value when adaptive).
     kl_coef: float = 0.05
     #: Adapt β_KL toward this per-sequence KL (nats); None keeps it fixed.
@@ -67,23 +78,23 @@ class PPOArgs(Hyperparameters):
     ppo_epochs: int = 4
     num_minibatches: int = 1
     whiten_advantages: bool = True
-    #: Responses sampled per prompt.
-    samples_per_prompt: int = 1
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    #: Subtracted from the reward R of a response that hit ``max_new_tokens`` without an EOS
+    #: (TRL's ``missing_eos_penalty``); None scores such a response like any other.
+    missing_eos_penalty: float | None = None
+    #: Turn off the policy's dropout for the whole run (rollouts, π_old and the updates), as TRL
+    #: and "The N implementation details of RLHF with PPO" do; false keeps the model's dropout.
+    disable_dropout: bool = True
 
     def validate(self) -> None:
         self.require_positive("kl_horizon", "clip_range", "clip_range_value", "ppo_epochs", "num_minibatches",
-                              "samples_per_prompt", "max_new_tokens", "temperature")
+                              "temperature")
         self.require(self.kl_coef >= 0, "kl_coef", "must be >= 0")
         self.require(self.kl_target is None or self.kl_target > 0, "kl_target", "must be > 0 (or null: fixed)")
         self.require(self.value_coef >= 0, "value_coef", "must be >= 0")
         self.require(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
         self.require(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
-        self.require(self.top_k >= 0, "top_k", "must be >= 0 (0: no top-k truncation)")
-        self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        self.require(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "missing_eos_penalty",
+                     "must be >= 0 (or null: no penalty)")
 
 
 # ----- pure functions of tensors ----------------------------------------------------------------
@@ -224,6 +235,31 @@ class KLController:
 # ----- the algorithm ----------------------------------------------------------------------------
 
 
+def disable_dropout(model: nn.Module) -> int:
+    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` modules and the attention
+    probability dropout transformers keeps as a float ``attention_dropout``); returns how many."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p:
+            module.p = 0.0
+            changed += 1
+        if isinstance(getattr(module, "attention_dropout", None), float) and module.attention_dropout:
+            module.attention_dropout = 0.0
+            changed += 1
+    return changed
+
+
+def ended_with_eos(response_ids: Tensor, response_mask: Tensor, eos_ids: list[int]) -> Tensor:
+    """``[N]`` bool: whether each response's last token is an EOS (False: cut at max_new_tokens)."""
+    positions = torch.arange(response_mask.shape[1], device=response_mask.device).expand_as(response_mask)
+    last = torch.where(response_mask.bool(), positions, -1).max(dim=1).values
+    last_token = response_ids.gather(1, last.clamp(min=0)[:, None])[:, 0]
+    is_eos = torch.zeros_like(last_token, dtype=torch.bool)
+    for token in eos_ids:
+        is_eos |= last_token == token
+    return is_eos & (last >= 0)
+
+
 def value_estimates(head: nn.Module, hidden_states: Tensor, mask: Tensor) -> Tensor:
     """``[N, T]`` V(s_t) for the token at t, read from the hidden state at t − 1; 0 outside ``mask``."""
     values = head(hidden_states.to(head.weight.dtype)).squeeze(-1).float()
@@ -247,6 +283,8 @@ class PPO(Algorithm):
         self.value_head: nn.Linear | None = None
 
     def build_modules(self, policy: nn.Module) -> dict[str, nn.Module]:
+        if self.args.disable_dropout:
+            disable_dropout(policy)  # else π_old would be one dropout sample and the KL would hold its noise
         head = nn.Linear(policy.config.hidden_size, 1)
         # A zero critic starts at V = 0 everywhere instead of at random values it must first unlearn.
         nn.init.zeros_(head.weight)
@@ -256,15 +294,18 @@ class PPO(Algorithm):
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
         a = self.args
-        generation = ctx.generate(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=a.max_new_tokens,
-                                  temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                                  num_return_sequences=a.samples_per_prompt)
+        generation = ctx.generate(batch, a)
         experience = generation_batch(generation, batch.prompts, pad_id=ctx.tokenizer.pad_token_id)
         old = ctx.logprobs(ctx.policy, experience, hidden_states=True)
         reference = ctx.logprobs(ctx.reference, experience)
         mask = old.mask
         device = mask.device
         scores = ctx.reward.score(experience.prompts, generation.texts).to(device)
+        if a.missing_eos_penalty is not None:
+            eos_ids = list(getattr(ctx.generate, "eos_ids", None) or [ctx.tokenizer.eos_token_id])
+            width = generation.prompt_length
+            finished = ended_with_eos(generation.sequences[:, width:], generation.response_mask[:, width:], eos_ids)
+            scores = scores - a.missing_eos_penalty * (~finished.to(device)).to(scores.dtype)
         values = value_estimates(ctx.modules["value_head"], old.hidden_states, mask)
         rewards, kl = kl_penalized_rewards(scores, old.token_logps, reference.token_logps, mask, self.kl.value)
         advantages, returns = gae(rewards, values, mask, a.gamma, a.lam)
@@ -272,18 +313,15 @@ class PPO(Algorithm):
             advantages = whiten(advantages, mask)
         sequence_kl = kl.sum(-1)
         lengths = mask.sum(-1).float()
-        log = {
-            "reward": scores.mean(), "kl_ref": sequence_kl.mean(), "kl_coef": self.kl.value,
-            "entropy": (-old.token_logps.sum(-1) / lengths.clamp(min=1)).mean(),
-            "response_length": lengths.mean(),
-            "non_score_reward": (-self.kl.value * sequence_kl).mean(),
-            "explained_variance": explained_variance(values, returns, mask),
-        }
+        ctx.log(reward=scores.mean(), kl_ref=sequence_kl.mean(), kl_coef=self.kl.value,
+                entropy=(-old.token_logps.sum(-1) / lengths.clamp(min=1)).mean(), response_length=lengths.mean(),
+                non_score_reward=(-self.kl.value * sequence_kl).mean(),
+                explained_variance=explained_variance(values, returns, mask))
         if ctx.training:
             self.kl.update(float(sequence_kl.mean()), len(scores))
         experience.reference_logps = reference.sum  # the loop reads these instead of a second reference pass
         experience.extras = {"old_logps": old.token_logps, "old_values": values, "advantages": advantages,
-                             "returns": returns, "scores": scores, "log": log}
+                             "returns": returns, "scores": scores}
         return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:
@@ -306,7 +344,7 @@ class PPO(Algorithm):
                        value_coef=self.args.value_coef)
         out.metrics["reward"] = e["scores"]
         if reference is not None:
-            out.metrics["kl_ref"] = (policy.sum.detach() - reference_sums(reference))[:, 0]
+            out.metrics["kl_ref"] = (policy.sum.detach() - reference.sum)[:, 0]
         return out
 
     def state_dict(self) -> dict[str, Any]:

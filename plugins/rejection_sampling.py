@@ -22,31 +22,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
 from zoo.generation import generation_batch, select_best
 
 
 @dataclass
-class RejectionSamplingArgs(Hyperparameters):
-    #: Responses sampled per prompt.
-    n: int = 4
+class RejectionSamplingArgs(Hyperparameters, Sampling):
+    """The sampling keys come from :class:`zoo.Sampling`; ``samples_per_prompt`` is n."""
+
+    renamed_keys: ClassVar[dict[str, str]] = {"n": "samples_per_prompt"}
+    samples_per_prompt: int = 4
     temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    max_new_tokens: int = 32
     #: Keep a prompt's best response only if its reward is at least this (null: always keep).
     min_score: float | None = None
     #: Optimiser steps on each kept set.
     sft_epochs: int = 1
 
     def validate(self) -> None:
-        self.require_positive("n", "temperature", "max_new_tokens", "sft_epochs")
-        self.require(self.top_k >= 0, "top_k", "must be >= 0 (0: no top-k truncation)")
-        self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        self.require_positive("temperature", "sft_epochs")
 
 
 def best_response_nll(logps: torch.Tensor, lengths: torch.Tensor) -> LossOutput:
@@ -97,22 +94,20 @@ class RejectionSampling(Algorithm):
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
         a = self.args
-        generation = ctx.generate(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=a.max_new_tokens,
-                                  temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, num_return_sequences=a.n)
+        n = a.samples_per_prompt
+        generation = ctx.generate(batch, a)
         prompts = [batch.prompts[int(i)] for i in generation.prompt_index]
-        scores = ctx.reward.score(prompts, generation.texts).view(-1, a.n)
+        scores = ctx.reward.score(prompts, generation.texts).view(-1, n)
         index, keep = select_best(scores, a.min_score if ctx.training else None)
         best = scores.gather(1, index[:, None]).squeeze(1)
         if ctx.training:
             self._record(ctx.epoch, best, keep)
-        rows = (torch.arange(scores.shape[0]) * a.n + index)[keep]
+        rows = (torch.arange(scores.shape[0]) * n + index)[keep]
         experience = generation_batch(generation, batch.prompts, rows=rows.to(generation.sequences.device),
                                       pad_id=ctx.tokenizer.pad_token_id,
                                       extras={"reward_best": best[keep], "reward_mean": scores.mean(1)[keep]})
-        experience.extras["log"] = {
-            "reward_mean": scores.mean(), "reward_best": best.mean(), "kept_fraction": keep.float().mean(),
-            "round": float(self.stats.round), "round_mean_best_reward": self.stats.summary()["mean_best_reward"],
-        }
+        ctx.log(reward_mean=scores.mean(), reward_best=best.mean(), kept_fraction=keep.float().mean(),
+                round=float(self.stats.round), round_mean_best_reward=self.stats.summary()["mean_best_reward"])
         return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:

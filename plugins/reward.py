@@ -3,8 +3,11 @@
 Ouyang et al. 2022, "Training language models to follow instructions with human feedback"
 (InstructGPT, arXiv:2203.02155); Stiennon et al. 2020 (arXiv:2009.01325).
 
-r_φ(x, y) is a one-output ``AutoModelForSequenceClassification`` read at the last non-pad token
-(the EOS of ``prompt + response + EOS``).
+r_φ(x, y) is a one-output ``AutoModelForSequenceClassification``, which transformers reads at
+the last token that is not the pad token: the EOS of ``prompt + response + EOS`` when the pad
+token differs from EOS (the tiny tokenizer, most chat models). A tokenizer without a pad token
+gets EOS as its pad (:func:`zoo.models.load_tokenizer`); then the EOS counts as padding too and
+the head reads the response's last token before it, for every response alike.
 
 ``objective: pairwise`` (Bradley–Terry). For every pair of an example's responses with scores
 s_i > s_j (a preference pair is chosen = 1, rejected = 0):
@@ -31,7 +34,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -53,7 +56,7 @@ def pair_metrics(rewards: torch.Tensor, scores: torch.Tensor, valid: torch.Tenso
     pairs = _ordered_pairs(scores, valid)
     diff = (rewards[:, :, None] - rewards[:, None, :]).detach()
     count = pairs.sum().clamp(min=1)
-    return {"accuracy": ((diff > 0) & pairs).sum() / count, "margin": (diff * pairs).sum() / count}
+    return {"accuracy": (pair_accuracy(diff) * pairs).sum() / count, "margin": (diff * pairs).sum() / count}
 
 
 def bradley_terry_loss(rewards: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor) -> LossOutput:

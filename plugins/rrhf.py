@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -71,7 +71,7 @@ def rrhf_loss(mean_logps: torch.Tensor, scores: torch.Tensor, valid: torch.Tenso
     rank_loss = (violation.clamp(min=0) * pairs).sum(dim=(-2, -1))
     best = best_response(scores, valid)
     ft_loss = -mean_logps.gather(-1, best.unsqueeze(-1)).squeeze(-1)
-    correct = ((violation.detach() < 0) & pairs).sum()
+    correct = (pair_accuracy(-violation.detach()) * pairs).sum()
     accuracy = correct.float() / pairs.sum().clamp(min=1)
     return LossOutput(rank_weight * rank_loss + ft_loss, {
         "rank_loss": rank_loss.detach(),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -66,7 +66,7 @@ def slic_hf_loss(logps: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor,
         "hinge_loss": hinge.detach(),
         "reg_loss": reg.detach(),
         "margin": (detached * negatives).sum(-1) / n_pairs,
-        "pair_accuracy": ((detached > 0) & negatives).sum(-1) / n_pairs,
+        "pair_accuracy": (pair_accuracy(detached) * negatives).sum(-1) / n_pairs,
     })
 
 

@@ -22,42 +22,35 @@ Prompts come from the ``data`` option, else ``DATA_DIR/hh-rlhf/*test*.jsonl.gz``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from zoo import ConfigError, hookimpl
+from zoo import ConfigError, Sampling, hookimpl
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import pad_id, read_examples, resolve_source
+from zoo.eval.heldout import pad_id, read_examples, resolve_source, with_tokenizer
 from zoo.eval.loglik import inference
 from zoo.eval.results import mean_metric
 from zoo.logprobs import sequence_logprobs
 
 
 @dataclass
-class GenerationOptions(SuiteOptions):
+class GenerationOptions(SuiteOptions, Sampling):
+    """The sampling settings (:class:`zoo.sampling.Sampling`) and where the prompts come from."""
+
+    key_prefix: ClassVar[str] = "option generation"
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 64
     #: A file, directory or hub data set of prompts (default: see the module docstring).
     data: str | None = None
     split: str = "test"
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
     max_prompt_length: int = 256
     #: Model whose samples the win rate compares against ('tiny', a directory or a hub id);
     #: None: the reference model.
     baseline: str | None = None
 
     def validate(self) -> None:
-        self.require(self.samples_per_prompt >= 1, "samples_per_prompt", "must be >= 1")
-        self.require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        self.check_sampling()
         self.require(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
-        self.require(self.temperature > 0, "temperature", "must be > 0")
-        self.require(self.top_k >= 0, "top_k", "must be >= 0")
-        self.require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-
-    @property
-    def untempered(self) -> bool:
-        return self.temperature == 1 and self.top_k == 0 and self.top_p == 1
+        self.require(self.temperature > 0, "temperature", "must be > 0 (the suite measures sampled responses)")
 
 
 def win(policy: float, baseline: float) -> float:
@@ -71,9 +64,9 @@ class GenerationSuite(Suite):
 
     def load(self, data_dir=None, limit=None) -> None:
         o = self.options
-        examples, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, "prompt", limit)
-        self.prompts = [e.prompt for e in examples]
-        self.rows = [e.row for e in examples]
+        self.read, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, "prompt", limit)
+        self.prompts = [e.prompt for e in self.read]
+        self.rows = [e.row for e in self.read]
 
     def size(self) -> int:
         return len(self.prompts)
@@ -93,8 +86,7 @@ class GenerationSuite(Suite):
 
         o = self.options
         ids, mask = encode_prompts(tokenizer, prompts, o.max_prompt_length)
-        return sampler(ids, mask, max_new_tokens=o.max_new_tokens, temperature=o.temperature, top_k=o.top_k,
-                       top_p=o.top_p, num_return_sequences=o.samples_per_prompt, seed=seed)
+        return sampler(ids, mask, o, seed=seed, record_logps=True)  # the KL estimate reads the log-probs
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
         from zoo.generation import Sampler, right_padded
@@ -102,6 +94,7 @@ class GenerationSuite(Suite):
         o, n = self.options, self.options.samples_per_prompt
         if model is None:
             raise ConfigError("the generation suite needs a model")
+        self.prompts = [e.prompt for e in with_tokenizer(self.read, tokenizer)]  # chat prompts: the model's template
         if context.reward is None and context.reference is None:
             raise ConfigError("the generation suite needs a reward (--reward-model or --reward-function) for its "
                               "reward and win rate, or a reference (--reference) for its KL")

@@ -5,7 +5,8 @@ Few-shot examples are the first k items of each subject's ``dev`` split; questio
 ``cais/mmlu``, or ``--data-dir DIR`` holding the original release CSVs as
 ``DIR/mmlu/{dev,test}/SUBJECT_SPLIT.csv``. Metrics: ``acc`` (micro: every question weighs the
 same) and ``acc_macro`` (every subject weighs the same), the same per category
-(``stem/acc`` ...) and ``SUBJECT/acc`` per subject. See :mod:`zoo.eval.mmlu`.
+(``stem/acc`` ...), ``SUBJECT/acc`` per subject, and the spread of predicted and gold letters
+(``predicted_A`` ..., ``gold_A`` ...). See :mod:`zoo.eval.mmlu`.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class MMLU(Suite):
         return 4 * sum(len(items) for items in self.test.values())
 
     def headline(self, metric: str) -> bool:
+        # Overall and per category, and the predicted letters; per subject and gold letters below the table.
+        if metric.startswith("gold_"):
+            return False
         return "/" not in metric or metric.split("/")[0] in CATEGORIES
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:

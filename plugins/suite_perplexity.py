@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from zoo import ConfigError, hookimpl
 from zoo.data.examples import Example
 from zoo.eval import EvalContext, Metric, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import batches, read_examples, resolve_source
+from zoo.eval.heldout import batches, read_examples, resolve_source, with_tokenizer
 from zoo.eval.loglik import inference
 from zoo.eval.results import ratio_metric
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
 
 
 @dataclass
@@ -44,9 +44,14 @@ class Perplexity(Suite):
 
     def load(self, data_dir=None, limit=None) -> None:
         o = self.options
-        examples, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, None, limit)
+        self.read, self.source = read_examples(resolve_source(o.data, data_dir, o.split), o.split, None, limit)
+        self.examples = self._chosen(self.read)
+
+    @staticmethod
+    def _chosen(examples):
         # Pairs contribute their chosen response: the text a good policy should find likely.
-        self.examples = [Example(e.prompt, e.responses[:1], None, e.row, e.source) for e in examples]
+        return [Example(e.prompt, e.responses[:1], None, e.row, e.source, prompt_messages=e.prompt_messages)
+                for e in examples]
 
     def size(self) -> int:
         return len(self.examples)
@@ -55,12 +60,13 @@ class Perplexity(Suite):
         if model is None:
             raise ConfigError("the perplexity suite needs a model")
         o = self.options
+        self.examples = self._chosen(with_tokenizer(self.read, tokenizer))
         nll, tokens, samples = [], [], []
         with inference(model) as device:
             for chunk, batch in batches(self.examples, tokenizer, batch_size=context.batch_size,
                                         max_length=o.max_length, max_prompt_length=o.max_prompt_length):
                 batch = batch.to(device)
-                out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
+                out = batch_logprobs(model, batch)
                 for example, total, count in zip(chunk, out.sum[:, 0].tolist(), out.lengths[:, 0].tolist()):
                     nll.append(-total)
                     tokens.append(count)

@@ -9,8 +9,8 @@ Each pair (x, y_w, y_l) gets a score per response, and the margin ``m = r(x, y_w
 * ``scorer: auto`` (default): ``reward`` when a reward source is given, else ``implicit`` when
   a reference is given, else ``logprob``.
 
-Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie counting one half, so a policy equal
-to its reference scores 0.5 rather than 0), ``margin`` (mean m), ``chosen`` and ``rejected``
+Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie (``|m| ≤ 1e-5``, :mod:`zoo.accuracy`)
+counting one half, so a policy equal to its reference scores 0.5 rather than 0), ``margin`` (mean m), ``chosen`` and ``rejected``
 (mean scores), each ± its standard error. Pairs come from the ``data`` option (a file, a
 directory or a hub data set; TRL columns or Anthropic HH dialogues), else
 ``DATA_DIR/hh-rlhf/*test*.jsonl.gz`` with ``--data-dir``, else the Hub's ``Anthropic/hh-rlhf``.
@@ -22,12 +22,12 @@ from typing import Literal
 
 import torch
 
-from zoo import ConfigError, hookimpl
+from zoo import ConfigError, hookimpl, pair_accuracy
 from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import batches, read_examples, resolve_source
+from zoo.eval.heldout import batches, read_examples, resolve_source, with_tokenizer
 from zoo.eval.loglik import inference
 from zoo.eval.results import mean_metric
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
 
 
 @dataclass
@@ -45,10 +45,6 @@ class PreferenceOptions(SuiteOptions):
         self.require(self.beta > 0, "beta", "must be > 0")
         self.require(0 < self.max_prompt_length < self.max_length, "max_prompt_length",
                      "must be > 0 and smaller than max_length")
-
-
-def pair_accuracy(margin: float) -> float:
-    return 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
 
 
 class Preference(Suite):
@@ -76,6 +72,9 @@ class Preference(Suite):
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
         scorer = self.scorer(context)
+        # Message-list pairs are rendered with the chat template now that the tokenizer exists.
+        self.examples = with_tokenizer(self.examples, tokenizer if scorer != "reward" else
+                                       getattr(context.reward, "tokenizer", None) or tokenizer)
         if scorer == "reward":
             scores = self._reward_scores(context)
         else:
@@ -111,11 +110,10 @@ class Preference(Suite):
             for chunk, batch in batches(self.examples, tokenizer, batch_size=context.batch_size,
                                         max_length=o.max_length, max_prompt_length=o.max_prompt_length):
                 batch = batch.to(device)
-                policy = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 2).sum
+                policy = batch_logprobs(model, batch).sum
                 if scorer == "implicit":
                     with inference(context.reference):
-                        reference = sequence_logprobs(context.reference, batch.input_ids, batch.attention_mask,
-                                                      batch.loss_mask, 2).sum
+                        reference = batch_logprobs(context.reference, batch).sum
                     policy = o.beta * (policy - reference)
                 out.append(policy.float().cpu())
                 if context.progress is not None:

@@ -61,6 +61,14 @@ def test_wrong_types_name_the_key(override, named, expected):
     (["algorithm=rejection_sampling", "reward.function=tiny_sentiment", "algorithm_args.n=0"], "algorithm_args.n"),
     (["train.batch_size=0"], "train.batch_size"),
     (["train.learning_rate=0"], "train.learning_rate"),
+    (["train.learning_rate=1e300"], "train.learning_rate"),  # overflows AdamW's float32 step
+    (["train.batch_size=99999999999999999999"], "train.batch_size"),  # beyond int64: failed inside torch
+    (["train.max_steps=99999999999999999999"], "train.max_steps"),
+    (["train.seed=99999999999999999999"], "train.seed"),  # beyond NumPy's seed range
+    (["train.seed=-1"], "train.seed"),
+    (["train.devices=-3"], "train.devices"),
+    (["train.devices=0"], "train.devices"),
+    (["train.devices=abc"], "train.devices"),
     (["train.max_steps=0"], "train.max_steps"),
     (["train.warmup_steps=-1"], "train.warmup_steps"),
     (["train.weight_decay=-0.1"], "train.weight_decay"),
@@ -154,6 +162,12 @@ def test_cli_reports_a_config_error_in_one_paragraph_before_any_model_loads(tmp_
     ("algorithm: [dpo", "not valid YAML"),
     ("- algorithm: dpo\n", "mapping at the top level"),
     (b"algorithm: \xff\xfe dpo\n", "cannot be read"),
+    ("algorithm: dpo\ntrain:\n  batch_size: 4\n  max_steps: 5\n  batch_size: 8\n",
+     r"line 5, column 3\): duplicated key 'batch_size' \(first given on line 3\)"),
+    ("algorithm: dpo\nalgorithm: sft\n", r"line 2.*duplicated key 'algorithm'"),
+    ("", "is empty; a run config sets at least algorithm"),
+    ("# only a comment\n", "is empty"),
+    ("train:\n  max_steps: 3\n", "does not set algorithm"),
 ])
 def test_unreadable_config_files(tmp_path, text, expected):
     path = tmp_path / "config.yaml"
@@ -161,6 +175,18 @@ def test_unreadable_config_files(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=expected) as error:
         load_config(path)
     assert str(path) in str(error.value)
+
+
+def test_yaml_1_1_words_stay_words_where_a_key_takes_a_word(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("algorithm: dpo\noutput_dir: off\ntrain:\n  reference_cache: off\n  progress_bar: off\n"
+                    "  deterministic: yes\ndata:\n  train_on_prompt: No\nevaluation:\n  suites: [no, on]\n")
+    config = load_config(path, ["model.name=yes"])
+    assert config.train.reference_cache == "off" and config.output_dir == "off" and config.model.name == "yes"
+    assert config.evaluation.suites == ["no", "on"]
+    assert config.train.progress_bar is False and config.train.deterministic is True
+    assert config.data.train_on_prompt is False
+    assert load_config(path, ["train.reference_cache=off", "train.progress_bar=on"]).train.progress_bar is True
 
 
 def test_missing_config_file_and_malformed_override(tmp_path):
@@ -179,4 +205,4 @@ def test_lora_target_module_the_model_lacks_names_the_key_and_the_choices(tmp_pa
     with pytest.raises(ConfigError, match=r"model\.lora\.target_modules = \['qq_proj'\].*q_proj") as error:
         train(load_config(raw=raw))
     assert "Linear modules of 'tiny'" in str(error.value)
-    assert list((tmp_path / "run").iterdir()) == []
+    assert not (tmp_path / "run").exists()  # created only once everything is checked

@@ -47,7 +47,7 @@ BAD_ROWS = [
     ("pairwise", {**PAIR, "chosen": " \n\t "}, "chosen", "empty or whitespace-only"),
     ("pairwise", {**PAIR, "rejected": PAIR["chosen"]}, "rejected", "identical to chosen"),
     ("pairwise", {"chosen": "Human: hi", "rejected": "Human: ho"}, "chosen", "no prompt column"),
-    ("pairwise", {**PAIR, "chosen": [{"role": "user", "content": "x"}]}, "chosen", "must be the assistant's"),
+    ("pairwise", {**PAIR, "chosen": [{"role": "user", "content": "x"}]}, "chosen", "must be one assistant message"),
     ("pairwise", {**PAIR, "chosen": [{"role": "assistant", "content": "  "}]}, "chosen[0].content", "empty"),
     ("pairwise", {"text": "no pair here"}, "prompt", "missing fields"),
     ("ranked", {**RANKED, "scores": [1, 0]}, "scores", "has 2 values for 3 responses"),
@@ -62,6 +62,12 @@ BAD_ROWS = [
     ("sft", {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}, "messages",
      "must be the assistant's"),
     ("sft", {"text": 3.5}, "text", "expected a string, got float"),
+    # A JSON "\udc80" escape decodes to a lone surrogate, which no tokenizer can encode.
+    ("pairwise", {**PAIR, "chosen": "fine \udc80 then"}, "chosen", "lone surrogate"),
+    ("pairwise", {**PAIR, "prompt": "\ud83d"}, "prompt", "'\\ud83d' at character 0, a lone surrogate"),
+    ("pairwise", {**PAIR, "chosen": [{"role": "assistant", "content": "x\udc80"}]}, "chosen[0].content",
+     "lone surrogate"),
+    ("ranked", {**RANKED, "responses": [" a", " b\udfff", " c"]}, "responses[1]", "lone surrogate"),
 ]
 
 

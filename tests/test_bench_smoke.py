@@ -40,7 +40,8 @@ def test_results_hold_every_algorithm_and_every_output(smoke_run):
             assert per_seed[metric] is not None
         if not contender["baseline"]:
             assert contender["vs_sft"]["test"].startswith("paired t-test")
-        if contender["algorithm"] in ("ppo", "rejection_sampling"):  # online: they sample while training
+        online = contender["algorithm"] and get_registry().algorithm(contender["algorithm"]).generates_online
+        if online:  # they sample while training
             assert per_seed["samples_generated"] >= 3 * 8 and per_seed["tokens_generated"] > 0
         elif contender["algorithm"]:
             assert per_seed["samples_generated"] == 0

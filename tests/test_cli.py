@@ -98,6 +98,12 @@ def test_plugins_table(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "rrhf" in out and "slic_hf" in out
+    # each algorithm's description is shown
+    from zoo.registry import get_registry
+
+    for name in ("dpo", "ppo"):
+        words = get_registry().algorithm(name).description.split()[:3]
+        assert " ".join(words) in out
 
 
 def test_tiny_dpo_run_learns_the_preference(tmp_path, capsys):

@@ -84,3 +84,23 @@ def test_reward_algorithms_require_a_reward_source():
     for name in needing:
         with pytest.raises(ConfigError, match="needs a reward source"):
             load_config(raw={"algorithm": name})
+
+
+def test_a_bare_yaml_off_gets_a_quoting_hint():
+    import yaml
+
+    from zoo.config import load_config
+    from zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"YAML reads a bare off as false: write it in quotes, e.g. "
+                                          r"reference_cache: \"off\""):
+        load_config(raw=yaml.safe_load("train: {reference_cache: off}"))
+    assert load_config(raw=yaml.safe_load('train: {reference_cache: "off"}')).train.reference_cache == "off"
+
+
+def test_docs_and_configs_never_suggest_a_bare_reference_cache_off():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*root.glob("docs/*.md"), *root.glob("configs/**/*.yaml"), root / "README.md"]:
+        assert not re.search(r"reference_cache: off\b", path.read_text()), path

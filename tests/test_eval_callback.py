@@ -41,7 +41,8 @@ def test_callback_logs_suite_metrics_during_training(tmp_path, mmlu_dir, tiny_ru
     # Step 2 (every 2 steps) and step 3 (the end of training).
     assert [step for step, _ in callback.history] == [2, 3]
     logged = callback.history[-1][1]
-    assert set(logged) == {"eval/mmlu/acc", "eval/mmlu/acc_macro", "eval/mmlu/other/acc", "eval/mmlu/other/acc_macro"}
+    assert set(logged) == {"eval/mmlu/acc", "eval/mmlu/acc_macro", "eval/mmlu/other/acc", "eval/mmlu/other/acc_macro",
+                           *(f"eval/mmlu/predicted_{letter}" for letter in "ABCD")}
     direct = evaluate(module.policy, tokenizer, ["mmlu"], data_dir=mmlu_dir, num_fewshot=1,
                       options={"mmlu": {"subjects": ["virology"]}})
     assert logged["eval/mmlu/acc"] == pytest.approx(direct["mmlu"]["acc"]["value"])

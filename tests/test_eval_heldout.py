@@ -123,7 +123,7 @@ def test_generation_reward_win_rate_and_kl(tokenizer, pairs_file):
     # Independent KL: sample the first batch again with the same seed, then score both models with a
     # plain forward pass of the right-padded rows.
     ids, mask = encode_prompts(tokenizer, prompts[:2], 256)
-    generation = Sampler(policy, tokenizer)(ids, mask, max_new_tokens=5, num_return_sequences=2, seed=3)
+    generation = Sampler(policy, tokenizer)(ids, mask, max_new_tokens=5, samples_per_prompt=2, seed=3)
     input_ids, attention_mask, loss_mask, _ = right_padded(generation, pad_id=tokenizer.pad_token_id)
     with torch.no_grad():
         def logps(model):

@@ -52,10 +52,10 @@ def test_same_seed_same_samples_and_global_rng_untouched(model, tokenizer, promp
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = sampler(*prompts, max_new_tokens=12, num_return_sequences=2, seed=5)
+    first = sampler(*prompts, max_new_tokens=12, samples_per_prompt=2, seed=5, record_logps=True)
     after_sampling = torch.rand(3)
-    second = sampler(*prompts, max_new_tokens=12, num_return_sequences=2, seed=5)
-    other = sampler(*prompts, max_new_tokens=12, num_return_sequences=2, seed=6)
+    second = sampler(*prompts, max_new_tokens=12, samples_per_prompt=2, seed=5, record_logps=True)
+    other = sampler(*prompts, max_new_tokens=12, samples_per_prompt=2, seed=6)
     assert torch.equal(first.sequences, second.sequences)
     assert first.texts == second.texts
     assert torch.equal(first.token_logps, second.token_logps)
@@ -66,7 +66,7 @@ def test_same_seed_same_samples_and_global_rng_untouched(model, tokenizer, promp
 
 def test_layout_and_prompt_index(model, tokenizer, prompts):
     ids, mask = prompts
-    generation = Sampler(model, tokenizer)(ids, mask, max_new_tokens=6, num_return_sequences=2, seed=0)
+    generation = Sampler(model, tokenizer)(ids, mask, max_new_tokens=6, samples_per_prompt=2, seed=0)
     assert generation.sequences.shape == (6, ids.shape[1] + 6)
     assert generation.prompt_index.tolist() == [0, 0, 1, 1, 2, 2]
     # row i * n + j carries prompt i
@@ -80,8 +80,8 @@ def test_layout_and_prompt_index(model, tokenizer, prompts):
 def test_token_logps_match_a_separate_forward_pass(model, tokenizer, prompts, temperature, top_k):
     """``token_logps`` are log π under the model's own (temperature-1) distribution, whatever the
     sampling temperature, so they equal a plain forward pass over the sampled sequences."""
-    generation = Sampler(model, tokenizer)(*prompts, max_new_tokens=10, num_return_sequences=2, seed=1,
-                                           temperature=temperature, top_k=top_k)
+    generation = Sampler(model, tokenizer)(*prompts, max_new_tokens=10, samples_per_prompt=2, seed=1,
+                                           temperature=temperature, top_k=top_k, record_logps=True)
     input_ids, attention_mask, loss_mask, token_logps = right_padded(generation, pad_id=tokenizer.pad_token_id)
     with torch.no_grad():
         forward = sequence_logprobs(model, input_ids, attention_mask, loss_mask, 1)
@@ -99,7 +99,8 @@ def test_token_logps_match_a_separate_forward_pass(model, tokenizer, prompts, te
 
 def test_rows_stop_at_their_first_eos(eos_prone_model, tokenizer, prompts):
     eos = tokenizer.eos_token_id
-    generation = Sampler(eos_prone_model, tokenizer)(*prompts, max_new_tokens=16, num_return_sequences=4, seed=2)
+    generation = Sampler(eos_prone_model, tokenizer)(*prompts, max_new_tokens=16, samples_per_prompt=4, seed=2,
+                                                        record_logps=True)
     lengths = generation.response_lengths
     assert lengths.min() < lengths.max(), "the EOS bias should end rows at different lengths"
     width = prompts[0].shape[1]
@@ -126,7 +127,7 @@ def test_first_eos_mask_when_padding_is_eos():
 
 def test_greedy_ignores_the_seed(model, tokenizer, prompts):
     sampler = Sampler(model, tokenizer)
-    a = sampler(*prompts, max_new_tokens=8, temperature=0, seed=1)
+    a = sampler(*prompts, max_new_tokens=8, temperature=0, seed=1, record_logps=True)
     b = sampler(*prompts, max_new_tokens=8, temperature=0, seed=2)
     assert torch.equal(a.sequences, b.sequences)
     # greedy picks the arg-max of the model's distribution at every step
@@ -137,6 +138,27 @@ def test_greedy_ignores_the_seed(model, tokenizer, prompts):
     torch.testing.assert_close(token_logps[:, 1:], best[:, :-1] * loss_mask[:, 1:], atol=1e-5, rtol=0)
 
 
+def test_log_probs_are_recorded_only_when_asked(model, tokenizer, prompts):
+    """Without ``record_logps`` no log-softmax runs per token and the generation carries none;
+    the samples themselves do not change."""
+    sampler = Sampler(model, tokenizer)
+    plain = sampler(*prompts, max_new_tokens=6, samples_per_prompt=2, seed=3)
+    recorded = sampler(*prompts, max_new_tokens=6, samples_per_prompt=2, seed=3, record_logps=True)
+    assert plain.token_logps is None and right_padded(plain, pad_id=tokenizer.pad_token_id)[3] is None
+    assert recorded.token_logps is not None and torch.equal(plain.sequences, recorded.sequences)
+
+
+def test_sampling_settings_check_themselves():
+    from zoo import ConfigError, Sampling
+
+    with pytest.raises(ConfigError, match=r"sampling\.top_p = 1\.5"):
+        Sampling(top_p=1.5)
+    with pytest.raises(ConfigError, match=r"sampling\.samples_per_prompt = 0"):
+        Sampling(samples_per_prompt=0)
+    with pytest.raises(TypeError, match="not both"):
+        Sampler.__call__(None, None, None, Sampling(), temperature=1.0)
+
+
 def test_sampler_restores_training_mode(model, tokenizer, prompts):
     model.train()
     Sampler(model, tokenizer)(*prompts, max_new_tokens=2, seed=0)
@@ -145,7 +167,7 @@ def test_sampler_restores_training_mode(model, tokenizer, prompts):
 
 
 def test_generation_batch_and_take_rows(model, tokenizer, prompts):
-    generation = Sampler(model, tokenizer)(*prompts, max_new_tokens=5, num_return_sequences=2, seed=4)
+    generation = Sampler(model, tokenizer)(*prompts, max_new_tokens=5, samples_per_prompt=2, seed=4)
     batch = generation_batch(generation, PROMPTS, rows=torch.tensor([5, 0, 3]), pad_id=tokenizer.pad_token_id,
                              extras={"score": torch.tensor([1.0, 2.0, 3.0])})
     assert batch.prompts == [PROMPTS[2], PROMPTS[0], PROMPTS[1]]

@@ -17,10 +17,15 @@ T = torch.tensor
 
 
 def logprobs(sums, means=None, lengths=None) -> SequenceLogProbs:
-    """``SequenceLogProbs`` with the given ``[B, k]`` sums (and means/lengths); token tensors unused."""
+    """``SequenceLogProbs`` with the given ``[B, k]`` sums (and means/lengths); token tensors unused.
+
+    Sequences are 4 tokens long unless ``lengths`` says otherwise, and ``mean = sum / length``: a
+    loss that read the mean where it should read the sum (or the other way round) gives other
+    numbers than the hand-worked ones.
+    """
     sums = T(sums, dtype=torch.float32)
-    means = sums.clone() if means is None else T(means, dtype=torch.float32)
-    lengths = torch.ones_like(sums) if lengths is None else T(lengths, dtype=torch.float32)
+    lengths = torch.full_like(sums, 4.0) if lengths is None else T(lengths, dtype=torch.float32)
+    means = sums / lengths if means is None else T(means, dtype=torch.float32)
     rows = sums.numel()
     return SequenceLogProbs(token_logps=torch.zeros(rows, 1), mask=torch.zeros(rows, 1, dtype=torch.bool),
                             sum=sums, mean=means, lengths=lengths)
@@ -76,11 +81,11 @@ def test_dpo_sigmoid_hand_worked():
 
 
 def test_dpo_equal_logprobs_give_log_two():
-    """Policy equal to reference: h = 0 and −log σ(0) = log 2 for any β; no pair is 'accurate'."""
+    """Policy equal to reference: h = 0 and −log σ(0) = log 2 for any β; every pair is a tie (1/2)."""
     for beta in (0.1, 1.0, 7.0):
         out = dpo_loss(T([-5.0, -1.0]), T([-3.0, -2.0]), T([-5.0, -1.0]), T([-3.0, -2.0]), beta=beta)
         torch.testing.assert_close(out.losses, torch.full((2,), math.log(2)))
-        assert out.metrics["reward_accuracy"].sum().item() == 0
+        assert out.metrics["reward_accuracy"].tolist() == [0.5, 0.5]
 
 
 def test_conservative_dpo_label_smoothing():
@@ -99,6 +104,13 @@ def test_ipo_is_squared_distance_to_target_margin():
     for beta in (0.1, 3.0):
         out = dpo_loss(chosen, rejected, ref, ref, beta=beta, loss="ipo", tau=0.25)
         torch.testing.assert_close(out.losses, T([0.0, 4.0, 1.0]))
+
+
+def test_dpo_algorithm_reads_sequence_sums_not_means():
+    """β = 0.5, policy sums (−1, −3) over 4 tokens each, reference (−2, −2): h = 0.5·((1) − (−1)) = 1,
+    L = −log σ(1) = 0.3132617. The per-token means (−0.25, −0.75) would give h = 0.25, L = 0.5759394."""
+    out = algorithm("dpo", beta=0.5).loss(logprobs([[-1.0, -3.0]]), T([[-2.0, -2.0]]), batch_with([[1.0, 0.0]]))
+    assert out.losses.item() == pytest.approx(0.3132617, abs=1e-6)
 
 
 def test_dpo_algorithm_accepts_cached_reference_tensor():
@@ -222,6 +234,18 @@ def test_slic_hf_sample_rank_with_ties_and_padding():
     torch.testing.assert_close(out.losses, T([1 / 3 + 1, 1.5, 1.5]))
     assert out.metrics["margin"][0].item() == pytest.approx(8 / 3)
     torch.testing.assert_close(out.metrics["pair_accuracy"], T([1.0, 1.0, 1.0]))
+
+
+def test_slic_hf_padding_slot_scored_zero_is_no_negative():
+    """δ = 2, λ = 0.25, sums (−5, −4, −4.5), scores (1, 3, 0) with slot 2 padding (the collator's 0).
+
+    Only slot 0 is a negative: margin 1 → hinge 1; reg 4 → L = 1 + 1 = 2. Counting the padding
+    slot (score 0 < 3, margin 0.5 → hinge 1.5) would give (1 + 1.5)/2 + 1 = 2.25.
+    """
+    out = slic_hf_loss(T([[-5.0, -4.0, -4.5]]), T([[1.0, 3.0, 0.0]]), T([[True, True, False]]), delta=2.0,
+                       reg_weight=0.25)
+    torch.testing.assert_close(out.losses, T([2.0]))
+    torch.testing.assert_close(out.metrics["margin"], T([1.0]))
 
 
 def test_slic_hf_gradient_pushes_pair_apart():

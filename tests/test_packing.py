@@ -193,3 +193,44 @@ def test_padding_free_is_refused_for_algorithms_without_offline_logprobs():
     config = load_config(raw={"algorithm": "dpo", "train": {"reference_cache": "required"}})
     with pytest.raises(ConfigError, match="train.reference_cache"):
         check_scale_options(config, Online)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", VARLEN])
+def test_hidden_states_without_entropy_take_the_scored_head_and_match_the_full_pass(tokenizer, attention):
+    module = _module("dpo", tokenizer, attention)
+    examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=4)
+    padded_batch = Collator(tokenizer.pad_token_id)(examples)
+    packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)
+    from zoo.logprobs import sequence_logprobs
+    from zoo.packing import packed_sequence_logprobs
+
+    policy = module.policy
+    # the full pass (entropy asks for every position's logits), as the reference numbers
+    full = sequence_logprobs(policy, padded_batch.input_ids, padded_batch.attention_mask, padded_batch.loss_mask, 2,
+                             hidden_states=True, entropy=True)
+    real = padded_batch.attention_mask.bool()
+
+    def loss(out):
+        return out.sum.sum() + (out.hidden_states * real[..., None]).square().sum() / out.hidden_states.numel()
+
+    loss(full).backward()
+    expected = {n: p.grad.clone() for n, p in policy.named_parameters()}
+    from zoo.lm_head import split_head
+
+    assert split_head(policy) is not None  # checked (with the model's own forward) before it is barred
+    original_forward = policy.forward
+    policy.forward = lambda *a, **k: pytest.fail("the full LM forward ran although only hidden states were asked")
+    try:
+        for run in (lambda: sequence_logprobs(policy, padded_batch.input_ids, padded_batch.attention_mask,
+                                              padded_batch.loss_mask, 2, hidden_states=True),
+                    lambda: packed_sequence_logprobs(policy, packed_batch.packed, packed_batch.loss_mask, 2,
+                                                     hidden_states=True)):
+            policy.zero_grad()
+            out = run()
+            torch.testing.assert_close(out.token_logps, full.token_logps, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.hidden_states[real], full.hidden_states[real], atol=1e-5, rtol=1e-5)
+            loss(out).backward()
+            for name, parameter in policy.named_parameters():
+                torch.testing.assert_close(parameter.grad, expected[name], atol=1e-5, rtol=1e-4, msg=name)
+    finally:
+        policy.forward = original_forward

@@ -10,7 +10,7 @@ import pytest
 from zoo.cli import main
 from zoo.config import DataConfig, ModelConfig, RewardConfig, TinyModelConfig
 from zoo.data.dataset import load_examples
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
 from zoo.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
 from zoo.rewards import load_reward_source
@@ -60,7 +60,7 @@ def reward_model(tmp_path_factory, tokenizer) -> Path:
 
 def _raw(tmp_path: Path, reward_model: Path, mode: str, **extra) -> dict:
     return {"prompts": "builtin:tiny_prompts", "builtin_size": 8, "max_prompts": 6,
-            "models": [{"name": "tiny", "samples": 3}], "reward": {"model": str(reward_model)}, "mode": mode,
+            "models": [{"name": "tiny", "samples_per_prompt": 3}], "reward": {"model": str(reward_model)}, "mode": mode,
             "sampling": {"max_new_tokens": 6}, "batch_size": 4, "output": str(tmp_path / f"{mode}.jsonl"), **extra}
 
 
@@ -92,7 +92,7 @@ def test_ranked_file_is_ranked_training_data(tmp_path, reward_model, tokenizer):
 
 def test_strong_vs_weak_with_two_models(tmp_path, reward_model):
     raw = _raw(tmp_path, reward_model, "strong_vs_weak",
-               models=[{"name": "tiny", "samples": 2}, {"name": "tiny", "samples": 2}])
+               models=[{"name": "tiny", "samples_per_prompt": 2}, {"name": "tiny", "samples_per_prompt": 2}])
     result = make_pairs(load_pairs_config(raw=raw))
     rows = [json.loads(line) for line in result.output.read_text().splitlines()]
     assert rows and all(r["chosen_model"] == "tiny" and "score_rejected" in r for r in rows)
@@ -127,3 +127,29 @@ def test_cli(tmp_path, reward_model, capsys):
     assert (tmp_path / "best_vs_random.jsonl").is_file()
     assert main(["pairs", str(config), "mode=strong_vs_weak"]) == 2
     assert "needs exactly two models" in capsys.readouterr().err
+
+
+def test_bad_prompt_rows_can_be_skipped_and_responses_are_not_checked(tmp_path, reward_model, capsys):
+    """A prompt file needs prompts only: HH dialogues whose responses would fail as pairs still give prompts."""
+    rows = [
+        # chosen == rejected: no preference, but the prompt is usable.
+        {"chosen": "\n\nHuman: hi\n\nAssistant: same", "rejected": "\n\nHuman: hi\n\nAssistant: same"},
+        # An empty reply after the prompt, and no rejected side at all.
+        {"chosen": "\n\nHuman: tell me\n\nAssistant:"},
+        {"prompt": 7},  # malformed: skipped with on_bad_rows: skip
+        {"prompt": "A plain prompt."},
+    ]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {**_raw(tmp_path, reward_model, "ranked"), "prompts": str(path), "max_prompts": None}
+    with pytest.raises(ZooError, match=r"row 3, field 'prompt'.*set on_bad_rows: skip"):
+        make_pairs(load_pairs_config(raw=raw))
+    result = make_pairs(load_pairs_config(raw={**raw, "on_bad_rows": "skip"}))
+    assert result.prompts == 3 and result.bad_rows == 1
+    written = [json.loads(line)["prompt"] for line in result.output.read_text().splitlines()]
+    assert set(written) <= {"\n\nHuman: hi\n\nAssistant:", "\n\nHuman: tell me\n\nAssistant:", "A plain prompt."}
+    assert main(["pairs", str(ROOT / "configs/tiny/pairs.yaml"), f"prompts={path}", "on_bad_rows=skip",
+                 f"reward.model={reward_model}", "reward.function=null", "max_prompts=null",
+                 "models=[{name: tiny, samples: 2}]", "sampling.max_new_tokens=4", "batch_size=4",
+                 f"output={tmp_path / 'cli.jsonl'}"]) == 0
+    assert "1 malformed prompt row(s) skipped (on_bad_rows: skip)" in capsys.readouterr().out

@@ -80,6 +80,19 @@ MODULES = {
         def zoo_register_algorithms(register):
             register(Escape)
     """,
+    "exits_at_import": """
+        import sys
+
+        sys.exit(3)
+    """,
+    "exits_in_hook": """
+        import sys
+        from zoo import hookimpl
+
+        @hookimpl
+        def zoo_register_algorithms(register):
+            sys.exit("leaving")
+    """,
     "bad_command": """
         from zoo import hookimpl
 
@@ -132,6 +145,8 @@ def test_each_faulty_plugin_is_reported_with_distribution_and_reason(faulty_site
         assert plugins["broken_import"].error == (
             "import failed: ImportError: this plugin needs the package 'not_installed_anywhere'")
         assert plugins["broken_hook"].error == "zoo_register_algorithms raised RuntimeError: boom while registering"
+        assert plugins["exits_at_import"].error == "import failed: called sys.exit(3)"
+        assert plugins["exits_in_hook"].error == "zoo_register_algorithms called sys.exit('leaving')"
         assert "half_done" not in registry.names("algorithms")  # withdrawn with its failing plugin
         assert "'zoo_register_algoritms', which is not a zoo hook (did you mean 'zoo_register_algorithms'?)" in (
             plugins["typo_hook"].error)
@@ -163,6 +178,7 @@ def test_other_work_goes_on_while_faulty_plugins_are_installed(faulty_site, tmp_
         raw["algorithm"] = "extra_sft"
         result = train(load_config(raw=raw))
         assert (result.output_dir / "model" / "model.safetensors").exists()
+        capsys.readouterr()  # the run's progress lines
 
         assert cli.main(["plugins", "--json"]) == 0
         payload = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
@@ -174,6 +190,7 @@ def test_other_work_goes_on_while_faulty_plugins_are_installed(faulty_site, tmp_
         table = capsys.readouterr().out
         assert (f"failed: broken_import ({DIST} 0.1.0): import failed: ImportError: this plugin needs the package "
                 "'not_installed_anywhere'") in table
+        assert f"failed: exits_at_import ({DIST} 0.1.0): import failed: called sys.exit(3)" in table
 
 
 def test_cli_names_the_failed_plugin_of_a_selected_algorithm_or_command(faulty_site, tmp_path, capsys):
@@ -187,3 +204,14 @@ def test_cli_names_the_failed_plugin_of_a_selected_algorithm_or_command(faulty_s
         assert cli.main(["oops"]) == 2
         assert "command 'oops' comes from the plugin bad_command (zoo-faulty-plugins 0.1.0)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_plugin_calling_sys_exit_at_import_does_not_end_the_command(faulty_site):
+    """In a real `zoo plugins` process: the exit is caught, the plugin named, the command completes."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(faulty_site), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", "plugins"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"failed: exits_at_import ({DIST} 0.1.0): import failed: called sys.exit(3)" in done.stdout
+    assert "exits_in_hook" in done.stdout and "dpo" in done.stdout

@@ -12,7 +12,7 @@ from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import RewardConfig, load_config
-from zoo.generation import Sampler, encode_prompts
+from zoo.generation import encode_prompts
 from zoo.logprobs import sequence_logprobs
 from zoo.models import frozen
 from zoo.rewards import load_reward_source
@@ -188,15 +188,13 @@ def test_make_experience(tokenizer):
                   valid=torch.ones(2, 1, dtype=torch.bool), prompt_ids=ids, prompt_attention_mask=mask, prompts=prompts)
 
     def context(training: bool) -> ExperienceContext:
-        return ExperienceContext(policy=policy, reference=reference, reward=reward, tokenizer=tokenizer,
-                                 modules=modules, step=0, epoch=0, training=training,
-                                 generate=Sampler(policy, tokenizer),
-                                 logprobs=lambda model, b, **kw: sequence_logprobs(
-                                     model, b.input_ids, b.attention_mask, b.loss_mask, b.group_size, **kw))
+        return ExperienceContext.for_run(policy, tokenizer, reference=reference, reward=reward, modules=modules,
+                                         training=training)
 
     torch.manual_seed(0)
+    ctx = context(training=False)
     with torch.no_grad():
-        experience = algorithm.make_experience(context(training=False), batch)
+        experience = algorithm.make_experience(ctx, batch)
     assert algorithm.kl.value == 0.2  # validation leaves the controller alone
     e = experience.extras
     assert experience.input_ids.shape[0] == 4 and experience.prompts == [prompts[0]] * 2 + [prompts[1]] * 2
@@ -217,7 +215,7 @@ def test_make_experience(tokenizer):
     kl = (old.token_logps - ref.token_logps) * mask
     to_come = (-0.2 * kl).flip(-1).cumsum(-1).flip(-1) * mask
     torch.testing.assert_close(e["returns"], to_come + e["scores"][:, None] * mask, atol=1e-5, rtol=0)
-    assert float(e["log"]["kl_ref"]) == pytest.approx(float(kl.sum(-1).mean()), abs=1e-5)
+    assert float(ctx.metrics["kl_ref"]) == pytest.approx(float(kl.sum(-1).mean()), abs=1e-5)
     with torch.no_grad():
         algorithm.make_experience(context(training=True), batch)
     assert algorithm.kl.value != 0.2

@@ -181,3 +181,60 @@ def test_cache_command_lists_and_clears(tiny_run, tmp_path, cache_dir, capsys):
     assert main(["cache", "clear", "--all"]) == 0
     assert not list(cache_dir.glob("*.safetensors"))
     assert main(["cache", "clear", "nonexistent-key"]) == 2
+
+
+def _example(prompt: int, *responses: int):
+    from zoo.data.tokenize import TokenizedExample
+
+    return TokenizedExample(prompt_ids=[5] * prompt, response_ids=[[6] * r for r in responses], scores=None,
+                            prompt="p", row=0, source="test")
+
+
+def test_fill_batches_sort_by_length_and_grow_to_the_token_budget():
+    from zoo.refcache import fill_batches
+
+    # longest rows (prompt + longest response): 12, 3, 40, 7, 25, 6 (two rows per example)
+    examples = [_example(10, 2, 1), _example(1, 2, 2), _example(30, 10, 5), _example(4, 3, 1), _example(20, 5, 5),
+                _example(3, 3, 3)]
+    # by length: 1 (3), 5 (6), 3 (7), 0 (12), 4 (25), 2 (40); area = rows so far × this row
+    assert fill_batches(examples, batch_size=1, tokens=60) == [[1, 5, 3], [0], [4], [2]]
+    assert fill_batches(examples, batch_size=2, tokens=60) == [[1, 5, 3], [0, 4], [2]]  # at least 2 per batch
+    assert fill_batches(examples, batch_size=1, tokens=10**6) == [[1, 5, 3, 0, 4, 2]]
+
+
+def test_the_fill_reports_progress_and_returns_tensors_autograd_can_use(tiny_run, tmp_path):
+    from zoo.refcache import compute_reference_logps
+
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
+    _, tokenizer, datamodule, policy = _setup(config)
+    examples = datamodule.train_examples
+    done: list[int] = []
+    rows = compute_reference_logps(policy, examples, datamodule.collator, 2, progress=done.append, tokens=64)
+    assert sum(done) == len(examples) and len(done) > 1
+    with torch.no_grad():
+        for example in examples[:3]:  # each example alone, unpadded: the same numbers
+            batch = datamodule.collator.pad([example])
+            from zoo.logprobs import sequence_logprobs
+
+            alone = sequence_logprobs(policy, batch.input_ids, batch.attention_mask, batch.loss_mask,
+                                      batch.group_size).sum[0]
+            torch.testing.assert_close(rows[example.id], alone, atol=1e-5, rtol=1e-5)
+    weight = torch.ones(1, requires_grad=True)
+    (weight * rows[examples[0].id]).sum().backward()  # an inference-mode tensor would refuse this
+
+
+def test_cache_ls_keeps_paths_and_dates_whole_in_80_columns(tiny_run, tmp_path, cache_dir, capsys, monkeypatch):
+    from zoo.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    reference = tmp_path / ("a-reference-model-directory-with-a-long-name-" * 3)
+    reference.mkdir()
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", model={"reference": str(reference)}))
+    tokenizer = load_tokenizer(config.model)
+    ReferenceCache.for_run(config, tokenizer).save(ReferenceTable({"ab" * 12: torch.tensor([-1.0, -2.0])}))
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    entry = describe_cache_files()[0]
+    assert f"reference: {reference.resolve()}" in out  # the whole path, on one line
+    assert f"created: {entry['created']}" in out and len(entry["created"]) >= 19
+    assert f"{entry['key'][:12]}  1 examples" in out and "…" not in out

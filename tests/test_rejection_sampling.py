@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from zoo import ConfigError
 from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import load_config
 from zoo.generation import Sampler, encode_prompts, select_best
-from zoo.logprobs import sequence_logprobs
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 from zoo.train import train
@@ -50,19 +50,16 @@ def setting(tokenizer):
 
 
 def _context(policy, reward, tokenizer, *, training: bool, epoch: int = 0) -> ExperienceContext:
-    return ExperienceContext(policy=policy, reference=None, reward=reward, tokenizer=tokenizer, modules={}, step=0,
-                             epoch=epoch, training=training, generate=Sampler(policy, tokenizer),
-                             logprobs=lambda model, b, **kw: sequence_logprobs(
-                                 model, b.input_ids, b.attention_mask, b.loss_mask, b.group_size, **kw))
+    return ExperienceContext.for_run(policy, tokenizer, reward=reward, epoch=epoch, training=training)
 
 
 def test_experience_keeps_the_best_sample_of_each_prompt(setting, tokenizer):
     policy, reward, batch = setting
-    algorithm = RejectionSampling(RejectionSamplingArgs(n=4, max_new_tokens=12, sft_epochs=2))
+    algorithm = RejectionSampling(RejectionSamplingArgs(samples_per_prompt=4, max_new_tokens=12, sft_epochs=2))
     torch.manual_seed(0)
     ids = batch.prompt_ids
     all_samples = Sampler(policy, tokenizer)(ids, batch.prompt_attention_mask, max_new_tokens=12, temperature=0.8,
-                                             num_return_sequences=4)
+                                             samples_per_prompt=4)
     torch.manual_seed(0)  # the experience step draws the same samples
     experience = algorithm.make_experience(_context(policy, reward, tokenizer, training=True), batch)
     lengths = torch.tensor([len(t) for t in all_samples.texts], dtype=torch.float32).view(3, 4)
@@ -78,11 +75,12 @@ def test_experience_keeps_the_best_sample_of_each_prompt(setting, tokenizer):
 
 def test_min_score_filters_training_but_not_validation(setting, tokenizer):
     policy, reward, batch = setting
-    algorithm = RejectionSampling(RejectionSamplingArgs(n=2, max_new_tokens=4, min_score=1000.0))
-    experience = algorithm.make_experience(_context(policy, reward, tokenizer, training=True), batch)
+    algorithm = RejectionSampling(RejectionSamplingArgs(samples_per_prompt=2, max_new_tokens=4, min_score=1000.0))
+    ctx = _context(policy, reward, tokenizer, training=True)
+    experience = algorithm.make_experience(ctx, batch)
     assert experience.input_ids.shape[0] == 0
     assert list(algorithm.minibatches(experience)) == []  # no optimiser step on an empty kept set
-    assert float(experience.extras["log"]["kept_fraction"]) == 0.0
+    assert float(ctx.metrics["kept_fraction"]) == 0.0
     validation = algorithm.make_experience(_context(policy, reward, tokenizer, training=False), batch)
     assert validation.input_ids.shape[0] == 3
     assert algorithm.stats.prompts == 3  # validation does not count towards the round
@@ -90,12 +88,12 @@ def test_min_score_filters_training_but_not_validation(setting, tokenizer):
 
 def test_rounds_follow_epochs_and_survive_a_state_round_trip(setting, tokenizer):
     policy, reward, batch = setting
-    algorithm = RejectionSampling(RejectionSamplingArgs(n=2, max_new_tokens=4))
+    algorithm = RejectionSampling(RejectionSamplingArgs(samples_per_prompt=2, max_new_tokens=4))
     for epoch in (0, 0, 1):
         algorithm.make_experience(_context(policy, reward, tokenizer, training=True, epoch=epoch), batch)
     assert algorithm.stats.round == 1 and algorithm.stats.prompts == 3
     assert [h["round"] for h in algorithm.history] == [0] and algorithm.history[0]["prompts"] == 6
-    resumed = RejectionSampling(RejectionSamplingArgs(n=2, max_new_tokens=4))
+    resumed = RejectionSampling(RejectionSamplingArgs(samples_per_prompt=2, max_new_tokens=4))
     resumed.load_state_dict(algorithm.state_dict())
     assert resumed.stats == algorithm.stats and resumed.history == algorithm.history
 
@@ -112,7 +110,7 @@ def test_rejection_sampling_raises_the_reward_of_fresh_samples(sft_model, tmp_pa
     before = sampled_rewards(sft_model, prompts)
     config = load_config(raw={
         "algorithm": "rejection_sampling",
-        "algorithm_args": {"n": 8, "max_new_tokens": 40, "sft_epochs": 2},
+        "algorithm_args": {"samples_per_prompt": 8, "max_new_tokens": 40, "sft_epochs": 2},
         "model": {"name": str(sft_model)},
         "data": {"train": "builtin:tiny_prompts", "builtin_size": 128, "eval_fraction": 0.0, "max_length": 96,
                  "max_prompt_length": 32},
@@ -129,3 +127,8 @@ def test_rejection_sampling_raises_the_reward_of_fresh_samples(sft_model, tmp_pa
     algorithm = result.module.algorithm
     assert algorithm.stats.round == 1 and [h["round"] for h in algorithm.history] == [0]
     assert algorithm.history[0]["prompts"] == 128
+
+
+def test_the_old_spelling_of_the_sample_count_gets_an_error_with_the_new_one():
+    with pytest.raises(ConfigError, match=r"algorithm_args\.n' is now spelled 'algorithm_args\.samples_per_prompt'"):
+        RejectionSampling.parse_args({"n": 8})

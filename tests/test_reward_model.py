@@ -59,6 +59,36 @@ def test_regression_loss():
     assert out.metrics["accuracy"].item() == 1.0  # 1 > 0 matches 2 > 0
 
 
+def test_regression_loss_is_squared_not_absolute_error():
+    """Rewards (3, 0.5) vs scores (1, 0): squared errors (4 + 0.25)/2 = 2.125 (absolute would be 1.25)."""
+    out = regression_loss(torch.tensor([[3.0, 0.5]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[True, True]]))
+    assert out.losses.tolist() == [pytest.approx(2.125)]
+
+
+def test_accuracy_counts_a_tied_prediction_as_wrong():
+    """Scores (1, 0) with equal predicted rewards: the model does not order the pair, accuracy 0 (not 1)."""
+    for loss in (bradley_terry_loss, regression_loss):
+        out = loss(torch.tensor([[0.7, 0.7], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+                   torch.ones(2, 2, dtype=torch.bool))
+        assert out.metrics["accuracy"].item() == pytest.approx(0.5)
+
+
+def test_with_pad_equal_to_eos_the_head_reads_the_token_before_the_eos(tokenizer):
+    """As the module docstring says: EOS as pad makes transformers skip the EOS as padding."""
+    model = load_scalar_model(ModelConfig(tiny=TinyModelConfig(hidden_size=32, intermediate_size=64,
+                                                               num_attention_heads=2, num_key_value_heads=1)),
+                              tokenizer)
+    eos = tokenizer.eos_token_id
+    ids = torch.tensor([[70, 71, 72, eos]])
+    with torch.no_grad():
+        with_eos = float(model(input_ids=ids).logits[0, 0])
+        model.config.pad_token_id = eos
+        eos_as_pad = float(model(input_ids=ids).logits[0, 0])
+        before_eos = float(model(input_ids=ids[:, :3]).logits[0, 0])
+    assert eos_as_pad == pytest.approx(before_eos, abs=1e-5)
+    assert abs(with_eos - before_eos) > 1e-4
+
+
 def test_scores_are_read_at_the_last_real_token(tokenizer):
     model = load_scalar_model(ModelConfig(tiny=TinyModelConfig(hidden_size=32, intermediate_size=64,
                                                                num_attention_heads=2, num_key_value_heads=1)),

@@ -158,3 +158,24 @@ def test_contained_path_refuses_to_leave_the_root(tmp_path):
     os.symlink(outside, tmp_path / "link")
     with pytest.raises(ConfigError, match="would leave the output directory"):
         contained_path(tmp_path, "link", "file.txt")
+
+
+def test_a_model_with_pickle_weights_is_refused_without_advising_weights_only_false(tmp_path, tokenizer):
+    from zoo.tiny import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, max_position_embeddings=64, seed=0)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    torch.save({**model.state_dict(), "payload": Payload()}, tmp_path / "m" / "pytorch_model.bin")
+    for load in (models.load_causal_lm, models.load_scalar_model):
+        with pytest.raises(ConfigError, match="pickle file .* not loaded: unpickling it could run code") as error:
+            load(ModelConfig(name=str(tmp_path / "m")), tokenizer)
+        assert "weights_only=False" not in str(error.value) and "weights_only" not in str(error.value)
+    assert not marker.exists()

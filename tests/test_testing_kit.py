@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, ConfigError, Hyperparameters, LossOutput, RewardFunction, hookimpl, reference_sums
+from zoo import Algorithm, Batch, ConfigError, Hyperparameters, LossOutput, RewardFunction, Sampling, hookimpl
 from zoo.generation import generation_batch
 from zoo.testing import (ConformanceError, assert_algorithm_conforms, fake_batch, fake_rows, make_logprobs,
                          registered_by, tiny_model_and_tokenizer)
@@ -151,7 +151,7 @@ class RefMargin(Margin):
     needs_reference = True
 
     def margin(self, policy, reference):
-        ref = reference_sums(reference)
+        ref = reference.sum
         return (policy.sum[:, 0] - ref[:, 0]) - (policy.sum[:, 1] - ref[:, 1])
 
 
@@ -214,8 +214,9 @@ def broken(base: type[Algorithm], **overrides) -> type[Algorithm]:
     (broken(Margin, loss=lambda self, p, r, b: LossOutput(-p.sum[:, 0], {"per_response": p.sum})),
      r"metric 'per_response' must be a \[B\] tensor"),
     (broken(Margin, margin=lambda self, p, r: p.sum.mul_(2)[:, 0] - p.sum[:, 1]), "modified its input tensors"),
-    (broken(RefMargin, margin=lambda self, p, r: (p.sum[:, 0] - r.sum[:, 0]) - (p.sum[:, 1] - r.sum[:, 1])),
-     "a \\[B, k\\] reference tensor \\(the cache\\) made loss\\(\\) raise"),
+    (broken(RefMargin, margin=lambda self, p, r: (p.sum[:, 0] - p.sum[:, 1])
+            - r.token_logps.sum(-1).view(-1, 2) @ torch.tensor([1.0, -1.0])),
+     "cached reference values \\(sequence sums only, token_logps None\\) made loss\\(\\) raise"),
     (broken(BestOfRanked, loss=lambda self, p, r, b: LossOutput(  # padding slots join the logsumexp
         p.mean.logsumexp(-1) - p.mean.gather(-1, b.scores.masked_fill(~b.valid, -1).argmax(-1, keepdim=True))[:, 0])),
      "changing the log-probs of padding slots"),
@@ -290,7 +291,7 @@ class RewardWeightedRegression(Algorithm):
     generates_online = True
 
     def make_experience(self, ctx, batch):
-        generation = ctx.generate(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=6, seed=0)
+        generation = ctx.generate(batch, Sampling(max_new_tokens=6), seed=0)
         rewards = ctx.reward.score(batch.prompts, generation.texts)
         weights = len(rewards) * torch.softmax(rewards / self.args.temperature, 0)
         return generation_batch(generation, batch.prompts, pad_id=ctx.tokenizer.pad_token_id,

@@ -344,3 +344,25 @@ def test_script_runs_padding_free(shared_data, tmp_path):
     assert run["mfu_with_reference"] == run["mfu"]
     assert run["peak_memory_bytes"] is None  # --memory-steps 0: no memory run
     assert report["ratios"] == {}
+
+
+def test_layouts_run_side_by_side(shared_data, tmp_path):
+    out = tmp_path / "throughput.json"
+    completed = run_script(hh_sample(shared_data, tmp_path), out, "--precompute", "on", "--layouts",
+                           "padded,padding-free", "--memory-steps", "1")
+    assert "zoo-padded       precompute=on " in completed.stdout
+    assert "zoo-padding-free precompute=on " in completed.stdout
+    report = json.loads(out.read_text())
+    assert [(r["tool"], r["options"]["padding_free"]) for r in report["runs"]] == [
+        ("zoo-padded", False), ("zoo-padding-free", True)]
+    for run in report["runs"]:
+        check_run(run, report)
+        assert run["peak_memory_bytes"] > 0
+
+
+def test_layouts_are_checked(throughput, capsys):
+    assert throughput.parse_args([]).layouts == ["padded"]
+    assert throughput.parse_args(["--padding-free"]).layouts == ["padding-free"]
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--layouts", "padded,packed"])
+    assert "packed" in capsys.readouterr().err

@@ -11,7 +11,14 @@ An algorithm is a subclass of :class:`Algorithm` registered through the
   ``generates_online`` (the loop calls :meth:`Algorithm.make_experience` on each batch and
   switches to manual optimisation), ``output`` (``"logprobs"`` for a causal LM policy or
   ``"scores"`` for a scalar reward head);
-* :meth:`Algorithm.loss`: a pure function of tensors returning per-example losses and metrics.
+* :meth:`Algorithm.loss`: a pure function of tensors returning per-example losses and metrics;
+  the reference always arrives as :class:`SequenceLogProbs` (computed now, or read from the cache
+  with only the per-sequence values filled in).
+
+Online algorithms sample through :class:`ExperienceContext` (``ctx.generate``), score with
+``ctx.reward``, compute log-probs with ``ctx.logprobs`` and report rollout statistics with
+``ctx.log``; their sampling settings are the :class:`zoo.sampling.Sampling` fields, inherited by
+their ``Args`` (``class MyArgs(Hyperparameters, Sampling)``).
 
 The core never branches on algorithm names: everything it does differently follows from these
 declarations.
@@ -22,12 +29,17 @@ import dataclasses
 import math
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.errors import ConfigError
+from zoo.sampling import Sampling
+
+if TYPE_CHECKING:
+    from zoo.generation import Generation, Sampler
+    from zoo.rewards import RewardSource
 
 DataShape = Literal["sft", "pairwise", "ranked", "prompt"]
 DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)
@@ -38,10 +50,19 @@ class Hyperparameters:
     """Base class of algorithm hyperparameter dataclasses.
 
     Subclasses declare typed fields with defaults and override :meth:`validate` to check
-    ranges, raising :class:`zoo.errors.ConfigError` through :meth:`require`.
+    ranges, raising :class:`zoo.errors.ConfigError` through :meth:`require`. Online algorithms
+    add the sampling keys by also inheriting :class:`zoo.sampling.Sampling`, which checks them.
+    ``renamed_keys`` maps keys an earlier version spelled differently to today's spelling, so a
+    config using them gets an error that says what to write.
     """
 
+    key_prefix: ClassVar[str] = "algorithm_args"
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
     def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:  # e.g. Sampling's own checks
+            parent()
         self.validate()
 
     def validate(self) -> None:
@@ -51,7 +72,7 @@ class Hyperparameters:
         """Raise a ConfigError naming ``algorithm_args.KEY`` unless ``condition`` holds."""
         if not condition:
             value = getattr(self, key, None)
-            raise ConfigError(f"algorithm_args.{key} = {value!r}: {message}")
+            raise ConfigError(f"{self.key_prefix}.{key} = {value!r}: {message}")
 
     def require_positive(self, *keys: str) -> None:
         for key in keys:
@@ -65,20 +86,57 @@ class Hyperparameters:
         self.require(ok, key, f"must be in [0, 1{']' if inclusive_high else ')'}")
 
 
+@dataclasses.dataclass
 class ExperienceContext:
     """What an online algorithm may use in :meth:`Algorithm.make_experience`.
 
-    The training loop builds one per run. ``policy`` is the model being trained, ``reference``
-    the frozen reference (or None), ``reward`` the configured reward source (or None),
-    ``generate`` the shared sampler bound to the policy and tokenizer, ``logprobs`` computes
-    :class:`SequenceLogProbs` for a model and batch, ``modules`` the algorithm's own extra
-    modules (e.g. a value head), ``step`` the global step, ``epoch`` the current epoch and
-    ``training`` whether this is a training step (False in validation, where run state such as
-    an adaptive KL coefficient must not change).
+    The training loop builds one per step (:meth:`for_run`). Attributes:
+
+    * ``policy``: the model being trained; ``reference``: the frozen reference (or None);
+    * ``reward``: the configured reward source (``reward.score(prompts, responses) -> [N]``), or None;
+    * ``tokenizer``; ``modules``: the algorithm's own extra modules (e.g. a value head);
+    * ``step``, ``epoch``: the global step and current epoch; ``training``: False in validation,
+      where run state such as an adaptive KL coefficient must not change;
+    * ``metrics``: what :meth:`log` collected; the loop logs them as ``train/NAME``.
     """
 
-    def __init__(self, **fields: Any):
-        self.__dict__.update(fields)
+    policy: nn.Module
+    tokenizer: Any
+    reference: nn.Module | None = None
+    reward: RewardSource | None = None
+    modules: Mapping[str, nn.Module] = dataclasses.field(default_factory=dict)
+    step: int = 0
+    epoch: int = 0
+    training: bool = True
+    metrics: dict[str, float | Tensor] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_run(cls, policy: nn.Module, tokenizer: Any, **fields: Any) -> ExperienceContext:
+        """A context for ``policy`` (the other fields as keywords); tests build theirs the same way."""
+        return cls(policy=policy, tokenizer=tokenizer, **fields)
+
+    def generate(self, batch: Batch, sampling: Sampling, *, model: nn.Module | None = None,
+                 record_logps: bool = False, seed: int | None = None) -> Generation:
+        """Sample ``sampling.samples_per_prompt`` responses to each prompt of ``batch``.
+
+        From the policy, or from ``model`` (e.g. a snapshot of it); row ``i * n + j`` is sample
+        ``j`` of prompt ``i``. ``record_logps`` keeps each sampled token's log-prob under the
+        sampling model (:mod:`zoo.generation`), which saves a forward pass when π_old is needed.
+        """
+        from zoo.generation import Sampler  # generation is only needed by online algorithms
+
+        sampler: Sampler = Sampler(self.policy if model is None else model, self.tokenizer)
+        return sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling, record_logps=record_logps, seed=seed)
+
+    def logprobs(self, model: nn.Module, batch: Batch, *, hidden_states: bool = False) -> SequenceLogProbs:
+        """``model``'s log-probs of ``batch``'s scored tokens, computed the way training computes them."""
+        from zoo.forward import batch_logprobs
+
+        return batch_logprobs(model, batch, hidden_states=hidden_states)
+
+    def log(self, **values: float | Tensor) -> None:
+        """Report rollout statistics (scalars or tensors, averaged), logged as ``train/NAME``."""
+        self.metrics.update(values)
 
 
 class Algorithm:
@@ -92,9 +150,8 @@ class Algorithm:
     needs_reward: ClassVar[bool] = False
     generates_online: ClassVar[bool] = False
     output: ClassVar[Literal["logprobs", "scores"]] = "logprobs"
-    #: Whether the loop should compute hidden states / entropies along with the log-probs.
+    #: Whether the loop should compute the policy's last hidden states along with the log-probs.
     wants_hidden_states: ClassVar[bool] = False
-    wants_entropy: ClassVar[bool] = False
 
     def __init__(self, args: Hyperparameters | None = None):
         self.args = args if args is not None else self.Args()
@@ -108,13 +165,13 @@ class Algorithm:
         return build_dataclass(cls.Args, dict(values or {}), prefix="algorithm_args")
 
     # ----- the loss ------------------------------------------------------------------------
-    def loss(self, policy: SequenceLogProbs, reference: SequenceLogProbs | Tensor | None,
-             batch: Batch) -> LossOutput:
+    def loss(self, policy: SequenceLogProbs, reference: SequenceLogProbs | None, batch: Batch) -> LossOutput:
         """Per-example losses from the policy's (and reference's) log-probs.
 
-        ``reference`` is the reference model's :class:`SequenceLogProbs`, or a ``[B, k]``
-        tensor of cached reference sequence log-probs, or None when ``needs_reference`` is
-        False. For ``output = "scores"`` algorithms ``policy.sum`` holds the ``[B, k]`` scores.
+        ``reference`` is the reference model's :class:`SequenceLogProbs` (None when
+        ``needs_reference`` is False). Read from the reference cache it carries the per-sequence
+        values only (``token_logps`` is None). For ``output = "scores"`` algorithms
+        ``policy.sum`` holds the ``[B, k]`` scores.
         """
         raise TypeError(f"algorithm {self.name!r} does not implement loss()")
 
@@ -140,8 +197,3 @@ class Algorithm:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-
-
-def reference_sums(reference: SequenceLogProbs | Tensor) -> Tensor:
-    """``[B, k]`` reference sequence log-probs, whether computed now or read from the cache."""
-    return reference if isinstance(reference, Tensor) else reference.sum

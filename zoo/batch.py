@@ -78,7 +78,8 @@ class SequenceLogProbs:
 
     Attributes:
         token_logps: ``[B*k, T]`` float32; position ``t`` holds ``log p(input_ids[t] | <t)``,
-            0 where ``mask`` is False.
+            0 where ``mask`` is False. None for values read from the reference cache, which keeps
+            per-sequence sums only (:func:`zoo.forward.cached_logprobs`).
         mask: ``[B*k, T]`` bool, the scored tokens.
         sum: ``[B, k]`` sequence log-probability ``log π(y|x)``.
         mean: ``[B, k]`` length-normalised ``log π(y|x) / |y|``.
@@ -87,7 +88,7 @@ class SequenceLogProbs:
         entropy: ``[B*k, T]`` per-token entropy of the policy when asked for, else None.
     """
 
-    token_logps: Tensor
+    token_logps: Tensor | None
     mask: Tensor
     sum: Tensor
     mean: Tensor

@@ -15,16 +15,17 @@ import contextlib
 import io
 import os
 import pickle
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from zoo.errors import ConfigError, PluginError, ZooError
+from zoo.integrity import checksum_path, checksum_problem, sha256_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -32,6 +33,16 @@ LAST = "last.ckpt"
 
 class NonFiniteWeightsError(ZooError):
     """Weights about to be saved contain NaN or inf."""
+
+
+class WriteError(ZooError):
+    """A file could not be written (disk full, read-only file system, permissions)."""
+
+
+def write_error(path: str | Path, exc: OSError) -> WriteError:
+    reason = exc.strerror or str(exc)
+    return WriteError(f"cannot write {str(path)!r}: {reason}. The file it would have replaced, if any, and every "
+                      f"file written before it (earlier checkpoints included) are intact.")
 
 
 # ----- atomic writes ------------------------------------------------------------------------------
@@ -53,6 +64,17 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def make_readable(*paths: str | Path) -> None:
+    """Give files the mode the umask allows (safetensors writes 0600, hiding a shared cache or model)."""
+    mode = _file_mode()
+    for path in paths:
+        path = Path(path)
+        for file in (path.rglob("*") if path.is_dir() else [path]):
+            if file.is_file() and not file.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.chmod(file, mode)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -65,9 +87,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
     _fsync_directory(path.parent)
 
@@ -77,9 +101,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """Save ``obj`` atomically, then its SHA-256 beside it (``PATH.sha256``, see :mod:`zoo.integrity`)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_text(checksum_path(path), f"{sha256_bytes(data)}  {Path(path).name}\n")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -132,6 +159,28 @@ def first_non_plain(value: Any, where: str = "") -> tuple[str, type] | None:
     return None
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that also restores its bookkeeping in a moved or copied run directory.
+
+    Lightning keeps ``last_model_path`` and the top-k list only when the checkpoint directory has
+    the same path as when they were saved; otherwise it forgets which files it wrote and writes
+    ``last-v1.ckpt`` beside ``last.ckpt``. Here the saved paths are moved to the current directory.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved, current = state_dict.get("dirpath"), self.dirpath
+        if saved and current and saved != current:
+            def moved(value: Any) -> Any:
+                if isinstance(value, str) and value.startswith(saved + os.sep):
+                    return current + value[len(saved):]
+                return value
+
+            state_dict = {key: ({moved(k): v for k, v in value.items()} if isinstance(value, dict) else moved(value))
+                          for key, value in state_dict.items()}
+            state_dict["dirpath"] = current
+        super().load_state_dict(state_dict)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO: atomic, finite weights only, loaded with ``weights_only=True``."""
 
@@ -151,9 +200,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint(path)
 
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        with contextlib.suppress(FileNotFoundError):
+            checksum_path(path).unlink()
+
 
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``, as a ZooError if that fails."""
+    """Read a checkpoint with ``torch.load(weights_only=True)``, as a ZooError if that fails.
+
+    Its bytes are checked against its ``.sha256`` side file first: a damaged checkpoint is refused.
+    """
+    if Path(path).exists():
+        problem = checksum_problem(path)
+        if problem is not None:
+            raise ConfigError(f"checkpoint {str(path)!r} is damaged: {problem}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
@@ -164,10 +225,3 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     except Exception as exc:  # a truncated zip, a foreign file: all mean "not a usable checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {first_line})") from None
-
-
-def clear_checkpoints(output_dir: Path) -> None:
-    """Remove an overwritten run's checkpoints, so that no later resume continues the old run."""
-    directory = output_dir / CHECKPOINT_DIR
-    if directory.is_dir():
-        shutil.rmtree(directory)

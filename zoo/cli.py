@@ -10,8 +10,8 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,11 +27,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from zoo.quiet import quiet_libraries
+
+    quiet_libraries()
 
 
 # ----- zoo train ---------------------------------------------------------------------------------
@@ -51,8 +49,16 @@ def _run_train(args: argparse.Namespace) -> int:
     from zoo.config import load_config
     from zoo.train import train
 
+    from zoo.signals import RunInterrupted
+
     config = load_config(args.config, args.overrides)
-    result = train(config, overwrite=args.overwrite, resume=args.resume)
+    try:
+        result = train(config, overwrite=args.overwrite, resume=args.resume)
+    except RunInterrupted as exc:
+        if exc.resumable:
+            command = shlex.join(["zoo", "train", args.config, *args.overrides, "--resume"])
+            exc.args = (f"{exc} Continue it with: {command}",)
+        raise
     if rank_zero_only.rank != 0:  # with several processes, every one runs this command: report once
         return 0
     table = Table(title=f"{config.algorithm}: held-out metrics", show_lines=False)
@@ -86,8 +92,12 @@ def _add_plugins(parser: argparse.ArgumentParser) -> None:
 
 def plugins_payload() -> list[dict]:
     registry = get_registry()
+    algorithms = registry.entries("algorithms")
     return [{"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin,
-             "registers": p.registers, "error": p.error} for p in registry.plugins.values()]
+             "registers": p.registers, "error": p.error,
+             "descriptions": {name: algorithms[name].obj.description
+                              for name in p.registers.get("algorithms", []) if name in algorithms}}
+            for p in registry.plugins.values()]
 
 
 def _run_plugins(args: argparse.Namespace) -> int:
@@ -103,6 +113,13 @@ def _run_plugins(args: argparse.Namespace) -> int:
         status = "[red]failed[/]" if p["error"] else "[green]ok[/]"
         table.add_row(p["name"], p["distribution"], p["version"], registers, status)
     console.print(table)
+    algorithms = Table(title="algorithms")
+    for column in ("algorithm", "plugin", "description"):
+        algorithms.add_column(column)
+    for p in payload:
+        for name, description in p["descriptions"].items():
+            algorithms.add_row(name, p["name"], description)
+    console.print(algorithms)
     for p in payload:  # in full below the table: a reason cut to a column's width would not help
         if p["error"]:
             console.print(f"[red]failed:[/] {p['name']} ({p['distribution']} {p['version']}): {p['error']}",
@@ -142,7 +159,7 @@ def _add_plugin_command(sub: Any, name: str, registered: Any, plugin: Any) -> No
     command_parser = sub.add_parser(name, help=help_text, description=help_text)
     try:
         add_arguments(command_parser)
-    except Exception as exc:  # a plugin bug must not take the whole CLI down
+    except (Exception, SystemExit) as exc:  # a plugin bug must not take the whole CLI down
         plugin.fail(f"adding the arguments of command {name!r} raised {type(exc).__name__}: {exc}")
 
         def run(args: argparse.Namespace, _plugin: Any = plugin) -> int:
@@ -158,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ZooError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -1,6 +1,7 @@
 """Run configuration: typed dataclasses, YAML loading, ``key.sub=value`` overrides.
 
-Configs are read with ``yaml.safe_load``. Every key is checked against the dataclass it belongs
+Configs are read with a ``yaml.SafeLoader`` that refuses duplicated keys and keeps ``off``/``yes``...
+as words (:mod:`zoo.yaml_loader`). Every key is checked against the dataclass it belongs
 to: an unknown key is an error that names it and suggests the closest known one, a wrong type
 names the key and the expected type. Algorithm hyperparameters (``algorithm_args``) are validated
 against the selected algorithm's own dataclass.
@@ -17,7 +18,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from zoo import gguf
 from zoo.errors import ConfigError, did_you_mean
+from zoo.yaml_loader import load as load_yaml, yaml_1_1_bool
 
 
 @dataclasses.dataclass
@@ -70,17 +73,30 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "test"
     eval_fraction: float = 0.1
-    #: Keep at most this many training rows (None: all).
+    #: Use the first N usable rows of ``train`` (before ``eval_fraction`` is split off) and stop
+    #: reading there: the rest of the file is neither read nor checked (None: all rows).
     max_examples: int | None = None
     #: Rows generated for a ``builtin:`` data set.
     builtin_size: int = 512
     #: Longest prompt + response, in tokens.
     max_length: int = 256
-    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end.
+    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
+    #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
+    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
     max_prompt_length: int = 128
-    prompt_truncation: Literal["keep_end", "keep_start"] = "keep_end"
+    prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
+    #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
+    #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
+    #: ``auto``: as they are, with a warning when the tokenizer has a chat template (an
+    #: instruct model given untemplated text). Message lists always use the template. A bare
+    #: YAML on/off (read as true/false) means the same.
+    chat_template: Literal["auto", "on", "off"] | bool = "auto"
     #: SFT only: put the loss on prompt tokens too.
     train_on_prompt: bool = False
+    #: SFT only: train on preference data. ``chosen``: the chosen response of pairwise rows (the
+    #: Zephyr / Llama 2 recipe of fine-tuning on preferred responses first); ``best``: the
+    #: highest-scored response of ranked (or pairwise) rows, the first one on a tie.
+    sft_from: Literal["chosen", "best"] | None = None
     #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is
     #: dropped, counted and reported.
     on_bad_rows: Literal["error", "skip"] = "error"
@@ -91,6 +107,11 @@ class DataConfig:
     padding_free: bool = False
     num_workers: int = 0
     seed: int = 0
+
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_template, bool):  # YAML 1.1: `chat_template: on` arrives as True
+            self.chat_template = "on" if self.chat_template else "off"
 
 
 @dataclasses.dataclass
@@ -174,6 +195,8 @@ class RunConfig:
 # ----- building dataclasses from plain mappings ---------------------------------------------
 
 
+#: Integers beyond a C ``int64`` (e.g. ``batch_size=99999999999999999999``) would fail deep in torch.
+_INT_LIMIT = 2 ** 63
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -210,8 +233,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
+            # YAML 1.1 reads a bare off/on/no/yes as a boolean.
+            quote = (f"; YAML reads a bare {'off' if value is False else 'on'} as {str(value).lower()}: "
+                     f"write it in quotes, e.g. {key.rsplit('.', 1)[-1]}: \"{'off' if value is False else 'on'}\"")\
+                if isinstance(value, bool) and ("off" if value is False else "on") in choices else ""
             raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(map(repr, choices))}"
-                              f"{did_you_mean(str(value), map(str, choices))}")
+                              f"{did_you_mean(str(value), map(str, choices))}{quote}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -229,11 +256,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a mapping of {tp.__name__} fields")
         return build_dataclass(tp, value, prefix=key)
     if tp is bool:
+        value = yaml_1_1_bool(value)  # `yes`/`off`... stay words in YAML (zoo.yaml_loader) but mean a boolean here
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} = {value!r}: expected true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:
+                raise ConfigError(f"{key} = {value!r}: too large (at most {_INT_LIMIT - 1})")
             return value
         raise ConfigError(f"{key} = {value!r}: expected an integer")
     if tp is float:
@@ -256,9 +286,13 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "renamed_keys", {})  # old spelling -> today's, for a helpful error
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        if key in renamed and key not in fields:
+            new = f"{prefix}.{renamed[key]}" if prefix else renamed[key]
+            raise ConfigError(f"config key {full!r} is now spelled {new!r}: write {renamed[key]}: {value!r}")
         if key not in fields:
             raise ConfigError(f"unknown config key {full!r}{did_you_mean(str(key), fields)}. "
                               f"Known keys{' under ' + prefix if prefix else ''}: {', '.join(fields)}.")
@@ -280,7 +314,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip():
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -310,14 +344,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"config file {str(path)!r} is empty; a run config sets at least algorithm (e.g. "
+                          f"algorithm: dpo) and output_dir. See configs/ for complete examples.")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     return raw
@@ -328,6 +363,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load and validate a run config, including the selected algorithm's arguments."""
     data = dict(raw or {}) if path is None else read_yaml(path)
     data = apply_overrides(data, list(overrides or []))
+    if path is not None and "algorithm" not in data:
+        raise ConfigError(f"config file {str(path)!r} does not set algorithm; add e.g. `algorithm: dpo` (or the "
+                          f"override algorithm=NAME). Without it the defaults would train 'sft' on preference data.")
     config = build_dataclass(RunConfig, data)
     validate_run(config)
     return config
@@ -349,8 +387,9 @@ def validate_run(config: RunConfig) -> None:
     for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} = {getattr(t, key)!r}: must be >= 1")
-    if t.learning_rate <= 0:
-        raise ConfigError(f"train.learning_rate = {t.learning_rate!r}: must be > 0")
+    if not 0 < t.learning_rate <= 1:
+        raise ConfigError(f"train.learning_rate = {t.learning_rate!r}: must be in (0, 1] (AdamW moves each weight "
+                          f"by about learning_rate per step)")
     if t.max_steps == -1 and t.max_epochs < 1:
         raise ConfigError("train.max_epochs must be >= 1 when train.max_steps is -1")
     d = config.data
@@ -359,6 +398,9 @@ def validate_run(config: RunConfig) -> None:
                           f"data.max_length ({d.max_length}) to leave room for the response")
     if not 0 <= d.eval_fraction < 1:
         raise ConfigError(f"data.eval_fraction = {d.eval_fraction!r}: must be in [0, 1)")
+    if d.sft_from is not None and algorithm_cls.data_shape != "sft":
+        raise ConfigError(f"data.sft_from = {d.sft_from!r} picks SFT targets from preference data, but algorithm "
+                          f"{config.algorithm!r} reads {algorithm_cls.data_shape!r} data; remove data.sft_from.")
     if config.model.lora is not None and config.model.reference is not None:
         raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
                           "model.reference cannot be set with it.")
@@ -384,6 +426,20 @@ PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mi
               "transformer-engine-float16", "64", "32", "16", "bf16")
 
 
+#: The largest seed NumPy (and so ``lightning.seed_everything``) accepts.
+_MAX_SEED = 2 ** 32 - 1
+
+
+def _valid_devices(devices: int | str) -> bool:
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    text = devices.strip()
+    if text in ("auto", "-1"):
+        return True
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return bool(parts) and all(part.isdigit() for part in parts) and (len(parts) > 1 or "," in text or int(parts[0]) >= 1)
+
+
 def _require(condition: bool, key: str, value: Any, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key} = {value!r}: {message}")
@@ -406,6 +462,9 @@ def check_ranges(config: RunConfig) -> None:
              "train.val_check_interval", v, "must be a step count >= 1 or an epoch fraction in (0, 1]")
     _require(t.checkpoint_every_n_steps is None or t.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              t.checkpoint_every_n_steps, "must be >= 1 (or null: no periodic checkpoints)")
+    _require(0 <= t.seed <= _MAX_SEED, "train.seed", t.seed, f"must be in [0, {_MAX_SEED}]")
+    _require(_valid_devices(t.devices), "train.devices", t.devices,
+             "must be 'auto', a device count >= 1, -1 (all devices) or device indices such as '0,1'")
     _require(t.max_nonfinite_steps >= 0, "train.max_nonfinite_steps", t.max_nonfinite_steps, "must be >= 0")
     _require(str(t.precision) in PRECISIONS, "train.precision", t.precision,
              f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(t.precision), PRECISIONS)}")
@@ -415,6 +474,9 @@ def check_ranges(config: RunConfig) -> None:
     _require(d.max_examples is None or d.max_examples >= 1, "data.max_examples", d.max_examples,
              "must be >= 1 (or null: all rows)")
     _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
+    gguf.check(m.name, "model.name")
+    if m.reference:
+        gguf.check(m.reference, "model.reference")
     if m.name == "tiny":
         tiny = m.tiny
         for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

@@ -35,15 +35,15 @@ class AlignmentDataModule(L.LightningDataModule):
         if self.train_examples:
             return
         c = self.config
-        train, report = load_examples(c.train, c.train_split, self.shape, c, self.tokenizer)
+        # data.max_examples stops the reading: the rest of the file is neither read nor checked.
+        train, report = load_examples(c.train, c.train_split, self.shape, c, self.tokenizer, limit=c.max_examples)
         self.reports = [report]
-        if c.max_examples is not None:
-            train = train[: c.max_examples]
         if c.eval is not None:
             self.eval_examples, eval_report = load_examples(c.eval, c.eval_split, self.shape, c, self.tokenizer)
             self.reports.append(eval_report)
         else:
             train, self.eval_examples = split_off(train, c.eval_fraction, c.seed)
+            report.held_out = len(self.eval_examples)
         self.train_examples = train
 
     def resume_at(self, epoch: int, batches_done: int) -> None:

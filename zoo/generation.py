@@ -1,8 +1,9 @@
 """Sampling responses from a policy, and turning samples into training batches.
 
 :class:`Sampler` wraps Hugging Face ``generate`` (batched, KV cache, stops each row at EOS) and
-returns a :class:`Generation`: the sampled sequences, which tokens are the response, and the
-log-probability of every sampled token.
+returns a :class:`Generation`: the sampled sequences, which tokens are the response, and, when
+asked for (``record_logps=True``), the log-probability of every sampled token. Settings come as
+one :class:`zoo.sampling.Sampling` (or its fields as keywords).
 
 What ``token_logps`` means: ``log π(y_t | x, y_<t)`` under the model's *own* distribution, the
 raw logits at temperature 1 with no top-k / top-p truncation, even when the tokens were drawn
@@ -10,7 +11,8 @@ with another temperature or truncation. That is the quantity PPO ratios and KL p
 defined on; the sampling distribution itself is π^(1/T) renormalised (and truncated), so at
 T ≠ 1 these are not the probabilities the tokens were drawn with. They are read from the logits
 ``generate`` computes anyway, so no second forward pass is needed; they agree with a separate
-forward pass up to floating-point error.
+forward pass up to floating-point error. Recording costs a full-vocabulary log-softmax per
+generated token, so it is off unless a caller uses the values.
 
 Sampling is deterministic for a given ``seed`` (the global RNG is forked, so the caller's random
 stream is left untouched); ``seed=None`` draws from the global RNG. ``temperature=0`` is greedy
@@ -27,6 +29,7 @@ from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from zoo.batch import Batch
+from zoo.sampling import Sampling
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Generation:
             including the first EOS.
         response_mask: ``[N, P+L]`` bool, True on the generated tokens (EOS included).
         token_logps: ``[N, P+L]`` float32, ``log π(sequences[:, t] | sequences[:, <t])`` on the
-            response tokens (see the module docstring), 0 elsewhere.
+            response tokens (see the module docstring), 0 elsewhere; None unless the sampler was
+            asked to record them.
         texts: the ``N`` decoded responses (special tokens removed).
         prompt_index: ``[N]`` the prompt each row was sampled for; row ``i * n + j`` is sample ``j``
             of prompt ``i`` when ``n`` samples are drawn per prompt.
@@ -49,7 +53,7 @@ class Generation:
     sequences: Tensor
     attention_mask: Tensor
     response_mask: Tensor
-    token_logps: Tensor
+    token_logps: Tensor | None
     texts: list[str]
     prompt_index: Tensor
     prompt_length: int = 0
@@ -91,10 +95,14 @@ class _RawLogpRecorder(LogitsProcessor):
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     """EOS ids of the tokenizer plus those the model's generation config stops at (chat models
     often end turns with a token other than the tokenizer's EOS)."""
+    from zoo.data.tokenize import response_end_id
+
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for token in [configured] if isinstance(configured, int) else (configured or []):
-        if token not in ids:
+    configured = [configured] if isinstance(configured, int) else list(configured or [])
+    # ...and the token training ends responses with (the chat template's end of turn).
+    for token in configured + [response_end_id(tokenizer)]:
+        if token is not None and token not in ids:
             ids.append(token)
     return ids
 
@@ -139,33 +147,36 @@ class Sampler:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
-    def _generation_config(self, *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-                           num_return_sequences: int) -> GenerationConfig:
+    def _generation_config(self, sampling: Sampling) -> GenerationConfig:
         # Every knob that changes what is sampled is set explicitly: generate() fills unset ones from
         # the model's own generation_config (e.g. a chat model's top_p or repetition_penalty).
-        sampling = {} if temperature == 0 else {
-            "temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "min_p": 0.0,
+        s = sampling
+        knobs = {} if s.temperature == 0 else {
+            "temperature": float(s.temperature), "top_k": int(s.top_k), "top_p": float(s.top_p), "min_p": 0.0,
             "typical_p": 1.0}
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=temperature != 0, num_beams=1, repetition_penalty=1.0,
-            no_repeat_ngram_size=0, min_new_tokens=0, num_return_sequences=num_return_sequences,
+            max_new_tokens=s.max_new_tokens, do_sample=s.temperature != 0, num_beams=1, repetition_penalty=1.0,
+            no_repeat_ngram_size=0, min_new_tokens=0, num_return_sequences=s.samples_per_prompt,
             eos_token_id=self.eos_ids, pad_token_id=self.pad_id, return_dict_in_generate=True, use_cache=True,
-            **sampling,
+            **knobs,
         )
 
     @torch.no_grad()
-    def __call__(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, *, max_new_tokens: int = 32,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_return_sequences: int = 1,
-                 seed: int | None = None) -> Generation:
-        if max_new_tokens < 1 or num_return_sequences < 1:
-            raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
-        if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-            raise ValueError(f"invalid sampling settings: temperature={temperature}, top_k={top_k}, top_p={top_p}")
+    def __call__(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, sampling: Sampling | None = None, *,
+                 seed: int | None = None, record_logps: bool = False, **settings: Any) -> Generation:
+        """Sample ``sampling.samples_per_prompt`` responses per prompt.
+
+        ``settings`` are :class:`zoo.sampling.Sampling` fields given as keywords instead of
+        ``sampling``; ``record_logps`` fills :attr:`Generation.token_logps`.
+        """
+        if sampling is None:
+            sampling = Sampling(**settings)
+        elif settings:
+            raise TypeError(f"give the sampling settings either as a Sampling or as keywords, not both: {settings}")
         device = next(self.model.parameters()).device
         prompt_ids, prompt_attention_mask = prompt_ids.to(device), prompt_attention_mask.to(device)
-        config = self._generation_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                         top_p=top_p, num_return_sequences=num_return_sequences)
-        recorder = _RawLogpRecorder()
+        config = self._generation_config(sampling)
+        recorder = _RawLogpRecorder() if record_logps else None
         was_training = self.model.training
         self.model.eval()
         try:
@@ -175,19 +186,19 @@ class Sampler:
                     torch.manual_seed(seed)
                 out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_attention_mask,
                                           generation_config=config,
-                                          logits_processor=LogitsProcessorList([recorder]))
+                                          logits_processor=LogitsProcessorList([recorder] if recorder else []))
         finally:
             self.model.train(was_training)
-        return self._assemble(out.sequences, prompt_attention_mask, recorder, num_return_sequences)
+        return self._assemble(out.sequences, prompt_attention_mask, recorder, sampling.samples_per_prompt)
 
-    def _assemble(self, sequences: Tensor, prompt_attention_mask: Tensor, recorder: _RawLogpRecorder,
+    def _assemble(self, sequences: Tensor, prompt_attention_mask: Tensor, recorder: _RawLogpRecorder | None,
                   n: int) -> Generation:
         prompt_width = prompt_attention_mask.shape[1]
         response = sequences[:, prompt_width:]
         keep = first_eos_mask(response, self.eos_ids)
         GENERATED["sequences"] += int(response.shape[0])
         GENERATED["tokens"] += int(keep.sum())
-        logps = recorder.finish(response[:, -1]) * keep
+        logps = None if recorder is None else recorder.finish(response[:, -1]) * keep
         response = response.masked_fill(~keep, self.pad_id)
         prompt_mask = prompt_attention_mask.repeat_interleave(n, dim=0)
         full_sequences = torch.cat([sequences[:, :prompt_width], response], dim=1)
@@ -198,7 +209,8 @@ class Sampler:
             sequences=full_sequences,
             attention_mask=torch.cat([prompt_mask, keep.long()], dim=1),
             response_mask=torch.cat([zeros, keep], dim=1),
-            token_logps=torch.cat([torch.zeros_like(prompt_mask, dtype=torch.float32), logps], dim=1),
+            token_logps=None if logps is None else
+            torch.cat([torch.zeros_like(prompt_mask, dtype=torch.float32), logps], dim=1),
             texts=texts,
             prompt_index=torch.arange(prompt_attention_mask.shape[0], device=sequences.device).repeat_interleave(n),
             prompt_length=prompt_width,
@@ -231,7 +243,8 @@ def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: 
     """Re-lay generated rows as the collators do: ``prompt + response`` from position 0, right-padded.
 
     Returns ``input_ids``, ``attention_mask``, ``loss_mask`` (the response tokens) and
-    ``token_logps`` (the generation's log-probs moved along with their tokens). Training forward
+    ``token_logps`` (the generation's recorded log-probs moved along with their tokens, or None
+    when none were recorded). Training forward
     passes then see the same positions as ``generate`` did (which counts positions from the
     first real prompt token), for any kind of position embedding.
     """
@@ -239,7 +252,7 @@ def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: 
     sequences = generation.sequences[index]
     real = generation.attention_mask[index].bool()
     response = generation.response_mask[index]
-    logps = generation.token_logps[index]
+    logps = None if generation.token_logps is None else generation.token_logps[index]
     lengths = real.sum(-1)
     width = max(1, int(lengths.max())) if lengths.numel() else 1
     # A stable sort moves the real tokens to the front in their original order.
@@ -247,7 +260,7 @@ def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: 
     input_ids = sequences.gather(1, order)
     attention_mask = real.gather(1, order)
     loss_mask = response.gather(1, order) & attention_mask
-    token_logps = logps.gather(1, order) * loss_mask
+    token_logps = None if logps is None else logps.gather(1, order) * loss_mask
     input_ids = input_ids.masked_fill(~attention_mask, pad_id)
     return input_ids, attention_mask.long(), loss_mask, token_logps
 
@@ -339,14 +352,14 @@ def sample_texts(sampler: Sampler, prompts: Sequence[str], *, n: int, batch_size
     """``n`` sampled responses per prompt, chunk by chunk: yields ``(chunk_prompts, responses)``.
 
     Chunk ``j`` holds ``batch_size`` prompts and is sampled with seed ``seed + j * batch_size``, so
-    a result depends on the seed and the batch size, not on who asks. ``sampling`` goes to the
-    sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``).
+    a result depends on the seed and the batch size, not on who asks. ``sampling`` holds the other
+    :class:`zoo.sampling.Sampling` fields (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``).
     """
+    settings = Sampling(samples_per_prompt=n, **sampling)
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start: start + batch_size])
         ids, mask = encode_prompts(sampler.tokenizer, chunk, max_prompt_length)
-        generation = sampler(ids, mask, num_return_sequences=n,
-                             seed=None if seed is None else seed + start, **sampling)
+        generation = sampler(ids, mask, settings, seed=None if seed is None else seed + start)
         yield chunk, [generation.texts[b * n:(b + 1) * n] for b in range(len(chunk))]
 
 
@@ -358,9 +371,12 @@ def best_of_n(sampler: Sampler, reward: Any, prompts: Sequence[str], *, n: int =
     goes to the sampler (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``). Its KL to
     the sampling policy is at most ``log n − (n − 1)/n`` nats (Stiennon et al. 2020).
     """
+    from zoo.progress import track
+
     texts, all_texts, best_scores, all_scores, indices = [], [], [], [], []
-    for chunk, groups in sample_texts(sampler, prompts, n=n, batch_size=batch_size,
-                                      max_prompt_length=max_prompt_length, seed=seed, **sampling):
+    chunks = sample_texts(sampler, prompts, n=n, batch_size=batch_size, max_prompt_length=max_prompt_length,
+                          seed=seed, **sampling)
+    for chunk, groups in track(chunks, f"best-of-{n}", -(-len(prompts) // batch_size), "batches"):
         repeated = [prompt for prompt in chunk for _ in range(n)]
         scores = reward.score(repeated, [text for group in groups for text in group]).view(len(chunk), n)
         index, _ = select_best(scores)

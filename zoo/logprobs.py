@@ -51,15 +51,16 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask:
                       entropy: bool = False) -> SequenceLogProbs:
     """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs.
 
-    Without ``hidden_states`` or ``entropy``, the LM head runs at scored positions only
-    (:mod:`zoo.lm_head`) where the model allows it.
+    Without ``entropy``, the LM head runs at scored positions only (:mod:`zoo.lm_head`) where the
+    model allows it.
     """
-    if not (hidden_states or entropy):
+    if not entropy:
         scored = loss_mask.bool().clone()
         scored[:, 0] = False
-        token_logps = scored_token_logps(model, input_ids, scored, attention_mask=attention_mask)
-        if token_logps is not None:
-            return assemble(token_logps, loss_mask, group_size)
+        result = scored_token_logps(model, input_ids, scored, with_hidden=hidden_states, attention_mask=attention_mask)
+        if result is not None:
+            token_logps, hidden = result if hidden_states else (result, None)
+            return assemble(token_logps, loss_mask, group_size, hidden_states=hidden)
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                 output_hidden_states=hidden_states)
     return assemble(token_logps_from_logits(out.logits, input_ids), loss_mask, group_size,

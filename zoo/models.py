@@ -1,11 +1,14 @@
 """Loading policies, references and tokenizers.
 
-``model.name`` is ``tiny`` (the built-in recipe in :mod:`zoo.tiny`), a Hugging Face hub id or a
-local directory. ``trust_remote_code`` is passed through only when the config sets it.
+``model.name`` is ``tiny`` (the built-in recipe in :mod:`zoo.tiny`), a Hugging Face hub id, a
+local directory, a ``.gguf`` file or ``smollm2`` (the packaged SmolLM2-135M-Instruct GGUF); GGUF
+files are converted once into a cached model directory (:mod:`zoo.gguf`). ``trust_remote_code``
+is passed through only when the config sets it.
 """
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import torch
@@ -14,6 +17,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
+from zoo.gguf import resolve
 from zoo.tiny import tiny_model, tiny_tokenizer
 
 TINY = "tiny"
@@ -43,10 +47,17 @@ def _wrap_load_error(name: str, exc: Exception) -> ConfigError:
                        f"{str(exc).splitlines()[0] if str(exc) else ''}). Use 'tiny' for the built-in model.")
 
 
-def load_tokenizer(config: ModelConfig, name: str | None = None) -> PreTrainedTokenizerBase:
+def _pickle_error(name: str) -> ConfigError:
+    return ConfigError(f"model.name = {name!r}: its weights are a pickle file (e.g. pytorch_model.bin) holding "
+                       f"objects other than tensors, so it is not loaded: unpickling it could run code. Use a copy "
+                       f"of the model saved as safetensors (model.safetensors).")
+
+
+def load_tokenizer(config: ModelConfig, name: str | None = None, key: str = "model.name") -> PreTrainedTokenizerBase:
     name = name or config.name
     if name == TINY:
         return tiny_tokenizer()
+    name = resolve(name, key)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(config))
     except (OSError, ValueError) as exc:
@@ -57,7 +68,7 @@ def load_tokenizer(config: ModelConfig, name: str | None = None) -> PreTrainedTo
 
 
 def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
-                   name: str | None = None) -> PreTrainedModel:
+                   name: str | None = None, key: str = "model.name") -> PreTrainedModel:
     name = name or config.name
     if name == TINY:
         t = config.tiny
@@ -73,11 +84,14 @@ def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
             except (ImportError, ValueError) as exc:
                 raise _attention_error(config.attn_implementation, exc) from None
         return model
+    name = resolve(name, key)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
                                                      **_hub_kwargs(config))
     except ImportError as exc:
         raise _attention_error(config.attn_implementation, exc) from None
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it; never advise otherwise
+        raise _pickle_error(name) from None
     except (OSError, ValueError) as exc:
         if config.attn_implementation and "attn" in str(exc).lower():
             raise _attention_error(config.attn_implementation, exc) from None
@@ -104,10 +118,13 @@ def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
         model.load_state_dict(causal.state_dict(), strict=False)
         model.to(causal.dtype)
     else:
+        name = resolve(config.name)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                config.name, num_labels=1, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
+                name, num_labels=1, dtype=DTYPES[config.dtype], **_attention_kwargs(config),
                 **_hub_kwargs(config))
+        except pickle.UnpicklingError:
+            raise _pickle_error(config.name) from None
         except (OSError, ValueError) as exc:
             raise _wrap_load_error(config.name, exc) from None
     if model.config.pad_token_id is None:  # the classifier pools at the last non-pad token
@@ -127,4 +144,4 @@ def load_reference(config: ModelConfig, policy: PreTrainedModel,
     """The frozen reference: ``model.reference`` if set, else a copy of the starting policy."""
     if config.reference is None:
         return frozen(copy.deepcopy(policy))
-    return frozen(load_causal_lm(config, tokenizer, name=config.reference))
+    return frozen(load_causal_lm(config, tokenizer, name=config.reference, key="model.reference"))

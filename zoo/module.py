@@ -19,8 +19,8 @@ from zoo.algorithm import Algorithm, ExperienceContext
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
-from zoo.logprobs import sequence_logprobs
-from zoo.packing import packed_sequence_logprobs
+from zoo.forward import batch_logprobs, cached_logprobs
+from zoo.loss_contract import check_loss_output
 
 log = logging.getLogger(__name__)
 
@@ -75,34 +75,30 @@ class AlignmentModule(L.LightningModule):
 
     # ----- forward ---------------------------------------------------------------------------
     def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
-        if self.algorithm.output == "scores":
-            from zoo.rewards import sequence_scores
+        return batch_logprobs(model, batch, hidden_states=self.algorithm.wants_hidden_states,
+                              scores=self.algorithm.output == "scores")
 
-            return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
-        if batch.packed is not None:
-            return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
-                                            hidden_states=self.algorithm.wants_hidden_states,
-                                            entropy=self.algorithm.wants_entropy)
-        return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
-                                 hidden_states=self.algorithm.wants_hidden_states,
-                                 entropy=self.algorithm.wants_entropy)
-
-    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | Tensor | None:
+    def reference_outputs(self, batch: Batch) -> SequenceLogProbs | None:
+        """The reference's log-probs of ``batch``: read from the batch (the cache, or an online
+        algorithm's experience) when it carries them, else computed by the frozen reference."""
         if not self.algorithm.needs_reference:
             return None
         if batch.reference_logps is not None:
-            return batch.reference_logps
+            return cached_logprobs(batch.reference_logps, batch)
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():
-            if batch.packed is not None:
-                return packed_sequence_logprobs(self.reference, batch.packed, batch.loss_mask, batch.group_size)
-            return sequence_logprobs(self.reference, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                     batch.group_size)
+            return batch_logprobs(self.reference, batch)
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         policy = self.outputs(self.policy, batch)
         return self.algorithm.loss(policy, self.reference_outputs(batch), batch)
+
+    def _step_loss(self, batch: Batch) -> LossOutput:
+        """:meth:`compute_loss` in a training or validation step, its output checked against the contract."""
+        out = self.compute_loss(batch)
+        check_loss_output(out, batch.num_examples, self.algorithm, training=self.training)
+        return out
 
     def _log_output(self, out: LossOutput, stage: str, batch_size: int) -> Tensor:
         loss = out.losses.mean()
@@ -155,32 +151,27 @@ class AlignmentModule(L.LightningModule):
 
     # ----- steps -----------------------------------------------------------------------------
     def experience_context(self) -> ExperienceContext:
-        from zoo.generation import Sampler  # generation is only needed by online algorithms
-
-        return ExperienceContext(
-            policy=self.policy, reference=self.reference, reward=self.reward, tokenizer=self.tokenizer,
-            modules=self.extra, step=self.global_step, epoch=self.current_epoch, training=self.training,
-            generate=Sampler(self.policy, self.tokenizer),
-            logprobs=lambda model, batch, **kw: sequence_logprobs(
-                model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size, **kw),
-        )
+        return ExperienceContext.for_run(self.policy, self.tokenizer, reference=self.reference, reward=self.reward,
+                                         modules=self.extra, step=self.global_step, epoch=self.current_epoch,
+                                         training=self.training)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         if self.automatic_optimization:
             self.tokens_seen += int(batch.attention_mask.sum())
-            out = self.compute_loss(batch)
+            out = self._step_loss(batch)
             if not torch.isfinite(out.losses.mean()):
                 self._skip_nonfinite("the training loss")
                 return None  # Lightning skips backward and the optimiser step
             return self._log_output(out, "train", batch.num_examples)
         optimizer = self.optimizers()
+        context = self.experience_context()
         with torch.no_grad():
-            experience = self.algorithm.make_experience(self.experience_context(), batch)
+            experience = self.algorithm.make_experience(context, batch)
         # Logged once per step: the mean over the minibatches that stepped (not the last one's values).
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
         for minibatch in self.algorithm.minibatches(experience):
             self.tokens_seen += int(minibatch.attention_mask.sum())
-            out = self.compute_loss(minibatch)
+            out = self._step_loss(minibatch)
             loss = out.losses.mean()
             if not torch.isfinite(loss):
                 self._skip_nonfinite("the training loss")
@@ -197,23 +188,25 @@ class AlignmentModule(L.LightningModule):
             optimizer.step()
             stepped.append((loss.detach(), _scalar_metrics(out), minibatch.num_examples))
         loss = stepped[-1][0] if stepped else None
+        rollout_log = context.metrics
         if stepped:
-            names = stepped[0][1].keys()
+            # A value the rollout also reports (e.g. reward, kl_ref) is logged once: the rollout's.
+            names = [n for n in stepped[0][1] if n not in rollout_log]
             self._log_train_step(torch.stack([s[0] for s in stepped]).mean(),
                                  {n: torch.stack([s[1][n] for s in stepped]).mean() for n in names},
                                  sum(s[2] for s in stepped))
         if self._writes_logs_now():
-            for name, value in experience.extras.get("log", {}).items():
+            for name, value in rollout_log.items():
                 self.log(f"train/{name}", torch.as_tensor(value, dtype=torch.float32).mean(), on_step=True)
         scheduler = self.lr_schedulers()
-        if scheduler is not None:
+        if scheduler is not None and stepped:  # no optimiser step (all rejected or skipped): the schedule waits
             scheduler.step()
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self.algorithm.generates_online:
             batch = self.algorithm.make_experience(self.experience_context(), batch)
-        self._log_output(self.compute_loss(batch), "val", batch.num_examples)
+        self._log_output(self._step_loss(batch), "val", batch.num_examples)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Runs before Lightning clips, which would spread one NaN over every gradient.

@@ -223,10 +223,10 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
     packed = run_layout(model, packed)
     width = packed.input_ids.shape[1]
     inside = packed.position_ids > 0  # not the first token of a sequence
-    if not (hidden_states or entropy):
-        token_logps = _scored_packed_logps(model, packed, loss_mask, inside)
-        if token_logps is not None:
-            return assemble(token_logps, loss_mask, group_size)
+    if not entropy:
+        result = _scored_packed_logps(model, packed, loss_mask, inside, with_hidden=hidden_states)
+        if result is not None:
+            return assemble(result[0], loss_mask, group_size, hidden_states=result[1])
     pieces: dict[str, list[Tensor]] = {"logps": [], "hidden": [], "entropy": []}
     for first, end, length in packed.row_groups:
         ids = packed.input_ids[first:end, :length]
@@ -249,21 +249,26 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
                     entropy=unpacked("entropy") if entropy else None)
 
 
-def _scored_packed_logps(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor,
-                         inside: Tensor) -> Tensor | None:
-    """Padded-layout token log-probs with the LM head at scored tokens only (:mod:`zoo.lm_head`)."""
+def _scored_packed_logps(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, inside: Tensor,
+                         *, with_hidden: bool = False) -> tuple[Tensor, Tensor | None] | None:
+    """Padded-layout token log-probs (and last hidden states when asked) with the LM head at scored
+    tokens only (:mod:`zoo.lm_head`)."""
     width = packed.input_ids.shape[1]
     real = packed.source >= 0
     scored = loss_mask.reshape(-1)[packed.source.clamp(min=0)].bool() & inside & real
-    pieces = []
+    pieces, hidden_pieces = [], []
     for first, end, length in packed.row_groups:
         ids = packed.input_ids[first:end, :length]
         with _packed_inputs(model, packed.position_ids[first:end, :length]) as forward:
-            logps = scored_token_logps(model, ids, scored[first:end, :length], **forward)
-        if logps is None:
+            result = scored_token_logps(model, ids, scored[first:end, :length], with_hidden=with_hidden, **forward)
+        if result is None:
             return None
+        logps, hidden = result if with_hidden else (result, None)
         pieces.append(F.pad(logps, (0, width - length)))
-    return unpack(torch.cat(pieces).unsqueeze(-1), packed).squeeze(-1)
+        if with_hidden:
+            hidden_pieces.append(F.pad(hidden.reshape(end - first, length, -1), (0, 0, 0, width - length)))
+    token_logps = unpack(torch.cat(pieces).unsqueeze(-1), packed).squeeze(-1)
+    return token_logps, unpack(torch.cat(hidden_pieces), packed) if with_hidden else None
 
 
 def check_packing_support(model: torch.nn.Module) -> None:

@@ -19,7 +19,8 @@ time, so the peak memory is one model plus the reward source.
 Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
 
     prompts: builtin:tiny_prompts      # any data with a prompt column (builtin:, file, hub name)
-    models: [{name: runs/tiny-sft/model, samples: 4}]
+    models: [{name: runs/tiny-sft/model}]
+    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.Sampling; a model may set its own count
     reward: {function: tiny_sentiment}
     mode: ranked
     output: runs/tiny-pairs/ranked.jsonl
@@ -30,21 +31,23 @@ import dataclasses
 import json
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
+from zoo.sampling import Sampling
 
 
 @dataclasses.dataclass
 class PairsModel:
     """A model to sample from: ``tiny``, a hub id or a local directory."""
 
+    renamed_keys: ClassVar[dict[str, str]] = {"samples": "samples_per_prompt"}
     name: str
-    #: Responses sampled per prompt.
-    samples: int = 4
+    #: Responses sampled per prompt from this model (None: ``sampling.samples_per_prompt``).
+    samples_per_prompt: int | None = None
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     trust_remote_code: bool = False
@@ -52,14 +55,6 @@ class PairsModel:
     def model_config(self) -> ModelConfig:
         return ModelConfig(name=self.name, revision=self.revision, dtype=self.dtype,
                            trust_remote_code=self.trust_remote_code)
-
-
-@dataclasses.dataclass
-class SamplingConfig:
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
 
 
 @dataclasses.dataclass
@@ -72,11 +67,14 @@ class PairsConfig:
     mode: Literal["best_vs_random", "ranked", "strong_vs_weak"] = "best_vs_random"
     reward: RewardConfig | None = None
     split: str = "train"
-    #: Use at most this many prompts (None: all).
+    #: Use the first N usable prompts and stop reading there (None: all).
     max_prompts: int | None = None
+    #: ``error``: a malformed prompt row stops the command naming file, row and field. ``skip``:
+    #: it is dropped and counted.
+    on_bad_rows: Literal["error", "skip"] = "error"
     builtin_size: int = 512
     max_prompt_length: int = 128
-    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    sampling: Sampling = dataclasses.field(default_factory=lambda: Sampling(samples_per_prompt=4, max_new_tokens=64))
     batch_size: int = 16
     seed: int = 0
 
@@ -85,8 +83,9 @@ def validate_pairs_config(config: PairsConfig) -> None:
     if not config.models:
         raise ConfigError("models: list at least one model to sample from, e.g. [{name: runs/tiny-sft/model}]")
     for i, model in enumerate(config.models):
-        if model.samples < 1:
-            raise ConfigError(f"models[{i}].samples = {model.samples!r}: must be >= 1")
+        if model.samples_per_prompt is not None and model.samples_per_prompt < 1:
+            raise ConfigError(f"models[{i}].samples_per_prompt = {model.samples_per_prompt!r}: must be >= 1 "
+                              f"(or null: sampling.samples_per_prompt)")
     has_reward = config.reward is not None and bool(config.reward.function or config.reward.model)
     if config.mode == "strong_vs_weak":
         if len(config.models) != 2:
@@ -95,19 +94,21 @@ def validate_pairs_config(config: PairsConfig) -> None:
     else:
         if not has_reward:
             raise ConfigError(f"mode: {config.mode} ranks samples by a reward: set reward.function or reward.model")
-        if sum(m.samples for m in config.models) < 2:
+        if sum(samples_per_prompt(config, i) for i in range(len(config.models))) < 2:
             raise ConfigError(f"mode: {config.mode} needs at least two samples per prompt in all; "
-                              f"raise models[0].samples")
-    s = config.sampling
-    if s.max_new_tokens < 1 or s.temperature < 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
-        raise ConfigError(f"sampling = {dataclasses.asdict(s)}: needs max_new_tokens >= 1, temperature >= 0, "
-                          f"top_k >= 0 and 0 < top_p <= 1")
+                              f"raise sampling.samples_per_prompt")
     if config.batch_size < 1 or config.max_prompt_length < 1:
         raise ConfigError("batch_size and max_prompt_length must be >= 1")
     if config.max_prompts is not None and config.max_prompts < 1:
         raise ConfigError(f"max_prompts = {config.max_prompts!r}: must be >= 1 (or null: all)")
     if not config.output.endswith(".jsonl"):
         raise ConfigError(f"output = {config.output!r}: must be a .jsonl file")
+
+
+def samples_per_prompt(config: PairsConfig, model_index: int) -> int:
+    """Responses sampled per prompt from ``models[model_index]``."""
+    own = config.models[model_index].samples_per_prompt
+    return config.sampling.samples_per_prompt if own is None else own
 
 
 def load_pairs_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -133,25 +134,28 @@ class PairsResult:
     prompts: int
     skipped: int
     mean_scores: dict[str, float]
+    #: Malformed prompt rows dropped by ``on_bad_rows: skip``.
+    bad_rows: int = 0
 
 
 def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | None
-                  ) -> tuple[list[str], list[list[str]]]:
-    """Prompts (the data set's, or the given ones) and ``samples`` responses per prompt."""
+                  ) -> tuple[list[str], list[list[str]], int]:
+    """Prompts (the data set's, or the given ones), ``samples`` responses per prompt, bad rows skipped."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
     from zoo.generation import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
+    from zoo.progress import track
 
     spec = config.models[model_index]
     model_config = spec.model_config()
     tokenizer = load_tokenizer(model_config)
     data = DataConfig(train=config.prompts, builtin_size=config.builtin_size, seed=config.seed,
                       max_prompt_length=config.max_prompt_length,
-                      max_length=config.max_prompt_length + config.sampling.max_new_tokens)
-    examples, _ = load_examples(config.prompts, config.split, "prompt", data, tokenizer)
-    if config.max_prompts is not None:
-        examples = examples[: config.max_prompts]
+                      max_length=config.max_prompt_length + config.sampling.max_new_tokens,
+                      on_bad_rows=config.on_bad_rows)
+    examples, report = load_examples(config.prompts, config.split, "prompt", data, tokenizer,
+                                     limit=config.max_prompts, bad_rows_key="on_bad_rows")
     texts = [e.prompt for e in examples]
     if prompts is not None and texts != prompts:
         raise ConfigError(f"models[{model_index}] ({spec.name}) reads the prompts differently from models[0]")
@@ -160,17 +164,17 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
         model.to("cuda")
     sampler = Sampler(model, tokenizer)
     collate = Collator(sampler.pad_id)
-    s = config.sampling
+    n = samples_per_prompt(config, model_index)
+    sampling = dataclasses.replace(config.sampling, samples_per_prompt=n)
     responses: list[list[str]] = []
-    for start in range(0, len(examples), config.batch_size):
+    batches = range(0, len(examples), config.batch_size)
+    for start in track(batches, f"sampling {spec.name} ({n} per prompt)", unit="batches"):
         batch = collate(examples[start: start + config.batch_size])
-        generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, max_new_tokens=s.max_new_tokens,
-                             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                             num_return_sequences=spec.samples,
+        generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling,
                              seed=config.seed * 1_000_003 + 7919 * model_index + start)
         for b in range(batch.num_examples):
-            responses.append(generation.texts[b * spec.samples:(b + 1) * spec.samples])
-    return texts, responses
+            responses.append(generation.texts[b * n:(b + 1) * n])
+    return texts, responses, len(report.skipped)
 
 
 def _distinct(samples: list[Sample]) -> list[Sample]:
@@ -227,7 +231,7 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     prompts: list[str] | None = None
     per_prompt: list[list[Sample]] = []
     for m in range(len(config.models)):
-        prompts, responses = _sample_model(config, m, prompts)
+        prompts, responses, bad_rows = _sample_model(config, m, prompts)
         if not per_prompt:
             per_prompt = [[] for _ in prompts]
         for samples, texts in zip(per_prompt, responses):
@@ -267,4 +271,4 @@ def make_pairs(config: PairsConfig) -> PairsResult:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     partial.replace(output)  # readers never see a half-written file
     return PairsResult(output, len(rows), len(prompts), skipped,
-                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v})
+                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v}, bad_rows)

@@ -37,10 +37,13 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from zoo.config import RunConfig
+from zoo.checkpointing import make_readable
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import ConfigError
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
+from zoo.gguf import file_digest, gguf_file, is_gguf
+from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ def weights_identity(config: RunConfig) -> dict[str, Any]:
     if name == "tiny":
         # The tiny model is a seeded random init: same recipe + same torch RNG = same weights.
         return {"recipe": dataclasses.asdict(m.tiny), "torch": torch.__version__.split("+")[0]}
+    if is_gguf(name):
+        return {"gguf": file_digest(gguf_file(name, "model.reference" if m.reference else "model.name"))}
     path = Path(name)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
@@ -205,6 +210,7 @@ class ReferenceCache:
         id_bytes = torch.tensor([list(bytes.fromhex(i)) for i in ids], dtype=torch.uint8) if ids else \
             torch.zeros((0, 12), dtype=torch.uint8)
         metadata = {"fingerprint": json.dumps(self.fingerprint, sort_keys=True), "format": FORMAT_VERSION,
+                    "values_sha256": values_checksum(id_bytes, logps, counts),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "reference": str(self.fingerprint.get("reference"))}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".safetensors")
         os.close(fd)
@@ -213,10 +219,20 @@ class ReferenceCache:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from other users
         try:
             save_file({"example_ids": id_bytes, "logps": logps, "counts": counts}, tmp, metadata=metadata)
+            make_readable(tmp)  # safetensors writes its file 0600 whatever the temporary's mode was
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def values_checksum(ids: Tensor, logps: Tensor, counts: Tensor) -> str:
+    """SHA-256 of the stored tensors' bytes: a cache whose numbers were changed is recomputed, not used."""
+    digest = hashlib.sha256()
+    for tensor in (ids, logps, counts):
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -225,6 +241,9 @@ def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         metadata = handle.metadata() or {}
         ids, logps, counts = (handle.get_tensor(k) for k in ("example_ids", "logps", "counts"))
     stored = json.loads(metadata["fingerprint"])
+    expected = metadata.get("values_sha256")
+    if expected is not None and values_checksum(ids, logps, counts) != expected:
+        raise ValueError("the stored values do not match their checksum (the file was changed after it was written)")
     if ids.dtype != torch.uint8 or ids.ndim != 2 or logps.ndim != 2 or counts.ndim != 1 or \
             not (len(ids) == len(logps) == len(counts)):
         raise ValueError("tensor shapes do not agree")
@@ -258,31 +277,74 @@ def describe_cache_files(root: Path | None = None) -> list[dict[str, Any]]:
 # ----- computing ---------------------------------------------------------------------------------
 
 
+def collator_group_size(examples: list[TokenizedExample]) -> int:
+    """The most responses of an example (rows per example in a padded batch)."""
+    return max((max(1, len(e.response_ids)) for e in examples), default=1)
+
+
+def _longest_row(example: TokenizedExample) -> int:
+    return len(example.prompt_ids) + max((len(r) for r in example.response_ids), default=0)
+
+
+def fill_batches(examples: list[TokenizedExample], batch_size: int, tokens: int) -> list[list[int]]:
+    """Indices of ``examples`` in batches sorted by length, each ≤ ``tokens`` padded positions.
+
+    A batch holds at least ``batch_size`` examples (the training batch, which fits by definition)
+    and grows past it while its padded area, rows × the longest row, stays within ``tokens``.
+    """
+    order = sorted(range(len(examples)), key=lambda i: _longest_row(examples[i]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for index in order:
+        k = max(1, len(examples[index].response_ids))
+        area = (rows + k) * _longest_row(examples[index])  # sorted: this one is the longest so far
+        if current and len(current) >= batch_size and area > tokens:
+            batches.append(current)
+            current, rows = [], 0
+        current.append(index)
+        rows += k
+    if current:
+        batches.append(current)
+    return batches
+
+
 def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], collator: Collator, batch_size: int,
                             device: torch.device | str = "cpu",
-                            forward_context: Callable[[], AbstractContextManager] = nullcontext) -> dict[str, Tensor]:
+                            forward_context: Callable[[], AbstractContextManager] = nullcontext,
+                            progress: Callable[[int], None] | None = None,
+                            tokens: int | None = None) -> dict[str, Tensor]:
     """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
 
     The values are those the training loop's reference forward pass would produce
-    (:func:`zoo.logprobs.sequence_logprobs` over the same padded rows, under the same precision
-    context); sorting by length only cuts the padding this one-off pass runs over.
+    (:func:`zoo.forward.batch_logprobs` over padded rows, under the same precision context, up
+    to float rounding); the pass runs under ``torch.inference_mode`` in :func:`fill_batches`, whose
+    sorting cuts the padding. A batch holds up to ``tokens`` padded positions (default: as many
+    as ``batch_size`` of the longest examples), so many short examples share one forward pass,
+    and no pass holds more positions than a training step's reference pass over its longest
+    batch (which also keeps their activations; here nothing is kept between layers).
+    ``progress`` is called with the number of examples finished after each batch.
     """
-    order = sorted(range(len(examples)), key=lambda i: examples[i].num_tokens)
-    rows: dict[str, Tensor] = {}
+    if tokens is None:
+        tokens = batch_size * max((max(1, len(e.response_ids)) * _longest_row(e) for e in examples), default=1)
+    results: list[tuple[list[TokenizedExample], Tensor]] = []
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), forward_context():
-            for start in range(0, len(order), batch_size):
-                chunk = [examples[i] for i in order[start: start + batch_size]]
+        with torch.inference_mode(), forward_context():
+            for indices in fill_batches(examples, batch_size, tokens):
+                chunk = [examples[i] for i in indices]
                 batch = collator.pad(chunk).to(device)
-                out = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                                        batch.group_size)
-                sums = out.sum.float().cpu()
-                for i, example in enumerate(chunk):
-                    rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
+                out = batch_logprobs(model, batch)
+                results.append((chunk, out.sum.float().cpu()))
+                if progress is not None:
+                    progress(len(chunk))
     finally:
         model.train(was_training)
+    rows: dict[str, Tensor] = {}
+    for chunk, sums in results:  # outside inference mode: ordinary tensors that autograd may save
+        for i, example in enumerate(chunk):
+            rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
     return rows
 
 
@@ -354,7 +416,10 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
     model = plugin.convert_module(model).to(device)
     started = time.perf_counter()
     batch_size = config.train.eval_batch_size or config.train.batch_size
-    table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context))
+    with Progress("reference log-probs", len(missing), "examples") as bar:
+        table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
+                                             progress=bar.advance,
+                                             tokens=batch_size * collator_group_size(missing) * config.data.max_length))
     cache.save(table)
     log.info("reference log-probs: %d computed in %.1fs, %d reused; stored in %s", len(missing),
              time.perf_counter() - started, len(examples) - len(missing), cache.path)

@@ -103,8 +103,8 @@ class Registry:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:  # a faulty plugin must not stop the others
-                info.fail(f"zoo_register_{kind} raised {type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:  # a faulty plugin must not stop the others
+                info.fail(f"zoo_register_{kind} {'' if isinstance(exc, SystemExit) else 'raised '}{_raised(exc)}")
                 info.traceback = traceback.format_exc()
                 for name in found:
                     self._entries[kind].pop(name, None)
@@ -141,6 +141,13 @@ class Registry:
         return self.get("algorithms", name)
 
 
+def _raised(exc: BaseException) -> str:
+    """``TypeName: message``, or ``called sys.exit(CODE)`` for a plugin that tried to end the process."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _csv_env(var: str) -> set[str] | None:
     value = os.environ.get(var)
     if value is None:
@@ -172,8 +179,8 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
         try:
             module = importlib.import_module(f"{BUILTIN_PACKAGE}.{short}")
             pm.register(module, name=short)
-        except Exception as exc:
-            info.error = f"import failed: {type(exc).__name__}: {exc}"
+        except (Exception, SystemExit) as exc:
+            info.error = f"import failed: {_raised(exc)}"
 
     if allowed is None or allowed:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -189,8 +196,8 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
             infos[ep.name] = info
             try:
                 pm.register(ep.load(), name=ep.name)
-            except Exception as exc:
-                info.fail(f"import failed: {type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin must not end every command
+                info.fail(f"import failed: {_raised(exc)}")
                 info.traceback = traceback.format_exc()
 
     _withdraw_unknown_hooks(pm, infos)

@@ -145,6 +145,8 @@ RESUMABLE_CHANGES = frozenset({
     "resume", "train.max_steps", "train.max_epochs", "train.progress_bar", "train.log_every_n_steps",
     "train.checkpoint_every_n_steps", "train.keep_last", "train.val_check_interval", "train.max_nonfinite_steps",
     "train.eval_batch_size", "train.accelerator", "train.devices", "data.num_workers",
+    # A moved or copied run directory resumes: its checkpoints and data are compared by content.
+    "output_dir",
 })
 
 
@@ -176,7 +178,7 @@ def plan_resume(output_dir: Path, config: dict[str, Any]) -> ResumePoint | None:
         if (output_dir / "model").exists():
             raise ConfigError(f"output_dir {str(output_dir)!r} holds a finished run without checkpoints, so there is "
                               f"nothing to resume; pass --overwrite to train it again or choose another output_dir.")
-        if any(output_dir.iterdir()) and not (output_dir / "config.yaml").exists():
+        if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "config.yaml").exists():
             raise ConfigError(f"output_dir {str(output_dir)!r} is not empty and holds no run to resume; pass "
                               f"--overwrite to write into it or choose another output_dir.")
         return None

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from zoo.batch import SequenceLogProbs
 from zoo.config import RewardConfig
 from zoo.errors import ConfigError, ZooError
+from zoo.gguf import is_gguf
 
 #: Config attributes a trained reward model carries (written into its ``config.json``).
 SCORE_MEAN = "zoo_score_mean"
@@ -215,6 +216,10 @@ def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: boo
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if is_gguf(path):
+        raise ConfigError(f"reward.model = {str(path)!r} is a GGUF language model, which has no reward head: train "
+                          f"a reward model from it (`zoo train configs/smollm2/reward.yaml model.name={path}`) and "
+                          f"point reward.model at that run's model/ folder.")
     path = Path(path)
     if not (path / "config.json").exists():
         raise ConfigError(f"reward.model = {str(path)!r}: not a saved model directory (no config.json); train one "

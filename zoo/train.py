@@ -11,6 +11,7 @@ have all been checked; a resumed run (``--resume`` or ``resume: auto``) keeps th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -22,25 +23,32 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from zoo.attention import enable_varlen_attention
-from zoo.checkpointing import AtomicCheckpointIO, atomic_write_text, clear_checkpoints, require_finite
+from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint, WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig
 from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError
 from zoo.eval.callback import callback_from_config
+from zoo.integrity import data_fingerprint
 from zoo.lora import AdapterDisabledReference, apply_lora, is_lora, save_policy
 from zoo.models import load_causal_lm, load_reference, load_scalar_model, load_tokenizer
 from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
+from zoo.quiet import no_transformers_bars
 from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 from zoo.resume import TrainingPosition, log_version, plan_resume, read_summary
+from zoo.run_dir import (WRITE_ERRNOS, RunLock, check_output_dir, clear_run, contents, create_run_dir, interrupted_error,
+                         is_run_dir, resolve_output_dir, resume_hint)
+from zoo.signals import Stop, stop_on_signals
+from zoo.trainer_settings import check_trainer_names, trainer_settings_error
+from zoo.trainprogress import training_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +68,28 @@ class RunResult:
     resumed_from: int | None = None
 
 
-def prepare_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {str(path)!r} is a file, not a directory; choose another output_dir=PATH.")
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise ConfigError(f"output_dir {str(path)!r} exists and is not empty; pass --overwrite to write into it, "
-                          f"--resume to continue its run, or choose another output_dir=PATH.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"output_dir {str(path)!r} cannot be created ({exc.strerror or exc}); "
-                          f"choose another output_dir=PATH.") from None
-
-
 def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None, *,
                   logs_version: str = "") -> L.Trainer:
     t = config.train
     callbacks: list = [*(extra_callbacks or []), TrainingPosition()]
     if t.checkpoint_every_n_steps:
-        callbacks.append(ModelCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
-                                         save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
-                                         filename="step-{step}"))
+        # No version counter: a new last.ckpt replaces (atomically) a damaged one, never a last-v1.ckpt beside it.
+        callbacks.append(RunCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
+                                       save_top_k=t.keep_last, monitor="step", mode="max", save_last=True,
+                                       filename="step-{step}", enable_version_counter=False,
+                                       auto_insert_metric_name=False))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(training_progress_bar())
     val_check = t.val_check_interval
+    check_trainer_names(t)
+    try:
+        return _trainer(t, config, output_dir, callbacks, val_check, logs_version)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as exc:
+        raise trainer_settings_error(t, exc) from None
+
+
+def _trainer(t: Any, config: RunConfig, output_dir: Path, callbacks: list, val_check: Any,
+             logs_version: str) -> L.Trainer:
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, max_steps=t.max_steps, max_epochs=t.max_epochs if t.max_steps == -1 else None,
@@ -108,11 +114,13 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def save_run(module: AlignmentModule, tokenizer: Any, config: RunConfig, output_dir: Path) -> None:
     model_dir = output_dir / "model"
-    module.policy = save_policy(module.policy, model_dir)
-    tokenizer.save_pretrained(model_dir)
+    with no_transformers_bars():  # a "Writing model shards" bar, twice, for a save that takes no time
+        module.policy = save_policy(module.policy, model_dir)
+        tokenizer.save_pretrained(model_dir)
     if len(module.extra):
         state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
         save_file(state, str(model_dir / "extra_modules.safetensors"))
+    make_readable(model_dir)
 
 
 def _with_lora(policy: torch.nn.Module, config: RunConfig, task: str) -> torch.nn.Module:
@@ -132,21 +140,58 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
 
     ``callbacks`` are extra Lightning callbacks (e.g. the throughput meter of ``benchmarks/``).
     """
+    output_dir = resolve_output_dir(config.output_dir)
+    config = dataclasses.replace(config, output_dir=str(output_dir))
+    resume = resume or config.resume == "auto"
+    # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
+    lead = rank_zero_only.rank == 0
+    if lead:
+        check_output_dir(output_dir, overwrite=overwrite, resume=resume)
+    seen = contents(output_dir)
+    lock = RunLock(output_dir)
+    try:
+        if lead and is_run_dir(output_dir):
+            lock.acquire()  # a second run into a run directory is refused before anything loads
+        with stop_on_signals():
+            return _train(config, output_dir, lock, seen, overwrite=overwrite, resume=resume, lead=lead,
+                          callbacks=callbacks)
+    except Stop as stop:
+        raise interrupted_error(output_dir, stop.signum, wrote=lock.held and lead) from None
+    except WriteError as exc:
+        raise WriteError(f"{exc}{resume_hint(output_dir)}") from None
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        where = exc.filename or output_dir
+        raise WriteError(f"file system error on {str(where)!r}: {exc.strerror or exc}. Files written before "
+                         f"(earlier checkpoints included) are intact.{resume_hint(output_dir)}") from None
+    finally:
+        lock.release()
+
+
+def _train(config: RunConfig, output_dir: Path, lock: RunLock, seen: set[str], *, overwrite: bool, resume: bool,
+           lead: bool, callbacks: list | None) -> RunResult:
     registry = get_registry()
     algorithm_cls = registry.algorithm(config.algorithm)
     algorithm = algorithm_cls(algorithm_cls.parse_args(config.algorithm_args))
-    output_dir = Path(config.output_dir)
-    resume = resume or config.resume == "auto"
-    # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
-    prepare_output_dir(output_dir, overwrite=overwrite or rank_zero_only.rank > 0, resume=resume)
     point = plan_resume(output_dir, config.to_dict()) if resume else None
+    replace = point is None and overwrite  # an earlier run's files are removed once everything is checked
+    evaluation = callback_from_config(config.evaluation)  # unknown suites and their options fail here
+    # Built now so that a Trainer setting Lightning refuses fails before any data or model loads.
+    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],
+                            logs_version="" if replace else log_version(output_dir))
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(config.model)
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
-    evaluation = callback_from_config(config.evaluation)  # so do unknown suites and their options
+    fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
+    started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None
+    if started_on is not None and started_on != fingerprint:
+        raise ConfigError(f"cannot resume {str(output_dir)!r}: the data differs from the data the run started with "
+                          f"(its examples' fingerprint changed: {', '.join(r.summary() for r in datamodule.reports)})."
+                          f" Restore the data, or start a new run with --overwrite or another output_dir.")
 
     load_policy = load_scalar_model if algorithm_cls.output == "scores" else load_causal_lm
     policy = load_policy(config.model, tokenizer)
@@ -182,12 +227,16 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
         reward = load_reward_source(config.reward, tokenizer=tokenizer)
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer)
 
-    # Config, data and models are checked: only from here on is anything in output_dir replaced.
-    if point is None and overwrite and rank_zero_only.rank == 0:
-        clear_checkpoints(output_dir)
-    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else [])],
-                            logs_version=log_version(output_dir))
+    # Config, data and models are checked: only from here on is anything in output_dir written or removed.
+    if lead:
+        create_run_dir(output_dir)
+        lock.acquire()
+        if contents(output_dir) != seen:
+            raise ConfigError(f"output_dir {str(output_dir)!r} changed while this run was starting (another run "
+                              f"wrote into it); nothing was written. Choose another output_dir=PATH.")
+        if replace:
+            clear_run(output_dir)
+        atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
                        skipped_rows=sum(len(r.skipped) for r in datamodule.reports))
@@ -201,7 +250,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
     elif has_eval:
         result.metrics_before = _scalar_metrics(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     summary = {"algorithm": config.algorithm, "status": "running", "before": result.metrics_before,
-               "data": result.data, "skipped_rows": result.skipped_rows,
+               "data": result.data, "skipped_rows": result.skipped_rows, "data_fingerprint": fingerprint,
                "resumed_from_steps": previous.get("resumed_from_steps", []) + ([point.global_step] if point else [])}
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))

@@ -268,9 +268,14 @@ def pipeline_lines(results: dict[str, Any]) -> list[str]:
                      str(prefs.get("heldout_pairs", "–"))])
     if not body:
         return []
-    return (["## Pipelines (one per seed)", "",
-             "Preference pairs come from SFT samples on the training prompts, labelled by a noisy Bradley–Terry draw "
-             "on the gold reward; the proxy reward model's accuracy is on noise-free gold-labelled pairs of the test "
-             "prompts.", ""]
+    human = any(stages.get("preferences", {}).get("labels") == "human"
+                for stages in (results.get("pipelines") or {}).values())
+    source = ("Preference pairs are the task's own human-labelled pairs of the training prompts; there is no gold "
+              "reward, so every 'gold' figure is the proxy reward model's score (the judge), and its accuracy is on "
+              "the human-labelled pairs of the test prompts." if human else
+              "Preference pairs come from SFT samples on the training prompts, labelled by a noisy Bradley–Terry draw "
+              "on the gold reward; the proxy reward model's accuracy is on noise-free gold-labelled pairs of the test "
+              "prompts.")
+    return (["## Pipelines (one per seed)", "", source, ""]
             + _table(["seed", "pairs", "SFT sample gold", "labels agreeing with gold", "proxy RM held-out acc.",
                       "held-out pairs"], body) + [""])

@@ -440,7 +440,7 @@ def run_config(config: BenchConfig, algorithm: str, algorithm_args: dict[str, An
         "algorithm": algorithm, "algorithm_args": dict(algorithm_args),
         "model": model_section,
         "data": {"eval_fraction": 0.0, **data, "train": data_file, "eval": eval_file, "seed": seed},
-        "train": {"progress_bar": False, **train, "seed": seed},
+        "train": {**train, "seed": seed},
         "output_dir": output_dir,
     }
     if reward is not None:

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from zoo.bench.config import EvalConfig
-from zoo.logprobs import sequence_logprobs
+from zoo.forward import batch_logprobs
+from zoo.gguf import resolve
 
 
 @dataclass
@@ -61,6 +62,7 @@ def device() -> torch.device:
 def load_policy(model_dir: str | Path) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model_dir = resolve(str(model_dir))  # a GGUF file (the unaligned start) reads its converted directory
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(device()).eval()
     return model, tokenizer
@@ -70,19 +72,20 @@ def load_policy(model_dir: str | Path) -> tuple[nn.Module, Any]:
 def sample_and_score(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, list[float] | list[str]]:
     """Samples of ``model`` on the evaluation prompts with their gold, proxy, KL and length."""
     from zoo.generation import Sampler, encode_prompts, generation_batch
+    from zoo.progress import track
 
     c = inputs.config
     sampler = Sampler(model, inputs.tokenizer)
     pad = inputs.tokenizer.pad_token_id
     out: dict[str, list] = {"texts": [], "kl": [], "length": []}
-    for start in range(0, len(inputs.prompts), c.batch_size):
+    for start in track(range(0, len(inputs.prompts), c.batch_size), "sampling and scoring", unit="batches"):
         chunk = inputs.prompts[start: start + c.batch_size]
         ids, mask = encode_prompts(inputs.tokenizer, chunk)
         generation = sampler(ids, mask, max_new_tokens=inputs.max_new_tokens, temperature=c.temperature,
-                             num_return_sequences=c.samples_per_prompt, seed=seed * 1_000_003 + start)
+                             samples_per_prompt=c.samples_per_prompt, seed=seed * 1_000_003 + start)
         batch = generation_batch(generation, chunk, pad_id=pad).to(device())
-        policy = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
-        reference = sequence_logprobs(inputs.sft_model, batch.input_ids, batch.attention_mask, batch.loss_mask, 1)
+        policy = batch_logprobs(model, batch)
+        reference = batch_logprobs(inputs.sft_model, batch)
         out["texts"] += generation.texts
         out["kl"] += (policy.sum - reference.sum)[:, 0].tolist()
         out["length"] += policy.lengths[:, 0].float().tolist()
@@ -157,9 +160,11 @@ def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, be
     else:
         samples = sample_and_score(policy, inputs, seed)
     prompts = inputs.repeated_prompts
+    gold = inputs.gold.score(prompts, samples["texts"]).tolist()
     record = {
-        "gold": inputs.gold.score(prompts, samples["texts"]).tolist(),
-        "proxy": inputs.proxy.score(prompts, samples["texts"]).tolist(),
+        "gold": gold,
+        # a task without a gold reward is judged by the proxy itself: one scoring pass
+        "proxy": gold if inputs.proxy is inputs.gold else inputs.proxy.score(prompts, samples["texts"]).tolist(),
         "kl": samples["kl"], "length": samples["length"],
         "kl_kind": "analytic best-of-n bound" if best_of is not None else "sampled estimate",
         "probe_accuracy": probe_accuracy(policy, inputs) if full else None,

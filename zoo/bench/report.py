@@ -63,8 +63,11 @@ def notes(results: dict[str, Any]) -> list[str]:
         f"Means over {len(seeds)} seeds {seeds}; ± is the 95% Student-t interval across seeds." if len(seeds) > 1 else
         f"One seed ({seeds[0]}): ± on the gold reward and its difference is the 95% Student-t interval across "
         f"prompts; the other columns have none.",
-        f"{NOT_SIGNIFICANT} the gold-reward difference from {baseline['label']!r} is not significant: "
-        f"{results['significance_test']}.",
+    ]
+    if any(NOT_SIGNIFICANT in row[2] for row in rows(results)):  # the footnote only when a row carries the mark
+        lines.append(f"{NOT_SIGNIFICANT} the gold-reward difference from {baseline['label']!r} is not significant: "
+                     f"{results['significance_test']}.")
+    lines += [
         "Win rate: share of evaluation samples whose gold reward beats the SFT sample for the same prompt, "
         "sample index and seed (ties count one half).",
         "KL(π‖π_SFT): mean of log π(y|x) − log π_SFT(y|x) over samples from π, nats per response; for best-of-n "
@@ -81,13 +84,18 @@ def notes(results: dict[str, Any]) -> list[str]:
                                  else "peak resident memory of the process while training (CPU)."))
     prefs = shared.get("preferences", {})
     rm = shared.get("reward_model", {})
-    if prefs:
+    human = prefs.get("labels") == "human"
+    if human:
+        lines.append(f"Preference data: the task's {prefs.get('pairs')} human-labelled pairs of the train prompts. "
+                     f"No gold reward: 'gold reward' and the win rate are the scores of the proxy reward model "
+                     f"trained on those pairs, the one the online runs optimise (the judge).")
+    elif prefs:
         lines.append(f"Preference data: {prefs.get('pairs')} pairs and {prefs.get('ranked_sets')} ranked sets from SFT "
                      f"samples (mean gold {prefs.get('sft_sample_gold_mean', float('nan')):.2f}); labels agree with the "
                      f"gold reward on {prefs.get('label_agreement_with_gold', float('nan')):.0%} of untied pairs.")
     if rm.get("heldout_accuracy") is not None:
         lines.append(f"Proxy reward model: held-out pairwise accuracy {rm['heldout_accuracy']:.2f} "
-                     f"on {prefs.get('heldout_pairs')} gold-labelled pairs.")
+                     f"on {prefs.get('heldout_pairs')} {'human' if human else 'gold'}-labelled pairs.")
     return lines
 
 
@@ -131,8 +139,34 @@ def write_outputs(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
     return paths
 
 
+#: Column groups of the narrow layout: the gold reward and KL, then the other metrics and the cost.
+NARROW_GROUPS = (("reward and KL", (0, 1, 2, 3, 4)), ("other metrics and cost", (0, 5, 6, 7, 8, 9, 10)))
+
+
+def narrow_tables(results: dict[str, Any]) -> list[Table]:
+    """The table for a narrow console (80 columns): two column groups, ``± h`` under its mean."""
+    task = results["config"]["task"]["name"]
+    cells = rows(results)
+    out = []
+    for name, columns in NARROW_GROUPS:
+        rich_table = Table(title=f"zoo bench: task {task!r}, {len(results['seeds'])} seed(s): {name}")
+        for index in columns:
+            rich_table.add_column(COLUMNS[index].replace(" ", "\n", 1) if index else COLUMNS[index],
+                                  justify="left" if index == 0 else "right", no_wrap=index == 0, overflow="fold")
+        for row in cells:
+            rich_table.add_row(*(row[i].replace(" ± ", "\n± ") for i in columns))
+        out.append(rich_table)
+    return out
+
+
 def print_report(results: dict[str, Any], console: Console) -> None:
-    console.print(table(results))
+    """The table (stacked in two when the console is too narrow for one), then the notes."""
+    wide = table(results)
+    if console.measure(wide, options=console.options.update_width(10_000)).maximum <= console.width:
+        console.print(wide)
+    else:
+        for part in narrow_tables(results):
+            console.print(part)
     for line in notes(results):
         console.print(f"  {line}", highlight=False)
     console.print(f"  {verdict_line(results)}", highlight=False)

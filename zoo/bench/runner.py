@@ -77,7 +77,9 @@ def _eval_inputs(config: BenchConfig, stages: Stages, pipeline: Pipeline) -> dic
         probes=probes["items"], probe_fewshot=probes["fewshot"], heldout_probes=probes.get("heldout", []),
         heldout_pairs=pipeline.preferences.path / "heldout_pairs.jsonl",
         sft_model=model, tokenizer=tokenizer,
-        gold=load_reward_source(stages.task.gold_reward()).to(model.device), proxy=proxy,
+        gold=proxy if stages.task.gold_reward() is None else load_reward_source(stages.task.gold_reward()).to(
+            model.device),
+        proxy=proxy,
         config=config.evaluation, max_new_tokens=stages.max_new_tokens(data),
     )
     validation = dataclasses.replace(test, prompts=json.loads((data.path / "validation_prompts.json").read_text()))
@@ -193,7 +195,7 @@ def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: St
     """The cached evaluation of one contender and seed on ``split``: its policy, or best-of-n from the SFT model."""
     spec = contender.spec
     config = stages.config
-    what = {"evaluation": dataclasses.asdict(config.evaluation), "gold": dataclasses.asdict(stages.task.gold_reward()),
+    what = {"evaluation": dataclasses.asdict(config.evaluation), "gold": stages.judge_identity(),
             "kind": "policy" if aligned else "best_of_n" if spec.best_of_n else "sft",
             "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed, "split": split}
     upstream = [pipeline.data.key, pipeline.sft_key, pipeline.preferences.key, pipeline.reward_model.key]

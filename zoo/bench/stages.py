@@ -29,6 +29,7 @@ from zoo.bench.memory import PeakMemory
 from zoo.bench.task import Task, TaskData, check_splits
 from zoo.config import RewardConfig
 from zoo.errors import ConfigError
+from zoo.gguf import file_digest, gguf_file, is_gguf
 from zoo.registry import get_registry
 
 #: The file each data shape reads; ``sft`` and ``prompt`` files come from the task data stage.
@@ -41,6 +42,28 @@ MODEL = "run/model"
 
 def stage_inputs(stage: StageConfig, seed: int = 0) -> dict[str, Any]:
     return {**dataclasses.asdict(stage), "pipeline_seed": seed}
+
+
+HUMAN_PAIRS = ("human_pairs.jsonl", "human_heldout_pairs.jsonl")
+
+
+def write_human_pairs(folder: Path, data: TaskData) -> None:
+    write_jsonl(folder / HUMAN_PAIRS[0], data.preference_pairs or [])
+    write_jsonl(folder / HUMAN_PAIRS[1], data.heldout_pairs or [])
+
+
+def copy_human_pairs(task_folder: Path, folder: Path) -> dict[str, Any]:
+    """The preference stage of a task with human labels: its pairs as they are, and as ranked sets
+    (chosen scored 1, rejected 0) for the algorithms that read ranked data."""
+    pairs = [json.loads(line) for line in (task_folder / HUMAN_PAIRS[0]).read_text().splitlines() if line]
+    heldout = [json.loads(line) for line in (task_folder / HUMAN_PAIRS[1]).read_text().splitlines() if line]
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    write_jsonl(folder / DATA_FILES["pairwise"], rows)
+    write_jsonl(folder / DATA_FILES["ranked"], [{"prompt": r["prompt"], "responses": [r["chosen"], r["rejected"]],
+                                                 "scores": [1.0, 0.0]} for r in rows])
+    write_jsonl(folder / "heldout_pairs.jsonl", [{"prompt": p["prompt"], "chosen": p["chosen"],
+                                                  "rejected": p["rejected"]} for p in heldout])
+    return {"pairs": len(rows), "ranked_sets": len(rows), "heldout_pairs": len(heldout), "labels": "human"}
 
 
 def plugin_module(kind: str, name: str) -> Any:
@@ -148,6 +171,8 @@ class Stages:
             (folder / "test_prompts.json").write_text(json.dumps(data.test_prompts))
             (folder / "probes.json").write_text(json.dumps({"items": data.probes, "fewshot": data.probe_fewshot,
                                                             "heldout": data.heldout_probes}))
+            if data.preference_pairs is not None:
+                write_human_pairs(folder, data)
             tokenizer = task.tokenizer()
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder / "tokenizer")
@@ -155,7 +180,8 @@ class Stages:
                     "max_new_tokens": data.max_new_tokens, "demonstrations": len(data.demonstrations),
                     "train_prompts": len(data.train_prompts), "validation_prompts": len(data.validation_prompts),
                     "test_prompts": len(data.test_prompts),
-                    "probes": len(data.probes), "heldout_probes": len(data.heldout_probes)}
+                    "probes": len(data.probes), "heldout_probes": len(data.heldout_probes),
+                    "human_pairs": None if data.preference_pairs is None else len(data.preference_pairs)}
 
         return self._stage("task", inputs, [], build, f"generating the {task.name!r} task data")
 
@@ -166,7 +192,10 @@ class Stages:
             if data.record["has_tokenizer"]:
                 raise ConfigError(f"model.name = {model.name!r}: task {self.task.name!r} brings its own tokenizer and "
                                   f"trains from scratch; use model.name: tiny (sized by model.tiny)")
-            return model.name, [fingerprint("model", {"name": model.name, "revision": model.revision})]
+            identity = {"name": model.name, "revision": model.revision}
+            if is_gguf(model.name):  # a file's name says little: its content does
+                identity["gguf_sha256"] = file_digest(gguf_file(model.name))
+            return model.name, [fingerprint("model", identity)]
         inputs = {"tiny": dataclasses.asdict(model.tiny), "dtype": model.dtype, "pipeline_seed": seed}
 
         def build(folder: Path) -> dict[str, Any]:
@@ -220,6 +249,10 @@ class Stages:
     def preferences(self, data: Stage, sft_model: str, sft_key: str, seed: int = 0, suffix: str = "") -> Stage:
         from zoo.bench.preferences import build_preferences
 
+        if data.record.get("human_pairs") is not None:
+            return self._stage("preferences", {"human_pairs": data.record["human_pairs"]}, [data.key],
+                               lambda folder: copy_human_pairs(data.path, folder),
+                               "taking the task's human-labelled preference pairs" + suffix)
         p = dataclasses.replace(self.config.preferences, seed=self.config.preferences.seed + seed)
         inputs = {"preferences": dataclasses.asdict(p), "gold": dataclasses.asdict(self.task.gold_reward()),
                   "max_new_tokens": self.max_new_tokens(data)}
@@ -252,10 +285,16 @@ class Stages:
 
     # ----- alignment runs ---------------------------------------------------------------------
     def reward_source(self, choice: str | None, reward_model: Stage) -> RewardConfig:
-        """The reward a contender optimises: the proxy reward model (default) or the task's gold reward."""
-        if choice == "gold":
+        """The reward a contender optimises: the proxy reward model (default) or the task's gold reward
+        (the proxy too, for a task without one: :meth:`Task.gold_reward`)."""
+        if choice == "gold" and self.task.gold_reward() is not None:
             return self.task.gold_reward()
         return RewardConfig(model=str(reward_model.path / MODEL))
+
+    def judge_identity(self) -> dict[str, Any]:
+        """What identifies the gold reward in fingerprints (the reward model itself is upstream)."""
+        gold = self.task.gold_reward()
+        return {"judge": "reward_model"} if gold is None else dataclasses.asdict(gold)
 
     def align(self, contender: Contender, seed: int, pipeline: Pipeline) -> Stage:
         spec = contender.spec
@@ -268,7 +307,8 @@ class Stages:
         reward = None
         if algorithm.needs_reward:
             reward = self.reward_source(spec.reward, reward_model)
-            upstream.append(reward_model.key if spec.reward != "gold" else fingerprint("gold", dataclasses.asdict(reward)))
+            upstream.append(reward_model.key if spec.reward != "gold" or self.task.gold_reward() is None
+                            else fingerprint("gold", dataclasses.asdict(reward)))
         alignment = self.config.alignment
         train = {**alignment.train, **spec.train}
         inputs = {"algorithm": spec.algorithm, "algorithm_args": spec.algorithm_args, "train": train,

@@ -49,6 +49,12 @@ class TaskData:
         heldout_probes: MMLU-format items about what the task's data teaches that its data never
             states verbatim (paraphrased or recombined facts): the alignment-tax probe; may be empty.
         max_new_tokens: the response length the task's samples need.
+        preference_pairs: human-labelled pairs of the train prompts (``prompt``, ``chosen``,
+            ``rejected``), or None. When given, the preference stage uses them as they are (the
+            proxy reward model and the offline algorithms train on them) instead of sampling the
+            SFT model and labelling its samples with the gold reward.
+        heldout_pairs: human-labelled pairs of the test prompts, for held-out preference accuracy
+            (with ``preference_pairs``; None otherwise).
     """
 
     pretraining: list[dict[str, Any]] | None
@@ -60,6 +66,8 @@ class TaskData:
     probe_fewshot: list[dict[str, Any]] = field(default_factory=list)
     heldout_probes: list[dict[str, Any]] = field(default_factory=list)
     max_new_tokens: int = 32
+    preference_pairs: list[dict[str, Any]] | None = None
+    heldout_pairs: list[dict[str, Any]] | None = None
 
 
 class Task:
@@ -91,8 +99,13 @@ class Task:
         """The tokenizer of a from-scratch model, or None to use the configured model's own."""
         return None
 
-    def gold_reward(self) -> RewardConfig:
-        """The gold reward source: a registered reward function or a reward model path / hub id."""
+    def gold_reward(self) -> RewardConfig | None:
+        """The gold reward source: a registered reward function or a reward model path / hub id.
+
+        None: the task has no gold reward, and every model is judged by the pipeline's reward
+        model (trained on the task's ``preference_pairs``), the same one the online contenders
+        optimise; reports then name it the judge.
+        """
         raise TypeError(f"task {self.name!r} does not implement gold_reward()")
 
 

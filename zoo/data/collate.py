@@ -20,18 +20,11 @@ class Collator:
     :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
     """
 
-    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pad_to_multiple_of: int = 1,
-                 pack_capacity: int | None = None):
+    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pack_capacity: int | None = None):
         self.pad_token_id = pad_token_id
         self.train_on_prompt = train_on_prompt
-        self.pad_to_multiple_of = pad_to_multiple_of
         self.pack_capacity = pack_capacity
         self.reference_logps = None
-
-    def _width(self, lengths: list[int]) -> int:
-        width = max(lengths)
-        m = self.pad_to_multiple_of
-        return (width + m - 1) // m * m
 
     def __call__(self, examples: list[TokenizedExample]) -> Batch:
         batch = self.pad(examples)
@@ -53,7 +46,7 @@ class Collator:
                 sequences.append(example.prompt_ids + response)
                 prompt_lengths.append(len(example.prompt_ids))
                 valid.append(j < len(example.response_ids))
-        width = self._width([len(s) for s in sequences])
+        width = max(len(s) for s in sequences)
         n = len(sequences)
         input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((n, width), dtype=torch.long)

@@ -8,29 +8,71 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedTokenizerBase
 
 from zoo.config import DataConfig
-from zoo.data.examples import Example, normalise
-from zoo.data.sources import read_rows
-from zoo.data.tokenize import ExampleTokenizer, TokenizedExample, check_tokenized
-from zoo.errors import DataError
+from zoo.data.examples import Example, normalise, sft_target
+from zoo.data.sources import stream_rows
+from zoo.data.tokenize import DroppedRow, ExampleTokenizer, TokenizedExample, check_tokenized
+from zoo.errors import ConfigError, DataError
+from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadReport:
-    """What happened to the rows of one source."""
+    """What happened to the rows of one source, and how many examples the run uses."""
 
     source: str
     rows: int = 0
     kept: int = 0
     truncated: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: ``data.max_examples`` when it stopped the reading before the end of the source.
+    stopped_at: int | None = None
+    #: Examples held out of these for evaluation (``data.eval_fraction``).
+    held_out: int = 0
+    #: Prompts shortened in whole chat turns (the template kept), out of ``truncated``.
+    turns_cut: int = 0
+    #: Rows left out by ``prompt_truncation: drop``.
+    dropped: int = 0
+    prompt_truncation: str = "keep_end"
+    #: ``data.sft_from`` when SFT examples were taken from preference rows.
+    sft_from: str | None = None
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
+        if self.sft_from is not None:
+            side = "the chosen response" if self.sft_from == "chosen" else "the best-scored response"
+            text = text.replace(" rows kept", f" rows kept (SFT on {side}, data.sft_from: {self.sft_from})", 1)
+        if self.truncated:
+            text += f" (data.prompt_truncation: {self.prompt_truncation}"
+            text += f"; {self.turns_cut} chat prompts cut in whole turns, template kept)" if self.turns_cut else ")"
+        if self.dropped:
+            text += f", {self.dropped} dropped (prompt longer than data.max_prompt_length; prompt_truncation: drop)"
         if self.skipped:
             text += f", {len(self.skipped)} skipped (on_bad_rows: skip); first: {self.skipped[0]}"
+        if self.stopped_at is not None:
+            text += f"; reading stopped after {self.rows} rows (data.max_examples = {self.stopped_at})"
+        if self.held_out:
+            text += (f"; {self.kept - self.held_out} train, {self.held_out} held out for evaluation "
+                     f"(data.eval_fraction)")
         return text
+
+
+#: The data shape a ``data.sft_from`` setting reads rows as.
+PREFERENCE_SHAPE = {"chosen": "pairwise", "best": "ranked"}
+
+_warned: set[str] = set()
+
+
+def warn_untemplated(source: str, count: int, total: int) -> None:
+    """Once per source: string prompts reach a model whose tokenizer has a chat template."""
+    if source in _warned:
+        return
+    _warned.add(source)
+    log.warning("%s: %d of %d prompts are plain strings used without the tokenizer's chat template "
+                "(data.chat_template: auto). An instruct model expects its template: set "
+                "data.chat_template: on to render each prompt as a user turn (HH dialogues as their turns), "
+                "or off to keep the strings and silence this warning.", source, count, total)
 
 
 def chat_renderer(tokenizer: PreTrainedTokenizerBase):
@@ -44,36 +86,80 @@ def chat_renderer(tokenizer: PreTrainedTokenizerBase):
 
 
 def load_examples(spec: str, split: str, shape: str, config: DataConfig,
-                  tokenizer: PreTrainedTokenizerBase) -> tuple[list[TokenizedExample], LoadReport]:
-    """Read, normalise and tokenise the rows of ``spec`` for ``shape``."""
+                  tokenizer: PreTrainedTokenizerBase, *, limit: int | None = None,
+                  bad_rows_key: str = "data.on_bad_rows") -> tuple[list[TokenizedExample], LoadReport]:
+    """Read, normalise and tokenise the rows of ``spec`` for ``shape``.
+
+    ``limit``: stop once this many usable examples are kept; the rest of the source is not read.
+    ``bad_rows_key``: the config key an error message suggests for skipping bad rows.
+    """
     skip = config.on_bad_rows == "skip"
-    try:
-        raw = read_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, skip_bad=skip)
-    except DataError as exc:
-        if exc.row is None:  # the whole file is unreadable: skipping rows cannot help
-            raise
-        raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
-    report = LoadReport(raw.source, rows=len(raw.rows) + len(raw.skipped), skipped=list(raw.skipped))
+    hint = f" (set {bad_rows_key}: skip to drop such rows)"
+    stream = stream_rows(spec, split=split, builtin_size=config.builtin_size, seed=config.seed, limit=limit)
+    report = LoadReport(stream.source, prompt_truncation=config.prompt_truncation)
     render = chat_renderer(tokenizer)
-    encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation)
+    template_strings = config.chat_template == "on"
+    if template_strings and render is None:
+        raise ConfigError("data.chat_template = 'on', but the tokenizer has no chat template; "
+                          "use 'off' (or 'auto') for this model")
+    encode = ExampleTokenizer(tokenizer, config.max_length, config.max_prompt_length, config.prompt_truncation,
+                              render_chat=render)
+    untemplated = 0
+    sft_from = config.sft_from if shape == "sft" else None
+    report.sft_from = sft_from
     out: list[TokenizedExample] = []
-    for row_no, row in raw.rows:
-        try:
-            example: Example = normalise(row, row_no, raw.source, shape, render)
-            tokenized = encode(example)
-            check_tokenized(tokenized, example, config.max_length)
-        except DataError as exc:
-            if config.on_bad_rows == "error":
-                raise DataError(f"{exc} (set data.on_bad_rows: skip to drop such rows)") from None
-            report.skipped.append(str(exc))
-            continue
-        report.truncated += tokenized.truncated
-        out.append(tokenized)
+    total = stream.total if limit is None else min(limit, stream.total or limit)
+    rows = iter(stream)
+    with Progress(f"reading {stream.source}", total, "examples" if limit is not None else "rows") as progress:
+        while limit is None or len(out) < limit:
+            try:
+                item = next(rows, None)
+            except DataError as exc:
+                if exc.row is None:  # the whole file is unreadable: skipping rows cannot help
+                    raise
+                raise DataError(f"{exc}{hint}") from None
+            if item is None:
+                break
+            row_no, row = item
+            report.rows += 1
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                if sft_from is not None:  # SFT on the chosen (or best) side of preference data
+                    example = sft_target(normalise(row, row_no, stream.source, PREFERENCE_SHAPE[sft_from], render,
+                                                   template_strings), sft_from)
+                else:
+                    example = normalise(row, row_no, stream.source, shape, render, template_strings)
+                tokenized = encode(example)
+                check_tokenized(tokenized, example, config.max_length)
+            except DroppedRow:
+                report.dropped += 1
+                progress.advance(int(limit is None))
+                continue
+            except DataError as exc:
+                if not skip:
+                    raise DataError(f"{exc}{hint}") from None
+                report.skipped.append(str(exc))
+                progress.advance(int(limit is None))
+                continue
+            report.truncated += tokenized.truncated
+            report.turns_cut += tokenized.prompt_cut == "turns"
+            untemplated += example.untemplated
+            out.append(tokenized)
+            progress.advance()
+        if limit is not None and len(out) >= limit:
+            try:
+                more = next(rows, None) is not None
+            except DataError:  # damage past the rows used does not matter, but there is more
+                more = True
+            report.stopped_at = limit if more else None
     report.kept = len(out)
     if report.skipped:
         log.warning("%s", report.summary())
+    if untemplated and render is not None and config.chat_template == "auto" and not spec.startswith("builtin:"):
+        warn_untemplated(stream.source, untemplated, len(out))
     if not out:
-        raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=raw.source)
+        raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=stream.source)
     return out, report
 
 

@@ -11,6 +11,11 @@ Accepted columns, by data shape:
   accepted as k = 2 with scores (1, 0).
 * ``prompt``: ``prompt`` (string or messages), or any pairwise or ``messages`` row, whose prompt is used.
 
+A response given as a message list must be a single assistant message: a longer exchange
+(assistant, user, assistant) would train the user's turn as response text, so it is refused and
+the earlier turns belong in the prompt. With ``template_strings`` (``data.chat_template: on``) a
+string prompt is rendered as one user turn of the tokenizer's chat template.
+
 Every problem raises :class:`zoo.errors.DataError` naming the source, the row and the field.
 Columns other than the ones a shape reads (ids, metadata, a ``source`` column...) are ignored, so
 data sets with extra columns load unchanged; a misspelt column therefore shows up as the missing
@@ -19,6 +24,7 @@ field it was meant to be.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +46,11 @@ class Example:
     source: str
     #: The row field each response came from (``chosen``, ``responses[2]``...), for error messages.
     fields: list[str] | None = None
+    #: The messages ``prompt`` was rendered from with the chat template (None: a plain string),
+    #: so that truncation can drop whole turns and keep the template's structure.
+    prompt_messages: list[dict[str, str]] | None = None
+    #: A non-empty string prompt used as it is, without the chat template.
+    untemplated: bool = False
 
     def field_of(self, index: int) -> str:
         return self.fields[index] if self.fields else f"responses[{index}]"
@@ -48,8 +59,12 @@ class Example:
 class _Row:
     """A row plus where it came from, for error messages."""
 
-    def __init__(self, row: dict[str, Any], row_no: int, source: str, render_chat: RenderChat | None):
+    def __init__(self, row: dict[str, Any], row_no: int, source: str, render_chat: RenderChat | None,
+                 template_strings: bool = False):
         self.row, self.row_no, self.source, self.render_chat = row, row_no, source, render_chat
+        self.template_strings = template_strings
+        self.prompt_messages: list[dict[str, str]] | None = None
+        self.untemplated = False
 
     def error(self, field: str | None, message: str) -> DataError:
         return DataError(message, source=self.source, row=self.row_no, field=field)
@@ -65,6 +80,7 @@ class _Row:
             raise self.error(field, f"expected a string, got {type(value).__name__}")
         if not value.strip():
             raise self.error(field, "empty or whitespace-only string")
+        _require_unicode(self, field, value)
         return value
 
     def messages(self, field: str) -> list[dict[str, str]]:
@@ -77,26 +93,36 @@ class _Row:
                 raise self.error(f"{field}[{i}]", "expected a message {\"role\": str, \"content\": str}")
             if not message["content"].strip():
                 raise self.error(f"{field}[{i}].content", "empty or whitespace-only string")
+            _require_unicode(self, f"{field}[{i}].content", message["content"])
         return value
 
     def render(self, messages: list[dict[str, str]], field: str, generation_prompt: bool) -> str:
         if self.render_chat is None:
             raise self.error(field, "message lists need a tokenizer with a chat template")
+        if generation_prompt:  # the prompt: kept so that truncation can work in whole turns
+            self.prompt_messages = [dict(m) for m in messages]
         return self.render_chat(messages, generation_prompt)
 
     def prompt_or_chat(self, field: str) -> str:
         """A prompt column that may be a string or a list of messages."""
         if isinstance(self.row.get(field), list):
             return self.render(self.messages(field), field, True)
-        return self.text(field)
+        text = self.text(field)
+        if self.template_strings:
+            return self.render([{"role": "user", "content": text}], field, True)
+        self.untemplated = True
+        return text
 
     def response(self, field: str) -> str:
-        """A response column: a string, or assistant message(s) whose contents are joined."""
+        """A response column: a string, or one assistant message."""
         if isinstance(self.row.get(field), list):
             messages = self.messages(field)
-            if messages[-1]["role"] != "assistant":
-                raise self.error(field, "the last message must be the assistant's")
-            return "".join(m["content"] for m in messages)
+            if len(messages) != 1 or messages[0]["role"] != "assistant":
+                roles = ", ".join(m["role"] for m in messages)
+                raise self.error(field, f"a response must be one assistant message, got {len(messages)} ({roles}); "
+                                        f"a multi-turn exchange would train the other turns as response text: "
+                                        f"put the earlier turns in the prompt")
+            return messages[0]["content"]
         return self.text(field)
 
 
@@ -110,7 +136,28 @@ def _split_hh(r: _Row) -> tuple[str, str, str]:
     if not rejected.startswith(prompt):
         raise r.error("rejected", "does not share the chosen dialogue's prompt (the text up to the last "
                                   "'\\n\\nAssistant:')")
+    prompt = _hh_prompt(r, prompt)
+    if r.template_strings:  # the template puts the reply on its own line: no leading space
+        return prompt, chosen[cut:].lstrip(), rejected[cut:].lstrip()
     return prompt, chosen[cut:], rejected[cut:]
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def _hh_prompt(r: _Row, prompt: str) -> str:
+    """An HH dialogue prefix as it is, or (``template_strings``) rendered as chat turns."""
+    if not r.template_strings:
+        r.untemplated = True
+        return prompt
+    parts = _HH_TURN.split(prompt)  # [before, role, text, role, text, ...]
+    messages = [{"role": "user" if role == "Human" else "assistant", "content": text.strip()}
+                for role, text in zip(parts[1::2], parts[2::2]) if text.strip()]
+    if parts[0].strip():
+        messages.insert(0, {"role": "user", "content": parts[0].strip()})
+    if not messages:
+        raise r.error("chosen", "no turn before the last '\\n\\nAssistant:' to use as the prompt")
+    return r.render(messages, "chosen", True)
 
 
 def _split_conversations(r: _Row) -> tuple[str, str, str]:
@@ -173,6 +220,7 @@ def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
     for i, response in enumerate(responses):
         if not isinstance(response, str) or not response.strip():
             raise r.error(f"responses[{i}]", "expected a non-empty string")
+        _require_unicode(r, f"responses[{i}]", response)
         texts.append(response)
     values = []
     for i, score in enumerate(scores):
@@ -183,19 +231,49 @@ def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
 
 
 def _prompt(r: _Row) -> str:
+    """The prompt alone: the responses of a pairwise or chat row are not read, let alone checked."""
     if r.has("prompt"):
         return r.prompt_or_chat("prompt")
+    for field in ("chosen", "messages"):
+        if isinstance(r.row.get(field), list):
+            messages = r.messages(field)
+            if messages[-1]["role"] == "assistant":
+                messages = messages[:-1]
+            if not messages:
+                raise r.error(field, "no message before the assistant's reply to use as the prompt")
+            return r.render(messages, field, True)
     if r.has("chosen"):
-        return _pair(r)[0]
-    if r.has("messages"):
-        return _sft(r)[0]
-    raise r.error("prompt", "missing field")
+        chosen = r.text("chosen")
+        cut = chosen.rfind(HH_ASSISTANT)
+        if cut < 0:
+            raise r.error("chosen", f"no prompt column and no {HH_ASSISTANT!r} turn to split the dialogue at")
+        return _hh_prompt(r, chosen[: cut + len(HH_ASSISTANT)])
+    raise r.error("prompt", "missing field (prompt data needs a prompt column, HH-style chosen dialogues "
+                            "or messages)")
+
+
+def sft_target(example: Example, how: str) -> Example:
+    """The SFT example of a pairwise (``how = "chosen"``) or ranked (``"best"``) example."""
+    index = 0 if how == "chosen" else max(range(len(example.responses)), key=lambda i: (example.scores[i], -i))
+    fields = [example.field_of(index)]
+    return Example(example.prompt, [example.responses[index]], None, example.row, example.source, fields,
+                   example.prompt_messages, example.untemplated)
 
 
 def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
-              render_chat: RenderChat | None = None) -> Example:
-    """Turn one raw row into an :class:`Example` for the given data shape."""
-    r = _Row(row, row_no, source, render_chat)
+              render_chat: RenderChat | None = None, template_strings: bool = False) -> Example:
+    """Turn one raw row into an :class:`Example` for the given data shape.
+
+    ``template_strings``: render a string prompt as a user turn of the chat template (``render_chat``).
+    """
+    r = _Row(row, row_no, source, render_chat, template_strings and render_chat is not None)
+    example = _normalise(r, shape)
+    example.prompt_messages, example.untemplated = r.prompt_messages, r.untemplated and bool(example.prompt)
+    return example
+
+
+def _normalise(r: _Row, shape: str) -> Example:
+    row_no, source = r.row_no, r.source
     if shape == "sft":
         prompt, completion = _sft(r)
         field = next((f for f in ("completion", "text", "messages") if r.has(f)), "completion")
@@ -210,3 +288,13 @@ def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
     if shape == "prompt":
         return Example(_prompt(r), [], None, row_no, source)
     raise ValueError(f"unknown data shape {shape!r}")
+
+
+def _require_unicode(row: _Row, field: str, value: str) -> None:
+    """A JSON escape such as ``"\\udc80"`` (a lone surrogate) is no character a tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise row.error(field, f"holds {ascii(bad)} at character {exc.start}, a lone surrogate (not a Unicode "
+                               f"character; often a JSON \\u escape of half an emoji)") from None

@@ -144,11 +144,50 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     yield from enumerate(table.to_pylist(), start=1)
 
 
-def read_file(path: Path, *, skip_bad: bool = False) -> Rows:
-    """Rows of a local file; ``skip_bad`` drops (and records) unreadable rows instead of raising."""
+@dataclass
+class RowStream:
+    """Rows of one source as they are read: ``(row number, row or its DataError)``.
+
+    ``total`` is the number of rows when it is known without reading them all (None otherwise);
+    a JSON Lines or CSV file is read line by line, so a consumer that stops early (``data.max_examples``)
+    never reads the rest of the file.
+    """
+
+    source: str
+    items: Iterator[tuple[int, dict[str, Any] | DataError]]
+    shape: str | None = None
+    total: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+        path = self.source
+        for row_no, row in self.items:
+            if not isinstance(row, (dict, DataError)):
+                row = DataError(f"expected an object with named fields, got {type(row).__name__}",
+                                source=path, row=row_no)
+            yield row_no, row
+
+
+def _count_lines(path: Path) -> int | None:
+    """Non-empty lines of an uncompressed text file (a cheap byte scan), else None."""
+    if path.name.endswith(".gz"):
+        return None
+    try:
+        count, last = 0, b"\n"
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                count += chunk.count(b"\n")
+                last = chunk[-1:]
+        return count + (last != b"\n")
+    except OSError:
+        return None
+
+
+def stream_file(path: Path) -> RowStream:
+    """The rows of a local file, read lazily where the format allows (JSON Lines, CSV)."""
     name = path.name
+    total = None
     if name.endswith((".jsonl", ".jsonl.gz")):
-        rows = _read_jsonl(path)
+        rows, total = _read_jsonl(path), _count_lines(path)
     elif name.endswith((".json", ".json.gz")):
         rows = _read_json(path)
     elif name.endswith(".csv"):
@@ -157,18 +196,25 @@ def read_file(path: Path, *, skip_bad: bool = False) -> Rows:
         rows = _read_parquet(path)
     else:
         raise DataError(f"unsupported file type; use one of {', '.join(SUFFIXES)}", source=str(path))
+    return RowStream(str(path), rows, total=total)
+
+
+def collect(stream: RowStream, *, skip_bad: bool = False) -> Rows:
+    """All rows of ``stream``; ``skip_bad`` drops (and records) unreadable rows instead of raising."""
     collected, skipped = [], []
-    for row_no, row in rows:
-        if not isinstance(row, (dict, DataError)):
-            row = DataError(f"expected an object with named fields, got {type(row).__name__}",
-                            source=str(path), row=row_no)
+    for row_no, row in stream:
         if isinstance(row, DataError):
             if not skip_bad:
                 raise row
             skipped.append(str(row))
             continue
         collected.append((row_no, row))
-    return Rows(str(path), collected, skipped=skipped)
+    return Rows(stream.source, collected, shape=stream.shape, skipped=skipped)
+
+
+def read_file(path: Path, *, skip_bad: bool = False) -> Rows:
+    """Rows of a local file; ``skip_bad`` drops (and records) unreadable rows instead of raising."""
+    return collect(stream_file(path), skip_bad=skip_bad)
 
 
 def _find_split_file(directory: Path, split: str) -> Path:
@@ -179,12 +225,12 @@ def _find_split_file(directory: Path, split: str) -> Path:
     return candidates[0]
 
 
-def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed: int = 0,
-              skip_bad: bool = False) -> Rows:
-    """Rows from ``builtin:NAME``, a local file or directory, or a hub data set name.
+def stream_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed: int = 0,
+                limit: int | None = None) -> RowStream:
+    """Rows from ``builtin:NAME``, a local file or directory, or a hub data set name, read lazily.
 
-    ``skip_bad``: drop unreadable rows of a local file (recorded in ``Rows.skipped``) instead of
-    raising their DataError.
+    ``limit`` tells a hub data set that at most about this many rows will be used, so that it is
+    streamed instead of downloaded whole.
     """
     if spec.startswith(BUILTIN_PREFIX):
         from zoo.registry import get_registry
@@ -192,24 +238,40 @@ def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed:
         dataset = get_registry().get("datasets", spec[len(BUILTIN_PREFIX):])
         offset = {"train": 0, "test": 1, "validation": 2}.get(split, 3)
         generated = dataset.build(builtin_size, seed * 1000 + offset)
-        return Rows(spec, list(enumerate(generated, start=1)), shape=dataset.shape)
+        return RowStream(spec, iter(enumerate(generated, start=1)), shape=dataset.shape, total=len(generated))
     path = Path(spec)
     if path.is_dir():
-        return read_file(_find_split_file(path, split), skip_bad=skip_bad)
+        return stream_file(_find_split_file(path, split))
     if path.exists():
-        return read_file(path, skip_bad=skip_bad)
+        return stream_file(path)
     if spec.endswith(SUFFIXES) or spec.startswith((".", "/", "~")):
         raise ConfigError(f"data file {spec!r} does not exist")
-    return _read_hub(spec, split)
+    return _stream_hub(spec, split, streaming=limit is not None)
 
 
-def _read_hub(name: str, split: str) -> Rows:
+def read_rows(spec: str, *, split: str = "train", builtin_size: int = 512, seed: int = 0,
+              skip_bad: bool = False) -> Rows:
+    """Rows from ``builtin:NAME``, a local file or directory, or a hub data set name.
+
+    ``skip_bad``: drop unreadable rows of a local file (recorded in ``Rows.skipped``) instead of
+    raising their DataError.
+    """
+    return collect(stream_rows(spec, split=split, builtin_size=builtin_size, seed=seed), skip_bad=skip_bad)
+
+
+def _stream_hub(name: str, split: str, streaming: bool = False) -> RowStream:
+    """A hub data set ``OWNER/NAME``, or ``OWNER/NAME/DIR`` for the files under ``DIR`` of the
+    repository (``load_dataset``'s ``data_dir``, e.g. ``Anthropic/hh-rlhf/harmless-base``)."""
     import datasets
 
+    parts = name.split("/")
+    repo, data_dir = ("/".join(parts[:2]), "/".join(parts[2:])) if len(parts) > 2 else (name, None)
     try:
-        dataset = datasets.load_dataset(name, split=split)
+        dataset = datasets.load_dataset(repo, split=split, **({"data_dir": data_dir} if data_dir else {}),
+                                        **({"streaming": True} if streaming else {}))
     except Exception as exc:  # network, missing split, unknown name: all user-facing
         raise ConfigError(f"could not load data set {name!r} split {split!r} from the Hugging Face Hub "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
                           f"Use a local file or directory, or builtin:NAME.") from None
-    return Rows(f"{name}[{split}]", list(enumerate(dataset, start=1)))
+    total = None if streaming else len(dataset)
+    return RowStream(f"{name}[{split}]", iter(enumerate(dataset, start=1)), total=total)

@@ -1,13 +1,26 @@
 """Tokenising examples with an explicit truncation policy.
 
 Prompt and responses are tokenised separately (no BPE merge across the boundary, as in TRL) and
-concatenated: ``[BOS] prompt response EOS``. A prompt longer than ``max_prompt_length`` loses its
-beginning (``keep_end``, the default: the last turns matter most) or its end (``keep_start``);
-then each response is cut to ``max_length - len(prompt)`` tokens.
+concatenated: ``[BOS] prompt response END``. A prompt longer than ``max_prompt_length`` loses its
+beginning (``keep_end``, the default: the last turns matter most) or its end (``keep_start``),
+or its row is dropped (``drop``, as TRL does); then each response is cut to
+``max_length - len(prompt)`` tokens.
+
+A prompt rendered from messages with the chat template is never cut through the template: it
+loses whole turns (the oldest first for ``keep_end``, keeping a system message; the newest first
+for ``keep_start``), and only when one turn alone is too long is that turn's *content* cut, its
+role header and the generation prompt kept, so every row still starts with the template's header.
+
+END, the token a response ends with, is the chat template's end-of-turn token when the template
+ends an assistant turn with a special token (``<|im_end|>`` for ChatML; the template's trailing
+``\n`` is the separator before a next turn, not part of the reply), else the tokenizer's EOS.
+Sampling stops at the same token (:func:`response_end_id` is among the sampler's stop ids), and
+evaluation scores responses through this same tokenizer, so all three agree.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -25,6 +38,9 @@ class TokenizedExample:
     row: int
     source: str
     truncated: bool = False
+    #: How the prompt was shortened: ``turns`` (chat turns or turn content, template kept),
+    #: ``tokens`` (tokens cut off one end), or None.
+    prompt_cut: str | None = None
 
     @property
     def id(self) -> str:
@@ -48,28 +64,100 @@ def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return []
 
 
+def response_end_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The token a response ends with: the chat template's end-of-turn special token, else EOS."""
+    end = tokenizer.eos_token_id
+    if getattr(tokenizer, "chat_template", None):
+        marker = "Zq9xMarker"
+        try:
+            text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                                  {"role": "assistant", "content": marker}], tokenize=False)
+        except Exception:  # a template with its own rules (roles, alternation): keep EOS
+            text = ""
+        tail = text[text.rfind(marker) + len(marker):].strip() if marker in text else ""
+        ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        if len(ids) == 1 and ids[0] in set(tokenizer.all_special_ids):
+            end = ids[0]
+    return end
+
+
+class DroppedRow(DataError):
+    """A row left out by ``prompt_truncation: drop`` (counted apart from malformed rows)."""
+
+
 class ExampleTokenizer:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, max_prompt_length: int,
-                 prompt_truncation: str = "keep_end"):
+                 prompt_truncation: str = "keep_end", render_chat: Callable[..., str] | None = None):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.max_prompt_length = max_prompt_length
         self.prompt_truncation = prompt_truncation
+        self.render_chat = render_chat
         self.bos = _bos_prefix(tokenizer)
-        self.eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        end = response_end_id(tokenizer)
+        self.eos = [end] if end is not None else []
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def __call__(self, example: Example) -> TokenizedExample:
+    def _prompt_ids(self, example: Example) -> tuple[list[int], str | None]:
         prompt_ids = self.bos + self.encode(example.prompt)
-        truncated = False
-        if len(prompt_ids) > self.max_prompt_length:
-            truncated = True
-            if self.prompt_truncation == "keep_end":
-                prompt_ids = prompt_ids[len(prompt_ids) - self.max_prompt_length:]
+        if len(prompt_ids) <= self.max_prompt_length:
+            return prompt_ids, None
+        if self.prompt_truncation == "drop":
+            raise DroppedRow(f"prompt of {len(prompt_ids)} tokens is longer than data.max_prompt_length = "
+                             f"{self.max_prompt_length} (data.prompt_truncation: drop)",
+                             source=example.source, row=example.row)
+        if example.prompt_messages is not None and self.render_chat is not None:
+            fitted = self._fit_turns(example.prompt_messages, keep_end=self.prompt_truncation == "keep_end")
+            if fitted is not None:
+                return fitted, "turns"
+            raise DataError(f"the chat template's own text takes more than data.max_prompt_length = "
+                            f"{self.max_prompt_length} tokens; raise data.max_prompt_length",
+                            source=example.source, row=example.row, field="prompt")
+        if self.prompt_truncation == "keep_end":
+            return prompt_ids[len(prompt_ids) - self.max_prompt_length:], "tokens"
+        return prompt_ids[: self.max_prompt_length], "tokens"
+
+    def _rendered(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.bos + self.encode(self.render_chat(messages, True))
+
+    def _fit_turns(self, messages: list[dict[str, str]], keep_end: bool) -> list[int] | None:
+        """The prompt with whole turns dropped, then one turn's content cut, to fit; None if impossible."""
+        system = messages[:1] if messages and messages[0]["role"] == "system" else []
+        turns = list(messages[len(system):])
+        while len(turns) > 1:
+            turns = turns[1:] if keep_end else turns[:-1]
+            if keep_end:
+                while len(turns) > 1 and turns[0]["role"] != "user":  # a kept exchange starts with the user
+                    turns = turns[1:]
+            ids = self._rendered(system + turns)
+            if len(ids) <= self.max_prompt_length:
+                return ids
+        if not turns:
+            return None
+        # One turn is left and too long: cut its content (from its start for keep_end), keep its header.
+        content = self.encode(turns[0]["content"])
+
+        def render_with(k: int) -> list[int]:
+            kept = content[len(content) - k:] if keep_end else content[:k]
+            text = self.tokenizer.decode(kept) if k else ""
+            return self._rendered(system + [{**turns[0], "content": text}])
+
+        low, high = 0, len(content)  # the most content tokens that fit, by bisection
+        if len(render_with(0)) > self.max_prompt_length:
+            return None
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(render_with(middle)) <= self.max_prompt_length:
+                low = middle
             else:
-                prompt_ids = prompt_ids[: self.max_prompt_length]
+                high = middle - 1
+        return render_with(low)
+
+    def __call__(self, example: Example) -> TokenizedExample:
+        prompt_ids, prompt_cut = self._prompt_ids(example)
+        truncated = prompt_cut is not None
         room = self.max_length - len(prompt_ids)
         responses = []
         for response in example.responses:
@@ -79,7 +167,7 @@ class ExampleTokenizer:
                 ids = ids[:room]
             responses.append(ids)
         return TokenizedExample(prompt_ids, responses, example.scores, example.prompt, example.row,
-                                example.source, truncated)
+                                example.source, truncated, prompt_cut)
 
 
 def check_tokenized(tokenized: TokenizedExample, example: Example, max_length: int) -> None:

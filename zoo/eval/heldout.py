@@ -15,8 +15,9 @@ from zoo.batch import Batch
 from zoo.data.collate import Collator
 from zoo.data.dataset import chat_renderer
 from zoo.data.examples import Example, normalise
-from zoo.data.sources import read_rows
+from zoo.data.sources import stream_rows
 from zoo.data.tokenize import ExampleTokenizer, TokenizedExample
+from zoo.errors import DataError
 from zoo.eval.files import local_file
 
 HH_HUB = "Anthropic/hh-rlhf"
@@ -30,18 +31,61 @@ def resolve_source(data: str | None, data_dir: str | Path | None, split: str) ->
     return str(path) if path is not None else HH_HUB
 
 
-def read_examples(spec: str, split: str, shape: str | None, limit: int | None, tokenizer=None) -> tuple[list[Example], str]:
+class HeldOutExamples(list):
+    """Normalised examples that remember their rows, to be rendered again once the tokenizer exists.
+
+    Suites read their data before any model (so that a bad row fails first); a message-list row
+    needs the model's chat template, so it is checked with a placeholder then and rendered by
+    :func:`with_tokenizer` when the suite runs.
+    """
+
+    def __init__(self, examples: list[Example], rows: list[tuple[int, dict, str]], source: str, templated: bool):
+        super().__init__(examples)
+        self.rows, self.source, self.templated = rows, source, templated
+
+
+def _placeholder_render(messages, add_generation_prompt) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
+
+
+def read_examples(spec: str, split: str, shape: str | None, limit: int | None, tokenizer=None
+                  ) -> tuple[list[Example], str]:
     """The first ``limit`` rows of ``spec`` normalised to ``shape``.
 
     ``shape`` None picks per row: ``pairwise`` for rows with a ``chosen`` column, ``sft`` otherwise.
+    Without a tokenizer, message-list rows are checked now and rendered by :func:`with_tokenizer`.
     """
-    raw = read_rows(spec, split=split)
+    stream = stream_rows(spec, split=split, limit=limit)
     render = chat_renderer(tokenizer) if tokenizer is not None else None
-    examples = []
-    for row_no, row in raw.rows[:limit]:
-        row_shape = shape or ("pairwise" if isinstance(row, dict) and row.get("chosen") is not None else "sft")
-        examples.append(normalise(row, row_no, raw.source, row_shape, render))
-    return examples, raw.source
+    used = []
+
+    def placeholder(messages, add_generation_prompt):
+        used.append(True)
+        return _placeholder_render(messages, add_generation_prompt)
+
+    examples, rows = [], []
+    for row_no, row in stream:
+        if limit is not None and len(examples) >= limit:
+            break
+        if isinstance(row, DataError):
+            raise row
+        row_shape = shape or ("pairwise" if row.get("chosen") is not None else "sft")
+        examples.append(normalise(row, row_no, stream.source, row_shape, render or placeholder))
+        rows.append((row_no, row, row_shape))
+    if tokenizer is None and not used:
+        rows = []  # nothing to render again
+    return HeldOutExamples(examples, rows, stream.source, bool(used) and tokenizer is None), stream.source
+
+
+def with_tokenizer(examples: list[Example], tokenizer) -> list[Example]:
+    """``examples`` with message lists rendered by the tokenizer's chat template (see :class:`HeldOutExamples`)."""
+    if not isinstance(examples, HeldOutExamples) or not examples.templated:
+        return examples
+    render = chat_renderer(tokenizer) if tokenizer is not None else None
+    if render is None:
+        raise DataError("message lists need a tokenizer with a chat template, and this model's has none",
+                        source=examples.source)
+    return [normalise(row, row_no, examples.source, row_shape, render) for row_no, row, row_shape in examples.rows]
 
 
 def pad_id(tokenizer) -> int:
@@ -54,7 +98,7 @@ def pad_id(tokenizer) -> int:
 def batches(examples: Sequence[Example], tokenizer, *, batch_size: int, max_length: int, max_prompt_length: int
             ) -> Iterator[tuple[list[TokenizedExample], Batch]]:
     """Tokenised (``[BOS] prompt response EOS``, as in training) and collated batches of examples."""
-    encode = ExampleTokenizer(tokenizer, max_length, max_prompt_length)
+    encode = ExampleTokenizer(tokenizer, max_length, max_prompt_length, render_chat=chat_renderer(tokenizer))
     collate = Collator(pad_id(tokenizer))
     for start in range(0, len(examples), batch_size):
         chunk = [encode(example) for example in examples[start: start + batch_size]]

@@ -158,7 +158,9 @@ class LoglikScorer:
         self.model = model
         self.batch_size = batch_size
         self.max_length = max_length or resolve_max_length(model, tokenizer)
-        self.share_prefix = share_prefix and _accepts(model, "past_key_values")
+        # transformers 5 names the key/value cache argument ``cache``; earlier versions ``past_key_values``
+        self.cache_argument = next((a for a in ("cache", "past_key_values") if _accepts(model, a)), None)
+        self.share_prefix = share_prefix and self.cache_argument is not None
         self.keep_logits = _accepts(model, "logits_to_keep")
         self.progress = progress
         self.pad_id = 0
@@ -228,7 +230,9 @@ class LoglikScorer:
         cache = None
         if prefix_length:
             prefix = torch.tensor([rows[0].tokens[:prefix_length]], dtype=torch.long, device=device)
-            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+            keep = {"logits_to_keep": 1} if self.keep_logits else {}  # no prefix position is scored
+            out = self.model(input_ids=prefix, use_cache=True, **keep)
+            cache = out.get("cache", None) if out.get("cache", None) is not None else out.get("past_key_values")
         rows = sorted(rows, key=lambda r: -len(r.tokens))  # longest first: memory errors surface at once
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start: start + self.batch_size]
@@ -262,7 +266,7 @@ class LoglikScorer:
         if cache is not None:
             past = copy.deepcopy(cache)
             past.batch_repeat_interleave(len(batch))
-            kwargs.update(past_key_values=past, use_cache=True)
+            kwargs.update({self.cache_argument: past, "use_cache": True})
         else:
             kwargs["use_cache"] = False
         # Right padding needs no attention mask: causal attention never lets a real token see a

@@ -39,7 +39,7 @@ from torch import nn
 from zoo.errors import ConfigError, DataError, did_you_mean
 from zoo.eval.files import load_hub, local_root, read_csv_rows
 from zoo.eval.loglik import LoglikScorer, make_requests
-from zoo.eval.results import Metric, grouped_metrics
+from zoo.eval.results import Metric, grouped_metrics, mean_metric
 
 LETTERS = ("A", "B", "C", "D")
 HUB_PATH = "cais/mmlu"
@@ -170,8 +170,9 @@ def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[s
             used, in order) or a mapping subject → list.
         header: subject → the text before the shots (default: :func:`description`).
     Returns:
-        records with ``id``, ``subject``, ``loglikelihoods`` (4 floats), ``is_greedy``,
-        ``prediction`` and ``gold`` (0-3), ``correct`` (bool).
+        records with ``id``, ``subject``, ``question``, ``choices``, ``fewshot`` (the shots' ids, in
+        order: with the subject's header they rebuild the scored prompt through :func:`build_prompt`),
+        ``loglikelihoods`` (4 floats), ``is_greedy``, ``prediction`` and ``gold`` (0-3), ``correct`` (bool).
     """
     if num_fewshot < 0:
         raise ConfigError(f"num_fewshot = {num_fewshot}: must be >= 0")
@@ -192,6 +193,8 @@ def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[s
         context = build_prompt(item, shots, make_header(item["subject"]))
         requests += make_requests(tokenizer, context, [" " + letter for letter in LETTERS])
         records.append({"id": item.get("id", f"{item['subject']}/{index}"), "subject": item["subject"],
+                        "question": item["question"], "choices": list(item["choices"]),
+                        "fewshot": [shot.get("id", f"{shot['subject']}/shot{j}") for j, shot in enumerate(shots)],
                         "gold": item["answer"]})
     scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, max_length=max_length,
                           share_prefix=share_prefix, progress=progress)
@@ -207,8 +210,17 @@ def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[s
 
 def mmlu_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Metric]:
     """Accuracy per subject, per category and overall, micro and macro (``acc``, ``acc_macro``,
-    ``CATEGORY/acc``, ``CATEGORY/acc_macro``, ``SUBJECT/acc``)."""
+    ``CATEGORY/acc``, ``CATEGORY/acc_macro``, ``SUBJECT/acc``), and the spread of letters:
+    ``predicted_X`` the share of questions answered X, ``gold_X`` the share whose answer is X,
+    each with its standard error (a model that only ever answers A and C shows at a glance)."""
     by_subject: dict[str, list[float]] = {}
     for record in records:
         by_subject.setdefault(record["subject"], []).append(float(record["correct"]))
-    return grouped_metrics(by_subject, CATEGORIES, name="acc")
+    metrics = grouped_metrics(by_subject, CATEGORIES, name="acc")
+    if not all("prediction" in r and "gold" in r for r in records):  # accuracy-only records
+        return metrics
+    for index, letter in enumerate(LETTERS):
+        metrics[f"predicted_{letter}"] = mean_metric([float(r["prediction"] == index) for r in records])
+    for index, letter in enumerate(LETTERS):
+        metrics[f"gold_{letter}"] = mean_metric([float(r["gold"] == index) for r in records])
+    return metrics

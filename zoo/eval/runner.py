@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import platform
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 from zoo.errors import ConfigError
 from zoo.eval.results import SuiteResult, write_results, write_samples
 from zoo.eval.suite import EvalContext, Suite
+from zoo.progress import Progress
 
 #: ``(suite, total units of work) -> callback(units done)``, for progress bars.
 ProgressFactory = Callable[[Suite, int], Callable[[int], None] | None]
@@ -58,7 +60,11 @@ def run_suites(model: nn.Module | None, tokenizer, suites: Sequence[str | Suite]
                reference: nn.Module | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
                seed: int = 0, share_prefix: bool = True,
                progress: ProgressFactory | None = None) -> dict[str, SuiteResult]:
-    """Load (when not loaded yet) and run each suite; suite name → :class:`SuiteResult`."""
+    """Load (when not loaded yet) and run each suite; suite name → :class:`SuiteResult`.
+
+    ``progress`` makes each suite's progress callback; by default each suite shows a
+    :class:`zoo.progress.Progress`.
+    """
     instances = make_suites(suites, options)
     check_settings(instances, num_fewshot=num_fewshot, limit=limit, batch_size=batch_size)
     for suite in instances:  # every data problem surfaces before the first model call
@@ -67,10 +73,14 @@ def run_suites(model: nn.Module | None, tokenizer, suites: Sequence[str | Suite]
             suite.loaded = True
     results: dict[str, SuiteResult] = {}
     for suite in instances:
-        context = EvalContext(batch_size=batch_size, num_fewshot=num_fewshot, reward=reward, reference=reference,
-                              seed=seed, share_prefix=share_prefix,
-                              progress=progress(suite, suite.size()) if progress is not None else None)
-        result = suite.run(model, tokenizer, context)
+        with ExitStack() as stack:
+            if progress is not None:
+                report = progress(suite, suite.size())
+            else:  # a bar (or, in a log file, a line every few seconds) per suite
+                report = stack.enter_context(Progress(f"eval {suite.name}", suite.size() or None, "items")).advance
+            context = EvalContext(batch_size=batch_size, num_fewshot=num_fewshot, reward=reward, reference=reference,
+                                  seed=seed, share_prefix=share_prefix, progress=report)
+            result = suite.run(model, tokenizer, context)
         result.settings = {**suite.settings(), "num_fewshot": suite.num_fewshot(num_fewshot), **result.settings}
         results[suite.name] = result
     return results

@@ -22,8 +22,9 @@ and a fake batch built through the real tokenizer and collator:
   response lowers a pairwise loss and raising the rejected one raises it; raising the
   best-scored response lowers a ranked loss, raising the worst-scored one raises it, and padding
   slots do not change it; raising an SFT response lowers an SFT loss;
-* a cached ``[B, k]`` reference tensor gives the same losses as the reference's
-  ``SequenceLogProbs``, and the loss does not modify its inputs.
+* cached reference values (``zoo.forward.cached_logprobs``: sequence sums only, no per-token
+  values) give the same losses as the reference's full ``SequenceLogProbs``, and the loss does
+  not modify its inputs.
 
 For online algorithms (``generates_online = True``) the data-dependent direction of the loss is
 defined by the experience the algorithm makes, so the kit instead runs ``make_experience`` on a
@@ -91,7 +92,7 @@ def _check_declarations(cls: type, report: ConformanceReport) -> None:
         raise fail(f"data_shape = {cls.data_shape!r}; expected one of {', '.join(DATA_SHAPES)}")
     if cls.output not in ("logprobs", "scores"):
         raise fail(f"output = {cls.output!r}; expected 'logprobs' or 'scores'")
-    for flag in ("needs_reference", "needs_reward", "generates_online", "wants_hidden_states", "wants_entropy"):
+    for flag in ("needs_reference", "needs_reward", "generates_online", "wants_hidden_states"):
         if not isinstance(getattr(cls, flag), bool):
             raise fail(f"{flag} must be True or False, got {getattr(cls, flag)!r}")
     if cls.loss is Algorithm.loss:
@@ -241,16 +242,20 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
     report.checks.append("purity")
 
     if reference is not None:
+        from zoo.forward import cached_logprobs
+
+        cached_reference = cached_logprobs(reference.sum.clone(), batch)
         try:
             with torch.no_grad():
-                cached = algorithm.loss(policy, reference.sum.clone(), batch)
+                cached = algorithm.loss(policy, cached_reference, batch)
         except Exception as exc:
-            raise _fail(name, "cached reference", f"a [B, k] reference tensor (the cache) made loss() raise "
-                                                  f"{type(exc).__name__}: {exc}; use zoo.reference_sums(reference)") from exc
+            raise _fail(name, "cached reference", f"cached reference values (sequence sums only, token_logps None) "
+                                                  f"made loss() raise {type(exc).__name__}: {exc}; an offline loss "
+                                                  f"should read reference.sum / .mean / .lengths") from exc
         if not torch.allclose(cached.losses, base_out.losses, atol=1e-6):
             raise _fail(name, "cached reference",
-                        f"a [B, k] reference tensor (the cache) gives losses {cached.losses.tolist()}, the "
-                        f"reference's SequenceLogProbs {base_out.losses.tolist()}; use zoo.reference_sums(reference)")
+                        f"cached reference values give losses {cached.losses.tolist()}, the reference's full "
+                        f"SequenceLogProbs {base_out.losses.tolist()}")
         report.checks.append("cached reference")
 
     for description, slots, sign in _responsiveness_targets(cls, batch):

@@ -55,16 +55,31 @@ def test_reference_point_is_clamped_at_zero():
 
 
 def test_no_gradient_flows_through_the_reference_point():
-    """With z_ref held fixed, dL/dπ(y_w) = −(λ_D/2) β σ'(β(r_w − z)) for the one-pair batch.
+    """With z_ref held fixed, dL/dπ(y_w,0) = −(λ_D/2) β σ'(β(r_w,0 − z)) for L the sum of the losses.
 
-    r_w = 2, r_l = 0 → z = 1; β = 1: −½ σ(1)(1 − σ(1)) = −0.0983060. Back-propagating through z
-    would add ½ · ½ of the z-derivative and change the value.
+    Two pairs (β = 0.5, λ_D = 1, λ_U = 1.5): r_w = (2, 0), r_l = (−1, 3), so z = 1 and
+    −½ · 0.5 · σ(0.5)(1 − σ(0.5)) = −0.0587509. With one pair the z terms of the desirable and
+    undesirable halves cancel, so only a batch of two or more can tell a detached z from one that
+    back-propagates: that gradient would be −0.0662403 here.
     """
-    chosen = torch.tensor([-1.0], requires_grad=True)
-    kto_loss(chosen, torch.tensor([-4.0]), torch.tensor([-3.0]), torch.tensor([-4.0]), beta=1.0).losses.sum().backward()
-    expected = -0.5 * sigmoid(1.0) * (1 - sigmoid(1.0))
-    assert chosen.grad.item() == pytest.approx(expected, abs=1e-7)
-    assert expected == pytest.approx(-0.0983060, abs=1e-6)
+    def gradient(detach: bool) -> float:
+        chosen = torch.tensor([-3.0, -4.0], requires_grad=True)
+        rejected, ref_chosen, ref_rejected = torch.tensor([-7.0, -5.0]), torch.tensor([-5.0, -4.0]), \
+            torch.tensor([-6.0, -8.0])
+        if detach:
+            losses = kto_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5, desirable_weight=1.0,
+                              undesirable_weight=1.5).losses
+        else:  # an independent implementation that lets the gradient through z_ref
+            r_w, r_l = chosen - ref_chosen, rejected - ref_rejected
+            z = torch.cat([r_w, r_l]).mean().clamp(min=0)
+            losses = ((1 - torch.sigmoid(0.5 * (r_w - z))) + 1.5 * (1 - torch.sigmoid(0.5 * (z - r_l)))) / 2
+        losses.sum().backward()
+        return chosen.grad[0].item()
+
+    expected = -0.5 * 0.5 * sigmoid(0.5) * (1 - sigmoid(0.5))
+    assert expected == pytest.approx(-0.0587509, abs=1e-6)
+    assert gradient(detach=True) == pytest.approx(expected, abs=1e-7)
+    assert gradient(detach=False) == pytest.approx(-0.0662403, abs=1e-6)  # what the test tells apart
 
 
 def test_conforms_to_the_algorithm_contract():

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, reference_sums
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -77,7 +77,7 @@ def kto_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
         "reward_chosen": chosen_reward,
         "reward_rejected": rejected_reward,
         "reward_margin": chosen_reward - rejected_reward,
-        "reward_accuracy": (chosen_reward > rejected_reward).float(),
+        "reward_accuracy": pair_accuracy(chosen_reward - rejected_reward),
     })
 
 
@@ -89,7 +89,7 @@ class KTO(Algorithm):
     needs_reference = True
 
     def loss(self, policy: SequenceLogProbs, reference, batch: Batch) -> LossOutput:
-        ref = reference_sums(reference)
+        ref = reference.sum
         a = self.args
         return kto_loss(policy.sum[:, 0], policy.sum[:, 1], ref[:, 0], ref[:, 1], beta=a.beta,
                         desirable_weight=a.desirable_weight, undesirable_weight=a.undesirable_weight)

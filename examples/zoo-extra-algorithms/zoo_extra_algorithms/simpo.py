@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
 
 
 @dataclass
@@ -65,7 +65,7 @@ def simpo_loss(chosen_mean_logps: torch.Tensor, rejected_mean_logps: torch.Tenso
         "reward_chosen": chosen_reward,
         "reward_rejected": rejected_reward,
         "reward_margin": chosen_reward - rejected_reward,
-        "reward_accuracy": (chosen_reward > rejected_reward).float(),
+        "reward_accuracy": pair_accuracy(chosen_reward - rejected_reward),
     })
 
 

@@ -1,0 +1,201 @@
+"""Rollout speed: zoo's sampler against transformers' ``generate``, and where an online step's time goes.
+
+    python benchmarks/rollouts.py --model-dir smollm2 --batch-size 8 --max-new-tokens 32 --repeats 3
+    python benchmarks/rollouts.py --model-dir smollm2 --split-steps 3 --algorithm ppo
+
+Part 1 samples the same left-padded prompts (the first ``--batch-size`` of ``--prompts``, tokenised
+as training does) with :class:`zoo.generation.Sampler` and with ``model.generate`` given the same
+generation config and seed (KV cache on, sampling at temperature 1, no logits processor of zoo's),
+alternating ``--repeats`` times. It prints generated tokens per second of each (the median run),
+the ratio, and whether both drew the same tokens (the same seed and config must give the same
+samples: then both did identical work).
+
+Part 2 (``--split-steps N``) trains an online algorithm (``--algorithm``: ppo or
+rejection_sampling) for N steps after one warm-up step and splits each step's wall time into
+generation (inside the sampler), experience scoring (the rest of ``make_experience``: policy,
+reference and value forward passes, rewards) and training (the minibatch forward and backward
+passes and optimiser steps, and the loop around them).
+
+``--model-dir`` takes a ``save_pretrained`` directory, a ``.gguf`` file or ``smollm2``; without it
+the built-in tiny model. ``--threads`` pins torch's threads (default 1).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tokenizer
+
+
+def prompts_for(tokenizer, count: int, max_prompt_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from zoo.generation import encode_prompts
+
+    return encode_prompts(tokenizer, (PROMPTS * (count // len(PROMPTS) + 1))[:count], max_prompt_length)
+
+
+PROMPTS = [
+    "Write a short poem about the sea.", "What is the capital of France?", "Explain photosynthesis simply.",
+    "Give me three tips for learning to cook.", "Why is the sky blue?", "Describe a cat to someone who never saw one.",
+    "How do I make a cup of tea?", "What are prime numbers?", "Summarise the plot of a heist film in two lines.",
+    "List four fruits that are red.", "What does a compiler do?", "Tell me a fun fact about octopuses.",
+    "How far is the Moon from Earth?", "Suggest a name for a bakery.", "What is the boiling point of water?",
+    "Write a haiku about autumn.",
+]
+
+
+def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
+    from zoo.generation import Sampler
+
+    ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length)
+    sampler = Sampler(model, tokenizer)
+    config = sampler._generation_config(max_new_tokens=args.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                                        num_return_sequences=1)
+    times: dict[str, list[float]] = {"zoo": [], "generate": []}
+    tokens: dict[str, int] = {}
+    same = True
+    for repeat in range(args.repeats + 1):  # the first round warms both up and is not timed
+        start = time.perf_counter()
+        generation = sampler(ids, mask, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=repeat)
+        zoo_seconds = time.perf_counter() - start
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(repeat)
+            start = time.perf_counter()
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            hf_seconds = time.perf_counter() - start
+        hf_response = out.sequences[:, ids.shape[1]:]
+        zoo_response = generation.sequences[:, ids.shape[1]:]
+        zoo_tokens = int(generation.response_mask.sum())
+        from zoo.generation import first_eos_mask
+
+        hf_tokens = int(first_eos_mask(hf_response, sampler.eos_ids).sum())
+        same &= zoo_tokens == hf_tokens and bool(
+            (zoo_response.masked_fill(~generation.response_mask[:, ids.shape[1]:], 0)
+             == hf_response.masked_fill(~first_eos_mask(hf_response, sampler.eos_ids), 0)).all())
+        if repeat:
+            times["zoo"].append(zoo_seconds)
+            times["generate"].append(hf_seconds)
+            tokens["zoo"] = tokens.get("zoo", 0) + zoo_tokens
+            tokens["generate"] = tokens.get("generate", 0) + hf_tokens
+        print(f"[{repeat or 'warm-up'}] zoo sampler {zoo_tokens} tokens in {zoo_seconds:6.2f} s; "
+              f"generate {hf_tokens} tokens in {hf_seconds:6.2f} s", flush=True)
+    rate = {tool: tokens[tool] / sum(times[tool]) for tool in times}
+    median = {tool: statistics.median(times[tool]) for tool in times}
+    print(f"generated tokens/s: zoo sampler {rate['zoo']:.1f}, transformers generate {rate['generate']:.1f}; "
+          f"zoo / generate {rate['zoo'] / rate['generate']:.2f}x (median-run ratio "
+          f"{median['generate'] / median['zoo']:.2f}x); identical samples: {same}")
+    return {"rate": rate, "same": same}
+
+
+def split_step(args: argparse.Namespace, model_dir: Path) -> dict:
+    import lightning as L
+
+    import zoo.generation as generation
+    from zoo.config import load_config
+    from zoo.registry import get_registry
+    from zoo.train import train
+
+    spent = {"generation": 0.0, "experience": 0.0}
+    original_call = generation.Sampler.__call__
+
+    def timed_call(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return original_call(self, *a, **k)
+        finally:
+            spent["generation"] += time.perf_counter() - start
+
+    algorithm_cls = get_registry().algorithm(args.algorithm)
+    original_experience = algorithm_cls.make_experience
+
+    def timed_experience(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return original_experience(self, *a, **k)
+        finally:
+            spent["experience"] += time.perf_counter() - start
+
+    steps: list[dict[str, float]] = []
+
+    class Split(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            spent.update(generation=0.0, experience=0.0, start=time.perf_counter())
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            total = time.perf_counter() - spent["start"]
+            steps.append({"generation": spent["generation"], "scoring": spent["experience"] - spent["generation"],
+                          "training": total - spent["experience"], "total": total})
+
+    algorithm_args = {"max_new_tokens": args.max_new_tokens}
+    if args.algorithm == "ppo":
+        algorithm_args.update(ppo_epochs=1, num_minibatches=1)
+    raw = {"algorithm": args.algorithm, "algorithm_args": algorithm_args, "model": {"name": str(model_dir)},
+           "data": {"train": "builtin:tiny_prompts", "builtin_size": 64, "eval_fraction": 0.0,
+                    "max_length": args.max_prompt_length + args.max_new_tokens,
+                    "max_prompt_length": args.max_prompt_length},
+           "reward": {"function": "tiny_sentiment"},
+           "train": {"batch_size": args.batch_size, "max_steps": args.split_steps + 1, "learning_rate": 1e-5,
+                     "accelerator": "cpu", "devices": 1, "progress_bar": False, "log_every_n_steps": 50}}
+    generation.Sampler.__call__ = timed_call
+    algorithm_cls.make_experience = timed_experience
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            raw["output_dir"] = str(Path(scratch) / "run")
+            train(load_config(raw=raw), callbacks=[Split()])
+    finally:
+        generation.Sampler.__call__ = original_call
+        algorithm_cls.make_experience = original_experience
+    timed = steps[1:]  # the first step warms up
+    mean = {key: statistics.mean(s[key] for s in timed) for key in timed[0]}
+    print(f"{args.algorithm} step (mean of {len(timed)} after one warm-up), batch {args.batch_size} prompts, "
+          f"{args.max_new_tokens} new tokens: {mean['total']:.2f} s = generation {mean['generation']:.2f} s "
+          f"({100 * mean['generation'] / mean['total']:.0f}%), experience scoring {mean['scoring']:.2f} s "
+          f"({100 * mean['scoring'] / mean['total']:.0f}%), training {mean['training']:.2f} s "
+          f"({100 * mean['training'] / mean['total']:.0f}%)")
+    return mean
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", default=None, help="a save_pretrained directory, a .gguf file or 'smollm2'")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-prompt-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--split-steps", type=int, default=0, help="also split N online training steps")
+    parser.add_argument("--algorithm", default="ppo", choices=["ppo", "rejection_sampling"])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from zoo_benchmarks.model_source import model_directory
+    from zoo_benchmarks.mmlu_parity import save_tiny
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = model_directory(args.model_dir) if args.model_dir else save_tiny(Path(scratch) / "tiny", bos=False,
+                                                                                     window=512)
+        print(f"model {model_dir}; batch {args.batch_size}; {args.max_new_tokens} new tokens; "
+              f"threads {torch.get_num_threads()}", flush=True)
+        model, tokenizer = load(model_dir)
+        if args.repeats:
+            time_generation(args, model, tokenizer)
+        del model
+        if args.split_steps:
+            split_step(args, model_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

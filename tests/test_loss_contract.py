@@ -1,0 +1,50 @@
+"""A plugin loss that breaks the contract stops the run on its first step, naming the plugin and the rule."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo import cli
+from zoo.batch import LossOutput
+from zoo.config import load_config
+from zoo.errors import PluginError
+from zoo.registry import get_registry
+from zoo.train import train
+
+BROKEN = {
+    "per-token losses (B, 3)": (lambda out: LossOutput(out.losses[:, None].expand(-1, 3), out.metrics),
+                                r"shape \[B\] = \(4,\).*got shape \(4, 3\)"),
+    "0-dim loss": (lambda out: LossOutput(out.losses.mean(), out.metrics), r"got shape \(\)"),
+    "None": (lambda out: None, "must return a zoo.batch.LossOutput, got NoneType"),
+    "detached loss": (lambda out: LossOutput(out.losses.detach(), out.metrics), "does not require grad"),
+    "integer loss": (lambda out: LossOutput(out.losses.detach().long(), out.metrics), "floating-point tensor"),
+    "metric of the wrong shape": (lambda out: LossOutput(out.losses, {"margin": torch.zeros(4, 2)}),
+                                  "metric 'margin' must be a tensor of shape"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_loss_is_named_with_its_plugin_and_rule(tmp_path, tiny_run, monkeypatch, case):
+    breaks, rule = BROKEN[case]
+    dpo = get_registry().algorithm("dpo")
+    real_loss = dpo.loss
+    monkeypatch.setattr(dpo, "loss", lambda self, *args: breaks(real_loss(self, *args)))
+    raw = tiny_run("dpo", tmp_path / "run", steps=2, data={"eval_fraction": 0.0})
+    with pytest.raises(PluginError, match=rule) as error:
+        train(load_config(raw=raw))
+    assert "algorithm 'dpo' of the plugin dpo (alignment-zoo" in str(error.value)
+    assert "broke the loss contract" in str(error.value)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_broken_loss_through_the_cli_is_one_paragraph(tmp_path, tiny_run, monkeypatch, capsys):
+    import yaml
+
+    dpo = get_registry().algorithm("dpo")
+    real_loss = dpo.loss
+    monkeypatch.setattr(dpo, "loss", lambda self, *args: LossOutput(real_loss(self, *args).losses.sum(), {}))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_run("dpo", tmp_path / "run", steps=1)))
+    assert cli.main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "broke the loss contract" in err and "Traceback" not in err

@@ -1,0 +1,112 @@
+"""The online loop and PPO's defaults: dropout off, a missing-EOS penalty, one value per logged name
+and step, and an LR schedule that waits when no optimiser step ran."""
+from __future__ import annotations
+
+import collections
+import copy
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from zoo.algorithm import ExperienceContext
+from zoo.batch import Batch
+from zoo.config import RewardConfig, load_config
+from zoo.generation import encode_prompts
+from zoo.models import frozen
+from zoo.module import AlignmentModule
+from zoo.rewards import load_reward_source
+from zoo.tiny import tiny_model
+from zoo.train import train
+from zoo_plugins.ppo import PPO, PPOArgs, ended_with_eos
+
+
+def _two_train_mode_passes(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    model.train()
+    ids = torch.arange(4, 20)[None]
+    torch.manual_seed(0)
+    first = model(input_ids=ids).logits
+    second = model(input_ids=ids).logits
+    return first, second
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_ppo_turns_the_policys_dropout_off_unless_told_to_keep_it(tokenizer, disable):
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                      resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5))
+    llama = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    for layer in llama.model.layers:  # Llama's attention dropout is a float on the module, not an nn.Dropout
+        layer.self_attn.attention_dropout = 0.5
+    for model in (gpt2, llama):
+        first, second = _two_train_mode_passes(model)
+        assert not torch.equal(first, second)  # dropout is active to begin with
+        PPO(PPOArgs(disable_dropout=disable)).build_modules(model)
+        first, second = _two_train_mode_passes(model)
+        assert torch.equal(first, second) is disable
+
+
+def test_ended_with_eos_reads_each_responses_last_kept_token():
+    eos, pad = 2, 0
+    response = torch.tensor([[5, 6, eos, pad], [5, 6, 7, 8], [pad, pad, pad, pad], [eos, pad, pad, pad]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    assert ended_with_eos(response, mask, [eos]).tolist() == [True, False, False, True]
+    assert ended_with_eos(response, mask, [7, 8]).tolist() == [False, True, False, False]
+
+
+def test_missing_eos_penalty_lowers_the_reward_of_truncated_responses_only(tokenizer):
+    policy = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    with torch.no_grad():  # make EOS likely enough that some responses finish within 4 tokens
+        policy.lm_head.weight[tokenizer.eos_token_id] += 0.6 * policy.model.norm.weight.sign()
+    reward = load_reward_source(RewardConfig(function="tiny_sentiment"))
+    prompts = ["Review the soup:", "Review the film:", "Review the park:", "Review the book:"]
+    ids, mask = encode_prompts(tokenizer, prompts)
+    batch = Batch(input_ids=ids, attention_mask=mask, loss_mask=torch.zeros_like(ids, dtype=torch.bool), group_size=1,
+                  valid=torch.ones(4, 1, dtype=torch.bool), prompt_ids=ids, prompt_attention_mask=mask, prompts=prompts)
+    scores = {}
+    for penalty in (None, 3.0):
+        algorithm = PPO(PPOArgs(max_new_tokens=4, samples_per_prompt=4, missing_eos_penalty=penalty))
+        ctx = ExperienceContext.for_run(policy, tokenizer, reference=frozen(copy.deepcopy(policy)), reward=reward,
+                                        modules=torch.nn.ModuleDict(algorithm.build_modules(policy)), step=0, epoch=0,
+                                        training=False)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            experience = algorithm.make_experience(ctx, batch)
+        scores[penalty] = experience.extras["scores"]
+        tokens = experience.input_ids[experience.loss_mask.bool()].split(experience.loss_mask.sum(-1).tolist())
+        finished = torch.tensor([bool(len(t)) and int(t[-1]) == tokenizer.eos_token_id for t in tokens])
+    assert 0 < int(finished.sum()) < len(finished), "the sample needs finished and truncated responses"
+    expected = scores[None] - 3.0 * (~finished).float()
+    torch.testing.assert_close(scores[3.0], expected)
+
+
+def _logged_names_per_step(monkeypatch) -> collections.Counter:
+    seen: collections.Counter = collections.Counter()
+    original = AlignmentModule.log
+
+    def recording(self, name, *args, **kwargs):
+        if name.startswith("train/"):
+            seen[(name, self.global_step, self.trainer.fit_loop.epoch_loop.batch_progress.total.ready)] += 1
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(AlignmentModule, "log", recording)
+    return seen
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "rejection_sampling"])
+def test_each_online_metric_is_logged_once_per_step(tmp_path, tiny_run, monkeypatch, algorithm):
+    seen = _logged_names_per_step(monkeypatch)
+    train(load_config(raw=tiny_run(algorithm, tmp_path / "run", steps=2, data={"eval_fraction": 0.0})))
+    names = {name for name, _, _ in seen}
+    assert {"train/reward", "train/kl_ref"} <= names if algorithm == "ppo" else "train/reward_best" in names
+    assert [key for key, count in seen.items() if count > 1] == []
+
+
+def test_the_lr_schedule_waits_when_min_score_rejects_every_prompt(tmp_path, tiny_run):
+    # One epoch, not max_steps: with every prompt rejected no optimiser step (and so no global step) happens.
+    raw = tiny_run("rejection_sampling", tmp_path / "run", steps=-1, data={"eval_fraction": 0.0},
+                   algorithm_args={"max_new_tokens": 4, "min_score": 1.0e9},
+                   train={"scheduler": "linear", "max_epochs": 1})
+    result = train(load_config(raw=raw))
+    scheduler = result.module.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == 0  # no optimiser step ran, so the schedule did not move
+    assert scheduler.get_last_lr() == [pytest.approx(1e-3)]

@@ -1,0 +1,104 @@
+"""Progress of long phases: plain lines when stdout is a file, in every phase that can take long."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.progress import Progress, format_seconds, track
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plain_lines_carry_count_rate_and_time_left():
+    stream = io.StringIO()
+    with Progress("filling", total=4, unit="rows", stream=stream, interval=0) as progress:
+        for _ in range(4):
+            progress.advance()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "filling: 0/4 rows"
+    assert re.fullmatch(r"filling: 2/4 rows, [\d.e+]+ rows/s, eta \d+s", lines[2])
+    assert lines[-1].startswith("filling: done, 4 rows in ")
+    assert len(lines) == 6  # start, one per advance, done
+
+
+def test_lines_are_spaced_by_the_interval():
+    stream = io.StringIO()
+    with Progress("slow", total=1000, stream=stream, interval=3600) as progress:
+        for _ in range(1000):
+            progress.advance()
+    assert stream.getvalue().splitlines() == ["slow: 0/1000 items", stream.getvalue().splitlines()[-1]]
+    assert "done, 1000 items" in stream.getvalue()
+
+
+def test_unknown_total_and_failure():
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError):
+        with Progress("scan", stream=stream, interval=0) as progress:
+            progress.advance(3)
+            raise RuntimeError
+    lines = stream.getvalue().splitlines()
+    assert "eta" not in lines[1] and lines[1].startswith("scan: 3 items, ")
+    assert lines[-1] == "scan: stopped after 3 items"
+
+
+def test_track_and_switch_off(monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    assert list(track([1, 2, 3], "three")) == [1, 2, 3]
+    assert "three: done, 3 items" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")  # another process of a multi-process run
+    assert list(track([1, 2], "rank one")) == [1, 2]
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("ZOO_PROGRESS", "off")
+    assert list(track([1, 2], "quiet")) == [1, 2]
+    assert capsys.readouterr().out == ""
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+def test_eval_suites_show_progress(monkeypatch, capsys, tmp_path):
+    from zoo.eval.runner import run_suites
+    from zoo.tiny import tiny_model, tiny_tokenizer
+
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    text = "".join(f"Q{i}?,a,b,c,d,{'ABCD'[i % 4]}\n" for i in range(4))
+    for split in ("dev", "test"):
+        (tmp_path / "mmlu" / split).mkdir(parents=True)
+        (tmp_path / "mmlu" / split / f"anatomy_{split}.csv").write_text(text)
+    tokenizer = tiny_tokenizer()
+    run_suites(tiny_model(tokenizer=tokenizer), tokenizer, ["mmlu"], data_dir=tmp_path, batch_size=2,
+               options={"mmlu": {"subjects": ["anatomy"]}}, num_fewshot=0)
+    out = capsys.readouterr().out
+    assert re.search(r"eval mmlu: \d+/16 items, ", out), out  # 4 questions x 4 choices
+    assert "eval mmlu: done, 16 items" in out
+
+
+def test_train_with_stdout_in_a_file_prints_progress_lines(tmp_path):
+    """``zoo train > log``: reading, the reference cache fill and training each leave lines in the file."""
+    env = {**os.environ, "ZOO_PROGRESS_INTERVAL": "0", "ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    log = tmp_path / "train.log"
+    with open(log, "w") as handle:
+        done = subprocess.run([sys.executable, "-m", "zoo.cli", "train", str(ROOT / "configs/tiny/dpo.yaml"),
+                               "train.max_steps=4", "data.builtin_size=48", "train.checkpoint_every_n_steps=2",
+                               f"output_dir={tmp_path / 'run'}"], stdout=handle, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert "reading builtin:tiny_prefs: 0/48 rows" in text
+    assert re.search(r"reading builtin:tiny_prefs: 24/48 rows, [\d.e+]+ rows/s, eta \d+s", text)
+    assert re.search(r"reference log-probs: 48/48 examples, .*eta", text)
+    assert "reference log-probs: done, 48 examples" in text
+    assert re.search(r"training \(loss \d\.\d{4}\): 2/4 steps, [\d.e+]+ steps/s, eta \d+s", text)
+    assert "training: done, 4 steps" in text
+    assert "Epoch 0/-2" not in text + done.stderr
+    # Checkpoints are named for their step once, not "step-step=2.ckpt".
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == \
+        ["last.ckpt", "step-2.ckpt", "step-4.ckpt"]

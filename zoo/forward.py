@@ -1,0 +1,51 @@
+"""How a model runs on a batch: the one function the training loop, the reference pass, the
+reference cache, online algorithms and the benchmark's evaluation all call.
+
+Two choices are made here, from the batch and from what the caller asks for, never by the caller:
+
+* the layout: a batch that carries packed rows (``data.padding_free``) runs packed
+  (:mod:`zoo.packing`), any other batch runs padded (:mod:`zoo.logprobs`); the outputs come back in
+  the padded ``[B*k, T]`` layout either way;
+* the head: without ``hidden_states`` the LM head runs at the scored positions only
+  (:mod:`zoo.lm_head`, which falls back to full logits for a model it cannot split); asking for
+  hidden states runs the full model output. ``scores`` runs a scalar reward head instead.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from zoo.batch import Batch, SequenceLogProbs
+from zoo.logprobs import sequence_logprobs
+from zoo.packing import packed_sequence_logprobs
+
+
+def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = False,
+                   scores: bool = False) -> SequenceLogProbs:
+    """``model``'s :class:`SequenceLogProbs` of ``batch``'s scored tokens (see the module docstring).
+
+    With ``scores`` (a scalar-head model, ``Algorithm.output = "scores"``) ``sum`` holds the
+    ``[B, k]`` scores.
+    """
+    if scores:
+        from zoo.rewards import sequence_scores
+
+        return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
+    if batch.packed is not None:
+        return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
+                                        hidden_states=hidden_states)
+    return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
+                             hidden_states=hidden_states)
+
+
+def cached_logprobs(sums: Tensor, batch: Batch) -> SequenceLogProbs:
+    """Stored ``[B, k]`` sequence log-probs of ``batch`` (the reference cache, or an online
+    algorithm's experience) as :class:`SequenceLogProbs`.
+
+    The mask, lengths and means follow from the batch layout; per-token values are not stored,
+    so ``token_logps`` is None.
+    """
+    mask = batch.loss_mask.bool().clone()
+    mask[:, 0] = False  # the first token has no prediction (as zoo.logprobs scores it)
+    lengths = mask.sum(-1).view(-1, batch.group_size).to(sums.device)
+    sums = sums.float()
+    return SequenceLogProbs(token_logps=None, mask=mask, sum=sums, mean=sums / lengths.clamp(min=1), lengths=lengths)

@@ -1,0 +1,155 @@
+"""Progress of the phases that can take more than a few seconds.
+
+Reading and tokenising data, filling the reference cache, sampling, scoring, each evaluation
+suite and each benchmark stage report through :class:`Progress`:
+
+* on a terminal, a rich progress bar with the count, the rate and the time left;
+* otherwise (output redirected to a file or a pipe), one plain line when the phase starts, one
+  every ``ZOO_PROGRESS_INTERVAL`` seconds (default 5) with the count, the rate and the time left,
+  and one when it ends, so that a log file shows where a run is and no phase looks like a hang.
+
+Progress goes to standard output, next to the training progress bar; a command that prints
+machine-readable output there (``--json``) sends it to standard error with :func:`to_stderr`.
+``ZOO_PROGRESS=off`` silences it; in a multi-process run only rank 0 reports.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+_use_stderr = False
+
+
+def to_stderr(enabled: bool = True) -> None:
+    """Send progress to standard error (for commands whose standard output is data)."""
+    global _use_stderr
+    _use_stderr = enabled
+
+
+def _stream() -> IO[str]:
+    return sys.stderr if _use_stderr else sys.stdout
+
+
+def _interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("ZOO_PROGRESS_INTERVAL", "5")))
+    except ValueError:
+        return 5.0
+
+
+def _rank() -> int:
+    """This process's rank among the processes of a multi-process run (0 alone); set by the launchers."""
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """A counted phase: ``with Progress("reading data", total=n, unit="rows") as p: p.advance()``.
+
+    ``total`` may be None (unknown): then the count and rate are shown without a time left.
+    """
+
+    def __init__(self, description: str, total: int | None = None, unit: str = "items", *,
+                 stream: IO[str] | None = None, interval: float | None = None):
+        self.description, self.total, self.unit = description, total, unit
+        self.stream = stream if stream is not None else _stream()
+        self.interval = _interval() if interval is None else interval
+        self.enabled = os.environ.get("ZOO_PROGRESS", "on").lower() not in ("off", "0", "false", "no") and \
+            _rank() == 0  # with several processes, one reports
+        self.count = 0
+        self._bar = None
+        self._task = None
+        self._started = self._last_line = 0.0
+
+    # ----- lifecycle
+
+    def __enter__(self) -> Progress:
+        self._started = self._last_line = time.monotonic()
+        if not self.enabled:
+            return self
+        if getattr(self.stream, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.errors import LiveError
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn(self.unit), TimeElapsedColumn(), TextColumn("eta"),
+                                     TimeRemainingColumn(), console=Console(file=self.stream), transient=False)
+            try:
+                self._bar.start()
+            except LiveError:  # inside another live display (the training bar): it shows the run already
+                self._bar, self.enabled = None, False
+                return self
+            self._task = self._bar.add_task(self.description, total=self.total)
+        else:
+            self._line(self._status())
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.stop()
+            return
+        elapsed = time.monotonic() - self._started
+        if exc_type is None:
+            self._line(f"{self.description}: done, {self.count} {self.unit} in {format_seconds(elapsed)}")
+        else:
+            self._line(f"{self.description}: stopped after {self.count} {self.unit}")
+
+    # ----- updates
+
+    def advance(self, n: int = 1) -> None:
+        self.count += n
+        if not self.enabled or n == 0:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            self._line(self._status(now))
+
+    def _status(self, now: float | None = None) -> str:
+        elapsed = (now or time.monotonic()) - self._started
+        count = f"{self.count}/{self.total}" if self.total is not None else str(self.count)
+        text = f"{self.description}: {count} {self.unit}"
+        if self.count and elapsed > 0:
+            rate = self.count / elapsed
+            text += f", {rate:.3g} {self.unit}/s"
+            if self.total is not None:
+                text += f", eta {format_seconds((self.total - self.count) / rate)}"
+        return text
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None, unit: str = "items") -> Iterator[T]:
+    """Iterate ``items`` inside a :class:`Progress`, advancing once per item."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with Progress(description, total, unit) as progress:
+        for item in items:
+            yield item
+            progress.advance()
