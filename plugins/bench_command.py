@@ -85,6 +85,8 @@ def _run(args: argparse.Namespace) -> int:
     built = sum(1 for _, _, status in run.events if status == "built")
     console.print(f"{built} stage(s) built, {len(run.events) - built} reused from {Path(config.cache_dir or run.output_dir / 'cache')}; "
                   f"{time.perf_counter() - start:.1f} s", highlight=False)
+    console.print(f"the stages these results rest on took {results['compute_seconds'] / 60:.1f} min to build "
+                  f"({results['compute_cpu_seconds'] / 60:.1f} min of CPU time)", highlight=False)
     console.print("written: " + ", ".join(str(p) for p in paths.values()), highlight=False)
     return 0
 

@@ -129,6 +129,8 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         "kl_matched": kl_matched_summary(run, contenders),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
+        "compute_cpu_seconds": compute_seconds(run, "stage_cpu_seconds"),
+        "stage_seconds": stage_seconds_by_kind(run),
     }
 
 
@@ -192,12 +194,34 @@ def kl_matched_summary(run: BenchRun, contenders: list[dict[str, Any]]) -> list[
     return out
 
 
-def compute_seconds(run: BenchRun) -> float:
-    """Wall time every stage the results rest on took when it was built, cached or not."""
-    total = sum(float(record.get("stage_seconds", 0.0)) for stages in run.pipelines.values()
-                for record in stages.values())
-    for seeds in run.records.values():
-        for record in seeds.values():
-            total += float(record.get("stage_seconds", 0.0))
-            total += float((record.get("training") or {}).get("stage_seconds", 0.0))
-    return total
+def _stage_records(run: BenchRun) -> list[dict[str, Any]]:
+    """The record of every stage this run asked for (pipelines, selection trials, headline runs), once each."""
+    from pathlib import Path
+
+    from zoo.bench.cache import DONE, read_json
+
+    root = Path(run.config.cache_dir) if run.config.cache_dir else run.output_dir / "cache"
+    records = []
+    for kind, key in dict.fromkeys((kind, key) for kind, key, _ in run.events):
+        try:
+            records.append(read_json(root / f"{kind}-{key}" / DONE))
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def compute_seconds(run: BenchRun, key: str = "stage_seconds") -> float:
+    """Time (``stage_seconds``: wall; ``stage_cpu_seconds``: CPU) every stage the results rest on
+    took when it was built, cached or not. With one torch thread, the CPU time is what the stages
+    take on an idle core."""
+    return sum(float(record.get(key, 0.0) or 0.0) for record in _stage_records(run))
+
+
+def stage_seconds_by_kind(run: BenchRun) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for record in _stage_records(run):
+        kind = out.setdefault(str(record.get("kind")), {"stages": 0, "wall": 0.0, "cpu": 0.0})
+        kind["stages"] += 1
+        kind["wall"] += float(record.get("stage_seconds", 0.0) or 0.0)
+        kind["cpu"] += float(record.get("stage_cpu_seconds", 0.0) or 0.0)
+    return out
