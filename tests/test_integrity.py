@@ -45,15 +45,15 @@ def test_a_bit_flip_in_a_checkpoint_is_caught_and_the_resume_falls_back(tmp_path
         load_checkpoint(last)
     with caplog.at_level(logging.WARNING):
         point = find_resume_point(run)
-    assert point.path.name == "step-step=3.ckpt" and "is damaged" in caplog.text
+    assert point.path.name == "step-3.ckpt" and "is damaged" in caplog.text
 
 
 def test_checksum_files_follow_their_checkpoints(tmp_path, tiny_run):
     run = tmp_path / "run"
     train(load_config(raw=tiny_run("dpo", run, steps=4, train={"checkpoint_every_n_steps": 1, "keep_last": 2})))
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert names == ["last.ckpt", "last.ckpt.sha256", "step-step=3.ckpt", "step-step=3.ckpt.sha256",
-                     "step-step=4.ckpt", "step-step=4.ckpt.sha256"]  # pruned checkpoints take theirs along
+    assert names == ["last.ckpt", "last.ckpt.sha256", "step-3.ckpt", "step-3.ckpt.sha256",
+                     "step-4.ckpt", "step-4.ckpt.sha256"]  # pruned checkpoints take theirs along
 
 
 def test_a_checkpoint_without_a_checksum_file_loads_with_a_warning(tmp_path, caplog):
@@ -123,7 +123,7 @@ def test_a_moved_run_directory_resumes_and_keeps_its_checkpoint_bookkeeping(tmp_
     raw["train"]["max_steps"] = 5
     assert train(load_config(raw=raw), resume=True).resumed_from == 3
     names = sorted(p.name for p in (tmp_path / "there" / "checkpoints").glob("*.ckpt"))
-    assert names == ["last.ckpt", "step-step=4.ckpt", "step-step=5.ckpt"]  # no last-v1.ckpt, old ones pruned
+    assert names == ["last.ckpt", "step-4.ckpt", "step-5.ckpt"]  # no last-v1.ckpt, old ones pruned
     assert torch.load(tmp_path / "there" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
 
 

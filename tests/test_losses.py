@@ -109,16 +109,22 @@ def test_ipo_is_squared_distance_to_target_margin():
 def test_dpo_algorithm_reads_sequence_sums_not_means():
     """β = 0.5, policy sums (−1, −3) over 4 tokens each, reference (−2, −2): h = 0.5·((1) − (−1)) = 1,
     L = −log σ(1) = 0.3132617. The per-token means (−0.25, −0.75) would give h = 0.25, L = 0.5759394."""
-    out = algorithm("dpo", beta=0.5).loss(logprobs([[-1.0, -3.0]]), T([[-2.0, -2.0]]), batch_with([[1.0, 0.0]]))
+    out = algorithm("dpo", beta=0.5).loss(logprobs([[-1.0, -3.0]]), logprobs([[-2.0, -2.0]]),
+                                          batch_with([[1.0, 0.0]]))
     assert out.losses.item() == pytest.approx(0.3132617, abs=1e-6)
 
 
-def test_dpo_algorithm_accepts_cached_reference_tensor():
-    """A ``[B, k]`` cached reference gives the same loss as the reference's SequenceLogProbs."""
+def test_dpo_algorithm_accepts_cached_reference_values():
+    """A ``[B, k]`` cached reference (wrapped as the loop wraps it) gives the same loss as the reference's
+    SequenceLogProbs."""
+    from zoo.forward import cached_logprobs
+
     dpo = algorithm("dpo", beta=0.5)
     policy = logprobs([[-1.0, -3.0]])
-    from_model = dpo.loss(policy, logprobs([[-2.0, -2.0]]), batch_with([[1.0, 0.0]]))
-    from_cache = dpo.loss(policy, T([[-2.0, -2.0]]), batch_with([[1.0, 0.0]]))
+    batch = batch_with([[1.0, 0.0]])
+    batch.loss_mask, batch.group_size = torch.ones(2, 5, dtype=torch.bool), 2  # 4 scored tokens per response
+    from_model = dpo.loss(policy, logprobs([[-2.0, -2.0]]), batch)
+    from_cache = dpo.loss(policy, cached_logprobs(T([[-2.0, -2.0]]), batch), batch)
     torch.testing.assert_close(from_model.losses, from_cache.losses)
     assert from_cache.losses.item() == pytest.approx(0.3132617, abs=1e-6)
 

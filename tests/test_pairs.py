@@ -150,6 +150,6 @@ def test_bad_prompt_rows_can_be_skipped_and_responses_are_not_checked(tmp_path, 
     assert set(written) <= {"\n\nHuman: hi\n\nAssistant:", "\n\nHuman: tell me\n\nAssistant:", "A plain prompt."}
     assert main(["pairs", str(ROOT / "configs/tiny/pairs.yaml"), f"prompts={path}", "on_bad_rows=skip",
                  f"reward.model={reward_model}", "reward.function=null", "max_prompts=null",
-                 "models=[{name: tiny, samples: 2}]", "sampling.max_new_tokens=4", "batch_size=4",
+                 "models=[{name: tiny, samples_per_prompt: 2}]", "sampling.max_new_tokens=4", "batch_size=4",
                  f"output={tmp_path / 'cli.jsonl'}"]) == 0
     assert "1 malformed prompt row(s) skipped (on_bad_rows: skip)" in capsys.readouterr().out

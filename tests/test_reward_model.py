@@ -65,12 +65,14 @@ def test_regression_loss_is_squared_not_absolute_error():
     assert out.losses.tolist() == [pytest.approx(2.125)]
 
 
-def test_accuracy_counts_a_tied_prediction_as_wrong():
-    """Scores (1, 0) with equal predicted rewards: the model does not order the pair, accuracy 0 (not 1)."""
+def test_accuracy_counts_a_tied_prediction_as_one_half():
+    """Scores (1, 0) with equal predicted rewards: the model does not order the pair, so it counts one half
+    (zoo.pair_accuracy); with a correctly ordered second pair the accuracy is (0.5 + 1) / 2 = 0.75.
+    ``>=`` would give 1.0 and ``>`` 0.5."""
     for loss in (bradley_terry_loss, regression_loss):
         out = loss(torch.tensor([[0.7, 0.7], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
                    torch.ones(2, 2, dtype=torch.bool))
-        assert out.metrics["accuracy"].item() == pytest.approx(0.5)
+        assert out.metrics["accuracy"].item() == pytest.approx(0.75)
 
 
 def test_with_pad_equal_to_eos_the_head_reads_the_token_before_the_eos(tokenizer):

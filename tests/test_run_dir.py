@@ -225,7 +225,7 @@ def test_disk_full_names_the_file_and_keeps_the_earlier_checkpoints(tmp_path, ti
     assert cli.main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert f"cannot write '{run / 'checkpoints' / 'step-step=2.ckpt'}': No space left on device" in err
+    assert f"cannot write '{run / 'checkpoints' / 'step-2.ckpt'}': No space left on device" in err
     assert "earlier checkpoints included) are intact" in err and "step 1) is kept" in err and "--resume" in err
     monkeypatch.setattr(os, "replace", real_replace)
     assert not list((run / "checkpoints").glob(".*.tmp"))
