@@ -216,7 +216,7 @@ def test_disk_full_names_the_file_and_keeps_the_earlier_checkpoints(tmp_path, ti
     real_replace = os.replace
 
     def full_at_step_two(src, dst, *args, **kwargs):
-        if "step=2" in str(dst):
+        if str(dst).endswith("step-2.ckpt"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst, *args, **kwargs)
 
