@@ -101,15 +101,27 @@ def test_each_online_metric_is_logged_once_per_step(tmp_path, tiny_run, monkeypa
     assert [key for key, count in seen.items() if count > 1] == []
 
 
-def test_the_lr_schedule_waits_when_min_score_rejects_every_prompt(tmp_path, tiny_run):
-    # One epoch, not max_steps: with every prompt rejected no optimiser step (and so no global step) happens.
+def test_the_lr_schedule_waits_when_min_score_rejects_every_prompt(tmp_path, tiny_run, monkeypatch):
+    # One epoch, not max_steps: with every prompt rejected no optimiser step (and so no global step) happens,
+    # and the epoch's end stops the run; the schedule is read there, before the error.
+    from zoo.errors import ZooError
+
+    seen = {}
+    original = AlignmentModule.on_train_epoch_end
+
+    def record(self):
+        scheduler = self.trainer.lr_scheduler_configs[0].scheduler
+        seen.update(last_epoch=scheduler.last_epoch, lr=scheduler.get_last_lr())
+        original(self)
+
+    monkeypatch.setattr(AlignmentModule, "on_train_epoch_end", record)
     raw = tiny_run("rejection_sampling", tmp_path / "run", steps=-1, data={"eval_fraction": 0.0},
                    algorithm_args={"max_new_tokens": 4, "min_score": 1.0e9},
                    train={"scheduler": "linear", "max_epochs": 1})
-    result = train(load_config(raw=raw))
-    scheduler = result.module.trainer.lr_scheduler_configs[0].scheduler
-    assert scheduler.last_epoch == 0  # no optimiser step ran, so the schedule did not move
-    assert scheduler.get_last_lr() == [pytest.approx(1e-3)]
+    with pytest.raises(ZooError, match="ran no optimiser step"):
+        train(load_config(raw=raw))
+    assert seen["last_epoch"] == 0  # no optimiser step ran, so the schedule did not move
+    assert seen["lr"] == [pytest.approx(1e-3)]
 
 
 def test_an_online_epoch_without_an_optimiser_step_stops_the_run(tmp_path):
