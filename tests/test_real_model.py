@@ -197,3 +197,27 @@ def test_a_gguf_file_is_no_reward_model():
 
     with pytest.raises(ConfigError, match="no reward head.*configs/smollm2/reward.yaml"):
         load_reward_model("smollm2")
+
+
+ONLINE = [("ppo", {"ppo_epochs": 1}), ("rejection_sampling", {"samples_per_prompt": 2}),
+          ("grpo", {"samples_per_prompt": 2}), ("rloo", {"samples_per_prompt": 2}),
+          ("online_dpo", {"samples_per_prompt": 2})]
+
+
+@pytest.mark.parametrize("name,args", ONLINE, ids=[name for name, _ in ONLINE])
+def test_one_lora_step_of_each_online_algorithm(name, args, model_dir, hh_rows, tmp_path):
+    """Sampling with the KV cache, scoring and one update on the real model, from the chat-rendered HH prompts."""
+    from zoo.train import train
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in hh_rows))
+    raw = _run_config(name, tmp_path, str(data), max_new_tokens=4, temperature=1.0, **args)
+    raw["data"].update(eval_fraction=0.0, max_examples=2, chat_template="on")
+    raw["reward"] = {"function": "tiny_sentiment"}  # any function of (prompt, response) text serves here
+    result = train(load_config(raw=raw))
+    assert result.module.trainer.global_step == 1
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / name / "model" / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for n, t in adapter.items() if "lora_B" in n]
+    assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)  # B starts at zero: the step moved it
