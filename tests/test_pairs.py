@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from zoo.cli import main
 from zoo.config import DataConfig, ModelConfig, RewardConfig, TinyModelConfig
@@ -79,6 +80,28 @@ def test_best_vs_random_file_is_pairwise_training_data(tmp_path, reward_model, t
     assert len(examples) == len(rows)
     again = make_pairs(config)  # same seed, same file
     assert again.output.read_text() == result.output.read_text()
+
+
+def test_scoring_reports_progress_in_the_sources_batches(monkeypatch, capsys):
+    from zoo.pairs import score_with_progress
+
+    class Counting:
+        name, batch_size = "counting", 4
+
+        def __init__(self):
+            self.calls = []
+
+        def score(self, prompts, responses):
+            self.calls.append(len(responses))
+            return torch.tensor([float(len(r)) for r in responses])
+
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    source = Counting()
+    responses = ["x" * i for i in range(10)]
+    assert score_with_progress(source, ["p"] * 10, responses) == [float(i) for i in range(10)]
+    assert source.calls == [4, 4, 2]
+    out = capsys.readouterr().out
+    assert "scoring with counting: 0/3 batches" in out and "scoring with counting: done, 3 batches" in out
 
 
 def test_ranked_file_is_ranked_training_data(tmp_path, reward_model, tokenizer):

@@ -102,3 +102,40 @@ def test_train_with_stdout_in_a_file_prints_progress_lines(tmp_path):
     # Checkpoints are named for their step once, not "step-step=2.ckpt".
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.suffix == ".ckpt") == \
         ["last.ckpt", "step-2.ckpt", "step-4.ckpt"]
+
+
+def test_a_phase_that_does_not_announce_itself_is_silent_unless_it_takes_long():
+    quick = io.StringIO()
+    with Progress("sampling", total=40, unit="tokens", stream=quick, interval=3600, announce=False) as progress:
+        for _ in range(40):
+            progress.advance()
+    assert quick.getvalue() == ""  # a short repeated phase leaves no lines
+    slow = io.StringIO()
+    with Progress("sampling", total=3, unit="tokens", stream=slow, interval=0, announce=False) as progress:
+        for _ in range(3):
+            progress.advance()
+    lines = slow.getvalue().splitlines()
+    assert lines[0].startswith("sampling: 1/3 tokens, ") and "eta" in lines[0]
+    assert lines[-1].startswith("sampling: done, 3 tokens in ")
+
+
+def test_online_sampling_reports_generated_positions_and_samples_the_same(monkeypatch, capsys, tokenizer):
+    """The sampler's progress counts decoding positions and changes no sample."""
+    from zoo.generation import Sampler, encode_prompts
+    from zoo.tiny import tiny_model
+
+    import torch
+
+    torch.manual_seed(0)
+    sampler = Sampler(tiny_model(tokenizer), tokenizer)
+    prompts = encode_prompts(tokenizer, ["the cat", "a dog sees"])
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    reported = sampler(*prompts, max_new_tokens=6, samples_per_prompt=2, seed=3, progress="sampling 4 responses")
+    lines = capsys.readouterr().out.splitlines()
+    plain = sampler(*prompts, max_new_tokens=6, samples_per_prompt=2, seed=3)
+    assert torch.equal(reported.sequences, plain.sequences)
+    assert capsys.readouterr().out == ""  # no name, no report
+    steps = reported.sequences.shape[1] - prompts[0].shape[1]
+    assert lines[0].startswith("sampling 4 responses: 1/6 tokens")
+    assert lines[-1].startswith(f"sampling 4 responses: done, {steps} tokens in ")
+    assert len(lines) == steps + 1

@@ -61,3 +61,27 @@ def test_a_lora_reward_run_prints_none_of_the_noise(tmp_path):
                   "Epoch 0/-2", "step=", "UNEXPECTED"):
         assert noise not in printed, noise
     assert "newly initialised (not in the checkpoint): score.weight" in printed
+
+
+def test_transformers_bars_are_off_when_stderr_is_a_log_file(monkeypatch):
+    """tqdm's carriage-return redraws ("Loading weights") stay out of log files, not off a terminal."""
+    import io
+
+    from transformers.utils import logging as transformers_logging
+
+    from zoo.quiet import quiet_libraries
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    transformers_logging.enable_progress_bar()
+    try:
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        quiet_libraries()
+        assert transformers_logging.is_progress_bar_enabled()
+        monkeypatch.setattr(sys, "stderr", io.StringIO())
+        quiet_libraries()
+        assert not transformers_logging.is_progress_bar_enabled()
+    finally:
+        transformers_logging.enable_progress_bar()

@@ -126,7 +126,9 @@ class ExperienceContext:
         from zoo.generation import Sampler  # generation is only needed by online algorithms
 
         sampler: Sampler = Sampler(self.policy if model is None else model, self.tokenizer)
-        return sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling, record_logps=record_logps, seed=seed)
+        count = batch.prompt_ids.shape[0] * sampling.samples_per_prompt
+        return sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling, record_logps=record_logps, seed=seed,
+                       progress=f"sampling {count} responses")
 
     def logprobs(self, model: nn.Module, batch: Batch, *, hidden_states: bool = False) -> SequenceLogProbs:
         """``model``'s log-probs of ``batch``'s scored tokens, computed the way training computes them."""

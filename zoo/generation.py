@@ -20,6 +20,8 @@ decoding.
 """
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +92,17 @@ class _RawLogpRecorder(LogitsProcessor):
         """``[N, L]`` log-probs of the ``L`` generated tokens."""
         self._gather(last_tokens)
         return torch.stack(self.gathered, dim=1)
+
+
+class _ProgressTicker(LogitsProcessor):
+    """Advances a :class:`zoo.progress.Progress` once per generated position (it changes no score)."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.progress.advance()
+        return scores
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -163,12 +176,18 @@ class Sampler:
 
     @torch.no_grad()
     def __call__(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, sampling: Sampling | None = None, *,
-                 seed: int | None = None, record_logps: bool = False, **settings: Any) -> Generation:
+                 seed: int | None = None, record_logps: bool = False, progress: str | None = None,
+                 **settings: Any) -> Generation:
         """Sample ``sampling.samples_per_prompt`` responses per prompt.
 
         ``settings`` are :class:`zoo.sampling.Sampling` fields given as keywords instead of
-        ``sampling``; ``record_logps`` fills :attr:`Generation.token_logps`.
+        ``sampling``; ``record_logps`` fills :attr:`Generation.token_logps`. ``progress`` names
+        the phase for a progress report counted in generated positions, which in a log file
+        appears only when the sampling takes longer than the progress interval
+        (:class:`zoo.progress.Progress` with ``announce=False``).
         """
+        from zoo.progress import Progress
+
         if sampling is None:
             sampling = Sampling(**settings)
         elif settings:
@@ -177,16 +196,18 @@ class Sampler:
         prompt_ids, prompt_attention_mask = prompt_ids.to(device), prompt_attention_mask.to(device)
         config = self._generation_config(sampling)
         recorder = _RawLogpRecorder() if record_logps else None
+        reporter = Progress(progress, sampling.max_new_tokens, "tokens", announce=False) if progress else None
+        processors = [p for p in (recorder, reporter and _ProgressTicker(reporter)) if p is not None]
         was_training = self.model.training
         self.model.eval()
         try:
             devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            with torch.random.fork_rng(devices=devices, enabled=seed is not None), \
+                    (reporter if reporter is not None else contextlib.nullcontext()):
                 if seed is not None:
                     torch.manual_seed(seed)
                 out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_attention_mask,
-                                          generation_config=config,
-                                          logits_processor=LogitsProcessorList([recorder] if recorder else []))
+                                          generation_config=config, logits_processor=LogitsProcessorList(processors))
         finally:
             self.model.train(was_training)
         return self._assemble(out.sequences, prompt_attention_mask, recorder, sampling.samples_per_prompt)

@@ -224,6 +224,17 @@ def strong_vs_weak_rows(prompt: str, samples: list[Sample], names: list[str]) ->
     return rows
 
 
+def score_with_progress(reward: Any, prompts: list[str], responses: list[str]) -> list[float]:
+    """``reward.score`` of every (prompt, response), in the source's batches, with progress."""
+    from zoo.progress import track
+
+    size = max(1, int(getattr(reward, "batch_size", 0) or 256))
+    scores: list[float] = []
+    for start in track(range(0, len(responses), size), f"scoring with {reward.name}", unit="batches"):
+        scores.extend(reward.score(prompts[start: start + size], responses[start: start + size]).tolist())
+    return scores
+
+
 def make_pairs(config: PairsConfig) -> PairsResult:
     """Sample, score and write the pairs file as configured."""
     from zoo.rewards import load_reward_source
@@ -244,7 +255,7 @@ def make_pairs(config: PairsConfig) -> PairsResult:
         if torch.cuda.is_available():
             reward.to("cuda")
         flat = [(prompt, sample) for prompt, samples in zip(prompts, per_prompt) for sample in samples]
-        scores = reward.score([p for p, _ in flat], [s.text for _, s in flat]).tolist()
+        scores = score_with_progress(reward, [p for p, _ in flat], [s.text for _, s in flat])
         for (_, sample), score in zip(flat, scores):
             sample.score = float(score)
             mean_scores[config.models[sample.model].name].append(sample.score)

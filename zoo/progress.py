@@ -65,11 +65,16 @@ class Progress:
     """A counted phase: ``with Progress("reading data", total=n, unit="rows") as p: p.advance()``.
 
     ``total`` may be None (unknown): then the count and rate are shown without a time left.
+    ``announce=False`` is for phases that repeat and are usually short (the sampling inside each
+    online training step): in a log file the first line waits for the interval and the closing
+    line is written only if one was, so only a phase that takes long leaves lines.
     """
 
     def __init__(self, description: str, total: int | None = None, unit: str = "items", *,
-                 stream: IO[str] | None = None, interval: float | None = None):
+                 stream: IO[str] | None = None, interval: float | None = None, announce: bool = True):
         self.description, self.total, self.unit = description, total, unit
+        self.announce = announce
+        self._printed = False
         self.stream = stream if stream is not None else _stream()
         self.interval = _interval() if interval is None else interval
         self.enabled = os.environ.get("ZOO_PROGRESS", "on").lower() not in ("off", "0", "false", "no") and \
@@ -100,7 +105,7 @@ class Progress:
                 self._bar, self.enabled = None, False
                 return self
             self._task = self._bar.add_task(self.description, total=self.total)
-        else:
+        elif self.announce:
             self._line(self._status())
         return self
 
@@ -111,6 +116,8 @@ class Progress:
             self._bar.stop()
             return
         elapsed = time.monotonic() - self._started
+        if not (self.announce or self._printed):
+            return
         if exc_type is None:
             self._line(f"{self.description}: done, {self.count} {self.unit} in {format_seconds(elapsed)}")
         else:
@@ -142,6 +149,7 @@ class Progress:
         return text
 
     def _line(self, text: str) -> None:
+        self._printed = True
         print(text, file=self.stream, flush=True)
 
 

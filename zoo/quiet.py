@@ -12,12 +12,16 @@ What is silenced, and why each is noise rather than news:
 * peft's use of a transformers name deprecated in v5 (a FutureWarning on every LoRA run).
 * transformers' "Writing model shards" bar, drawn twice (0 % and 100 %) for a save that takes
   no time: :func:`no_transformers_bars` around saves.
+* transformers' "Loading weights" bar when standard error is not a terminal: tqdm redraws it with
+  carriage returns, which a log file keeps as one long line of partial updates. Loading a model
+  directory takes about a second; the phases that take long report through :mod:`zoo.progress`.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +55,10 @@ class LoadReportSummary(logging.Filter):
         return True
 
 
+def _is_terminal(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
 def quiet_libraries() -> None:
     """Silence the chatter listed in the module docstring (called once by the CLI)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,6 +68,10 @@ def quiet_libraries() -> None:
     import lightning  # noqa: F401  # sets its loggers' levels on import: set ours after it
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not _is_terminal(sys.stderr):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     report_logger = logging.getLogger("transformers.modeling_utils")
     if not any(isinstance(f, LoadReportSummary) for f in report_logger.filters):
         report_logger.addFilter(LoadReportSummary())
