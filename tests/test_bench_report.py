@@ -40,3 +40,44 @@ def test_verdict_marks_best_tied_and_below():
     assert verdict({"best": True, "tied_with_best": True}) == "best"
     assert verdict({"best": False, "tied_with_best": True}) == "tied with best"
     assert verdict({"best": False, "tied_with_best": False}) == "below best"
+
+
+def test_wilson_interval_matches_scipy():
+    from scipy.stats import binomtest
+
+    from zoo.bench.comparisons import wilson_interval
+
+    for correct, n in [(20, 40), (3, 40), (40, 40), (0, 12), (19, 50)]:
+        expected = binomtest(correct, n).proportion_ci(method="wilson")
+        low, high = wilson_interval(correct / n, n)
+        assert abs(low - expected.low) < 1e-6 and abs(high - expected.high) < 1e-6
+
+
+def _contender(label, suites, length, baseline=False):
+    return {"label": label, "baseline": baseline, "seeds": {"0": {"suites": suites}},
+            "summary": {"length": {"mean": length, "ci95": float("nan"), "n": 1}}}
+
+
+def test_suite_section_shows_each_run_beside_the_baseline_with_intervals():
+    from zoo.bench.comparisons import suite_lines, wilson_interval
+
+    results = {"seeds": [0], "config": {"evaluation": {"suite_limit": 40}},
+               "contenders": [_contender("unaligned", {"arc_easy": {"acc": 0.5}}, 30.0, baseline=True),
+                              _contender("DPO", {"arc_easy": {"acc": 0.6}}, 25.5)]}
+    lines = suite_lines(results)
+    assert lines[0] == "## Evaluation suites: the alignment tax"
+    header = next(line for line in lines if line.startswith("| run"))
+    assert header == "| run | response length | arc_easy acc |"
+    low, high = wilson_interval(0.6, 40)
+    dpo = next(line for line in lines if line.startswith("| DPO"))
+    assert dpo == f"| DPO | 25.5 | 0.60 [{low:.2f}, {high:.2f}] (+0.10) |"
+    base = next(line for line in lines if line.startswith("| unaligned"))
+    assert "(" not in base.split("|")[3].split("]")[1]  # no change column for the baseline itself
+    assert suite_lines({**results, "contenders": [_contender("x", {}, 1.0, baseline=True)]}) == []
+
+
+def test_human_labelled_tasks_say_the_judge_is_the_proxy():
+    from zoo.bench.comparisons import human_labels
+
+    assert human_labels({"shared_stages": {"preferences": {"labels": "human"}}})
+    assert not human_labels({"shared_stages": {"preferences": {"pairs": 3}}, "pipelines": {"0": {}}})

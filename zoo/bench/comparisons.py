@@ -110,15 +110,86 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
         f"Collapsed: seeds where KL(π‖π_SFT) > {failure['max_kl']:g} nats or the gold reward fell more than "
         f"{failure['max_gold_drop_sd']:g} SD (of the SFT model's per-sample gold reward) below the SFT model's. "
         f"Collapsed seeds are counted here and left out of every other column and test.",
-        "Implicit-reward pref. acc.: held-out gold-labelled pairs ranked by log π − log π_SFT, DPO's own implicit "
-        "reward, so it favours the methods that optimise it directly; the SFT model scores 0.50. The gold reward "
-        "and the win rate are the algorithm-neutral quality figures.",
-        "Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items pretraining "
-        "quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the same facts in questions "
-        "no training text contains; [95%] by the hierarchical bootstrap over seeds and items, the Δ paired with the "
-        "SFT model item by item.",
     ]
+    if human_labels(results):
+        lines += [
+            "No gold reward exists for real text: 'gold reward', its Δ and the win rate are the scores of the judge, "
+            "the proxy reward model trained on the train pairs (its held-out accuracy on human labels is under "
+            "Pipelines). Best-of-n and the online runs optimise that same model, so a gain on it is expected of "
+            "them and says little unless the judge-free figures agree: implicit-reward preference accuracy on "
+            "human labels, KL, response length and the suites below.",
+            "Implicit-reward pref. acc.: held-out human-labelled pairs of the test prompts ranked by log π − log "
+            "π_ref (π_ref: the unaligned model), DPO's own implicit reward, so it favours the methods that optimise "
+            "it directly; the unaligned model and decoding-time runs score 0.50.",
+        ]
+    else:
+        lines.append("Implicit-reward pref. acc.: held-out gold-labelled pairs ranked by log π − log π_SFT, DPO's own "
+                     "implicit reward, so it favours the methods that optimise it directly; the SFT model scores 0.50. "
+                     "The gold reward and the win rate are the algorithm-neutral quality figures.")
+    if any(_finite(c["summary"]["probe_accuracy"]["mean"]) for c in results["contenders"]):
+        lines.append("Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items "
+                     "pretraining quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the "
+                     "same facts in questions no training text contains; [95%] by the hierarchical bootstrap over "
+                     "seeds and items, the Δ paired with the SFT model item by item.")
     return lines
+
+
+def human_labels(results: dict[str, Any]) -> bool:
+    """Whether the task's preference labels are human ones (no gold reward: the proxy is the judge)."""
+    stages = [results.get("shared_stages") or {}, *(results.get("pipelines") or {}).values()]
+    return any((s.get("preferences") or {}).get("labels") == "human" for s in stages)
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``accuracy`` observed on ``n`` items (95% by default)."""
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def suite_lines(results: dict[str, Any]) -> list[str]:
+    """The evaluation suites of each run beside the baseline's: the alignment tax, before and after."""
+    columns: list[tuple[str, str]] = []
+    for c in results["contenders"]:
+        for seed in c["seeds"].values():
+            for suite, metrics in sorted((seed.get("suites") or {}).items()):
+                for metric in metrics:
+                    if (suite, metric) not in columns:
+                        columns.append((suite, metric))
+    if not columns:
+        return []
+    limit = (results["config"].get("evaluation") or {}).get("suite_limit")
+    base = next(c for c in results["contenders"] if c["baseline"])
+
+    def mean(contender: dict[str, Any], suite: str, metric: str) -> float | None:
+        values = [seed["suites"][suite][metric] for seed in contender["seeds"].values()
+                  if _finite(((seed.get("suites") or {}).get(suite) or {}).get(metric))]
+        return sum(values) / len(values) if values else None
+
+    body = []
+    for c in results["contenders"]:
+        row = [c["label"], _num(c["summary"]["length"]["mean"], 1)]
+        for suite, metric in columns:
+            value, before = mean(c, suite, metric), mean(base, suite, metric)
+            if value is None:
+                row.append("–")
+                continue
+            text = f"{value:.2f}"
+            if limit and len(results["seeds"]) == 1:
+                low, high = wilson_interval(value, int(limit))
+                text += f" [{low:.2f}, {high:.2f}]"
+            if not c["baseline"] and before is not None:
+                text += f" ({value - before:+.2f})"
+            row.append(text)
+        body.append(row)
+    header = ["run", "response length"] + [f"{suite} {metric}" for suite, metric in columns]
+    interval = (f"[95%]: Wilson interval over the {limit} questions of each suite (one seed); " if limit and
+                len(results["seeds"]) == 1 else "")
+    return (["## Evaluation suites: the alignment tax", "",
+             f"Each run's suite scores beside the baseline's ({base['label']!r}), change in parentheses; {interval}"
+             f"a change smaller than the interval's half-width is within what re-drawing the questions would move. "
+             f"Response length: mean tokens of the test-prompt samples.", ""]
+            + _table(header, body) + [""])
 
 
 def pairwise_matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -251,6 +322,7 @@ def markdown_body(results: dict[str, Any]) -> list[str]:
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
     lines += findings_lines(results)
+    lines += suite_lines(results)
     lines += comparison_lines(results)
     lines += selection_lines(results)
     lines += kl_matched_lines(results)
