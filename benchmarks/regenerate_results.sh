@@ -14,4 +14,7 @@ if [ -n "$(git status --porcelain -- zoo plugins configs/bench)" ]; then
 fi
 zoo bench configs/bench/tiny.yaml --output benchmarks/results/tiny
 zoo bench configs/bench/frontier.yaml --output benchmarks/results/frontier
+# The real-model track (SmolLM2-135M-Instruct, about an hour cold on 2 CPU cores), offline data:
+zoo bench configs/bench/smollm2.yaml task.args.data=../shared/data/hh-rlhf/harmless-base-test.jsonl.gz \
+    evaluation.data_dir=../shared/data --output benchmarks/results/smollm2
 zoo bench --check benchmarks/results/
