@@ -43,9 +43,10 @@ def recipes(only: list[str] | None) -> list[Path]:
 
 def run(path: Path, data: str, output: Path, reward_model: Path) -> dict[str, float | str | int]:
     command = [sys.executable, "-m", "zoo.cli", "train", str(path), f"data.train={data}",
-               f"output_dir={output / path.stem}", "--overwrite"]
+               f"output_dir={output / path.stem}"]
     if "reward:\n  model:" in path.read_text(encoding="utf-8"):
         command.append(f"reward.model={reward_model}")
+    command.append("--overwrite")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     start = time.monotonic()
