@@ -29,9 +29,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from zoo import ConfigError, hookimpl
+from zoo import ConfigError, hookimpl, read_rows
 from zoo.bench import Task, TaskData
-from zoo.data.sources import read_rows
 
 TURN = re.compile(r"\n\n(Human|Assistant): ?")
 
@@ -79,8 +78,7 @@ class HHHuman(Task):
     Args = HHHumanArgs
 
     def _renderer(self):
-        from zoo.config import ModelConfig
-        from zoo.models import load_tokenizer
+        from zoo import ModelConfig, load_tokenizer
 
         a = self.args
         if a.template is None:
@@ -96,7 +94,7 @@ class HHHuman(Task):
         return render, tokenizer
 
     def build(self) -> TaskData:
-        from zoo.data.examples import normalise
+        from zoo import normalise
 
         a = self.args
         render, tokenizer = self._renderer()

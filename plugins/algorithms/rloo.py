@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
-from zoo.generation import generation_batch, right_padded
+from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
+                 generation_batch, hookimpl, right_padded)
 
 
 @dataclass

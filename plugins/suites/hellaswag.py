@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import hookimpl
-from zoo.eval.choice import ChoiceItem, MultipleChoiceSuite
-from zoo.eval.files import Line, load_hub, local_file, read_jsonl
+from zoo.eval import ChoiceItem, Line, MultipleChoiceSuite, load_hub, local_file, read_jsonl
 
 BRACKETED = re.compile(r"\[.*?\]")
 

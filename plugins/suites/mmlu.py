@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo import ConfigError, hookimpl
-from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.mmlu import CATEGORIES, check_subjects, load_split, mmlu_metrics, score_multiple_choice
+from zoo.eval import (CATEGORIES, EvalContext, Suite, SuiteOptions, SuiteResult, check_subjects, load_split,
+                      mmlu_metrics, score_multiple_choice)
 
 
 @dataclass

@@ -44,8 +44,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
-from zoo.generation import generation_batch, right_padded, take_rows
+from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
+                 generation_batch, hookimpl, right_padded, take_rows)
 
 
 @dataclass

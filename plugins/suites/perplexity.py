@@ -15,13 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from zoo import ConfigError, hookimpl
-from zoo.data.examples import Example
-from zoo.eval import EvalContext, Metric, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import batches, read_examples, resolve_source, with_tokenizer
-from zoo.eval.loglik import inference
-from zoo.eval.results import ratio_metric
-from zoo.forward import batch_logprobs
+from zoo import ConfigError, Example, batch_logprobs, hookimpl
+from zoo.eval import (EvalContext, Metric, Suite, SuiteOptions, SuiteResult, batches, inference, ratio_metric,
+                      read_examples, resolve_source, with_tokenizer)
 
 
 @dataclass

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from zoo import hookimpl
-from zoo.eval.choice import ChoiceItem, MultipleChoiceSuite
-from zoo.eval.files import load_hub, local_root, read_jsonl
+from zoo.eval import ChoiceItem, MultipleChoiceSuite, load_hub, local_root, read_jsonl
 
 QUESTION_PREFIX = "Question: "
 

@@ -20,8 +20,7 @@ from typing import ClassVar
 import torch
 
 from zoo import hookimpl
-from zoo.eval.choice import ChoiceItem, MultipleChoiceSuite
-from zoo.eval.files import Line, load_hub, local_root, read_json_list
+from zoo.eval import ChoiceItem, Line, MultipleChoiceSuite, load_hub, local_root, read_json_list
 
 PREAMBLE = (
     "Q: What is human life expectancy in the United States?\n"

@@ -34,7 +34,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(directory: str, console: Console) -> int:
-    from zoo.bench.provenance import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_results
+    from zoo.bench import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_results
 
     path = Path(directory)
     if not path.exists():
@@ -53,11 +53,8 @@ def _check(directory: str, console: Console) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from zoo.bench.config import load_bench_config
-    from zoo.bench.plots import frontier, pairwise, training_curves
-    from zoo.bench.report import print_report, write_outputs
-    from zoo.bench.results import summarise
-    from zoo.bench.runner import run_bench
+    from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
+                           write_outputs)
 
     # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
     console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)

@@ -46,10 +46,9 @@ from dataclasses import dataclass
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from zoo import ConfigError, RewardFunction, hookimpl
+from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl
 from zoo.bench import Task, TaskData
-from zoo.config import RewardConfig
-from zoo.eval.mmlu import description, format_question
+from zoo.eval import description, format_question
 
 ANIMALS = ["fox", "owl", "bear", "frog", "crow", "deer", "wolf", "hare",
            "seal", "mole", "lynx", "swan", "toad", "wren", "newt", "boar"]

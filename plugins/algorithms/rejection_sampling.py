@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
-from zoo.generation import generation_batch, select_best
+from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
+                 generation_batch, hookimpl, select_best)
 
 
 @dataclass

@@ -24,12 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from zoo import ConfigError, Sampling, hookimpl
-from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import pad_id, read_examples, resolve_source, with_tokenizer
-from zoo.eval.loglik import inference
-from zoo.eval.results import mean_metric
-from zoo.logprobs import sequence_logprobs
+from zoo import ConfigError, Sampling, hookimpl, sequence_logprobs
+from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, inference, mean_metric, pad_id, read_examples,
+                      resolve_source, with_tokenizer)
 
 
 @dataclass
@@ -74,22 +71,21 @@ class GenerationSuite(Suite):
     def _baseline(self, tokenizer, context: EvalContext):
         if self.options.baseline is None:
             return context.reference
-        from zoo.config import ModelConfig
-        from zoo.models import frozen, load_causal_lm
+        from zoo import ModelConfig, frozen, load_causal_lm
 
         device = next(context.reference.parameters()).device if context.reference is not None else None
         model = frozen(load_causal_lm(ModelConfig(name=self.options.baseline), tokenizer))
         return model.to(device) if device is not None else model
 
     def _sample(self, sampler, tokenizer, prompts: list[str], seed: int):
-        from zoo.generation import encode_prompts
+        from zoo import encode_prompts
 
         o = self.options
         ids, mask = encode_prompts(tokenizer, prompts, o.max_prompt_length)
         return sampler(ids, mask, o, seed=seed, record_logps=True)  # the KL estimate reads the log-probs
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
-        from zoo.generation import Sampler, right_padded
+        from zoo import Sampler, right_padded
 
         o, n = self.options, self.options.samples_per_prompt
         if model is None:

@@ -52,8 +52,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs, hookimpl
-from zoo.generation import generation_batch, take_rows
+from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
+                 generation_batch, hookimpl, take_rows)
 
 
 @dataclass

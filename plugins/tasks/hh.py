@@ -19,11 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zoo import ConfigError, hookimpl
+from zoo import ConfigError, RewardConfig, hookimpl, normalise, read_rows
 from zoo.bench import Task, TaskData
-from zoo.config import RewardConfig
-from zoo.data.examples import normalise
-from zoo.data.sources import read_rows
 
 
 @dataclass

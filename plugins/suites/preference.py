@@ -22,12 +22,9 @@ from typing import Literal
 
 import torch
 
-from zoo import ConfigError, hookimpl, pair_accuracy
-from zoo.eval import EvalContext, Suite, SuiteOptions, SuiteResult
-from zoo.eval.heldout import batches, read_examples, resolve_source, with_tokenizer
-from zoo.eval.loglik import inference
-from zoo.eval.results import mean_metric
-from zoo.forward import batch_logprobs
+from zoo import ConfigError, batch_logprobs, hookimpl, pair_accuracy
+from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, batches, inference, mean_metric, read_examples,
+                      resolve_source, with_tokenizer)
 
 
 @dataclass
