@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     # runs
     "zoo.config": ("ModelConfig", "RewardConfig", "RunConfig", "load_config", "parse_override"),
-    "zoo.train": ("RunResult",),
+    "zoo.run": ("Run", "RunResult", "build_run", "fit"),
     "zoo.signals": ("RunInterrupted",),
     # models, log-probs and sampling
     "zoo.models": ("frozen", "load_causal_lm", "load_tokenizer"),

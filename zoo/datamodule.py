@@ -55,7 +55,7 @@ class AlignmentDataModule(L.LightningDataModule):
         (epoch, done), self.resume_position = self.resume_position or (0, 0), None
         if self.config.group_by_length:
             # Sharded here, by process: Lightning cannot shard a batch sampler, so a run that groups
-            # by length builds its Trainer with use_distributed_sampler=False (zoo.train.build_trainer).
+            # by length builds its Trainer with use_distributed_sampler=False (zoo.trainer.build_trainer).
             num_replicas, rank = self._replicas()
             batch_sampler = LengthGroupedBatchSampler([e.num_tokens for e in self.train_examples], self.batch_size,
                                                       seed=self.config.seed, num_replicas=num_replicas, rank=rank)

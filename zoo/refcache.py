@@ -370,21 +370,6 @@ def precompute_device(config: RunConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def reference_for_precompute(config: RunConfig, policy: nn.Module, tokenizer: Any) -> tuple[nn.Module, bool]:
-    """(the reference model, whether it was loaded just for this pass).
-
-    Before training the policy *is* the reference unless ``model.reference`` names another model
-    (for LoRA: the policy with its adapter disabled), so usually nothing is loaded at all.
-    """
-    from zoo import lora, models
-
-    if lora.is_lora(policy):
-        return lora.AdapterDisabledReference(policy), False
-    if config.model.reference is None:
-        return policy, False
-    return models.load_reference(config.model, policy, tokenizer), True
-
-
 def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: Any,
                             examples: list[TokenizedExample], collator: Collator,
                             policy: nn.Module) -> ReferenceTable | None:
@@ -409,7 +394,9 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
             f"{len(examples)} examples (reference, tokenizer, truncation or data differ from the run that filled "
             f"it). Run once with train.reference_cache=auto to compute them.")
     device = precompute_device(config)
-    model, loaded = reference_for_precompute(config, policy, tokenizer)
+    from zoo.reference import reference_model
+
+    model, loaded = reference_model(config, policy, tokenizer, copy_policy=False)
     if loaded:  # a hub reference is in the local hub cache only now, with its resolved commit
         cache.fingerprint = fingerprint(config, tokenizer)
     plugin = precision_plugin(config.train.precision, device.type)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from zoo.config import ModelConfig, apply_overrides, build_dataclass, load_config, read_yaml
 from zoo.errors import ConfigError, did_you_mean
+from zoo.model_output import OUTPUT_KINDS, output_kind
 
 #: Bench-config keys a sweep may vary (besides ``algorithm_args.*`` and ``train.*``).
 SWEEPABLE = ("best_of_n",)
@@ -308,9 +309,9 @@ def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shapes: 
         algorithm = get_registry().algorithm(stage.algorithm)
     except ConfigError as exc:
         raise ConfigError(f"{section}.algorithm: {exc}") from None
-    if algorithm.data_shape not in shapes or algorithm.output != output:
+    if algorithm.data_shape not in shapes or output_kind(algorithm) is not OUTPUT_KINDS[output]:
         raise ConfigError(f"{section}.algorithm = {stage.algorithm!r}: this stage needs an algorithm that trains a "
-                          f"{'scalar reward model' if output == 'scores' else 'policy'} on {shapes[0]} data")
+                          f"{OUTPUT_KINDS[output].role} on {shapes[0]} data")
     _check_train_overrides(section, stage.train, stage.data)
     run_config(config, stage.algorithm, stage.algorithm_args, stage.train, stage.data, where=section)
 
@@ -415,15 +416,15 @@ def _check_contender(config: BenchConfig, contender: Contender, registry: Any) -
                               f"SFT model itself)")
         return
     algorithm = registry.algorithm(spec.algorithm)
-    if algorithm.output != "logprobs":
+    if not output_kind(algorithm).is_policy:
         raise ConfigError(f"{where}.algorithm = {spec.algorithm!r} does not train a policy (its output is "
                           f"{algorithm.output!r}); the benchmark compares policies")
-    algorithm.parse_args(spec.algorithm_args)
     if spec.reward is not None and not algorithm.needs_reward:
         raise ConfigError(f"{where}.reward = {spec.reward!r}: algorithm {spec.algorithm!r} uses no reward source; "
                           f"remove the key")
     merged_train = {**config.alignment.train, **spec.train}
-    # The proxy reward model does not exist yet; any reward section passes the run-config check.
+    # The proxy reward model does not exist yet; any reward section passes the run-config check,
+    # which also checks the algorithm's arguments.
     reward = {"function": "validation"} if algorithm.needs_reward else None
     run_config(config, spec.algorithm, spec.algorithm_args, merged_train, config.alignment.data,
                where=where, reward=reward)

@@ -149,7 +149,7 @@ class Stages:
         with PeakMemory() as peak, count_generation() as generated:
             result = run_training(config)
         summary = read_json(folder / "run" / "metrics.json")
-        tokens = int(getattr(result.module, "tokens_seen", 0))
+        tokens = result.tokens_seen
         return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
                 "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
                 "peak_memory_mib": peak.mib, "memory_kind": peak.kind,
