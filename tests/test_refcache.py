@@ -206,7 +206,7 @@ def test_the_fill_reports_progress_and_returns_tensors_autograd_can_use(tiny_run
 
     config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
     _, run = _setup(config)
-    tokenizer, datamodule, policy = run.tokenizer, run.datamodule, run.module.policy
+    datamodule, policy = run.datamodule, run.module.policy
     examples = datamodule.train_examples
     done: list[int] = []
     rows = compute_reference_logps(policy, examples, datamodule.collator, 2, progress=done.append, tokens=64)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from torch import Tensor, nn
 
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.errors import ConfigError
 from zoo.sampling import Sampling
 from zoo.validation import Validated
 

@@ -1,6 +1,8 @@
 """The one LightningDataModule: configured data → tokenised examples → batches of any shape."""
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -45,6 +47,11 @@ class AlignmentDataModule(L.LightningDataModule):
             train, self.eval_examples = split_off(train, c.eval_fraction, c.seed)
             report.held_out = len(self.eval_examples)
         self.train_examples = train
+
+    def attach_reference_logps(self, table: Any) -> None:
+        """Make every batch carry the reference's log-probs from ``table`` (a
+        :class:`zoo.refcache.ReferenceTable` covering the examples), so that no reference model runs."""
+        self.collator.reference_logps = table
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Make the next training loader start in ``epoch`` after its first ``batches_done`` batches."""

@@ -136,9 +136,9 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     if algorithm_cls.needs_reference:
         cached = reference_logps_for_run(config, algorithm_cls, tokenizer,
                                          datamodule.train_examples + datamodule.eval_examples,
-                                         datamodule.collator, policy)
+                                         datamodule.collator, policy, trainer=trainer)
         if cached is not None:
-            datamodule.collator.reference_logps = cached  # every batch carries them: no reference model
+            datamodule.attach_reference_logps(cached)  # every batch carries them: no reference model
         else:
             reference = training_reference(config, policy, tokenizer)
     reward = None

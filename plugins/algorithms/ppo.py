@@ -42,6 +42,9 @@ Logged per rollout (``train/…``): reward, kl_ref (per-sequence KL estimate Σ_
 π_ref), entropy (−mean log π_old(a_t) of the sampled tokens: a Monte Carlo estimate that needs no
 full-vocabulary pass), response_length, kl_coef, explained_variance of the old values; per
 minibatch: policy_loss, value_loss, clip_frac, approx_kl (mean (ρ − 1) − log ρ).
+
+One file per algorithm (the plugin convention): PPO's value head, GAE, KL controller and
+clipped losses make it the longest.
 """
 from __future__ import annotations
 

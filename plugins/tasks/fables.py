@@ -36,6 +36,9 @@ form it was taught. The held-out probes (the alignment-tax probe) ask for the sa
 paraphrased questions (``which place is the home of the fox ?``) with the choices drawn and
 ordered afresh: no pretraining text contains them, so they measure knowledge rather than rote
 recall of a quiz, and what alignment makes the model lose of it.
+
+One file per task (the plugin convention): the world, its text generators, the gold reward and
+the probes belong together, hence its length.
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ and every contender of that seed starts from that pipeline's SFT model. With ``s
 alignment`` the shared stages are built once (seed 0) and the seed varies the alignment runs and
 the evaluation samples only. Either way, the contenders of one seed share their pipeline, so
 comparisons between them are paired by seed.
+
+One class, :class:`Stages`, with one method per stage in pipeline order; a little over 300 lines.
 """
 from __future__ import annotations
 

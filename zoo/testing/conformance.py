@@ -32,6 +32,9 @@ batch of prompts (with the shared sampler, and the ``reward`` you pass or a simp
 checks every minibatch's loss, gradients and optimiser step as above. Algorithms with
 ``output = "scores"`` run on the tiny model with a scalar head, as ``zoo train`` loads them, and
 their ``policy.sum`` holds the scores in the direction checks.
+
+Over 300 lines because it is the whole contract check in one place, one private function per
+part of the contract, so that a plugin author reads what is checked in one file.
 """
 from __future__ import annotations
 

@@ -1,21 +1,6 @@
-"""The reference log-prob cache: reference sequence log-probs computed once, reused by every run.
+"""The reference cache's storage: where files live, what a file's fingerprint holds, reading and writing.
 
-Offline algorithms that declare ``needs_reference`` only ever use the frozen reference model's
-per-sequence log-probs ``log π_ref(y|x)``, which depend on the reference weights and the token ids
-and nothing the run trains. They are computed once, stored on disk, and attached to each batch
-(``Batch.reference_logps``, ``[B, k]``); when the cache holds every train and eval example the
-reference model is never loaded, which saves its memory and one forward pass per step.
-
-Files live in ``$ZOO_CACHE_DIR/refcache/`` (default ``~/.cache/alignment-zoo/refcache/``), one
-safetensors file per *slot*: the reference model's name or path, the tokenizer, the truncation and
-scoring settings and the precision. Inside a slot, rows are keyed by the examples' content ids
-(``TokenizedExample.id``, a hash of the prompt and response token ids), so runs and algorithms on
-overlapping data share rows, and new examples are added to the same file. The file's metadata
-holds the full *fingerprint*, the slot plus the identity of the weights (local directories: the
-weight files' names, sizes and modification times and a hash of ``config.json``; hub models: the
-resolved commit; the built-in tiny model: its recipe and the torch version that initialises it).
-A fingerprint that does not match (say, a checkpoint overwritten in place) is recomputed with a
-log line, an unreadable file with a warning; neither is ever used.
+See :mod:`zoo.refcache` for the design; :mod:`zoo.refcache.compute` fills the tables stored here.
 """
 from __future__ import annotations
 
@@ -26,24 +11,19 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import Tensor, nn
+from torch import Tensor
 
-from zoo.config import RunConfig
 from zoo.checkpointing import make_readable
-from zoo.data.collate import Collator
+from zoo.config import RunConfig
 from zoo.data.tokenize import TokenizedExample
-from zoo.errors import ConfigError
-from zoo.forward import batch_logprobs
 from zoo.gguf import file_digest, gguf_file, is_gguf
-from zoo.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -272,146 +252,3 @@ def describe_cache_files(root: Path | None = None) -> list[dict[str, Any]]:
             entry["error"] = f"unreadable ({type(exc).__name__})"
         out.append(entry)
     return out
-
-
-# ----- computing ---------------------------------------------------------------------------------
-
-
-def collator_group_size(examples: list[TokenizedExample]) -> int:
-    """The most responses of an example (rows per example in a padded batch)."""
-    return max((max(1, len(e.response_ids)) for e in examples), default=1)
-
-
-def _longest_row(example: TokenizedExample) -> int:
-    return len(example.prompt_ids) + max((len(r) for r in example.response_ids), default=0)
-
-
-def fill_batches(examples: list[TokenizedExample], batch_size: int, tokens: int) -> list[list[int]]:
-    """Indices of ``examples`` in batches sorted by length, each ≤ ``tokens`` padded positions.
-
-    A batch holds at least ``batch_size`` examples (the training batch, which fits by definition)
-    and grows past it while its padded area, rows × the longest row, stays within ``tokens``.
-    """
-    order = sorted(range(len(examples)), key=lambda i: _longest_row(examples[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    rows = 0
-    for index in order:
-        k = max(1, len(examples[index].response_ids))
-        area = (rows + k) * _longest_row(examples[index])  # sorted: this one is the longest so far
-        if current and len(current) >= batch_size and area > tokens:
-            batches.append(current)
-            current, rows = [], 0
-        current.append(index)
-        rows += k
-    if current:
-        batches.append(current)
-    return batches
-
-
-def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], collator: Collator, batch_size: int,
-                            device: torch.device | str = "cpu",
-                            forward_context: Callable[[], AbstractContextManager] = nullcontext,
-                            progress: Callable[[int], None] | None = None,
-                            tokens: int | None = None) -> dict[str, Tensor]:
-    """``{example id: [k] reference log-probs}`` for ``examples``, in length-sorted batches.
-
-    The values are those the training loop's reference forward pass would produce
-    (:func:`zoo.forward.batch_logprobs` over padded rows, under the same precision context, up
-    to float rounding); the pass runs under ``torch.inference_mode`` in :func:`fill_batches`, whose
-    sorting cuts the padding. A batch holds up to ``tokens`` padded positions (default: as many
-    as ``batch_size`` of the longest examples), so many short examples share one forward pass,
-    and no pass holds more positions than a training step's reference pass over its longest
-    batch (which also keeps their activations; here nothing is kept between layers).
-    ``progress`` is called with the number of examples finished after each batch.
-    """
-    if tokens is None:
-        tokens = batch_size * max((max(1, len(e.response_ids)) * _longest_row(e) for e in examples), default=1)
-    results: list[tuple[list[TokenizedExample], Tensor]] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), forward_context():
-            for indices in fill_batches(examples, batch_size, tokens):
-                chunk = [examples[i] for i in indices]
-                batch = collator.pad(chunk).to(device)
-                out = batch_logprobs(model, batch)
-                results.append((chunk, out.sum.float().cpu()))
-                if progress is not None:
-                    progress(len(chunk))
-    finally:
-        model.train(was_training)
-    rows: dict[str, Tensor] = {}
-    for chunk, sums in results:  # outside inference mode: ordinary tensors that autograd may save
-        for i, example in enumerate(chunk):
-            rows[example.id] = sums[i, : max(1, len(example.response_ids))].clone()
-    return rows
-
-
-def precision_plugin(precision: str, device_type: str) -> Any:
-    """Lightning's precision plugin for ``train.precision``, so the one-off pass matches training's."""
-    from lightning.pytorch.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
-
-    flag = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}.get(str(precision),
-                                                                                       str(precision))
-    if flag.endswith("-mixed"):
-        return MixedPrecision(flag, device_type)
-    if flag in ("bf16-true", "16-true"):
-        return HalfPrecision(flag)
-    if flag == "64-true":
-        return DoublePrecision()
-    return Precision()
-
-
-def precompute_device(config: RunConfig) -> torch.device:
-    """The device this process would train on (its local GPU, else the CPU)."""
-    if str(config.train.accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
-def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: Any,
-                            examples: list[TokenizedExample], collator: Collator,
-                            policy: nn.Module) -> ReferenceTable | None:
-    """The cached reference log-probs of ``examples``, computing and storing missing ones.
-
-    Returns None when the cache does not apply (``train.reference_cache: off``, or an algorithm
-    that scores responses it generates online); the caller then loads the reference model.
-    """
-    mode = config.train.reference_cache
-    if mode == "off" or not algorithm_cls.needs_reference or algorithm_cls.generates_online:
-        return None
-    cache = ReferenceCache.for_run(config, tokenizer)
-    table = cache.load()
-    missing = table.missing(examples)
-    if not missing:
-        log.info("reference log-probs of all %d examples read from %s; the reference model is not loaded",
-                 len(examples), cache.path)
-        return table
-    if mode == "required":
-        raise ConfigError(
-            f"train.reference_cache = 'required', but the cache {cache.path} lacks {len(missing)} of the "
-            f"{len(examples)} examples (reference, tokenizer, truncation or data differ from the run that filled "
-            f"it). Run once with train.reference_cache=auto to compute them.")
-    device = precompute_device(config)
-    from zoo.reference import reference_model
-
-    model, loaded = reference_model(config, policy, tokenizer, copy_policy=False)
-    if loaded:  # a hub reference is in the local hub cache only now, with its resolved commit
-        cache.fingerprint = fingerprint(config, tokenizer)
-    plugin = precision_plugin(config.train.precision, device.type)
-    model = plugin.convert_module(model).to(device)
-    started = time.perf_counter()
-    batch_size = config.train.eval_batch_size or config.train.batch_size
-    with Progress("reference log-probs", len(missing), "examples") as bar:
-        table.update(compute_reference_logps(model, missing, collator, batch_size, device, plugin.forward_context,
-                                             progress=bar.advance,
-                                             tokens=batch_size * collator_group_size(missing) * config.data.max_length))
-    cache.save(table)
-    log.info("reference log-probs: %d computed in %.1fs, %d reused; stored in %s", len(missing),
-             time.perf_counter() - started, len(examples) - len(missing), cache.path)
-    if loaded:
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return table
