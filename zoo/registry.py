@@ -1,8 +1,8 @@
 """Plugin loading and the registry of everything plugins provide.
 
 Built-in plugins are the modules of the ``zoo_plugins`` package (the repository's ``plugins/``
-folder, one sub-folder per kind); third-party plugins come from the ``zoo`` entry-point group. Both go through the same
-hooks, so a built-in has no back door a third-party plugin lacks.
+folder, one sub-folder per kind); third-party plugins come from the ``zoo`` entry-point group.
+Both go through the same hooks, so a built-in has no back door a third-party plugin lacks.
 
 Environment variables:
 
@@ -11,8 +11,7 @@ Environment variables:
     ``a,b``: load only the entry points named ``a`` and ``b``.
 ``ZOO_DISABLE_PLUGINS``
     Comma-separated plugin names (entry-point names, or built-in module names such as ``dpo``
-    or ``mmlu``)
-    that are not loaded.
+    or ``mmlu``) that are not loaded.
 """
 from __future__ import annotations
 
