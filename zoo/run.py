@@ -38,7 +38,6 @@ from zoo.module import AlignmentModule
 from zoo.packing import check_packing_support
 from zoo.quiet import no_transformers_bars
 from zoo.reference import training_reference
-from zoo.refcache import reference_logps_for_run
 from zoo.registry import get_registry
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
@@ -133,14 +132,9 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
 
     policy = load_policy(config, kind, tokenizer)
     reference = None
-    if algorithm_cls.needs_reference:
-        cached = reference_logps_for_run(config, algorithm_cls, tokenizer,
-                                         datamodule.train_examples + datamodule.eval_examples,
-                                         datamodule.collator, policy, trainer=trainer)
-        if cached is not None:
-            datamodule.attach_reference_logps(cached)  # every batch carries them: no reference model
-        else:
-            reference = training_reference(config, policy, tokenizer)
+    # Every batch carries the cached reference log-probs, or a reference model runs on each batch.
+    if algorithm_cls.needs_reference and not datamodule.attach_reference_cache(config, algorithm_cls, policy, trainer):
+        reference = training_reference(config, policy, tokenizer)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):
         from zoo.rewards import load_reward_source
