@@ -1,5 +1,13 @@
-"""Built-in plugins (installed as ``zoo_plugins``): one module per algorithm, suite or data set.
+"""Built-in plugins (installed as ``zoo_plugins``), grouped by what they register.
 
-Every module here is loaded as a plugin; it uses only the public ``zoo`` API, as a
-third-party plugin would.
+* ``algorithms/``: one module per alignment algorithm;
+* ``suites/``: evaluation suites;
+* ``tasks/``: benchmark tasks;
+* ``datasets/``: built-in data sets (and the reward defined over them);
+* ``commands/``: CLI sub-commands, ``train`` and ``plugins`` included.
+
+Every module of these folders is loaded as a plugin named after the module (``dpo``,
+``mmlu``, ``train``). They import only the front modules ``zoo``, ``zoo.eval``, ``zoo.bench``,
+``zoo.pairs`` and ``zoo.testing``, as a third-party plugin would, and no plugin imports
+another (``tests/test_public_api.py``).
 """

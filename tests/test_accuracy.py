@@ -15,7 +15,7 @@ def test_hand_worked_margins():
 
 def test_dpo_reward_accuracy_before_any_update_is_one_half_despite_float_noise():
     """Rewards of ±2e-8 (a cached reference against a live policy) are ties, not wins or losses."""
-    from plugins.dpo import dpo_loss
+    from zoo_plugins.algorithms.dpo import dpo_loss
 
     policy_chosen, policy_rejected = torch.tensor([-150.2249, -80.5]), torch.tensor([-130.9367, -99.1])
     noise = torch.tensor([2e-7, -3e-7])
@@ -24,9 +24,9 @@ def test_dpo_reward_accuracy_before_any_update_is_one_half_despite_float_noise()
 
 
 def test_reward_model_slic_and_rrhf_metrics_count_ties_as_half():
-    from plugins.reward import pair_metrics
-    from plugins.rrhf import rrhf_loss
-    from plugins.slic_hf import slic_hf_loss
+    from zoo_plugins.algorithms.reward import pair_metrics
+    from zoo_plugins.algorithms.rrhf import rrhf_loss
+    from zoo_plugins.algorithms.slic_hf import slic_hf_loss
 
     valid = torch.ones(1, 2, dtype=torch.bool)
     scores = torch.tensor([[1.0, 0.0]])

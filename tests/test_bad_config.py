@@ -146,8 +146,8 @@ def test_cli_reports_a_config_error_in_one_paragraph_before_any_model_loads(tmp_
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded for an invalid config")
 
-    monkeypatch.setattr("zoo.train.load_causal_lm", no_model)
-    monkeypatch.setattr("zoo.train.load_tokenizer", no_model)
+    monkeypatch.setattr("zoo.models.load_causal_lm", no_model)
+    monkeypatch.setattr("zoo.run.load_tokenizer", no_model)
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({**BASE, "output_dir": str(tmp_path / "out"),
                                       "algorithm_args": {"beta": -1}}))

@@ -224,7 +224,7 @@ def test_cli_reports_a_bad_row_in_one_paragraph_before_loading_a_model(tmp_path,
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the data was checked")
 
-    monkeypatch.setattr("zoo.train.load_causal_lm", no_model)
+    monkeypatch.setattr("zoo.models.load_causal_lm", no_model)
     data = _jsonl(tmp_path / "data.jsonl", [PAIR, {**PAIR, "chosen": 5}])
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"algorithm": "dpo", "model": {"name": "tiny"}, "output_dir": str(tmp_path / "out"),

@@ -11,7 +11,7 @@ from zoo.registry import get_registry
 from zoo.rewards import load_reward_source
 from zoo.config import RewardConfig
 from zoo.bench.task import check_splits
-from zoo_plugins.task_fables import (ALL_PROMPTS, ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer,
+from zoo_plugins.tasks.fables import (ALL_PROMPTS, ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer,
                                      gold_reward, prompt_subject, quiz_text, split_prompts)
 
 FOX = "story about the fox :"
@@ -154,7 +154,7 @@ def test_positive_words_are_all_in_the_vocabulary():
 
 def test_hh_task_reads_prompts_and_demonstrations_and_needs_a_gold_model(shared_data):
     from zoo import ConfigError
-    from zoo_plugins.task_hh import AnthropicHH, HHArgs
+    from zoo_plugins.tasks.hh import AnthropicHH, HHArgs
 
     with pytest.raises(ConfigError, match="task.args.gold_reward_model is required"):
         AnthropicHH.parse_args({})

@@ -3,11 +3,11 @@
 The list comes from the registry, so an algorithm added by any plugin is covered without
 touching this file. Each one runs ``zoo.train.train`` for 2 optimiser steps; offline log-prob
 algorithms are also taken through collate → loss → backward → optimiser step by hand, on a batch
-of the built-in data set that matches their data shape.
+of the built-in data set that matches their data shape, in the run :func:`zoo.run.build_run`
+builds for them.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -15,13 +15,9 @@ import pytest
 import torch
 
 from zoo.algorithm import DATA_SHAPES
-from zoo.config import DataConfig, TrainConfig, load_config
-from zoo.data.dataset import load_examples
-from zoo.datamodule import AlignmentDataModule
-from zoo.models import frozen
-from zoo.module import AlignmentModule
+from zoo.config import load_config
 from zoo.registry import get_registry
-from zoo.tiny import tiny_model
+from zoo.run import build_run
 from zoo.train import train
 
 ALGORITHMS = get_registry().names("algorithms")
@@ -57,25 +53,16 @@ def test_trains_two_steps(name, tmp_path, tiny_run):
 
 
 @pytest.mark.parametrize("name", OFFLINE_LOGPROB)
-def test_collate_loss_backward_step(name, tokenizer, tiny_data_for_shape):
+def test_collate_loss_backward_step(name, tmp_path, tiny_run):
     cls = get_registry().algorithm(name)
-    algorithm = cls(cls.parse_args({}))
-    data = DataConfig(train=tiny_data_for_shape[cls.data_shape], builtin_size=4, max_length=48, max_prompt_length=24)
-    examples, _ = load_examples(data.train, "train", cls.data_shape, data, tokenizer)
-    batch = AlignmentDataModule(data, tokenizer, cls.data_shape, batch_size=4).collator(examples)
+    # The run as `zoo train` builds it; the reference runs on every batch (no cache), four examples, no split.
+    run = build_run(load_config(raw=tiny_run(name, tmp_path / "run", data={"builtin_size": 4, "eval_fraction": 0.0},
+                                             train={"reference_cache": "off"})))
+    batch = run.datamodule.collator(run.datamodule.train_examples)
     assert batch.num_examples == 4
 
-    policy = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                        num_key_value_heads=1)
-    reference = frozen(copy.deepcopy(policy)) if cls.needs_reference else None
-    reward = None
-    if cls.needs_reward:
-        from zoo.config import RewardConfig
-        from zoo.rewards import load_reward_source
-
-        reward = load_reward_source(RewardConfig(function="tiny_sentiment"), tokenizer=tokenizer)
-    module = AlignmentModule(policy, algorithm, TrainConfig(), reference=reference, reward=reward,
-                             tokenizer=tokenizer)
+    module, policy, reference = run.module, run.module.policy, run.module.reference
+    assert (reference is not None) == cls.needs_reference
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.02)
 
     out = module.compute_loss(batch)

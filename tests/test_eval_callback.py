@@ -22,36 +22,28 @@ def mmlu_dir(tmp_path):
 
 def test_callback_logs_suite_metrics_during_training(tmp_path, mmlu_dir, tiny_run):
     from zoo.config import load_config
-    from zoo.datamodule import AlignmentDataModule
-    from zoo.models import load_causal_lm, load_tokenizer
-    from zoo.module import AlignmentModule
-    from zoo.registry import get_registry
-    from zoo.train import build_trainer
+    from zoo.run import build_run
 
     config = load_config(raw=tiny_run("sft", tmp_path / "run", steps=3))
-    algorithm_cls = get_registry().algorithm("sft")
-    tokenizer = load_tokenizer(config.model)
-    datamodule = AlignmentDataModule(config.data, tokenizer, "sft", config.train.batch_size)
-    module = AlignmentModule(load_causal_lm(config.model, tokenizer), algorithm_cls(), config.train, tokenizer=tokenizer)
     callback = SuiteEvalCallback(["mmlu"], every_n_steps=2, data_dir=mmlu_dir, num_fewshot=1,
                                  options={"mmlu": {"subjects": ["virology"]}})
-    trainer = build_trainer(config, tmp_path / "run", extra_callbacks=[callback])
-    trainer.fit(module, datamodule=datamodule)
+    run = build_run(config, callbacks=[callback])
+    run.trainer.fit(run.module, datamodule=run.datamodule)
 
     # Step 2 (every 2 steps) and step 3 (the end of training).
     assert [step for step, _ in callback.history] == [2, 3]
     logged = callback.history[-1][1]
     assert set(logged) == {"eval/mmlu/acc", "eval/mmlu/acc_macro", "eval/mmlu/other/acc", "eval/mmlu/other/acc_macro",
                            *(f"eval/mmlu/predicted_{letter}" for letter in "ABCD")}
-    direct = evaluate(module.policy, tokenizer, ["mmlu"], data_dir=mmlu_dir, num_fewshot=1,
+    direct = evaluate(run.module.policy, run.tokenizer, ["mmlu"], data_dir=mmlu_dir, num_fewshot=1,
                       options={"mmlu": {"subjects": ["virology"]}})
     assert logged["eval/mmlu/acc"] == pytest.approx(direct["mmlu"]["acc"]["value"])
-    assert float(trainer.callback_metrics["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
+    assert float(run.trainer.callback_metrics["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("eval/mmlu/acc")]
     assert [int(row["step"]) for row in rows] == [2, 3]
     assert float(rows[-1]["eval/mmlu/acc"]) == pytest.approx(logged["eval/mmlu/acc"])
-    assert module.policy.training  # the evaluation restored training mode
+    assert run.module.policy.training  # the evaluation restored training mode
 
 
 def test_run_config_evaluation_section(tmp_path, mmlu_dir, tiny_run):

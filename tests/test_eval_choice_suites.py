@@ -9,8 +9,8 @@ import pytest
 from zoo.errors import ConfigError, DataError
 from zoo.eval.choice import ChoiceItem, MultipleChoiceSuite
 from zoo.eval.runner import make_suites
-from zoo_plugins.suite_hellaswag import make_item, preprocess
-from zoo_plugins.suite_truthfulqa import PREAMBLE, mc2_true_mass
+from zoo_plugins.suites.hellaswag import make_item, preprocess
+from zoo_plugins.suites.truthfulqa import PREAMBLE, mc2_true_mass
 
 
 def test_hellaswag_preprocessing_follows_the_harness():

@@ -13,7 +13,7 @@ from zoo.generation import encode_prompts
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo_plugins.grpo import GRPO, GRPOArgs, group_advantages, grpo_loss, k3
+from zoo_plugins.algorithms.grpo import GRPO, GRPOArgs, group_advantages, grpo_loss, k3
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 # A group of 4 with rewards 1, 2, 3, 6: mean 3, deviations (−2, −1, 0, 3), Bessel variance

@@ -22,7 +22,6 @@ def _forbid_model_copies(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a second model was loaded for the reference of a LoRA run")
 
-    monkeypatch.setattr("zoo.train.load_reference", refuse)
     monkeypatch.setattr("zoo.models.load_reference", refuse)
     monkeypatch.setattr(torch.nn.Module, "__deepcopy__", refuse, raising=False)
 

@@ -14,7 +14,7 @@ from zoo.logprobs import sequence_logprobs
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo_plugins.online_dpo import OnlineDPO, OnlineDPOArgs, label_pairs, preference_loss
+from zoo_plugins.algorithms.online_dpo import OnlineDPO, OnlineDPOArgs, label_pairs, preference_loss
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 

@@ -18,7 +18,7 @@ from zoo.module import AlignmentModule
 from zoo.rewards import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
-from zoo_plugins.ppo import PPO, PPOArgs, ended_with_eos
+from zoo_plugins.algorithms.ppo import PPO, PPOArgs, ended_with_eos
 
 
 def _two_train_mode_passes(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ MODULES = {
     """,
     "broken_hook": """
         from zoo import hookimpl
-        from zoo_plugins.sft import SFT
+        from zoo_plugins.algorithms.sft import SFT
 
         class HalfDone(SFT):
             name = "half_done"
@@ -42,7 +42,7 @@ MODULES = {
     """,
     "good_extra": """
         from zoo import hookimpl
-        from zoo_plugins.sft import SFT
+        from zoo_plugins.algorithms.sft import SFT
 
         class ExtraSFT(SFT):
             name = "extra_sft"
@@ -53,7 +53,7 @@ MODULES = {
     """,
     "clash": """
         from zoo import hookimpl
-        from zoo_plugins.dpo import DPO
+        from zoo_plugins.algorithms.dpo import DPO
 
         class OtherDPO(DPO):
             name = "dpo"
@@ -71,7 +71,7 @@ MODULES = {
     """,
     "bad_name": """
         from zoo import hookimpl
-        from zoo_plugins.sft import SFT
+        from zoo_plugins.algorithms.sft import SFT
 
         class Escape(SFT):
             name = "../../escape"
@@ -154,7 +154,7 @@ def test_each_faulty_plugin_is_reported_with_distribution_and_reason(faulty_site
         assert "registered by two plugins: 'dpo' and 'clash'" in plugins["clash"].error
         assert plugins["good_extra"].error is None and "extra_sft" in registry.names("algorithms")
         assert all(p.error is None for p in plugins.values() if p.builtin)
-    assert get_registry().algorithm("dpo").__module__ == "zoo_plugins.dpo"  # restored afterwards
+    assert get_registry().algorithm("dpo").__module__ == "zoo_plugins.algorithms.dpo"  # restored afterwards
 
 
 def test_selecting_a_failed_plugins_algorithm_says_which_plugin_failed_and_why(faulty_site):

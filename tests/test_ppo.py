@@ -18,7 +18,7 @@ from zoo.models import frozen
 from zoo.rewards import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
-from zoo_plugins.ppo import (PPO, KLController, PPOArgs, explained_variance, gae, kl_penalized_rewards, ppo_loss,
+from zoo_plugins.algorithms.ppo import (PPO, KLController, PPOArgs, explained_variance, gae, kl_penalized_rewards, ppo_loss,
                              ppo_policy_loss, ppo_value_loss, value_estimates, whiten)
 from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 

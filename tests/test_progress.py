@@ -139,3 +139,27 @@ def test_online_sampling_reports_generated_positions_and_samples_the_same(monkey
     assert lines[0].startswith("sampling 4 responses: 1/6 tokens")
     assert lines[-1].startswith(f"sampling 4 responses: done, {steps} tokens in ")
     assert len(lines) == steps + 1
+
+
+def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
+    """The pass over the training responses after a reward model trains is not silent."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import zoo.rewards as rewards
+
+    batches = [SimpleNamespace(input_ids=torch.zeros(2, 3), attention_mask=torch.ones(2, 3),
+                               loss_mask=torch.ones(2, 3), group_size=2, valid=torch.tensor([True, True]),
+                               scores=torch.tensor(values))
+               for values in ([1.0, 3.0], [5.0, 7.0])]
+    scores = iter(b.scores for b in batches)
+    monkeypatch.setattr(rewards, "sequence_scores", lambda *args: SimpleNamespace(sum=next(scores)))
+    monkeypatch.setenv("ZOO_PROGRESS_INTERVAL", "0")
+    model = torch.nn.Linear(1, 1)
+    model.config = SimpleNamespace()
+    stats = rewards.record_score_statistics(model, batches)
+    assert stats[rewards.SCORE_MEAN] == 4.0  # mean of 1, 3, 5, 7
+    out = capsys.readouterr().out
+    assert "reward-model score statistics: 0/2 batches" in out
+    assert "reward-model score statistics: done, 2 batches in " in out

@@ -1,7 +1,7 @@
 """The reference log-prob cache: same losses as the reference forward pass, reuse, staleness."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import logging
 import os
@@ -11,13 +11,12 @@ import torch
 
 from zoo.config import load_config
 from zoo.data.collate import Collator
-from zoo.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError
-from zoo.models import load_causal_lm, load_tokenizer
-from zoo.module import AlignmentModule
+from zoo.models import load_tokenizer
 from zoo.refcache import (ReferenceCache, ReferenceTable, cache_root, describe_cache_files, fingerprint,
                           reference_logps_for_run)
 from zoo.registry import get_registry
+from zoo.run import build_run
 
 
 @pytest.fixture
@@ -27,34 +26,31 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def _setup(config):
-    algorithm_cls = get_registry().algorithm(config.algorithm)
-    tokenizer = load_tokenizer(config.model)
-    datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size)
-    datamodule.setup("fit")
-    policy = load_causal_lm(config.model, tokenizer)
-    return algorithm_cls, tokenizer, datamodule, policy
+    """The run of ``config`` as ``zoo train`` builds it, its reference cache left alone (``off``):
+    the tests below fill and read the cache themselves."""
+    run = build_run(dataclasses.replace(config, train=dataclasses.replace(config.train, reference_cache="off")))
+    return get_registry().algorithm(config.algorithm), run
 
 
 def _forbid_reference_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the reference model was loaded although the cache covers the data")
 
-    monkeypatch.setattr("zoo.train.load_reference", refuse)
     monkeypatch.setattr("zoo.models.load_reference", refuse)
 
 
 def test_cached_and_uncached_dpo_losses_are_identical(tiny_run, tmp_path, cache_dir):
     config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
-    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    algorithm_cls, run = _setup(config)
+    tokenizer, datamodule, module = run.tokenizer, run.datamodule, run.module
     examples = datamodule.train_examples + datamodule.eval_examples
-    table = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
+    table = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, module.policy)
     assert len(table) == len(examples)
 
-    reference = copy.deepcopy(policy).eval()
+    assert module.reference is not None  # a frozen copy of the starting policy
     with torch.no_grad():  # train the policy away from the reference, so the reference term matters
-        for parameter in policy.parameters():
+        for parameter in module.policy.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    module = AlignmentModule(policy, algorithm_cls(), config.train, reference=reference)
     uncached_collator = Collator(tokenizer.pad_token_id)
     cached_collator = Collator(tokenizer.pad_token_id)
     cached_collator.reference_logps = table
@@ -98,7 +94,8 @@ def test_second_run_reads_the_cache_and_never_loads_the_reference(tiny_run, tmp_
 
 def test_required_cache_that_misses_examples_names_the_key(tiny_run, tmp_path, cache_dir):
     config = load_config(raw=tiny_run("dpo", tmp_path / "run", train={"reference_cache": "required"}))
-    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    algorithm_cls, run = _setup(config)
+    tokenizer, datamodule, policy = run.tokenizer, run.datamodule, run.module.policy
     with pytest.raises(ConfigError, match="train.reference_cache"):
         reference_logps_for_run(config, algorithm_cls, tokenizer, datamodule.train_examples, datamodule.collator,
                                 policy)
@@ -113,7 +110,8 @@ def test_changed_reference_weights_are_detected_and_recomputed(tiny_run, tmp_pat
                num_key_value_heads=1).save_pretrained(reference_dir)
     tokenizer.save_pretrained(reference_dir)
     config = load_config(raw=tiny_run("dpo", tmp_path / "run", model={"reference": str(reference_dir)}))
-    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    algorithm_cls, run = _setup(config)
+    tokenizer, datamodule, policy = run.tokenizer, run.datamodule, run.module.policy
     examples = datamodule.train_examples
     first = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
     before = fingerprint(config, tokenizer)
@@ -136,7 +134,8 @@ def test_changed_reference_weights_are_detected_and_recomputed(tiny_run, tmp_pat
 
 def test_corrupted_file_is_recomputed_with_a_warning(tiny_run, tmp_path, cache_dir, caplog):
     config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
-    algorithm_cls, tokenizer, datamodule, policy = _setup(config)
+    algorithm_cls, run = _setup(config)
+    tokenizer, datamodule, policy = run.tokenizer, run.datamodule, run.module.policy
     examples = datamodule.train_examples
     good = reference_logps_for_run(config, algorithm_cls, tokenizer, examples, datamodule.collator, policy)
     path = ReferenceCache.for_run(config, tokenizer).path
@@ -206,7 +205,8 @@ def test_the_fill_reports_progress_and_returns_tensors_autograd_can_use(tiny_run
     from zoo.refcache import compute_reference_logps
 
     config = load_config(raw=tiny_run("dpo", tmp_path / "run"))
-    _, tokenizer, datamodule, policy = _setup(config)
+    _, run = _setup(config)
+    datamodule, policy = run.datamodule, run.module.policy
     examples = datamodule.train_examples
     done: list[int] = []
     rows = compute_reference_logps(policy, examples, datamodule.collator, 2, progress=done.append, tokens=64)

@@ -120,7 +120,7 @@ def test_a_raising_hook_is_reported_and_the_others_still_load():
 def test_builtin_plugins_load_cleanly():
     registry = get_registry()
     builtins = {name: p for name, p in registry.plugins.items() if p.builtin}
-    assert {"sft", "dpo", "rrhf", "slic_hf", "tiny_data"} <= set(builtins)
+    assert {"sft", "dpo", "rrhf", "slic_hf", "tiny_reviews", "train", "plugins", "mmlu", "fables"} <= set(builtins)
     assert {name: p.error for name, p in builtins.items() if p.error} == {}
     assert builtins["rrhf"].registers == {"algorithms": ["rrhf"]}
 

@@ -14,7 +14,7 @@ from zoo.generation import Sampler, encode_prompts, select_best
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 from zoo.train import train
-from zoo_plugins.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll
+from zoo_plugins.algorithms.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll
 from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 
 

@@ -14,9 +14,8 @@ from zoo.config import ModelConfig, RewardConfig, TinyModelConfig, load_config
 from zoo.models import load_scalar_model
 from zoo.rewards import SCORE_MEAN, load_reward_source, sequence_scores
 from zoo.train import train
-from zoo_plugins.reward import bradley_terry_loss, regression_loss
-from zoo_plugins.tiny_data import NEGATIVE, POSITIVE, SUBJECTS
-from zoo_plugins.tiny_reward import sentiment_score
+from zoo_plugins.algorithms.reward import bradley_terry_loss, regression_loss
+from zoo_plugins.datasets.tiny_reviews import NEGATIVE, POSITIVE, SUBJECTS, sentiment_score
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 

@@ -54,7 +54,7 @@ def test_function_source_returns_float32_vector():
 def test_tiny_sentiment_is_registered_by_hook():
     registry = get_registry()
     entry = registry.entries("rewards")["tiny_sentiment"]
-    assert isinstance(entry.obj, RewardFunction) and entry.plugin == "tiny_reward"
+    assert isinstance(entry.obj, RewardFunction) and entry.plugin == "tiny_reviews"
     assert zoo.RewardFunction is RewardFunction
 
 

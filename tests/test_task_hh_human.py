@@ -10,7 +10,7 @@ import pytest
 from zoo.bench.stages import copy_human_pairs, write_human_pairs
 from zoo.bench.task import check_splits
 from zoo.errors import ConfigError
-from zoo_plugins.task_hh_human import HHHuman, dialogue_turns
+from zoo_plugins.tasks.hh_human import HHHuman, dialogue_turns
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 

@@ -44,7 +44,7 @@ def tiny_sft_model(tmp_path_factory) -> Path:
 
 def heldout_prompts(n: int = 192) -> list[str]:
     """Prompts of the tiny review task from a seed no training run uses."""
-    from zoo_plugins.tiny_data import prompt_rows
+    from zoo_plugins.datasets.tiny_reviews import prompt_rows
 
     return [row["prompt"] for row in prompt_rows(n, 424242)]
 

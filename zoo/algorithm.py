@@ -26,7 +26,6 @@ declarations.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -34,8 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from torch import Tensor, nn
 
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.errors import ConfigError
 from zoo.sampling import Sampling
+from zoo.validation import Validated
 
 if TYPE_CHECKING:
     from zoo.generation import Generation, Sampler
@@ -46,14 +45,15 @@ DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)
 
 
 @dataclasses.dataclass
-class Hyperparameters:
+class Hyperparameters(Validated):
     """Base class of algorithm hyperparameter dataclasses.
 
     Subclasses declare typed fields with defaults and override :meth:`validate` to check
-    ranges, raising :class:`zoo.errors.ConfigError` through :meth:`require`. Online algorithms
-    add the sampling keys by also inheriting :class:`zoo.sampling.Sampling`, which checks them.
-    ``renamed_keys`` maps keys an earlier version spelled differently to today's spelling, so a
-    config using them gets an error that says what to write.
+    ranges, raising :class:`zoo.errors.ConfigError` through :meth:`require` (and
+    :meth:`require_positive`, :meth:`require_fraction`; :class:`zoo.validation.Validated`).
+    Online algorithms add the sampling keys by also inheriting :class:`zoo.sampling.Sampling`,
+    which checks them. ``renamed_keys`` maps keys an earlier version spelled differently to
+    today's spelling, so a config using them gets an error that says what to write.
     """
 
     key_prefix: ClassVar[str] = "algorithm_args"
@@ -67,23 +67,6 @@ class Hyperparameters:
 
     def validate(self) -> None:
         """Check field ranges; called on construction."""
-
-    def require(self, condition: bool, key: str, message: str) -> None:
-        """Raise a ConfigError naming ``algorithm_args.KEY`` unless ``condition`` holds."""
-        if not condition:
-            value = getattr(self, key, None)
-            raise ConfigError(f"{self.key_prefix}.{key} = {value!r}: {message}")
-
-    def require_positive(self, *keys: str) -> None:
-        for key in keys:
-            value = getattr(self, key)
-            self.require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
-                         key, "must be a finite number > 0")
-
-    def require_fraction(self, key: str, *, inclusive_high: bool = False) -> None:
-        value = getattr(self, key)
-        ok = isinstance(value, (int, float)) and 0 <= value and (value <= 1 if inclusive_high else value < 1)
-        self.require(ok, key, f"must be in [0, 1{']' if inclusive_high else ')'}")
 
 
 @dataclasses.dataclass

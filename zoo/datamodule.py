@@ -1,12 +1,16 @@
-"""The one LightningDataModule: configured data → tokenised examples → batches of any shape."""
+"""The one LightningDataModule: configured data → tokenised examples → batches of any shape, with the
+reference log-probs of the reference cache attached when the run uses it."""
 from __future__ import annotations
+
+from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
-from zoo.config import DataConfig
+from zoo.config import DataConfig, RunConfig
 from zoo.data.collate import Collator
 from zoo.data.dataset import LoadReport, load_examples, split_off
 from zoo.data.sampling import EpochSampler, LengthGroupedBatchSampler
@@ -46,6 +50,24 @@ class AlignmentDataModule(L.LightningDataModule):
             report.held_out = len(self.eval_examples)
         self.train_examples = train
 
+    def attach_reference_cache(self, config: RunConfig, algorithm_cls: Any, policy: nn.Module,
+                               trainer: L.Trainer | None = None) -> bool:
+        """Make every batch carry the reference's log-probs of its examples, read from the reference
+        cache and computed for the examples it lacks (:func:`zoo.refcache.reference_logps_for_run`,
+        on ``trainer``'s device and at its precision), so that no reference model runs in training.
+
+        False when the cache does not apply to the run (``train.reference_cache: off``, an online
+        algorithm); the run then needs a reference model.
+        """
+        from zoo.refcache import reference_logps_for_run
+
+        table = reference_logps_for_run(config, algorithm_cls, self.tokenizer, self.train_examples + self.eval_examples,
+                                        self.collator, policy, trainer=trainer)
+        if table is None:
+            return False
+        self.collator.reference_logps = table
+        return True
+
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Make the next training loader start in ``epoch`` after its first ``batches_done`` batches."""
         self.resume_position = (epoch, batches_done)
@@ -55,7 +77,7 @@ class AlignmentDataModule(L.LightningDataModule):
         (epoch, done), self.resume_position = self.resume_position or (0, 0), None
         if self.config.group_by_length:
             # Sharded here, by process: Lightning cannot shard a batch sampler, so a run that groups
-            # by length builds its Trainer with use_distributed_sampler=False (zoo.train.build_trainer).
+            # by length builds its Trainer with use_distributed_sampler=False (zoo.trainer.build_trainer).
             num_replicas, rank = self._replicas()
             batch_sampler = LengthGroupedBatchSampler([e.num_tokens for e in self.train_examples], self.batch_size,
                                                       seed=self.config.seed, num_replicas=num_replicas, rank=rank)

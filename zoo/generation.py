@@ -17,6 +17,10 @@ generated token, so it is off unless a caller uses the values.
 Sampling is deterministic for a given ``seed`` (the global RNG is forked, so the caller's random
 stream is left untouched); ``seed=None`` draws from the global RNG. ``temperature=0`` is greedy
 decoding.
+
+One module because every sampler caller (online algorithms, ``zoo pairs``, the benchmark's
+evaluation, best-of-n) shares both halves, the sampler and the conversion of its samples into
+training batches; hence its length (~390 lines).
 """
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.forward import batch_logprobs, cached_logprobs
+from zoo.lightning_private import writes_logs_now
 from zoo.loss_contract import check_loss_output
+from zoo.model_output import OutputKind, output_kind
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,13 @@ def _scalar_metrics(out: LossOutput) -> dict[str, Tensor]:
 
 class AlignmentModule(L.LightningModule):
     def __init__(self, policy: nn.Module, algorithm: Algorithm, train_config: TrainConfig, *,
-                 reference: nn.Module | None = None, reward: Any = None, tokenizer: Any = None):
+                 reference: nn.Module | None = None, reward: Any = None, tokenizer: Any = None,
+                 output: OutputKind | None = None):
         super().__init__()
         self.policy = policy
         self.algorithm = algorithm
+        #: How the policy runs on a batch (log-probs, or a reward head's scores): the algorithm's ``output``.
+        self.output = output if output is not None else output_kind(algorithm)
         self.extra = nn.ModuleDict(algorithm.build_modules(policy))
         self.train_config = train_config
         self.tokenizer = tokenizer
@@ -53,8 +58,6 @@ class AlignmentModule(L.LightningModule):
         self.automatic_optimization = not algorithm.generates_online
         #: Steps skipped because their loss or gradient was NaN/inf (kept across a resume).
         self.nonfinite_steps = 0
-        #: Real (non-padding) tokens of the batches the training loss was computed on (throughput).
-        self.tokens_seen = 0
         #: Optimiser steps of an online algorithm in the current epoch (an epoch without one stops the run).
         self._epoch_optimizer_steps = 0
 
@@ -88,8 +91,7 @@ class AlignmentModule(L.LightningModule):
 
     # ----- forward ---------------------------------------------------------------------------
     def outputs(self, model: nn.Module, batch: Batch) -> SequenceLogProbs:
-        return batch_logprobs(model, batch, hidden_states=self.algorithm.wants_hidden_states,
-                              scores=self.algorithm.output == "scores")
+        return self.output.forward(model, batch, hidden_states=self.algorithm.wants_hidden_states)
 
     def reference_outputs(self, batch: Batch) -> SequenceLogProbs | None:
         """The reference's log-probs of ``batch``: read from the batch (the cache, or an online
@@ -128,12 +130,9 @@ class AlignmentModule(L.LightningModule):
         """Whether the logger writes this step's on-step metrics; Lightning drops them on other steps.
 
         Each ``self.log`` call costs about 2 ms of Python on CPU: a tiny PPO step logging a dozen
-        metrics per minibatch spent a quarter of its time there. Falls back to True (log every
-        step) if Lightning stops exposing the flag.
+        metrics per minibatch spent a quarter of its time there (:mod:`zoo.lightning_private`).
         """
-        connector = getattr(self._trainer, "_logger_connector", None) if self._trainer is not None else None
-        flag = getattr(connector, "should_update_logs", True)
-        return bool(flag)
+        return writes_logs_now(self._trainer)
 
     def _log_train_step(self, loss: Tensor, metrics: dict[str, Tensor], batch_size: int) -> None:
         """The step's loss (every step when the progress bar shows it) and metrics (on logging steps)."""
@@ -168,9 +167,10 @@ class AlignmentModule(L.LightningModule):
                                          modules=self.extra, step=self.global_step, epoch=self.current_epoch,
                                          training=self.training)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | dict[str, Any] | None:
+        """Offline: the loss (None skips the step). Online: ``{"loss", "tokens"}``, the last stepped
+        minibatch's loss and the real tokens of every minibatch (:mod:`zoo.throughput` counts them)."""
         if self.automatic_optimization:
-            self.tokens_seen += int(batch.attention_mask.sum())
             out = self._step_loss(batch)
             if not torch.isfinite(out.losses.mean()):
                 self._skip_nonfinite("the training loss")
@@ -182,8 +182,9 @@ class AlignmentModule(L.LightningModule):
             experience = self.algorithm.make_experience(context, batch)
         # Logged once per step: the mean over the minibatches that stepped (not the last one's values).
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
+        tokens = 0
         for minibatch in self.algorithm.minibatches(experience):
-            self.tokens_seen += int(minibatch.attention_mask.sum())
+            tokens += int(minibatch.attention_mask.sum())
             out = self._step_loss(minibatch)
             loss = out.losses.mean()
             if not torch.isfinite(loss):
@@ -215,7 +216,7 @@ class AlignmentModule(L.LightningModule):
         scheduler = self.lr_schedulers()
         if scheduler is not None and stepped:  # no optimiser step (all rejected or skipped): the schedule waits
             scheduler.step()
-        return loss
+        return {"tokens": tokens} if loss is None else {"loss": loss, "tokens": tokens}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self.algorithm.generates_online:

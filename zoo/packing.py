@@ -16,7 +16,8 @@ several rows, before training starts.
 
 The model's per-token outputs are scattered back to the padded ``[B*k, T]`` layout, so masking,
 per-sequence reduction, losses and metrics are computed by exactly the same code as for a padded
-batch; only the forward pass changes.
+batch; only the forward pass changes. (A little over 300 lines: packing, grouping and the packed
+forward pass belong together.)
 """
 from __future__ import annotations
 

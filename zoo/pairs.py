@@ -24,6 +24,9 @@ Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
     reward: {function: tiny_sentiment}
     mode: ranked
     output: runs/tiny-pairs/ranked.jsonl
+
+An application on the training core, and its own front module: the ``pairs`` command imports
+what ``__all__`` lists.
 """
 from __future__ import annotations
 
@@ -38,6 +41,9 @@ import torch
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
 from zoo.sampling import Sampling
+
+__all__ = ["PairsConfig", "PairsModel", "PairsResult", "Sample", "load_pairs_config", "make_pairs",
+           "samples_per_prompt"]
 
 
 @dataclasses.dataclass

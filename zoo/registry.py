@@ -1,8 +1,8 @@
 """Plugin loading and the registry of everything plugins provide.
 
 Built-in plugins are the modules of the ``zoo_plugins`` package (the repository's ``plugins/``
-folder); third-party plugins come from the ``zoo`` entry-point group. Both go through the same
-hooks, so a built-in has no back door a third-party plugin lacks.
+folder, one sub-folder per kind); third-party plugins come from the ``zoo`` entry-point group.
+Both go through the same hooks, so a built-in has no back door a third-party plugin lacks.
 
 Environment variables:
 
@@ -10,8 +10,8 @@ Environment variables:
     Unset: load every installed third-party plugin. Empty: load none (built-ins only).
     ``a,b``: load only the entry points named ``a`` and ``b``.
 ``ZOO_DISABLE_PLUGINS``
-    Comma-separated plugin names (entry-point names, or built-in module names such as ``dpo``)
-    that are not loaded.
+    Comma-separated plugin names (entry-point names, or built-in module names such as ``dpo``
+    or ``mmlu``) that are not loaded.
 """
 from __future__ import annotations
 
@@ -155,9 +155,27 @@ def _csv_env(var: str) -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def _builtin_modules() -> list[str]:
+def _builtin_modules() -> dict[str, str]:
+    """The built-in plugins, ``{plugin name: module}``: each module of ``zoo_plugins``'s kind folders
+    (``algorithms/``, ``suites/``, ``tasks/``, ``datasets/``, ``commands/``), named after its file."""
     package = importlib.import_module(BUILTIN_PACKAGE)
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    modules: dict[str, str] = {}
+    for folder in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if folder.name.startswith("_"):
+            continue
+        if not folder.ispkg:
+            modules[folder.name] = f"{BUILTIN_PACKAGE}.{folder.name}"
+            continue
+        kind = importlib.import_module(f"{BUILTIN_PACKAGE}.{folder.name}")
+        for module in sorted(pkgutil.iter_modules(kind.__path__), key=lambda m: m.name):
+            if module.name.startswith("_"):
+                continue
+            qualified = f"{BUILTIN_PACKAGE}.{folder.name}.{module.name}"
+            if module.name in modules:  # names are what ZOO_DISABLE_PLUGINS and `zoo plugins` know
+                raise PluginError(f"two built-in plugins are named {module.name!r}: {modules[module.name]} and "
+                                  f"{qualified}")
+            modules[module.name] = qualified
+    return modules
 
 
 def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
@@ -171,13 +189,13 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
     except metadata.PackageNotFoundError:
         zoo_version = "unknown"
 
-    for short in _builtin_modules():
+    for short, qualified in _builtin_modules().items():
         if short in disabled:
             continue
         info = PluginInfo(short, "alignment-zoo", zoo_version, builtin=True)
         infos[short] = info
         try:
-            module = importlib.import_module(f"{BUILTIN_PACKAGE}.{short}")
+            module = importlib.import_module(qualified)
             pm.register(module, name=short)
         except (Exception, SystemExit) as exc:
             info.error = f"import failed: {_raised(exc)}"

@@ -179,19 +179,24 @@ def record_score_statistics(model: nn.Module, batches: Iterable[Any], max_respon
     A reward source loaded with ``normalize: true`` subtracts the mean: Bradley–Terry training
     fixes score differences only, so the raw offset is arbitrary.
     """
+    from zoo.progress import Progress
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     values: list[Tensor] = []
     count = 0
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
     try:
-        for batch in batches:
-            scores = sequence_scores(model, batch.input_ids.to(device), batch.attention_mask.to(device),
-                                     batch.loss_mask.to(device), batch.group_size).sum
-            values.append(scores[batch.valid.to(device)].cpu())
-            count += values[-1].numel()
-            if count >= max_responses:
-                break
+        with Progress("reward-model score statistics", total, "batches") as progress:
+            for batch in batches:
+                scores = sequence_scores(model, batch.input_ids.to(device), batch.attention_mask.to(device),
+                                         batch.loss_mask.to(device), batch.group_size).sum
+                values.append(scores[batch.valid.to(device)].cpu())
+                count += values[-1].numel()
+                progress.advance()
+                if count >= max_responses:
+                    break
     finally:
         model.train(was_training)
     if not values:

@@ -11,7 +11,48 @@ Modules, in the order a run uses them:
 * :mod:`zoo.bench.runner`: runs all of the above for a config;
 * :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results;
 * :mod:`zoo.bench.report`, :mod:`zoo.bench.plots`: the table, results.json/.md, the PNGs.
+
+This package is the front module of the benchmark: task plugins and the ``bench`` command import
+from ``zoo.bench`` only. The harness's own names are imported on first use, so that a task
+plugin loading ``zoo.bench`` for :class:`Task` does not pull in matplotlib or the trainer.
+
+Decoding-time contenders (``best_of_n: N`` in a run entry: the SFT model sampled N times per
+prompt, the sample the proxy reward prefers kept) are the one kind of contender that is not a
+registered algorithm: they train nothing, so no ``zoo train`` run stands behind them. They are
+the one special case of the harness, and it is read in four places only: the bench config
+(``Contender.best_of_n``, validated and sweepable), the runner (which reward picks the sample),
+the evaluation (:func:`zoo.generation.best_of_n`) and the results (the baseline is the contender
+that neither trains nor decodes best-of-n). Every other contender is an algorithm plugin.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from zoo.bench.task import Task, TaskArgs, TaskData
 
-__all__ = ["Task", "TaskArgs", "TaskData"]
+#: The harness's names, imported on first use, by owning module.
+_LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
+    "zoo.bench.config": ("BenchConfig", "load_bench_config"),
+    "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
+    "zoo.bench.provenance": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
+    "zoo.bench.report": ("print_report", "write_outputs"),
+    "zoo.bench.results": ("summarise",),
+    "zoo.bench.runner": ("run_bench",),
+}
+_OWNER = {name: module for module, names in _LAZY_EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _OWNER:
+        raise AttributeError(f"module 'zoo.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_OWNER[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_OWNER))
+
+
+__all__ = ["Task", "TaskArgs", "TaskData", *sorted(_OWNER)]

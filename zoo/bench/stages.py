@@ -13,6 +13,8 @@ and every contender of that seed starts from that pipeline's SFT model. With ``s
 alignment`` the shared stages are built once (seed 0) and the seed varies the alignment runs and
 the evaluation samples only. Either way, the contenders of one seed share their pipeline, so
 comparisons between them are paired by seed.
+
+One class, :class:`Stages`, with one method per stage in pipeline order; a little over 300 lines.
 """
 from __future__ import annotations
 
@@ -149,7 +151,7 @@ class Stages:
         with PeakMemory() as peak, count_generation() as generated:
             result = run_training(config)
         summary = read_json(folder / "run" / "metrics.json")
-        tokens = int(getattr(result.module, "tokens_seen", 0))
+        tokens = result.tokens_seen
         return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
                 "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
                 "peak_memory_mib": peak.mib, "memory_kind": peak.kind,

@@ -6,9 +6,25 @@
 
 ``zoo eval`` is the command-line front end; :class:`zoo.eval.callback.SuiteEvalCallback` runs
 suites during training.
+
+This package is the front module of evaluation: a suite plugin imports what it needs from
+``zoo.eval`` only (the multiple-choice base class, file readers, the log-likelihood scorer,
+metric helpers), never from its modules.
 """
-from zoo.eval.results import Metric, SuiteResult
-from zoo.eval.runner import evaluate, make_suites, run_suites
+from zoo.eval.choice import ChoiceItem, MultipleChoiceSuite
+from zoo.eval.files import Line, load_hub, local_file, local_root, read_json_list, read_jsonl
+from zoo.eval.heldout import batches, pad_id, read_examples, resolve_source, with_tokenizer
+from zoo.eval.loglik import inference
+from zoo.eval.mmlu import (CATEGORIES, check_subjects, description, format_question, load_split, mmlu_metrics,
+                           score_multiple_choice)
+from zoo.eval.results import Metric, SuiteResult, mean_metric, ratio_metric
+from zoo.eval.runner import check_settings, evaluate, make_suites, run_header, run_suites, write_outputs
 from zoo.eval.suite import EvalContext, Suite, SuiteOptions
 
-__all__ = ["EvalContext", "Metric", "Suite", "SuiteOptions", "SuiteResult", "evaluate", "make_suites", "run_suites"]
+__all__ = [
+    "CATEGORIES", "ChoiceItem", "EvalContext", "Line", "Metric", "MultipleChoiceSuite", "Suite", "SuiteOptions",
+    "SuiteResult", "batches", "check_settings", "check_subjects", "description", "evaluate", "format_question",
+    "inference", "load_hub", "load_split", "local_file", "local_root", "make_suites", "mean_metric", "mmlu_metrics",
+    "pad_id", "ratio_metric", "read_examples", "read_json_list", "read_jsonl", "resolve_source", "run_header",
+    "run_suites", "score_multiple_choice", "with_tokenizer", "write_outputs",
+]

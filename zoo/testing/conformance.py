@@ -32,6 +32,9 @@ batch of prompts (with the shared sampler, and the ``reward`` you pass or a simp
 checks every minibatch's loss, gradients and optimiser step as above. Algorithms with
 ``output = "scores"`` run on the tiny model with a scalar head, as ``zoo train`` loads them, and
 their ``policy.sum`` holds the scores in the direction checks.
+
+Over 300 lines because it is the whole contract check in one place, one private function per
+part of the contract, so that a plugin author reads what is checked in one file.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ from torch import Tensor
 from zoo.algorithm import DATA_SHAPES, Algorithm, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.errors import ConfigError
+from zoo.model_output import OUTPUT_KINDS, output_kind
 from zoo.testing.fakes import fake_batch, with_sums
 
 #: Per-token log-prob of every response in the hand-built log-probs, and how much a check raises it.
@@ -90,8 +94,8 @@ def _check_declarations(cls: type, report: ConformanceReport) -> None:
     fail = lambda message: _fail(name, "declarations", message)  # noqa: E731
     if cls.data_shape not in DATA_SHAPES:
         raise fail(f"data_shape = {cls.data_shape!r}; expected one of {', '.join(DATA_SHAPES)}")
-    if cls.output not in ("logprobs", "scores"):
-        raise fail(f"output = {cls.output!r}; expected 'logprobs' or 'scores'")
+    if cls.output not in OUTPUT_KINDS:
+        raise fail(f"output = {cls.output!r}; expected {' or '.join(map(repr, OUTPUT_KINDS))}")
     for flag in ("needs_reference", "needs_reward", "generates_online", "wants_hidden_states"):
         if not isinstance(getattr(cls, flag), bool):
             raise fail(f"{flag} must be True or False, got {getattr(cls, flag)!r}")
@@ -227,7 +231,7 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
                           report: ConformanceReport) -> None:
     """Feed hand-built log-probs and check the loss moves the way the data shape demands."""
     cls, name = type(algorithm), algorithm.name
-    what = "score" if cls.output == "scores" else "log-prob"
+    what = output_kind(cls).value
     lengths = template.lengths.clamp(min=1).float()
     base = BASE_TOKEN_LOGP * lengths
     reference = with_sums(template, base) if cls.needs_reference else None
@@ -306,19 +310,22 @@ def _reward_source(reward: Any) -> Any:
 
 
 def _build_module(algorithm: Algorithm, reward: Any) -> Any:
-    """The training loop's module with the tiny model, loaded as ``zoo train`` loads it."""
+    """The training loop's module with the tiny model, its policy and reference loaded as
+    ``zoo train`` loads them (:func:`zoo.run.load_policy`, :func:`zoo.reference.training_reference`)."""
     from zoo import models
-    from zoo.config import ModelConfig, TrainConfig
+    from zoo.config import ModelConfig, RunConfig
     from zoo.module import AlignmentModule
+    from zoo.reference import training_reference
+    from zoo.run import load_policy
 
-    config = ModelConfig(name="tiny")
-    tokenizer = models.load_tokenizer(config)
-    load = models.load_scalar_model if algorithm.output == "scores" else models.load_causal_lm
-    policy = load(config, tokenizer)
-    reference = models.load_reference(config, policy, tokenizer) if algorithm.needs_reference else None
+    config = RunConfig(model=ModelConfig(name="tiny"))
+    kind = output_kind(algorithm)
+    tokenizer = models.load_tokenizer(config.model)
+    policy = load_policy(config, kind, tokenizer)
+    reference = training_reference(config, policy, tokenizer) if algorithm.needs_reference else None
     source = None if reward is None else _reward_source(reward)
-    return AlignmentModule(policy, algorithm, TrainConfig(), reference=reference, reward=source,
-                           tokenizer=tokenizer), tokenizer
+    return AlignmentModule(policy, algorithm, config.train, reference=reference, reward=source, tokenizer=tokenizer,
+                           output=kind), tokenizer
 
 
 def assert_algorithm_conforms(name_or_class: str | type[Algorithm], *,

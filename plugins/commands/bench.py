@@ -1,0 +1,93 @@
+"""``zoo bench CONFIG [--output DIR] [key.sub=value ...]``: the head-to-head benchmark;
+``zoo bench --check DIR``: does a committed result still match today's code?
+
+Builds (or reuses, by fingerprint) the shared stages, trains every contender for every seed from
+the same SFT model with the same data and step budget, evaluates them all the same way, prints
+the table and writes ``results.json``, ``results.md``, ``frontier.png`` and
+``training_curves.png`` into the output directory. Rerunning an unchanged config trains nothing
+and reprints the table.
+
+``--check DIR`` reads every ``results.json`` under DIR and exits 0 when each was written from a
+clean tree at a commit whose ``zoo/``, ``plugins/`` and ``configs/bench/`` equal today's and its
+``results.md`` is what today's report code renders; 1 when one is stale; 2 when one cannot be
+checked (no results.json, no commit recorded, a commit this repository lacks).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from zoo import ConfigError, hookimpl
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML bench config (see configs/bench/)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. seeds=[0] output_dir=runs/b")
+    parser.add_argument("--output", default=None, help="output directory (default: the config's output_dir)")
+    parser.add_argument("--check", metavar="DIR", default=None,
+                        help="check that the results.json files under DIR still match today's code (exit 0: yes, "
+                             "1: stale, 2: cannot tell) and train nothing")
+
+
+def _check(directory: str, console: Console) -> int:
+    from zoo.bench import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_results
+
+    path = Path(directory)
+    if not path.exists():
+        console.print(f"zoo bench --check: {directory} does not exist", highlight=False)
+        return CHECK_UNKNOWN
+    verdicts = check_results(path)
+    if not verdicts:
+        console.print(f"zoo bench --check: no results.json under {directory}", highlight=False)
+        return CHECK_UNKNOWN
+    words = {CHECK_OK: "up to date", CHECK_STALE: "STALE", CHECK_UNKNOWN: "cannot check"}
+    for verdict in verdicts:
+        console.print(f"{verdict.path}: {words[verdict.status]}", highlight=False)
+        for reason in verdict.reasons:
+            console.print(f"  - {reason}", highlight=False)
+    return max(v.status for v in verdicts) if all(v.status != CHECK_UNKNOWN for v in verdicts) else CHECK_UNKNOWN
+
+
+def _run(args: argparse.Namespace) -> int:
+    from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
+                           write_outputs)
+
+    # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
+    console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
+    if args.check is not None:
+        if args.config or args.overrides:
+            raise ConfigError("zoo bench --check DIR takes no config or overrides (it trains nothing)")
+        return _check(args.check, console)
+    if not args.config:
+        raise ConfigError("zoo bench needs a bench config (e.g. zoo bench configs/bench/tiny.yaml) or --check DIR")
+    config = load_bench_config(args.config, args.overrides)
+    start = time.perf_counter()
+
+    def announce(text: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/] [bold]▸[/] {text}", highlight=False)
+
+    run = run_bench(config, output_dir=args.output, announce=announce)
+    results = summarise(run)
+    paths = write_outputs(results, run.output_dir)
+    paths["frontier"] = frontier(results, run.output_dir / "frontier.png")
+    paths["pairwise"] = pairwise(results, run.output_dir / "pairwise.png")
+    curves = training_curves(run.run_dirs, run.shared_dirs, run.output_dir / "training_curves.png")
+    if curves is not None:
+        paths["curves"] = curves
+    print_report(results, console)
+    built = sum(1 for _, _, status in run.events if status == "built")
+    console.print(f"{built} stage(s) built, {len(run.events) - built} reused from {Path(config.cache_dir or run.output_dir / 'cache')}; "
+                  f"{time.perf_counter() - start:.1f} s", highlight=False)
+    console.print(f"the stages these results rest on took {results['compute_seconds'] / 60:.1f} min to build "
+                  f"({results['compute_cpu_seconds'] / 60:.1f} min of CPU time)", highlight=False)
+    console.print("written: " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    return 0
+
+
+@hookimpl
+def zoo_register_commands(register):
+    register("bench", _add_arguments, _run, "run the head-to-head benchmark of a bench config (zoo bench CONFIG)")

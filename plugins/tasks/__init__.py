@@ -1,0 +1,1 @@
+"""Built-in benchmark tasks (``zoo_register_tasks``) for ``zoo bench``."""

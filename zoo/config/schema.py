@@ -1,0 +1,321 @@
+"""The run config's schema: one typed dataclass per section, each checking its own fields.
+
+Every section is a :class:`zoo.validation.Validated` (like algorithm ``Args``): its
+:meth:`validate` raises a :class:`zoo.errors.ConfigError` naming ``SECTION.KEY`` and the value.
+:meth:`RunConfig.validate` runs them and the checks across sections; the checks that need the
+registry (the algorithm and what it declares) are in :mod:`zoo.config.checks`.
+
+Over 300 lines because every key carries the comment that documents it; the code is short.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, ClassVar, Literal
+
+from zoo import gguf
+from zoo.errors import ConfigError, did_you_mean
+from zoo.validation import Validated
+
+PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16")
+
+#: The largest seed NumPy (and so ``lightning.seed_everything``) accepts.
+_MAX_SEED = 2 ** 32 - 1
+
+
+def _valid_devices(devices: int | str) -> bool:
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    text = devices.strip()
+    if text in ("auto", "-1"):
+        return True
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return bool(parts) and all(part.isdigit() for part in parts) and (len(parts) > 1 or "," in text or int(parts[0]) >= 1)
+
+
+@dataclasses.dataclass
+class TinyModelConfig(Validated):
+    """The built-in tiny Llama-style model (random init, byte-level tokenizer)."""
+
+    key_prefix: ClassVar[str] = "model.tiny"
+
+    hidden_size: int = 64
+    intermediate_size: int = 176
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    seed: int = 0
+
+    def validate(self) -> None:
+        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "num_key_value_heads", "max_position_embeddings"):
+            self.require(getattr(self, key) >= 1, key, "must be >= 1")
+        self.require(self.hidden_size % self.num_attention_heads == 0, "hidden_size",
+                     f"must be divisible by model.tiny.num_attention_heads ({self.num_attention_heads})")
+        self.require(self.num_attention_heads % self.num_key_value_heads == 0, "num_key_value_heads",
+                     f"must divide model.tiny.num_attention_heads ({self.num_attention_heads})")
+
+
+@dataclasses.dataclass
+class LoraConfig(Validated):
+    """LoRA adapters through peft; the reference is the base model with the adapter disabled."""
+
+    key_prefix: ClassVar[str] = "model.lora"
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def validate(self) -> None:
+        self.require(self.r >= 1, "r", "must be >= 1")
+        self.require(self.alpha > 0, "alpha", "must be > 0")
+        self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        self.require(bool(self.target_modules), "target_modules", "must name at least one module")
+
+
+@dataclasses.dataclass
+class ModelConfig(Validated):
+    key_prefix: ClassVar[str] = "model"
+
+    #: ``tiny`` (built-in recipe), a Hugging Face hub id, or a local directory.
+    name: str = "tiny"
+    #: Reference model; None means a frozen copy of the starting policy.
+    reference: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    #: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``,
+    #: ``flex_attention``, ...); None keeps transformers' choice (sdpa). With ``data.padding_free``
+    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.attention`).
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
+    lora: LoraConfig | None = None
+
+    def validate(self) -> None:
+        gguf.check(self.name, "model.name")
+        if self.reference:
+            gguf.check(self.reference, "model.reference")
+        if self.name == "tiny":
+            self.tiny.validate()
+        if self.lora is not None:
+            self.lora.validate()
+            if self.reference is not None:
+                raise ConfigError("model.lora uses the base model (adapter disabled) as the reference; "
+                                  "model.reference cannot be set with it.")
+
+
+@dataclasses.dataclass
+class DataConfig(Validated):
+    key_prefix: ClassVar[str] = "data"
+
+    #: ``builtin:NAME``, a local JSON/JSONL/CSV/Parquet file or directory, or a hub data set name.
+    train: str = "builtin:tiny_prefs"
+    #: Held-out data (same forms); None splits ``eval_fraction`` off ``train``.
+    eval: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    eval_fraction: float = 0.1
+    #: Use the first N usable rows of ``train`` (before ``eval_fraction`` is split off) and stop
+    #: reading there: the rest of the file is neither read nor checked (None: all rows).
+    max_examples: int | None = None
+    #: Rows generated for a ``builtin:`` data set.
+    builtin_size: int = 512
+    #: Longest prompt + response, in tokens.
+    max_length: int = 256
+    #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
+    #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
+    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
+    max_prompt_length: int = 128
+    prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
+    #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
+    #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
+    #: ``auto``: as they are, with a warning when the tokenizer has a chat template (an
+    #: instruct model given untemplated text). Message lists always use the template. A bare
+    #: YAML on/off (read as true/false) means the same.
+    chat_template: Literal["auto", "on", "off"] | bool = "auto"
+    #: SFT only: put the loss on prompt tokens too.
+    train_on_prompt: bool = False
+    #: SFT only: train on preference data. ``chosen``: the chosen response of pairwise rows (the
+    #: Zephyr / Llama 2 recipe of fine-tuning on preferred responses first); ``best``: the
+    #: highest-scored response of ranked (or pairwise) rows, the first one on a tie.
+    sft_from: Literal["chosen", "best"] | None = None
+    #: ``error``: a malformed row stops the run naming file, row and field. ``skip``: it is
+    #: dropped, counted and reported.
+    on_bad_rows: Literal["error", "skip"] = "error"
+    #: Group examples of similar length into batches (less padding).
+    group_by_length: bool = False
+    #: Pack each batch's sequences end to end into rows of ``max_length`` tokens (no padding
+    #: compute; losses equal the padded path's). Offline log-prob algorithms only; see docs/scale.md.
+    padding_free: bool = False
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_template, bool):  # YAML 1.1: `chat_template: on` arrives as True
+            self.chat_template = "on" if self.chat_template else "off"
+
+    def validate(self) -> None:
+        if self.max_prompt_length >= self.max_length:
+            raise ConfigError(f"data.max_prompt_length ({self.max_prompt_length}) must be smaller than "
+                              f"data.max_length ({self.max_length}) to leave room for the response")
+        self.require(0 <= self.eval_fraction < 1, "eval_fraction", "must be in [0, 1)")
+        self.require(self.max_length >= 2, "max_length", "must be >= 2")
+        self.require(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
+        self.require(self.builtin_size >= 1, "builtin_size", "must be >= 1")
+        self.require(self.max_examples is None or self.max_examples >= 1, "max_examples",
+                     "must be >= 1 (or null: all rows)")
+        self.require(self.num_workers >= 0, "num_workers", "must be >= 0")
+
+
+@dataclasses.dataclass
+class TrainConfig(Validated):
+    key_prefix: ClassVar[str] = "train"
+
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    max_steps: int = -1
+    max_epochs: int = 1
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = 1.0
+    #: Validate every N training batches (int; Lightning counts batches, not optimizer steps) or
+    #: fraction of an epoch (float); None: once per epoch.
+    val_check_interval: int | float | None = None
+    log_every_n_steps: int = 5
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    deterministic: bool = False
+    #: Write a resumable checkpoint every N optimizer steps (None: only at the end).
+    checkpoint_every_n_steps: int | None = None
+    keep_last: int = 2
+    #: Reference log-prob cache for offline algorithms that need a reference (see docs/scale.md).
+    #: ``auto``: compute missing entries once, reuse them, skip loading the reference when they
+    #: cover the data. ``required``: fail unless the cache already covers the data. ``off``: run the
+    #: reference forward pass on every batch.
+    reference_cache: Literal["off", "auto", "required"] = "auto"
+    #: Optimizer steps whose loss or gradient is NaN/inf that may be skipped before the run stops.
+    max_nonfinite_steps: int = 0
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
+            self.require(getattr(self, key) >= 1, key, "must be >= 1")
+        self.require(0 < self.learning_rate <= 1, "learning_rate",
+                     "must be in (0, 1] (AdamW moves each weight by about learning_rate per step)")
+        if self.max_steps == -1 and self.max_epochs < 1:
+            raise ConfigError("train.max_epochs must be >= 1 when train.max_steps is -1")
+        self.require(self.max_steps == -1 or self.max_steps >= 1, "max_steps", "must be -1 (no limit) or >= 1")
+        self.require(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size",
+                     "must be >= 1 (or null: train.batch_size)")
+        self.require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        self.require(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "adam_betas",
+                     "must be two numbers in [0, 1)")
+        self.require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        self.require(self.gradient_clip_val is None or self.gradient_clip_val > 0, "gradient_clip_val",
+                     "must be > 0 (or null: no clipping)")
+        v = self.val_check_interval
+        self.require(v is None or (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+                     "val_check_interval", "must be a step count >= 1 or an epoch fraction in (0, 1]")
+        self.require(self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
+                     "checkpoint_every_n_steps", "must be >= 1 (or null: no periodic checkpoints)")
+        self.require(0 <= self.seed <= _MAX_SEED, "seed", f"must be in [0, {_MAX_SEED}]")
+        self.require(_valid_devices(self.devices), "devices",
+                     "must be 'auto', a device count >= 1, -1 (all devices) or device indices such as '0,1'")
+        self.require(self.max_nonfinite_steps >= 0, "max_nonfinite_steps", "must be >= 0")
+        self.require(str(self.precision) in PRECISIONS, "precision",
+                     f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(self.precision), PRECISIONS)}")
+
+
+@dataclasses.dataclass
+class RewardConfig(Validated):
+    """A reward source: a registered programmatic function or a learned reward model."""
+
+    key_prefix: ClassVar[str] = "reward"
+
+    function: str | None = None
+    model: str | None = None
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.function and self.model:
+            raise ConfigError("reward.function and reward.model are both set; choose one.")
+        if self.args and not (self.function or self.model):
+            raise ConfigError("reward.args is set but neither reward.function nor reward.model is: "
+                              "the arguments would be ignored.")
+
+
+@dataclasses.dataclass
+class EvaluationConfig(Validated):
+    """Evaluation suites run during training (``zoo eval``'s options; see :mod:`zoo.eval.callback`)."""
+
+    key_prefix: ClassVar[str] = "evaluation"
+
+    suites: list[str] = dataclasses.field(default_factory=list)
+    every_n_steps: int = 100
+    data_dir: str | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 16
+    #: Suite options, ``{SUITE: {KEY: VALUE}}``.
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunConfig(Validated):
+    algorithm: str = "sft"
+    algorithm_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    reward: RewardConfig | None = None
+    #: Suites evaluated every ``every_n_steps`` during training; None: none.
+    evaluation: EvaluationConfig | None = None
+    output_dir: str = "runs/default"
+    #: ``auto``: continue from ``output_dir/checkpoints`` when it holds a checkpoint (like ``--resume``).
+    resume: Literal["never", "auto"] = "never"
+    #: Not a config key: the algorithm's typed ``Args`` as :func:`validate_run` built them from
+    #: ``algorithm_args`` (:func:`checked_args` reads them, so a run parses its arguments once).
+    checked: CheckedArgs | None = dataclasses.field(default=None, repr=False, compare=False,
+                                                    metadata={"derived": True})
+
+    def validate(self) -> None:
+        """The sections' own checks, then those across sections (the registry-aware ones are
+        :func:`zoo.config.checks.validate_run`'s)."""
+        self.train.validate()
+        self.data.validate()
+        self.model.validate()
+        if self.model.name == "tiny" and self.data.max_length > self.model.tiny.max_position_embeddings:
+            raise ConfigError(f"data.max_length = {self.data.max_length!r}: exceeds the tiny model's "
+                              f"model.tiny.max_position_embeddings ({self.model.tiny.max_position_embeddings})")
+        if self.reward is not None:
+            self.reward.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (what ``config.yaml`` holds), without derived fields."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not f.metadata.get("derived")}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedArgs:
+    """An algorithm's parsed ``Args`` and the ``algorithm`` / ``algorithm_args`` they were parsed from."""
+
+    algorithm: str
+    source: dict[str, Any]
+    args: Any
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
