@@ -1,6 +1,7 @@
 """Every shipped run config validates, and config mistakes are reported by key with a suggestion."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,29 @@ def test_docs_and_configs_never_suggest_a_bare_reference_cache_off():
     root = Path(__file__).resolve().parents[1]
     for path in [*root.glob("docs/*.md"), *root.glob("configs/**/*.yaml"), root / "README.md"]:
         assert not re.search(r"reference_cache: off\b", path.read_text()), path
+
+
+SMOLLM2_RECIPES = sorted((ROOT / "configs" / "smollm2").glob("*.yaml"))
+MEASURED = re.compile(r"^# Measured: \d+\.\d min CPU time, \d+\.\d min wall on 2 CPU cores \(load \d+\.\d\), "
+                      r"(\d+) optimiser steps, \d{4}-\d\d-\d\d \(python benchmarks/recipe_times\.py\)\.$")
+
+
+def test_every_real_model_recipe_is_shipped():
+    assert {p.stem for p in SMOLLM2_RECIPES} >= {
+        "sft", "reward", "dpo", "ipo", "cdpo", "rrhf", "slic_hf", "ppo", "rejection_sampling", "grpo", "rloo",
+        "online_dpo"}
+
+
+@pytest.mark.parametrize("path", SMOLLM2_RECIPES, ids=lambda p: p.name)
+def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
+    """Each configs/smollm2 header carries the line recipe_times.py writes, for the recipe's own step count."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+    measured = [m for m in map(MEASURED.match, header) if m]
+    assert len(measured) == 1, f"{path.name}: its header needs one `# Measured:` line (benchmarks/recipe_times.py)"
+    config = load_config(path)
+    assert config.train.max_steps == -1 and config.train.max_epochs == 1, "one pass over max_examples rows"
+    args = config.algorithm_args
+    per_batch = int(args.get("ppo_epochs", 1)) * int(args.get("num_minibatches", 1))  # PPO: updates per rollout
+    steps = -(-config.data.max_examples // config.train.batch_size) * per_batch
+    assert int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"
