@@ -81,3 +81,36 @@ def test_human_labelled_tasks_say_the_judge_is_the_proxy():
 
     assert human_labels({"shared_stages": {"preferences": {"labels": "human"}}})
     assert not human_labels({"shared_stages": {"preferences": {"pairs": 3}}, "pipelines": {"0": {}}})
+
+
+def test_budget_reads_the_parameter_count_of_a_pretrained_start_from_its_training_record():
+    """No init stage (a pretrained model): N comes from the trained runs; FLOPs = 6·N·trained + 2·N·generated."""
+    from zoo.bench.comparisons import budget_lines
+
+    def summary(**values):
+        keys = ("steps", "tokens", "samples_generated", "tokens_generated", "parameters")
+        return {key: {"mean": values.get(key, float("nan"))} for key in keys}
+
+    results = {"shared_stages": {"task": {}}, "selections": {},
+               "contenders": [{"label": "unaligned", "summary": summary()},
+                              {"label": "PPO", "summary": summary(steps=32, tokens=1000, samples_generated=64,
+                                                                  tokens_generated=500, parameters=2000)}]}
+    text = "\n".join(budget_lines(results))
+    assert "N = 2,000 parameters" in text
+    assert f"| PPO | 32 | 64 | 500 | 1000 | {6 * 2000 * 1000 + 2 * 2000 * 500:.2e} |" in text
+    assert "unaligned" not in text  # it trains nothing
+
+
+def test_time_table_gives_each_contenders_training_and_evaluation_minutes():
+    from zoo.bench.comparisons import time_lines
+
+    def contender(label, train, evaluation):
+        return {"label": label, "summary": {"train_seconds": {"mean": train}, "eval_seconds": {"mean": evaluation}}}
+
+    results = {"contenders": [contender("unaligned", None, 90.0), contender("DPO", 150.0, 120.0)],
+               "compute_seconds": 3600.0, "compute_cpu_seconds": 6000.0,
+               "stage_seconds": {"align": {"wall": 150.0, "cpu": 290.0}}}
+    text = "\n".join(time_lines(results))
+    assert "| unaligned | – | 1.5 |" in text and "| DPO | 2.5 | 2.0 |" in text
+    assert "60.0 min wall, 100.0 min CPU time (align 2.5 (4.8 CPU))" in text
+    assert time_lines({"contenders": [contender("unaligned", None, None)]}) == []  # nothing measured, no table

@@ -78,8 +78,11 @@ def test_reward_scorer_and_ties(tokenizer, pairs_file):
     assert result.metrics["accuracy"].value == pytest.approx(0.5)
     # A policy equal to its reference ties every pair.
     model = small_model(tokenizer, 0)
-    same = suite.run(model, tokenizer, EvalContext(reference=model))
+    forwards = []
+    model.get_input_embeddings().register_forward_hook(lambda module, args, out: forwards.append(args[0].shape[0]))
+    same = suite.run(model, tokenizer, EvalContext(reference=model, batch_size=16))
     assert same.metrics["accuracy"].value == 0.5 and same.metrics["margin"].value == 0
+    assert forwards.count(2 * len(PAIRS)) == 1  # one batch of 6: the reference pass is the policy pass, not a second
     with pytest.raises(ConfigError, match="needs --reference"):
         make_suites(["preference"], {"preference": {"scorer": "implicit"}})[0].run(model, tokenizer, EvalContext())
 

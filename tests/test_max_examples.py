@@ -44,24 +44,23 @@ def test_skipped_rows_do_not_count_towards_the_limit(tmp_path, tokenizer):
     assert (report.rows, report.kept, len(report.skipped), report.stopped_at) == (6, 5, 1, 5)
 
 
-def test_a_file_no_longer_than_the_limit_is_not_reported_as_cut(tmp_path, tokenizer):
-    path = tmp_path / "pairs.csv"
+def _csv_pairs(path, rows: int, tail: str = ""):
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["prompt", "chosen", "rejected"])
-        for i in range(4):
+        for i in range(rows):
             writer.writerow([f"p{i} ", f"good {i}", f"bad {i}"])
+        handle.write(tail)
+    return path
+
+
+def test_a_file_no_longer_than_the_limit_is_not_reported_as_cut(tmp_path, tokenizer):
+    path = _csv_pairs(tmp_path / "pairs.csv", 4)
     examples, report = load_examples(str(path), "train", "pairwise", DataConfig(train=str(path)), tokenizer, limit=4)
     assert len(examples) == 4 and report.stopped_at is None and "stopped" not in report.summary()
 
 
 def test_csv_is_streamed_too(tmp_path, tokenizer):
-    path = tmp_path / "pairs.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["prompt", "chosen", "rejected"])
-        for i in range(30):
-            writer.writerow([f"p{i} ", f"good {i}", f"bad {i}"])
-        handle.write('p,"unterminated\n')  # a damaged tail past the rows used
+    path = _csv_pairs(tmp_path / "pairs.csv", 30, tail='p,"unterminated\n')  # a damaged tail past the rows used
     examples, report = load_examples(str(path), "train", "pairwise", DataConfig(train=str(path)), tokenizer, limit=3)
     assert len(examples) == 3 and report.rows == 3 and report.stopped_at == 3

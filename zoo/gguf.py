@@ -16,6 +16,7 @@ need). The package is located with :func:`importlib.util.find_spec` and never im
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -25,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoo.cache_home import user_cache
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,17 @@ def gguf_file(name: str, key: str = "model.name") -> Path:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("ZOO_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "alignment-zoo") / "gguf"
+    return user_cache("gguf")
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of ``path``, hashed once per process for an unchanged file (a GGUF is ~100 MB)."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):

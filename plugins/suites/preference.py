@@ -109,8 +109,11 @@ class Preference(Suite):
                 batch = batch.to(device)
                 policy = batch_logprobs(model, batch).sum
                 if scorer == "implicit":
-                    with inference(context.reference):
-                        reference = batch_logprobs(context.reference, batch).sum
+                    if context.reference is model:  # the reference itself (e.g. the bench's unaligned row): r = 0
+                        reference = policy
+                    else:
+                        with inference(context.reference):
+                            reference = batch_logprobs(context.reference, batch).sum
                     policy = o.beta * (policy - reference)
                 out.append(policy.float().cpu())
                 if context.progress is not None:

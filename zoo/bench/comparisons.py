@@ -257,6 +257,8 @@ def budget_lines(results: dict[str, Any]) -> list[str]:
     body = []
     for c in results["contenders"]:
         s = c["summary"]
+        if not params and _finite((s.get("parameters") or {}).get("mean")):  # a pretrained start has no init stage
+            params = int(s["parameters"]["mean"])
         steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
         if not _finite(steps):
             continue
@@ -273,10 +275,31 @@ def budget_lines(results: dict[str, Any]) -> list[str]:
             "selection table)." if tuning else "")
     return (["## Training budget per run (mean per seed)", "",
              f"Every run gets the same optimiser steps; what a step costs differs. FLOPs ≈ 6·N per trained token "
-             f"(forward and backward) + 2·N per generated token, N = {params} parameters; the reference and "
+             f"(forward and backward) + 2·N per generated token, N = {f'{params:,}' if params else 'unrecorded'} parameters; the reference and "
              f"reward-model passes are not counted.{note}", ""]
             + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
                       "FLOPs"], body) + [""])
+
+
+def _minutes(seconds: Any) -> str:
+    return "–" if not _finite(seconds) else f"{seconds / 60:.1f}"
+
+
+def time_lines(results: dict[str, Any]) -> list[str]:
+    """What this run cost: each contender's training and evaluation time, and every stage's wall and CPU time."""
+    body = [[c["label"], _minutes((c["summary"].get("train_seconds") or {}).get("mean")),
+             _minutes((c["summary"].get("eval_seconds") or {}).get("mean"))] for c in results["contenders"]]
+    if not any(cell != "–" for row in body for cell in row[1:]):
+        return []
+    kinds = results.get("stage_seconds") or {}
+    stages = ", ".join(f"{kind} {_minutes(k['wall'])} ({_minutes(k['cpu'])} CPU)" for kind, k in kinds.items())
+    total = (f" Every stage, built in this run or read from its cache: {_minutes(results.get('compute_seconds'))} "
+             f"min wall, {_minutes(results.get('compute_cpu_seconds'))} min CPU time ({stages})."
+             if results.get("compute_seconds") else "")
+    return (["## Time per run (this run, minutes of wall clock, mean per seed)", "",
+             "Measured as the stages were built, so they vary with the machine and its load; training is the "
+             f"optimiser loop (with any sampling an online method does), evaluation is every measure above.{total}",
+             ""] + _table(["run", "training", "evaluation"], body) + [""])
 
 
 def comparison_lines(results: dict[str, Any]) -> list[str]:
@@ -327,6 +350,7 @@ def markdown_body(results: dict[str, Any]) -> list[str]:
     lines += selection_lines(results)
     lines += kl_matched_lines(results)
     lines += budget_lines(results)
+    lines += time_lines(results)
     return lines
 
 

@@ -117,15 +117,16 @@ def table(results: dict[str, Any]) -> Table:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """results.md: a pure function of results.json with no wall-clock figure (see :mod:`zoo.bench.comparisons`)."""
+    """results.md: a pure function of results.json (see :mod:`zoo.bench.comparisons`)."""
     from zoo.bench.comparisons import markdown_body, pipeline_lines
 
     task = results["config"]["task"]["name"]
     versions = results["versions"]
     lines = [f"# zoo bench: task `{task}`", "",
              f"Seeds {results['seeds']}; {versions.get('device')}; alignment-zoo {versions.get('alignment-zoo')}, "
-             f"torch {versions.get('torch')}; source hash {results.get('source_hash')}. Wall-clock figures (stage "
-             f"times, tokens/s, peak memory) vary from run to run and are in results.json only.", ""]
+             f"torch {versions.get('torch')}; source hash {results.get('source_hash')}. Wall-clock figures vary from "
+             f"run to run: this run's times per contender are in the last table, tokens/s and peak memory in "
+             f"results.json.", ""]
     lines += markdown_body(results)
     lines += pipeline_lines(results)
     return "\n".join(lines).rstrip("\n") + "\n"

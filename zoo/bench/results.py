@@ -31,7 +31,7 @@ from zoo.bench.stats import (hierarchical_interval, is_failure, kl_matched, mean
 #: Per-seed metrics summarised across seeds, in table order.
 METRICS = ("gold", "gold_vs_sft", "win_rate", "kl", "proxy", "preference_accuracy", "probe_accuracy",
            "heldout_probe_accuracy", "length", "train_seconds", "tokens_per_second", "peak_memory_mib", "steps",
-           "tokens", "samples_generated", "tokens_generated")
+           "tokens", "samples_generated", "tokens_generated", "parameters", "eval_seconds")
 PACKAGES = ("alignment-zoo", "torch", "transformers", "lightning", "datasets", "peft", "numpy", "scipy")
 
 
@@ -54,7 +54,7 @@ def seed_metrics(record: dict[str, Any], baseline: dict[str, Any], samples_per_p
         "train_seconds": training.get("train_seconds"), "tokens_per_second": training.get("tokens_per_second"),
         "peak_memory_mib": training.get("peak_memory_mib"), "steps": training.get("steps"),
         "tokens": training.get("tokens"), "samples_generated": training.get("samples_generated"),
-        "tokens_generated": training.get("tokens_generated"),
+        "tokens_generated": training.get("tokens_generated"), "parameters": training.get("parameters"),
         "heldout_probe_accuracy": (mean(record["heldout_probe_correct"]) if record.get("heldout_probe_correct")
                                    else None),
         "eval_seconds": record.get("eval_seconds"), "samples": n,

@@ -152,7 +152,9 @@ class Stages:
             result = run_training(config)
         summary = read_json(folder / "run" / "metrics.json")
         tokens = result.tokens_seen
+        parameters = sum(p.numel() for p in result.module.policy.parameters())  # with any LoRA adapter
         return {"model": MODEL, "steps": summary.get("steps"), "train_seconds": result.train_seconds,
+                "parameters": parameters,
                 "tokens": tokens, "tokens_per_second": tokens / result.train_seconds if result.train_seconds else None,
                 "peak_memory_mib": peak.mib, "memory_kind": peak.kind,
                 "samples_generated": generated["sequences"], "tokens_generated": generated["tokens"]}

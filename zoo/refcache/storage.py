@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from zoo.cache_home import user_cache
 from zoo.checkpointing import make_readable
 from zoo.config import RunConfig
 from zoo.data.tokenize import TokenizedExample
@@ -34,8 +35,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 def cache_root() -> Path:
     """Where cache files live: ``$ZOO_CACHE_DIR/refcache`` or ``~/.cache/alignment-zoo/refcache``."""
-    base = os.environ.get("ZOO_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "alignment-zoo") / "refcache"
+    return user_cache("refcache")
 
 
 def _digest(payload: Any, size: int = 16) -> str:
