@@ -1,30 +1,38 @@
 """The verdict sections of results.md, from hand-made results."""
 from __future__ import annotations
 
-from zoo.bench.comparisons import claim_verdict, pairwise_matrix, verdict
+from zoo.bench.comparisons import claim_verdicts, pairwise_matrix, verdict
 
 
-def results_with(pairs, failures=None):
+def results_with(pairs, failures=None, claims=()):
     labels = ["SFT", "A", "B"]
     failures = failures or {}
-    return {"seeds": [0, 1, 2],
+    return {"seeds": [0, 1, 2], "config": {"claims": [{"better": b, "worse": w} for b, w in claims]},
             "contenders": [{"label": label, "failures": failures.get(label, 0)} for label in labels],
             "comparisons": {"pairs": pairs}}
 
 
-def pair(a, b, difference, adjusted_p):
+def pair(a, b, difference, adjusted_p, p_value=None):
     return {"a": a, "b": b, "difference_mean": difference, "adjusted_p": adjusted_p,
-            "significant": adjusted_p < 0.05}
+            "significant": adjusted_p < 0.05, "p_value": adjusted_p if p_value is None else p_value}
 
 
 def test_claims_are_reproduced_contradicted_or_not_significant_in_the_right_direction():
-    results = results_with([pair("SFT", "A", -0.8, 0.01), pair("SFT", "B", 0.3, 0.02), pair("A", "B", 0.1, 0.4)])
-    assert claim_verdict(results, "A", "SFT").startswith("reproduced (+0.80")  # the pair is stored as SFT − A
-    assert claim_verdict(results, "SFT", "A").startswith("contradicted (-0.80")
-    assert claim_verdict(results, "B", "SFT").startswith("contradicted (-0.30")
-    assert claim_verdict(results, "A", "B").startswith("not significant (+0.10, Holm-adjusted p = 0.40)")
-    collapsed = results_with(results["comparisons"]["pairs"], failures={"B": 3})
-    assert claim_verdict(collapsed, "A", "B") == "cannot tell: every seed of 'B' collapsed"
+    pairs = [pair("SFT", "A", -0.8, 1.0, p_value=0.01), pair("SFT", "B", 0.3, 1.0, p_value=0.02),
+             pair("A", "B", 0.1, 1.0, p_value=0.4)]
+    # Holm over the four claims' p-values (.01, .01, .02, .4): 4 × .01, 4 × .01, 2 × .02, 1 × .4.
+    verdicts = claim_verdicts(results_with(pairs, claims=[("A", "SFT"), ("SFT", "A"), ("B", "SFT"), ("A", "B")]))
+    assert verdicts[0] == "reproduced (+0.80, Holm-adjusted p = 0.040)"  # the pair is stored as SFT − A
+    assert verdicts[1] == "contradicted (-0.80, Holm-adjusted p = 0.040)"
+    assert verdicts[2] == "contradicted (-0.30, Holm-adjusted p = 0.040)"
+    assert verdicts[3] == "not significant (+0.10, Holm-adjusted p = 0.40)"
+    # The matrix's own correction (adjusted_p 1.0 over all pairs) does not decide a declared claim.
+    alone = claim_verdicts(results_with(pairs, claims=[("A", "SFT")]))
+    assert alone == ["reproduced (+0.80, Holm-adjusted p = 0.010)"]
+    tiny_p = [pair("SFT", "A", -0.8, 1.0, p_value=2e-5)]
+    assert claim_verdicts(results_with(tiny_p, claims=[("A", "SFT")])) == ["reproduced (+0.80, Holm-adjusted p < 0.001)"]
+    collapsed = claim_verdicts(results_with(pairs, failures={"B": 3}, claims=[("A", "B"), ("A", "SFT")]))
+    assert collapsed == ["cannot tell: every seed of 'B' collapsed", "reproduced (+0.80, Holm-adjusted p = 0.010)"]
 
 
 def test_the_pairwise_matrix_is_antisymmetric_and_says_not_significant():
