@@ -197,3 +197,20 @@ def _build_slowly(root):
 
     stage = StageCache(root).get_or_build("sft", "k1", build)
     return {"reused": stage.reused, "built_by": stage.record["built_by"]}
+
+
+@pytest.mark.parametrize("name", ["smollm2.yaml", "smollm2_gpu.yaml"])
+def test_real_model_contenders_get_the_same_prompts(name):
+    """Equal budgets in prompts or pairs: PPO's extra minibatch steps per rollout are paid in max_steps, not prompts."""
+    config = load_bench_config(Path(__file__).resolve().parents[1] / "configs" / "bench" / name)
+    shared = config.alignment.train
+    budgets = {}
+    for contender in expand_runs(config):
+        if not contender.trains:
+            continue
+        train = {**shared, **contender.spec.train}
+        args = contender.spec.algorithm_args
+        updates = int(args.get("ppo_epochs", 4 if contender.spec.algorithm == "ppo" else 1)) * \
+            int(args.get("num_minibatches", 1))  # optimiser steps per batch of prompts (PPO's defaults: 4 and 1)
+        budgets[contender.label] = train["max_steps"] * train["batch_size"] / updates
+    assert len(set(budgets.values())) == 1, budgets
