@@ -273,9 +273,12 @@ def budget_lines(results: dict[str, Any]) -> list[str]:
     tuning = {g: len(sel["trials"]) for g, sel in (results.get("selections") or {}).items()}
     note = (" Tuning multiplies a selected run's cost by its number of trials on the tuning seed(s) (see the "
             "selection table)." if tuning else "")
+    n = f"{params:,}" if params else "unrecorded"
     return (["## Training budget per run (mean per seed)", "",
-             f"Every run gets the same optimiser steps; what a step costs differs. FLOPs ≈ 6·N per trained token "
-             f"(forward and backward) + 2·N per generated token, N = {f'{params:,}' if params else 'unrecorded'} parameters; the reference and "
+             f"Each run's step budget is set in the config (an equal budget of prompts or pairs can mean more "
+             f"optimiser steps for a method that updates several times per batch, such as PPO); what a step "
+             f"costs differs. FLOPs ≈ 6·N per trained token "
+             f"(forward and backward) + 2·N per generated token, N = {n} parameters; the reference and "
              f"reward-model passes are not counted.{note}", ""]
             + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
                       "FLOPs"], body) + [""])
