@@ -1,7 +1,8 @@
 """The verdict sections of results.md, from hand-made results."""
 from __future__ import annotations
 
-from zoo.bench.comparisons import claim_verdicts, pairwise_matrix, verdict
+from zoo.bench.claims import claim_verdicts
+from zoo.bench.comparisons import pairwise_matrix, verdict
 
 
 def results_with(pairs, failures=None, claims=()):
@@ -93,7 +94,7 @@ def test_human_labelled_tasks_say_the_judge_is_the_proxy():
 
 def test_budget_reads_the_parameter_count_of_a_pretrained_start_from_its_training_record():
     """No init stage (a pretrained model): N comes from the trained runs; FLOPs = 6·N·trained + 2·N·generated."""
-    from zoo.bench.comparisons import budget_lines
+    from zoo.bench.costs import budget_lines
 
     def summary(**values):
         keys = ("steps", "tokens", "samples_generated", "tokens_generated", "parameters")
@@ -110,7 +111,7 @@ def test_budget_reads_the_parameter_count_of_a_pretrained_start_from_its_trainin
 
 
 def test_time_table_gives_each_contenders_training_and_evaluation_minutes():
-    from zoo.bench.comparisons import time_lines
+    from zoo.bench.costs import time_lines
 
     def contender(label, train, evaluation):
         return {"label": label, "summary": {"train_seconds": {"mean": train}, "eval_seconds": {"mean": evaluation}}}

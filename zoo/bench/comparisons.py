@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from zoo.bench.cells import finite as _finite
+from zoo.bench.cells import num as _num
+from zoo.bench.cells import table as _table
+
 NOT_SIGNIFICANT = "n.s."
-
-
-def _num(value: Any, digits: int = 2, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def _pm(summary: dict[str, Any], digits: int = 2) -> str:
@@ -42,11 +40,6 @@ def _signed_interval(interval: dict[str, Any]) -> str:
     if mean is None or math.isnan(mean):
         return "–"
     return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-
-def _table(header: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
-    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
 
 
 def verdict(contender: dict[str, Any]) -> str:
@@ -247,61 +240,6 @@ def kl_matched_lines(results: dict[str, Any]) -> list[str]:
     return lines + _table(["sweep"] + [f"gold at KL = {b}" for b in budgets], body) + [""]
 
 
-def _finite(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def budget_lines(results: dict[str, Any]) -> list[str]:
-    """Steps, samples and tokens generated, tokens trained and estimated FLOPs per trained contender."""
-    params = (results["shared_stages"].get("init") or {}).get("parameters")
-    body = []
-    for c in results["contenders"]:
-        s = c["summary"]
-        if not params and _finite((s.get("parameters") or {}).get("mean")):  # a pretrained start has no init stage
-            params = int(s["parameters"]["mean"])
-        steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
-        if not _finite(steps):
-            continue
-        samples, generated = s["samples_generated"]["mean"], s["tokens_generated"]["mean"]
-        flops = None
-        if params and _finite(tokens):
-            flops = 6 * params * tokens + 2 * params * (generated if _finite(generated) else 0)
-        body.append([c["label"], _num(steps, 0), _num(samples, 0), _num(generated, 0), _num(tokens, 0),
-                     "–" if flops is None else f"{flops:.2e}"])
-    if not body:
-        return []
-    tuning = {g: len(sel["trials"]) for g, sel in (results.get("selections") or {}).items()}
-    note = (" Tuning multiplies a selected run's cost by its number of trials on the tuning seed(s) (see the "
-            "selection table)." if tuning else "")
-    return (["## Training budget per run (mean per seed)", "",
-             f"Every run gets the same optimiser steps; what a step costs differs. FLOPs ≈ 6·N per trained token "
-             f"(forward and backward) + 2·N per generated token, N = {f'{params:,}' if params else 'unrecorded'} parameters; the reference and "
-             f"reward-model passes are not counted.{note}", ""]
-            + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
-                      "FLOPs"], body) + [""])
-
-
-def _minutes(seconds: Any) -> str:
-    return "–" if not _finite(seconds) else f"{seconds / 60:.1f}"
-
-
-def time_lines(results: dict[str, Any]) -> list[str]:
-    """What this run cost: each contender's training and evaluation time, and every stage's wall and CPU time."""
-    body = [[c["label"], _minutes((c["summary"].get("train_seconds") or {}).get("mean")),
-             _minutes((c["summary"].get("eval_seconds") or {}).get("mean"))] for c in results["contenders"]]
-    if not any(cell != "–" for row in body for cell in row[1:]):
-        return []
-    kinds = results.get("stage_seconds") or {}
-    stages = ", ".join(f"{kind} {_minutes(k['wall'])} ({_minutes(k['cpu'])} CPU)" for kind, k in kinds.items())
-    total = (f" Every stage, built in this run or read from its cache: {_minutes(results.get('compute_seconds'))} "
-             f"min wall, {_minutes(results.get('compute_cpu_seconds'))} min CPU time ({stages})."
-             if results.get("compute_seconds") else "")
-    return (["## Time per run (this run, minutes of wall clock, mean per seed)", "",
-             "Measured as the stages were built, so they vary with the machine and its load; training is the "
-             f"optimiser loop (with any sampling an online method does), evaluation is every measure above.{total}",
-             ""] + _table(["run", "training", "evaluation"], body) + [""])
-
-
 def comparison_lines(results: dict[str, Any]) -> list[str]:
     header, body = pairwise_matrix(results)
     return (["## Every pair of runs", "",
@@ -311,61 +249,11 @@ def comparison_lines(results: dict[str, Any]) -> list[str]:
             + _table(header, body) + [""])
 
 
-def _claim_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float, float] | str:
-    """``better − worse`` and its unadjusted p-value, or why the claim cannot be tested."""
-    rows = {c["label"]: c for c in results["contenders"]}
-    for label in (better, worse):
-        if rows[label]["failures"] == len(results["seeds"]):
-            return f"cannot tell: every seed of {label!r} collapsed"
-    for pair in results["comparisons"]["pairs"]:
-        if {pair["a"], pair["b"]} == {better, worse}:
-            return pair["difference_mean"] * (1 if pair["a"] == better else -1), pair["p_value"]
-    return "cannot tell: no test"
-
-
-def claim_verdicts(results: dict[str, Any]) -> list[str]:
-    """"reproduced", "contradicted" or "not significant" for each configured claim ``better`` > ``worse``.
-
-    The claims are hypotheses declared in the config before the run, so they form their own family:
-    the pairwise test's p-values of the m testable claims are Holm-corrected over those m (not over
-    every pair of the exploratory matrix), at α = 0.05, two-sided.
-    """
-    from zoo.bench.stats import holm
-
-    tested = [_claim_pair(results, c["better"], c["worse"]) for c in results["config"].get("claims") or []]
-    raw = [t[1] if isinstance(t, tuple) else math.nan for t in tested]
-    adjusted = holm(raw)
-    out = []
-    for test, p in zip(tested, adjusted):
-        if isinstance(test, str):
-            out.append(test)
-        elif math.isnan(test[0]) or math.isnan(p):
-            out.append("cannot tell: too few seeds for a test")
-        elif p >= 0.05:
-            out.append(f"not significant ({test[0]:+.2f}, Holm-adjusted p = {p:.2f})")
-        else:
-            shown = "< 0.001" if p < 0.001 else f"= {p:.3f}"
-            out.append(f"{'reproduced' if test[0] > 0 else 'contradicted'} ({test[0]:+.2f}, Holm-adjusted p {shown})")
-    return out
-
-
-def findings_lines(results: dict[str, Any]) -> list[str]:
-    claims = results["config"].get("claims") or []
-    if not claims:
-        return []
-    lines = ["## Findings: published shapes, tested", "",
-             f"Each claim was declared in the config before the run and is tested with the pairwise test below; "
-             f"the {len(claims)} claims are one family, Holm-corrected among themselves (the matrix of every pair is "
-             "exploratory and corrected over all its pairs). Reproduced: significantly in the claimed direction; "
-             "contradicted: significantly the other way; not significant: this run cannot tell. No winner is "
-             "presumed.", ""]
-    body = [[claim["text"], f"{claim['better']} > {claim['worse']}", verdict_text]
-            for claim, verdict_text in zip(claims, claim_verdicts(results))]
-    return lines + _table(["claim", "rows", "verdict"], body) + [""]
-
-
 def markdown_body(results: dict[str, Any]) -> list[str]:
-    """The verdict sections of results.md, in order."""
+    """The verdict sections of results.md, in order, then its cost sections (:mod:`zoo.bench.costs`)."""
+    from zoo.bench.claims import findings_lines
+    from zoo.bench.costs import budget_lines, time_lines
+
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
     lines += findings_lines(results)
