@@ -18,17 +18,10 @@ from collections import Counter
 
 import torch
 
-USAGE = "usage: python benchmarks/memory_peak.py padded|padding-free [off|on]"
-if len(sys.argv) not in (2, 3) or sys.argv[1] not in ("padded", "padding-free") or \
-        (len(sys.argv) == 3 and sys.argv[2] not in ("off", "on")):
-    raise SystemExit(USAGE)
-layout, checkpointing = sys.argv[1], (sys.argv[2] if len(sys.argv) == 3 else "off")
-sys.argv = ["throughput.py", "--model-dir", "smollm2", "--batch-size", "4", "--max-length", "256",
-            "--max-prompt-length", "128", "--max-examples", "8", "--precompute", "on", "--memory-steps", "1",
-            "--gradient-checkpointing", checkpointing]
-from zoo_benchmarks import throughput as t  # noqa: E402
-from zoo_benchmarks.model_source import model_directory  # noqa: E402
+from zoo_benchmarks import throughput as t
+from zoo_benchmarks.model_source import model_directory
 
+USAGE = "usage: python benchmarks/memory_peak.py padded|padding-free [off|on]"
 MiB = 2 ** 20
 #: A new high is recorded only this far above the last recorded one (keeps the tracker cheap).
 STEP = 8 * MiB
@@ -64,41 +57,51 @@ class WherePeak(t.TensorMemoryPeak):
             self.tensors = sorted(live, reverse=True)
 
 
-args = t.parse_args(sys.argv[1:])
-t.quiet()
-torch.set_num_threads(1)
-model_dir = model_directory("smollm2")
-tracker = WherePeak()
-original = t.peak_memory
+def main(argv: list[str]) -> None:
+    if len(argv) not in (1, 2) or argv[0] not in ("padded", "padding-free") or \
+            (len(argv) == 2 and argv[1] not in ("off", "on")):
+        raise SystemExit(USAGE)
+    layout, checkpointing = argv[0], (argv[1] if len(argv) == 2 else "off")
+    throughput_argv = ["--model-dir", "smollm2", "--batch-size", "4", "--max-length", "256",
+                       "--max-prompt-length", "128", "--max-examples", "8", "--precompute", "on",
+                       "--memory-steps", "1", "--gradient-checkpointing", checkpointing]
+    args = t.parse_args(throughput_argv)
+    t.quiet()
+    torch.set_num_threads(1)
+    model_dir = model_directory("smollm2")
+    tracker = WherePeak()
+    original = t.peak_memory
+
+    class _Peak:
+        def __enter__(self):
+            tracker.__enter__()
+            self.result: dict[str, int] = {}
+            return self.result
+
+        def __exit__(self, *exc):
+            tracker.__exit__(*exc)
+            self.result["bytes"] = tracker.peak
+
+    t.peak_memory = lambda: _Peak()
+    t.run_zoo(args, model_dir, precompute=True, memory=True, padding_free=layout == "padding-free")
+    t.peak_memory = original
+
+    print(f"zoo {layout}, one DPO step, batch 4, max length 256, checkpointing {checkpointing}")
+    print(f"peak live tensor memory: {tracker.peak / MiB:.1f} MiB (recorded at {tracker.recorded / MiB:.1f} MiB)")
+    print("stack at the peak (innermost last):")
+    for line in tracker.stack[-14:]:
+        print(f"  {line}")
+    print("live storages at the peak, by shape:")
+    groups: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for nbytes, shape in tracker.tensors:
+        groups[shape] += nbytes
+        counts[shape] += 1
+    for shape, nbytes in groups.most_common(12):
+        print(f"  {nbytes / MiB:9.1f} MiB  {counts[shape]:4d} x {shape}")
+    total = sum(n for n, _ in tracker.tensors)
+    print(f"  {total / MiB:9.1f} MiB  in {len(tracker.tensors)} storages")
 
 
-class _Peak:
-    def __enter__(self):
-        tracker.__enter__()
-        self.result: dict[str, int] = {}
-        return self.result
-
-    def __exit__(self, *exc):
-        tracker.__exit__(*exc)
-        self.result["bytes"] = tracker.peak
-
-
-t.peak_memory = lambda: _Peak()
-t.run_zoo(args, model_dir, precompute=True, memory=True, padding_free=layout == "padding-free")
-t.peak_memory = original
-
-print(f"zoo {layout}, one DPO step, batch 4, max length 256, checkpointing {checkpointing}")
-print(f"peak live tensor memory: {tracker.peak / MiB:.1f} MiB (recorded at {tracker.recorded / MiB:.1f} MiB)")
-print("stack at the peak (innermost last):")
-for line in tracker.stack[-14:]:
-    print(f"  {line}")
-print("live storages at the peak, by shape:")
-groups: Counter[str] = Counter()
-counts: Counter[str] = Counter()
-for nbytes, shape in tracker.tensors:
-    groups[shape] += nbytes
-    counts[shape] += 1
-for shape, nbytes in groups.most_common(12):
-    print(f"  {nbytes / MiB:9.1f} MiB  {counts[shape]:4d} x {shape}")
-total = sum(n for n, _ in tracker.tensors)
-print(f"  {total / MiB:9.1f} MiB  in {len(tracker.tensors)} storages")
+if __name__ == "__main__":
+    main(sys.argv[1:])
