@@ -16,6 +16,12 @@ RUN_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "bench" no
                      and not p.read_text(encoding="utf-8").startswith("# zoo pairs "))
 
 
+def header_lines(path: Path) -> list[str]:
+    """The comment lines a config opens with."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+
+
 def test_run_configs_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in RUN_CONFIGS}
     assert {"configs/tiny/dpo.yaml", "configs/tiny/sft.yaml", "configs/tiny/rrhf.yaml", "configs/tiny/slic_hf.yaml",
@@ -25,8 +31,7 @@ def test_run_configs_are_found():
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_config_validates_and_names_its_command(path):
     config = load_config(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
+    header = "\n".join(header_lines(path))
     command = f"zoo train {path.relative_to(ROOT).as_posix()}"
     assert command in header, f"{path.name} should open with a comment showing `{command}`"
     assert config.output_dir.startswith("runs/"), "shipped configs write under runs/"
@@ -121,9 +126,7 @@ def test_every_real_model_recipe_is_shipped():
 @pytest.mark.parametrize("path", SMOLLM2_RECIPES, ids=lambda p: p.name)
 def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
     """Each configs/smollm2 header carries the line recipe_times.py writes, for the recipe's own step count."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
-    measured = [m for m in map(MEASURED.match, header) if m]
+    measured = [m for m in map(MEASURED.match, header_lines(path)) if m]
     assert len(measured) == 1, f"{path.name}: its header needs one `# Measured:` line (benchmarks/recipe_times.py)"
     config = load_config(path)
     assert config.train.max_steps == -1 and config.train.max_epochs == 1, "one pass over max_examples rows"

@@ -9,14 +9,19 @@ from zoo.bench.cells import num as _num
 from zoo.bench.cells import table as _table
 
 
+def _trained_parameters(results: dict[str, Any]) -> int | None:
+    """The policy's parameter count from the first training record that has it (a pretrained start has no
+    init stage)."""
+    counts = ((c["summary"].get("parameters") or {}).get("mean") for c in results["contenders"])
+    return next((int(n) for n in counts if _finite(n)), None)
+
+
 def budget_lines(results: dict[str, Any]) -> list[str]:
     """Steps, samples and tokens generated, tokens trained and estimated FLOPs per trained contender."""
-    params = (results["shared_stages"].get("init") or {}).get("parameters")
+    params = (results["shared_stages"].get("init") or {}).get("parameters") or _trained_parameters(results)
     body = []
     for c in results["contenders"]:
         s = c["summary"]
-        if not params and _finite((s.get("parameters") or {}).get("mean")):  # a pretrained start has no init stage
-            params = int(s["parameters"]["mean"])
         steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
         if not _finite(steps):
             continue
