@@ -24,6 +24,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from zoo.config import read_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "configs" / "smollm2"
 #: The reward model comes first; the online recipes read it from runs/smollm2-reward/model.
@@ -44,7 +46,7 @@ def recipes(only: list[str] | None) -> list[Path]:
 def run(path: Path, data: str, output: Path, reward_model: Path) -> dict[str, float | str | int]:
     command = [sys.executable, "-m", "zoo.cli", "train", str(path), f"data.train={data}",
                f"output_dir={output / path.stem}"]
-    if "reward:\n  model:" in path.read_text(encoding="utf-8"):
+    if (read_yaml(path).get("reward") or {}).get("model"):  # the online recipes score with the trained model
         command.append(f"reward.model={reward_model}")
     command.append("--overwrite")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
