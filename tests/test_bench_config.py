@@ -37,7 +37,7 @@ def test_every_bench_config_validates_and_says_how_to_run_it(path):
     assert any(not c.trains and c.spec.best_of_n is None for c in expand_runs(config))
 
 
-def test_the_default_config_lists_every_policy_algorithm_and_three_seeds():
+def test_the_default_config_lists_every_policy_algorithm_and_five_seeds():
     from zoo.registry import get_registry
 
     config = load_bench_config(Path(__file__).resolve().parents[1] / "configs" / "bench" / "tiny.yaml")
@@ -45,7 +45,8 @@ def test_the_default_config_lists_every_policy_algorithm_and_three_seeds():
     policy_algorithms = {name for name in registry.names("algorithms") if registry.algorithm(name).output == "logprobs"}
     used = {c.spec.algorithm for c in expand_runs(config) if c.trains} | {config.sft.algorithm}
     assert policy_algorithms <= used
-    assert len(config.seeds) == 3
+    # a paired test across 3 seeds has 2 degrees of freedom: no claim survives Holm's correction
+    assert len(config.seeds) == 5
 
 
 @pytest.mark.parametrize("raw, message", [

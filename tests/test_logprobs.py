@@ -129,3 +129,39 @@ def test_token_logps_from_logits_alignment():
     assert out[0, 0].item() == 0
     assert out[0, 1].item() == pytest.approx(-torch.log1p(3 * torch.exp(torch.tensor(-10.0))).item(), abs=1e-6)
     assert out[0, 2].item() == pytest.approx(-torch.log(torch.tensor(4.0)).item(), abs=1e-6)
+
+
+def test_right_padded_batches_run_without_a_mask_and_left_padded_ones_keep_it(model, tokenizer, monkeypatch):
+    from zoo import logprobs
+
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    left = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    assert logprobs.mask_for_forward(right) is None
+    assert logprobs.mask_for_forward(left) is left
+
+    _, batch = ranked_batch(tokenizer)
+    assert not bool(batch.attention_mask.all())  # the batch has padding
+    seen = []
+    backbone_forward = type(model.model).forward
+
+    def recording(self, *args, **kwargs):
+        seen.append(kwargs.get("attention_mask"))
+        return backbone_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.model), "forward", recording)
+    with torch.no_grad():
+        sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
+    assert seen == [None]
+
+    # Left padding: the same rows shifted right. The mask must reach the model, or real tokens
+    # would attend to the padding before them.
+    ids = torch.tensor([[5, 6, 7, 8, 9], [0, 0, 6, 7, 8]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    loss_mask = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
+    with torch.no_grad():
+        out = sequence_logprobs(model, ids, mask, loss_mask, 1)
+        masked = token_logps_from_logits(model(input_ids=ids, attention_mask=mask).logits, ids)
+        unmasked = token_logps_from_logits(model(input_ids=ids).logits, ids)
+    scored = out.mask
+    torch.testing.assert_close(out.token_logps[scored], masked[scored], atol=1e-6, rtol=0)
+    assert not torch.allclose(masked[1][scored[1]], unmasked[1][scored[1]], atol=1e-4)

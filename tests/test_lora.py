@@ -115,3 +115,29 @@ def test_gradient_checkpointing_is_applied_and_changes_no_number(tiny_run, tmp_p
     torch.testing.assert_close(results[1][0], results[0][0])
     for with_checkpoints, without in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(with_checkpoints, without, atol=1e-6, rtol=1e-5)
+
+
+def test_a_loaded_pretrained_policy_trains_in_training_mode_and_checkpoints(tiny_run, tmp_path, tokenizer):
+    """from_pretrained returns eval mode; without ``policy.train()`` checkpointing silently does nothing."""
+    from zoo.model_output import output_kind
+    from zoo.run import load_policy
+
+    saved = tmp_path / "pretrained"
+    tiny_model(tokenizer, **SMALL).save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", steps=1,
+                                      model={"name": str(saved), "gradient_checkpointing": True}))
+    policy = load_policy(config, output_kind(get_registry().algorithm("dpo")), tokenizer)
+    assert all(module.training for module in policy.modules())
+    layer = policy.model.layers[0]
+    calls = []
+    checkpoint = layer._gradient_checkpointing_func
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+
+    layer._gradient_checkpointing_func = counting
+    ids = torch.randint(0, policy.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    policy(input_ids=ids).logits.sum().backward()
+    assert calls == [1]  # the layer went through the checkpoint, which transformers skips in eval mode

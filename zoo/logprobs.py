@@ -4,6 +4,12 @@
 Logits are upcast to float32 before the log-softmax (half-precision log-softmax is a known source
 of NaNs in preference losses). Chosen and rejected (or all ``k`` ranked) responses go through the
 model in one concatenated forward pass, because the collators already flatten them.
+
+A batch whose rows are all right-padded goes through the model with no attention mask: causal
+attention already keeps every real token from seeing the padding after it, and positions count
+from 0 either way, so every real token's value is unchanged, while sdpa runs its mask-free
+causal kernel and shares grouped key/value heads instead of keeping repeated copies for backward
+(:func:`mask_for_forward`).
 """
 from __future__ import annotations
 
@@ -46,14 +52,22 @@ def reduce_sequences(token_logps: Tensor, mask: Tensor, group_size: int) -> tupl
     return total.view(shape), mean.view(shape), lengths.view(shape)
 
 
+def mask_for_forward(attention_mask: Tensor) -> Tensor | None:
+    """``None`` when every row of ``attention_mask`` is real tokens then padding, else the mask itself."""
+    if attention_mask.shape[1] < 2 or bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
+        return None
+    return attention_mask
+
+
 def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
                       loss_mask: Tensor, group_size: int, *, hidden_states: bool = False,
                       entropy: bool = False) -> SequenceLogProbs:
     """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs.
 
     Without ``entropy``, the LM head runs at scored positions only (:mod:`zoo.lm_head`) where the
-    model allows it.
+    model allows it. Right-padded batches run without a mask (:func:`mask_for_forward`).
     """
+    attention_mask = mask_for_forward(attention_mask)
     if not entropy:
         scored = loss_mask.bool().clone()
         scored[:, 0] = False

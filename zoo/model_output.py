@@ -8,6 +8,7 @@ no other module tests the declaration's value.
 """
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import nn
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from zoo.run import Run
 
 
-class OutputKind:
+class OutputKind(abc.ABC):
     """The model an algorithm trains; see the module docstring."""
 
     #: The value of ``Algorithm.output`` this kind stands for.
@@ -35,13 +36,13 @@ class OutputKind:
     #: Whether the model is a policy (samples text; what the benchmark compares).
     is_policy: ClassVar[bool]
 
+    @abc.abstractmethod
     def load(self, config: ModelConfig, tokenizer: Any) -> nn.Module:
         """The starting model, as ``zoo train`` loads it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward(self, model: nn.Module, batch: Batch, *, hidden_states: bool = False) -> SequenceLogProbs:
         """The per-sequence values of ``batch`` that the algorithm's loss receives."""
-        raise NotImplementedError
 
     def after_fit(self, run: Run) -> None:
         """Anything stored with the trained model beyond its weights (called on rank 0, before saving)."""

@@ -41,6 +41,7 @@ from zoo.reference import training_reference
 from zoo.registry import get_registry
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
+from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
 from zoo.trainer import build_trainer
 
@@ -150,6 +151,11 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
 def load_policy(config: RunConfig, kind: OutputKind, tokenizer: Any) -> torch.nn.Module:
     """The starting model as the run trains it: loaded, checkpointed, adapted and attention-patched."""
     policy = kind.load(config.model, tokenizer)
+    # from_pretrained returns a model in eval mode and Lightning keeps each submodule's mode, so
+    # without this dropout stays off and transformers skips activation checkpointing (it checks
+    # ``module.training``) while reporting it enabled.
+    policy.train()
+    enable_lean_swiglu(policy)  # exact; keeps fewer activations for backward
     if config.model.gradient_checkpointing:
         # Non-reentrant checkpointing also works when the inputs need no gradient (LoRA's frozen embeddings).
         enable = getattr(policy, "activation_checkpointing_enable", None)  # the name since transformers 5
