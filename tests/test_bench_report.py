@@ -123,3 +123,16 @@ def test_time_table_gives_each_contenders_training_and_evaluation_minutes():
     assert "| unaligned | – | 1.5 |" in text and "| DPO | 2.5 | 2.0 |" in text
     assert "60.0 min wall, 100.0 min CPU time (align 2.5 (4.8 CPU))" in text
     assert time_lines({"contenders": [contender("unaligned", None, None)]}) == []  # nothing measured, no table
+
+
+def test_the_seed_note_names_only_the_stages_a_seed_redraws():
+    from zoo.bench.comparisons import redrawn_stages
+
+    scratch = {"seed_scope": "pipeline", "pipelines": {"0": {
+        "task": {}, "init": {}, "pretrain": {}, "sft": {}, "preferences": {"labels": "gold"}, "reward_model": {}}}}
+    assert redrawn_stages(scratch) == ["initial weights", "pretraining", "SFT", "preference data",
+                                       "proxy reward model", "alignment run", "evaluation samples"]
+    # a pretrained model on human-labelled pairs: no weights are drawn and the pairs are data
+    pretrained = {"seed_scope": "pipeline", "pipelines": {"0": {
+        "task": {}, "preferences": {"labels": "human"}, "reward_model": {}}}}
+    assert redrawn_stages(pretrained) == ["proxy reward model", "alignment run", "evaluation samples"]

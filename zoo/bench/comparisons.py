@@ -85,12 +85,26 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+#: What each per-seed pipeline stage redraws, in words, in pipeline order.
+_REDRAWN = {"init": "initial weights", "pretrain": "pretraining", "sft": "SFT", "preferences": "preference data",
+            "reward_model": "proxy reward model"}
+
+
+def redrawn_stages(results: dict[str, Any]) -> list[str]:
+    """What a seed of a ``pipeline``-scoped run redraws: the stages its pipeline built, then the alignment
+    run and the evaluation samples. A pretrained model has no initial weights or pretraining stage, and
+    human-labelled pairs are data, not a draw."""
+    pipeline = next(iter((results.get("pipelines") or {}).values()), {})
+    words = [text for kind, text in _REDRAWN.items() if kind in pipeline
+             and not (kind == "preferences" and pipeline[kind].get("labels") == "human")]
+    return [*words, "alignment run", "evaluation samples"]
+
+
 def headline_notes(results: dict[str, Any]) -> list[str]:
     seeds = results["seeds"]
     comparisons = results["comparisons"]
     failure = results["config"]["failure"]
-    scope = ("a whole pipeline (initial weights, pretraining, SFT, preference data, proxy reward model, alignment "
-             "run, evaluation samples)" if results.get("seed_scope") == "pipeline"
+    scope = (f"a whole pipeline ({', '.join(redrawn_stages(results))})" if results.get("seed_scope") == "pipeline"
              else "the alignment run and the evaluation samples (the shared stages are built once)")
     covers = next((c["gold_interval"]["covers"] for c in results["contenders"] if c["baseline"]), "")
     lines = [
