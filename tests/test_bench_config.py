@@ -8,7 +8,7 @@ import pytest
 
 from zoo import ConfigError
 from zoo.bench.cache import StageCache, fingerprint
-from zoo.bench.config import expand_runs, headline_labels, load_bench_config
+from zoo.bench.config import expand_runs, headline_labels, load_bench_config, tuning_seeds
 
 # Other commands' configs may live beside them; bench configs open with the command that runs them.
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml")
@@ -81,6 +81,11 @@ def test_the_default_config_lists_every_policy_algorithm_and_five_seeds():
     (config_with(pretrain={"train": {"max_step": 3}}), r"'pretrain.train.max_step' \(did you mean 'max_steps'\?\)"),
     (config_with(reward_model={"algorithm": "dpo"}), r"reward_model.algorithm = .dpo.: this stage needs an algorithm that trains a scalar reward model"),
     (config_with(seeds=[0, 0]), r"seeds = \[0, 0\]: a seed is listed twice"),
+    (config_with(equivalence_margin=0), r"equivalence_margin = 0(\.0)?: must be > 0"),
+    (config_with(selection={"criterion": "oracle"}), r"selection.criterion"),
+    (config_with(claims=[{"text": "t", "better": "SFT", "worse": "SFT", "outcome": "kl"}]), r"outcome"),
+    (config_with(history=[{"when": "then", "seeds": [0], "change": "c", "claims": [{"text": "t"}]}]),
+     r"history\[0\]\.claims\[0\] must have exactly the keys text, rows and verdict"),
     (config_with(preferences={"samples_per_prompt": 1}), r"preferences.samples_per_prompt = 1"),
 ])
 def test_bad_configs_are_rejected_with_the_key_named(raw, message):
@@ -116,8 +121,11 @@ def test_a_sweep_of_several_keys_is_a_grid_and_select_needs_one():
     assert headline_labels(config) == ["SFT", "DPO"]
     with pytest.raises(ConfigError, match=r"runs\[1\].select = true needs a sweep"):
         load_bench_config(raw=config_with(runs=[{"label": "SFT"}, {"label": "D", "algorithm": "dpo", "select": True}]))
-    with pytest.raises(ConfigError, match=r"tuning_seeds = \[5\]: must be a non-empty subset of seeds"):
-        load_bench_config(raw=config_with(tuning_seeds=[5]))
+    with pytest.raises(ConfigError, match=r"tuning_seeds = \[0\]: must list distinct seeds that are not among "
+                                          r"the reported seeds \[0\]"):
+        load_bench_config(raw=config_with(tuning_seeds=[0]))
+    assert tuning_seeds(load_bench_config(raw=config_with(tuning_seeds=[5]))) == [5]
+    assert tuning_seeds(load_bench_config(raw=config_with(seeds=[0, 3]))) == [1003]  # never a reported seed
 
 
 def test_fingerprints_change_with_inputs_upstream_and_version(monkeypatch):

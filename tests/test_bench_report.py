@@ -1,6 +1,8 @@
 """The verdict sections of results.md, from hand-made results."""
 from __future__ import annotations
 
+import pytest
+
 from zoo.bench.claims import claim_verdicts
 from zoo.bench.comparisons import pairwise_matrix, verdict
 
@@ -45,10 +47,76 @@ def test_the_pairwise_matrix_is_antisymmetric_and_says_not_significant():
     assert body[2] == ["3. B", "-0.30 n.s.", "-1.10 (p=0.030)", "·"]
 
 
-def test_verdict_marks_best_tied_and_below():
-    assert verdict({"best": True, "tied_with_best": True}) == "best"
-    assert verdict({"best": False, "tied_with_best": True}) == "tied with best"
-    assert verdict({"best": False, "tied_with_best": False}) == "below best"
+def test_the_vs_best_cell_gives_the_difference_its_interval_and_the_verdict():
+    assert verdict({"best": True}) == "best"
+    row = {"difference_mean": -0.4, "low": -0.9, "high": 0.1, "verdict": "cannot tell"}
+    assert verdict({"best": False, "vs_best": row}) == "-0.40 [-0.90, +0.10]: cannot tell"
+    one = {**row, "low": float("nan"), "high": float("nan"), "verdict": "cannot tell"}
+    assert verdict({"best": False, "vs_best": one}) == "-0.40: cannot tell"
+
+
+def test_derived_rows_of_a_hand_made_result():
+    """Hand-made per-seed gold (tests/bench_results.py), per-seed means: SFT 0.5, 0.5, 0.5; DPO 1.5,
+    1.75, 1.75; PPO 2.5, 0, −9. PPO's seed 2 collapses (−9 < 0.5 − 1 · 0.5). DPO is best (mean 5/3);
+    SFT − DPO = (−1, −1.25, −1.25): mean −7/6, s = √(1/48), t = −14 with 2 df, two-sided p =
+    1 − 14/√198 = 0.005063 (one comparison of the 2 with a smaller p; Holm doubles it at most).
+    PPO − DPO on seeds 0, 1 = (1, −1.75): mean −0.375, one-df t interval ±12.706 · 1.375 = ±17.47:
+    "cannot tell". Collapse: 0/3 → [0, 1 − 0.025^(1/3)] = [0, 0.7076]; 1/3 → Clopper–Pearson
+    [0.0084, 0.9057]; McNemar against SFT with one discordant seed: p = 1."""
+    from bench_results import derived_results
+
+    results = derived_results()
+    rows = {c["label"]: c for c in results["contenders"]}
+    assert results["comparisons"]["best"] == "DPO"
+    sft = rows["SFT"]["vs_best"]
+    assert sft["difference_mean"] == pytest.approx(-7 / 6) and sft["p_value"] == pytest.approx(1 - 14 / 198 ** 0.5)
+    assert sft["verdict"] == "below best"
+    ppo = rows["PPO (proxy RM)"]["vs_best"]
+    assert ppo["n"] == 2 and ppo["difference_mean"] == pytest.approx(-0.375) and ppo["verdict"] == "cannot tell"
+    assert ppo["high"] - ppo["difference_mean"] == pytest.approx(12.7062047 * 1.375)
+    assert rows["PPO (proxy RM)"]["seeds"]["2"]["failed"] and rows["PPO (proxy RM)"]["failures"] == 1
+    collapse = rows["PPO (proxy RM)"]["collapse"]
+    assert (collapse["collapsed"], collapse["seeds"], collapse["vs_sft_p"]) == (1, 3, 1.0)
+    assert (collapse["low"], collapse["high"]) == pytest.approx((0.0084038, 0.9057007), abs=1e-6)
+    assert rows["DPO"]["collapse"]["high"] == pytest.approx(1 - 0.025 ** (1 / 3))
+    assert rows["PPO (proxy RM)"]["gold_interval"]["mean"] == pytest.approx(1.25)  # kept seeds 0 and 1
+
+
+def test_a_collapse_claim_is_tested_by_mcnemar_on_the_seeds():
+    """Claim "SFT collapses less than PPO": PPO collapsed on seed 2 only, SFT never: one discordant
+    seed in the claimed direction, rate difference +1/3, McNemar p = 1: not significant."""
+    from bench_results import derived_results
+
+    claims = [{"text": "t", "better": "SFT", "worse": "PPO (proxy RM)", "outcome": "collapse"}]
+    results = derived_results(claims=claims)
+    assert claim_verdicts(results) == ["not significant (+0.33, Holm-adjusted p = 1.00)"]
+    for seed in ("0", "1"):  # two more collapses of PPO: 3 of 3 discordant, p = 2 · (1/2)³ = 0.25
+        results["contenders"][2]["seeds"][seed]["failed"] = True
+    assert claim_verdicts(results) == ["not significant (+1.00, Holm-adjusted p = 0.25)"]
+
+
+def test_a_changed_protocol_keeps_the_earlier_verdicts_in_the_history(tmp_path):
+    from bench_results import derived_results
+
+    from zoo.bench.report import write_outputs
+
+    first = derived_results()
+    write_outputs(first, tmp_path)
+    again = derived_results()  # the same declaration: nothing enters the history
+    write_outputs(again, tmp_path)
+    assert again["protocol_history"] == []
+    changed = derived_results(claims=[{"text": "PPO beats DPO", "better": "PPO (proxy RM)", "worse": "DPO"}])
+    write_outputs(changed, tmp_path)
+    (entry,) = changed["protocol_history"]
+    assert entry["protocol_hash"] == first["protocol_hash"] != changed["protocol_hash"]
+    assert entry["claims"] == [{"text": "DPO improves on the SFT model", "rows": "DPO > SFT",
+                                "verdict": claim_verdicts(first)[0]}]
+    text = (tmp_path / "results.md").read_text()
+    assert "## Protocol history" in text and "| DPO improves on the SFT model | DPO > SFT | reproduced" in text
+    later = derived_results()  # back to the first declaration: both earlier ones are kept, in order
+    write_outputs(later, tmp_path)
+    assert [e["protocol_hash"] for e in later["protocol_history"]] == [first["protocol_hash"],
+                                                                        changed["protocol_hash"]]
 
 
 def test_wilson_interval_matches_scipy():

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_recompute import assert_recomputes
 
 from zoo.bench.config import load_bench_config
 from zoo.bench.runner import run_bench
@@ -66,15 +67,18 @@ def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_r
     assert [t["setting"] for t in selection["trials"]] == [{"algorithm_args.beta": 0.1},
                                                            {"algorithm_args.beta": 1.0}]
     eligible = [t for t in selection["trials"] if not t["failed"]] or selection["trials"]
-    assert selection["selected"] == max(eligible, key=lambda t: t["gold"])["setting"]
-    assert all(set(t["validation"]) == {"0"} for t in selection["trials"])  # scored on the tuning seed only
+    assert selection["criterion"] == "proxy"  # what a user has, not the gold oracle
+    assert selection["selected"] == max(eligible, key=lambda t: t["proxy"])["setting"]
+    # scored on the tuning seed only, which is not a reported seed
+    assert all(set(t["validation"]) == {"1000"} for t in selection["trials"])
+    assert all(t["failed"] == any(v["kl"] > 20.0 for v in t["validation"].values()) for t in selection["trials"])
     row = next(c for c in results["contenders"] if c["label"] == "DPO (selected on validation)")
     assert row["selected"] and row["setting"] == selection["selected"]
     assert row["algorithm_args"]["beta"] == selection["selected"]["algorithm_args.beta"]
     n = len(results["contenders"])
     assert len(results["comparisons"]["pairs"]) == n * (n - 1) // 2
     assert results["comparisons"]["best"] in results["comparisons"]["tied_with_best"]
-    assert {"commit", "clean", "dirty", "source_hash"} <= set(results)
+    assert {"commit", "clean", "dirty", "source_hash", "packages", "protocol_hash"} <= set(results)
     pair = next(p for p in results["comparisons"]["pairs"] if {p["a"], p["b"]} == {"SFT", "DPO"})
     expected = "reproduced" if pair["significant"] and pair["difference_mean"] * (1 if pair["a"] == "DPO" else -1) > 0 \
         else "contradicted" if pair["significant"] else "not significant"
@@ -82,6 +86,8 @@ def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_r
     assert f"| DPO improves on the SFT model | DPO > SFT | {expected}" in markdown
     baseline = next(c for c in results["contenders"] if c["baseline"])
     correct = baseline["seeds"]["0"]["heldout_probe_accuracy"]
+    assert correct == pytest.approx(sum(baseline["seeds"]["0"]["heldout_probe_correct"])
+                                    / len(baseline["seeds"]["0"]["heldout_probe_correct"]))
     assert baseline["heldout_probe_interval"]["mean"] == pytest.approx(correct)
     assert baseline["heldout_probe_change"]["mean"] == 0
     assert results["shared_stages"]["task"]["validation_prompts"] == 8
@@ -96,6 +102,20 @@ def test_the_table_is_a_pure_function_of_results_json(smoke_run):
     assert markdown(results) == (output / "results.md").read_text()
     results["wall_seconds"] = results["cpu_seconds"] = 1e9  # timings never reach the table
     assert markdown(results) == (output / "results.md").read_text()
+
+
+def test_the_check_recomputes_a_fresh_result(smoke_run):
+    """A fresh result recomputes and hashes to today's code; only an uncommitted tree (as in a
+    working copy under test) may make it stale."""
+    from zoo.bench.provenance import check_result_file
+
+    output, _ = smoke_run
+    verdict = check_result_file(output / "results.json")
+    results = json.loads((output / "results.json").read_text())
+    problems = [r for r in verdict.reasons if "uncommitted changes" not in r and "every statistic" not in r]
+    assert problems == []
+    assert verdict.status == (0 if results["clean"] else 1)
+    assert_recomputes(results, (output / "results.md").read_text())
 
 
 def test_a_rerun_trains_nothing_and_an_added_seed_builds_its_own_pipeline(smoke_run):

@@ -7,10 +7,11 @@ the table and writes ``results.json``, ``results.md``, ``frontier.png`` and
 ``training_curves.png`` into the output directory. Rerunning an unchanged config trains nothing
 and reprints the table.
 
-``--check DIR`` reads every ``results.json`` under DIR and exits 0 when each was written from a
-clean tree at a commit whose ``zoo/``, ``plugins/`` and ``configs/bench/`` equal today's and its
+``--check DIR`` reads every ``results.json`` under DIR and exits 0 when each recomputes every
+statistic from its stored values, hashes to today's code (comments and docstrings aside) and
+numerical packages, was written from a clean tree, matches today's config file, and its
 ``results.md`` is what today's report code renders; 1 when one is stale; 2 when one cannot be
-checked (no results.json, no commit recorded, a commit this repository lacks).
+checked (no results.json, or one in an older format).
 """
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
 
     run = run_bench(config, output_dir=args.output, announce=announce)
     results = summarise(run)
+    # The check reloads the config as it was given, to see whether the file changed since.
+    results.update(config_file=str(args.config), overrides=list(args.overrides))
     paths = write_outputs(results, run.output_dir)
     paths["frontier"] = frontier(results, run.output_dir / "frontier.png")
     paths["pairwise"] = pairwise(results, run.output_dir / "pairwise.png")

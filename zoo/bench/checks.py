@@ -74,10 +74,14 @@ def validate_bench(config: BenchConfig) -> None:
     if len(set(config.seeds)) != len(config.seeds):
         raise ConfigError(f"seeds = {config.seeds}: a seed is listed twice")
     if config.tuning_seeds is not None:
-        unknown = [s for s in config.tuning_seeds if s not in config.seeds]
-        if not config.tuning_seeds or unknown:
-            raise ConfigError(f"tuning_seeds = {config.tuning_seeds}: must be a non-empty subset of seeds "
-                              f"{config.seeds}")
+        reported = [s for s in config.tuning_seeds if s in config.seeds]
+        if not config.tuning_seeds or reported or len(set(config.tuning_seeds)) != len(config.tuning_seeds):
+            raise ConfigError(f"tuning_seeds = {config.tuning_seeds}: must list distinct seeds that are not among "
+                              f"the reported seeds {config.seeds} (a seed that picks the setting would also grade "
+                              f"it); e.g. tuning_seeds: [{1000 + max(config.seeds)}]")
+    if config.equivalence_margin is not None and not config.equivalence_margin > 0:
+        raise ConfigError(f"equivalence_margin = {config.equivalence_margin}: must be > 0 (a gold-reward "
+                          f"difference) or null")
     if config.failure.max_kl <= 0 or config.failure.max_gold_drop_sd <= 0:
         raise ConfigError("failure.max_kl and failure.max_gold_drop_sd must be > 0")
     if config.threads is not None and config.threads < 1:
@@ -128,6 +132,14 @@ def validate_bench(config: BenchConfig) -> None:
             if label not in rows:
                 raise ConfigError(f"claims[{index}].{key} = {label!r} is not a row of the table"
                                   f"{did_you_mean(label, rows)}; rows: {', '.join(rows)}")
+    for index, entry in enumerate(config.history):
+        where = f"history[{index}]"
+        if not entry.when.strip() or not entry.change.strip():
+            raise ConfigError(f"{where}: say when it was declared (when) and what changed afterwards (change)")
+        for number, claim in enumerate(entry.claims):
+            if not isinstance(claim, dict) or set(claim) != {"text", "rows", "verdict"}:
+                raise ConfigError(f"{where}.claims[{number}] must have exactly the keys text, rows and verdict "
+                                  f"(the claim as then declared and the verdict that run gave)")
     if not any(not c.trains and c.spec.best_of_n is None for c in contenders):
         raise ConfigError("runs must include the SFT baseline (an entry with a label and no algorithm): win rates "
                           "and significance are measured against it")

@@ -1,14 +1,17 @@
-"""The findings section of results.md: the config's declared claims, tested as one family."""
+"""The findings section of results.md (the config's declared claims, tested as one family) and the
+protocol history (earlier declarations of the same config and what they gave, never overwritten)."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from zoo.bench.cells import table as _table
 
 
 def _claim_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float, float] | str:
-    """``better − worse`` and its unadjusted p-value, or why the claim cannot be tested."""
+    """``better − worse`` in gold reward and its unadjusted p-value, or why the claim cannot be tested."""
     rows = {c["label"]: c for c in results["contenders"]}
     for label in (better, worse):
         if rows[label]["failures"] == len(results["seeds"]):
@@ -19,16 +22,30 @@ def _claim_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float
     return "cannot tell: no test"
 
 
+def _collapse_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float, float]:
+    """``better`` collapses less than ``worse``: the difference of their collapse rates (worse − better,
+    positive in the claimed direction) and McNemar's exact p on the seeds where exactly one collapsed."""
+    from zoo.bench.stats import mcnemar_exact
+
+    rows = {c["label"]: c for c in results["contenders"]}
+    seeds = [str(s) for s in results["seeds"]]
+    a = {s for s in seeds if rows[better]["seeds"][s]["failed"]}
+    b = {s for s in seeds if rows[worse]["seeds"][s]["failed"]}
+    return (len(b) - len(a)) / len(seeds), mcnemar_exact(len(a - b), len(b - a))
+
+
 def claim_verdicts(results: dict[str, Any]) -> list[str]:
     """"reproduced", "contradicted" or "not significant" for each configured claim ``better`` > ``worse``.
 
     The claims are hypotheses declared in the config before the run, so they form their own family:
-    the pairwise test's p-values of the m testable claims are Holm-corrected over those m (not over
-    every pair of the exploratory matrix), at α = 0.05, two-sided.
+    the p-values of the m testable claims (the pairwise gold test, or McNemar's test for a collapse
+    claim) are Holm-corrected over those m (not over every pair of the exploratory matrix), at
+    α = 0.05, two-sided.
     """
     from zoo.bench.stats import holm
 
-    tested = [_claim_pair(results, c["better"], c["worse"]) for c in results["config"].get("claims") or []]
+    tested = [_collapse_pair(results, c["better"], c["worse"]) if c.get("outcome") == "collapse"
+              else _claim_pair(results, c["better"], c["worse"]) for c in results["config"].get("claims") or []]
     raw = [t[1] if isinstance(t, tuple) else math.nan for t in tested]
     adjusted = holm(raw)
     out = []
@@ -37,7 +54,7 @@ def claim_verdicts(results: dict[str, Any]) -> list[str]:
             out.append(test)
         elif math.isnan(test[0]) or math.isnan(p):
             out.append("cannot tell: too few seeds for a test")
-        elif p >= 0.05:
+        elif p >= 0.05 or test[0] == 0:
             out.append(f"not significant ({test[0]:+.2f}, Holm-adjusted p = {p:.2f})")
         else:
             shown = "< 0.001" if p < 0.001 else f"= {p:.3f}"
@@ -45,16 +62,72 @@ def claim_verdicts(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def claim_rows(claim: dict[str, Any]) -> str:
+    if claim.get("outcome") == "collapse":
+        return f"{claim['better']} collapses less than {claim['worse']}"
+    return f"{claim['better']} > {claim['worse']}"
+
+
 def findings_lines(results: dict[str, Any]) -> list[str]:
     claims = results["config"].get("claims") or []
     if not claims:
         return []
     lines = ["## Findings: published shapes, tested", "",
-             f"Each claim was declared in the config before the run and is tested with the pairwise test below; "
-             f"the {len(claims)} claims are one family, Holm-corrected among themselves (the matrix of every pair is "
-             "exploratory and corrected over all its pairs). Reproduced: significantly in the claimed direction; "
-             "contradicted: significantly the other way; not significant: this run cannot tell. No winner is "
-             "presumed.", ""]
-    body = [[claim["text"], f"{claim['better']} > {claim['worse']}", verdict_text]
+             f"Each claim was declared in the config before the run (protocol hash {results.get('protocol_hash')}: "
+             f"claims, seeds, selection and budgets) and is tested with the pairwise gold test below, or, for a "
+             f"collapse claim, McNemar's exact test on the seeds where exactly one of the two rows collapsed (the "
+             f"difference shown is then the difference of collapse rates); the {len(claims)} claims are one family, "
+             "Holm-corrected among themselves (the matrix of every pair is exploratory and corrected over all its "
+             "pairs). Reproduced: significantly in the claimed direction; contradicted: significantly the other way; "
+             "not significant: this run cannot tell. No winner is presumed.", ""]
+    body = [[claim["text"], claim_rows(claim), verdict_text]
             for claim, verdict_text in zip(claims, claim_verdicts(results))]
     return lines + _table(["claim", "rows", "verdict"], body) + [""]
+
+
+# ----- the protocol history -----------------------------------------------------------------------
+
+
+def declaration(results: dict[str, Any]) -> dict[str, Any]:
+    """This result's declared protocol and its verdicts, as a history entry."""
+    claims = results["config"].get("claims") or []
+    return {"when": f"results at commit {str(results.get('commit'))[:12]}", "seeds": results["seeds"],
+            "protocol_hash": results.get("protocol_hash"),
+            "claims": [{"text": c["text"], "rows": claim_rows(c), "verdict": v}
+                       for c, v in zip(claims, claim_verdicts(results))],
+            "change": "the protocol was changed after this run (a later declaration replaced it)"}
+
+
+def carry_history(results: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """``results`` with the protocol history of the result already in ``output_dir``: kept as it was,
+    plus that result's own declaration and verdicts when its protocol differs from this one's.
+
+    A result the report code cannot read (an older format) adds nothing; record its declaration in
+    the config's ``history`` instead.
+    """
+    previous_file = Path(output_dir) / "results.json"
+    history: list[dict[str, Any]] = []
+    try:
+        previous = json.loads(previous_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    if previous and previous.get("format") == results.get("format"):
+        history = list(previous.get("protocol_history") or [])
+        if previous.get("protocol_hash") != results.get("protocol_hash"):
+            history.append(declaration(previous))
+    return {**results, "protocol_history": history}
+
+
+def history_lines(results: dict[str, Any]) -> list[str]:
+    """Earlier declarations of this config (its ``history`` key, then those carried from earlier results)."""
+    entries = [*(results["config"].get("history") or []), *(results.get("protocol_history") or [])]
+    if not entries:
+        return []
+    lines = ["## Protocol history: earlier declarations and what they gave", "",
+             "The claims above are the current declaration. Earlier ones, with the verdicts their own run gave, are "
+             "kept here and never overwritten, so a claim re-targeted after a run can be read as such.", ""]
+    for entry in entries:
+        lines += [f"**{entry['when']}**, seeds {entry['seeds']}. {entry['change']}", ""]
+        lines += _table(["claim", "rows", "verdict then"],
+                        [[c["text"], c["rows"], c["verdict"]] for c in entry["claims"]]) + [""]
+    return lines

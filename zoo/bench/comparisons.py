@@ -1,5 +1,6 @@
 """The parts of ``results.md`` that state verdicts: the headline table, the pairwise matrix,
-hyperparameter selection, KL-matched gold reward, budgets.
+hyperparameter selection, KL-matched gold reward, budgets (findings and the protocol history
+are in :mod:`zoo.bench.claims`).
 
 Everything here is a pure function of ``results.json`` and holds no wall-clock figure, so a
 rerun of the same code and config renders the same bytes (``zoo bench --check`` relies on it;
@@ -43,23 +44,38 @@ def _signed_interval(interval: dict[str, Any]) -> str:
 
 
 def verdict(contender: dict[str, Any]) -> str:
+    """The "vs best" cell: the row's difference from the best row with its 95% interval, and the verdict."""
     if contender.get("best"):
         return "best"
-    if contender.get("tied_with_best"):
-        return "tied with best"
-    return "below best"
+    vs = contender.get("vs_best")
+    if not vs:
+        return "–"
+    mean, low, high = vs["difference_mean"], vs["low"], vs["high"]
+    if mean is None or math.isnan(mean):
+        return vs["verdict"]
+    if low is None or math.isnan(low):
+        return f"{mean:+.2f}: {vs['verdict']}"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]: {vs['verdict']}"
 
 
-HEADLINE = ("run", "gold reward [95%]", "Δ gold vs SFT", "vs best", "win rate vs SFT", "KL(π‖π_SFT)", "proxy RM",
-            "implicit-reward pref. acc.", "verbatim probe acc.", "held-out probe acc. [95%]", "Δ held-out probe [95%]",
-            "collapsed")
+def collapse_cell(contender: dict[str, Any]) -> str:
+    """Collapsed seeds out of all, the exact 95% interval of the rate, and McNemar's p against SFT."""
+    c = contender["collapse"]
+    text = f"{c['collapsed']}/{c['seeds']} [{c['low']:.2f}, {c['high']:.2f}]"
+    if contender["baseline"]:
+        return text
+    return text + f" p={c['vs_sft_p']:.2f}"
+
+
+HEADLINE = ("run", "gold reward [95%]", "Δ gold vs SFT", "vs best [95%]", "win rate vs SFT", "KL(π‖π_SFT)",
+            "proxy RM", "implicit-reward pref. acc.", "verbatim probe acc.", "held-out probe acc. [95%]",
+            "Δ held-out probe [95%]", "collapsed [95%]")
 
 
 def headline_rows(results: dict[str, Any]) -> list[list[str]]:
     out = []
     base = next(c for c in results["contenders"] if c["baseline"])
     probe_before = base["summary"]["probe_accuracy"]["mean"]
-    seeds = len(results["seeds"])
     for c in results["contenders"]:
         s = c["summary"]
         if c["baseline"]:
@@ -81,7 +97,7 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
         out.append([label, _interval(c["gold_interval"]), delta, verdict(c), _pm(s["win_rate"]), _pm(s["kl"]),
                     _pm(s["proxy"]), _pm(s["preference_accuracy"]), probe_text,
                     _interval(heldout) if heldout else "–",
-                    "–" if c["baseline"] or not change else _signed_interval(change), f"{c['failures']}/{seeds}"])
+                    "–" if c["baseline"] or not change else _signed_interval(change), collapse_cell(c)])
     return out
 
 
@@ -109,14 +125,23 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
     covers = next((c["gold_interval"]["covers"] for c in results["contenders"] if c["baseline"]), "")
     lines = [
         f"Every number is measured on the test prompts. Each of the {len(seeds)} seed(s) {seeds} redraws {scope}.",
-        f"Gold reward: mean over seeds and test prompts; [95%] is a percentile interval from a {covers}.",
-        f"Δ gold vs SFT and vs best: {comparisons['test']}; p-values Holm-corrected over every pair of rows "
+        f"Gold reward: mean over seeds and test prompts; [95%]: {covers} (a percentile bootstrap over a few "
+        f"seeds under-covers; see docs/benchmark-protocol.md for the coverage of each).",
+        f"Δ gold vs SFT: {comparisons['test']}; p-values Holm-corrected over every pair of rows "
         f"({comparisons['correction']}). \"{NOT_SIGNIFICANT}\" means not significant: the data do not show a "
-        f"difference. \"tied with best\": not significantly below the best row ({comparisons['best']!r}).",
+        f"difference.",
+        f"vs best: the row's paired gold difference from the best row ({comparisons['best']!r}) with its 95% "
+        f"Student-t interval; \"below best\" when significant (Holm over the {len(comparisons['vs_best'])} rows), "
+        + (f"\"equivalent\" when two one-sided tests put it within ±{comparisons['equivalence_margin']:g}, "
+           if comparisons.get("equivalence_margin") is not None else "no equivalence margin is declared, ")
+        + "otherwise \"cannot tell\": a noisy row is not called tied.",
         "Other ± columns: 95% Student-t intervals across seeds.",
         f"Collapsed: seeds where KL(π‖π_SFT) > {failure['max_kl']:g} nats or the gold reward fell more than "
-        f"{failure['max_gold_drop_sd']:g} SD (of the SFT model's per-sample gold reward) below the SFT model's. "
-        f"Collapsed seeds are counted here and left out of every other column and test.",
+        f"{failure['max_gold_drop_sd']:g} SD (of the SFT model's per-sample gold reward) below the SFT model's, "
+        f"out of all seeds, with the exact (Clopper–Pearson) 95% interval of the rate and McNemar's exact p "
+        f"against the SFT model (seeds pair them). Collapse is an outcome of its own (a claim may test it); "
+        f"collapsed seeds are left out of the other columns and the gold tests, and their values stay in "
+        f"results.json.",
     ]
     if human_labels(results):
         lines += [
@@ -136,8 +161,8 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
     if any(_finite(c["summary"]["probe_accuracy"]["mean"]) for c in results["contenders"]):
         lines.append("Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items "
                      "pretraining quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the "
-                     "same facts in questions no training text contains; [95%] by the hierarchical bootstrap over "
-                     "seeds and items, the Δ paired with the SFT model item by item.")
+                     "same facts in questions no training text contains; [95%]: Student-t over per-seed accuracies "
+                     "(over items with one seed), the Δ paired with the SFT model item by item.")
     return lines
 
 
@@ -223,19 +248,26 @@ def selection_lines(results: dict[str, Any]) -> list[str]:
     selections = results.get("selections") or {}
     if not selections:
         return []
-    lines = ["## Hyperparameter selection (validation prompts only)", "",
-             "Each selected run trained every setting of its sweep on the tuning seed(s) and kept the one with the "
-             "highest mean gold reward on the validation prompts (collapsed settings not eligible); the table above "
-             "reports that setting on the test prompts.", ""]
+    first = next(iter(selections.values()))
+    criterion = first.get("criterion", "gold")
+    oracle = (" This is the gold-oracle ablation: no user has the gold reward, so these rows are an upper bound "
+              "on what selection can do." if criterion == "gold" else "")
+    tuning = sorted({s for sel in selections.values() for s in sel["tuning_seeds"]})
+    lines = ["## Hyperparameter selection (validation prompts, tuning seeds only)", "",
+             f"Each selected run trained every setting of its sweep on the tuning seed(s) {tuning}, none of them a "
+             f"reported seed, and kept the one with the highest {first.get('criterion_text', criterion)}; settings "
+             f"that failed that rule were not eligible. The table above reports that setting on the test prompts."
+             f"{oracle}", ""]
     body = []
     for group, selection in selections.items():
         for trial in selection["trials"]:
             chosen = "selected" if trial["label"] == selection["selected_label"] else ""
             kl = [v["kl"] for v in trial["validation"].values()]
             body.append([group, ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in trial["setting"].items()),
-                         _num(trial["gold"]), _num(sum(kl) / len(kl)), "yes" if trial["failed"] else "no", chosen])
-    tuning = sorted({s for sel in selections.values() for s in sel["tuning_seeds"]})
-    lines += _table(["run", "setting", f"validation gold (seeds {tuning})", "validation KL", "collapsed", ""], body)
+                         _num(trial.get("proxy")), _num(trial["gold"]), _num(sum(kl) / len(kl)),
+                         "yes" if trial["failed"] else "no", chosen])
+    lines += _table(["run", "setting", "validation proxy", "validation gold", "validation KL", "not eligible", ""],
+                    body)
     trials = {group: len(sel["trials"]) for group, sel in selections.items()}
     lines += ["", "Trials per run: " + ", ".join(f"{g} {n}" for g, n in trials.items()) + ".", ""]
     return lines
@@ -265,12 +297,13 @@ def comparison_lines(results: dict[str, Any]) -> list[str]:
 
 def markdown_body(results: dict[str, Any]) -> list[str]:
     """The verdict sections of results.md, in order, then its cost sections (:mod:`zoo.bench.costs`)."""
-    from zoo.bench.claims import findings_lines
+    from zoo.bench.claims import findings_lines, history_lines
     from zoo.bench.costs import budget_lines, time_lines
 
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
     lines += findings_lines(results)
+    lines += history_lines(results)
     lines += suite_lines(results)
     lines += comparison_lines(results)
     lines += selection_lines(results)

@@ -110,16 +110,46 @@ class FailureConfig:
 
 @dataclass
 class Claim:
-    """A published result the run can test: row ``better`` has a higher gold reward than row ``worse``.
+    """A published result the run can test: row ``better`` beats row ``worse`` on ``outcome``.
 
-    results.md's findings section says, for each claim, whether the pairwise test reproduces it
-    (significantly better), contradicts it (significantly worse) or cannot tell (not significant).
+    ``outcome: gold`` (the default): ``better`` has a higher mean gold reward (paired t-test on
+    seeds). ``outcome: collapse``: ``better`` collapses *less* often than ``worse`` (McNemar's
+    exact test on the seeds where exactly one of them collapsed), the shape of an
+    over-optimisation claim. results.md's findings section says, for each claim, whether the test
+    reproduces it (significant in the claimed direction), contradicts it (significant the other
+    way) or cannot tell (not significant).
     """
 
     #: The claim in words, with its source (e.g. "RRHF improves on SFT (Yuan et al. 2023)").
     text: str = ""
     better: str = ""
     worse: str = ""
+    outcome: Literal["gold", "collapse"] = "gold"
+
+
+@dataclass
+class DeclaredRun:
+    """An earlier declaration of this config's protocol and what it gave, kept in results.md's protocol
+    history (for runs before results.json recorded its protocol; later ones are carried over from
+    the previous results.json automatically)."""
+
+    #: When it was declared and run, and the commit of its result (e.g. "2026-12-02, results at 81afc22").
+    when: str = ""
+    seeds: list[int] = field(default_factory=list)
+    #: The claims as then declared, each with the verdict that run gave.
+    claims: list[dict[str, str]] = field(default_factory=list)
+    #: What changed afterwards, and why.
+    change: str = ""
+
+
+@dataclass
+class SelectionConfig:
+    """How a selected sweep picks its setting: on the validation prompts of the tuning seeds."""
+
+    #: ``proxy``: the highest mean proxy reward-model score (what a user has), among the settings
+    #: whose KL(π‖π_SFT) stays within ``failure.max_kl``. ``gold``: the highest mean gold reward
+    #: among settings that do not collapse, an oracle no user has (an ablation, labelled as such).
+    criterion: Literal["proxy", "gold"] = "proxy"
 
 
 @dataclass
@@ -158,14 +188,23 @@ class BenchConfig:
     #: the intervals cover the whole pipeline. ``alignment``: the alignment run and the
     #: evaluation samples only; the shared stages are built once, with seed 0.
     seed_scope: Literal["pipeline", "alignment"] = "pipeline"
-    #: Seeds whose validation scores pick a selected sweep's setting (None: the first seed).
+    #: Seeds whose validation scores pick a selected sweep's setting; never among ``seeds``, so no
+    #: reported seed was also tuned on (None: one seed, 1000 + the largest reported seed).
     tuning_seeds: list[int] | None = None
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     failure: FailureConfig = field(default_factory=FailureConfig)
     #: KL(π‖π_SFT) budgets (nats per response) at which every sweep's gold reward is read off its
     #: frontier, so that methods are compared at equal KL.
     kl_budgets: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0])
     #: Published shapes to check against the pairwise tests (the findings section of results.md).
+    #: Declared before the run: results.json records a hash of them with the seeds, selection and
+    #: budgets, and a changed declaration keeps the earlier verdicts in results.md's history.
     claims: list[Claim] = field(default_factory=list)
+    #: A row whose difference from the best row is shown to lie within ± this gold reward (two
+    #: one-sided tests) is "equivalent" to it; None: no row is ever called equivalent.
+    equivalence_margin: float | None = None
+    #: Earlier declarations of this protocol and their verdicts (see :class:`DeclaredRun`).
+    history: list[DeclaredRun] = field(default_factory=list)
     output_dir: str = "runs/bench"
     #: Where stage outputs are cached (None: OUTPUT_DIR/cache).
     cache_dir: str | None = None
@@ -182,6 +221,11 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def tuning_seeds(config: BenchConfig) -> list[int]:
+    """The seeds selection trains on (:attr:`BenchConfig.tuning_seeds`, disjoint from the reported ones)."""
+    return list(config.tuning_seeds) if config.tuning_seeds is not None else [1000 + max(config.seeds)]
 
 
 @dataclass

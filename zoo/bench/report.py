@@ -133,7 +133,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_outputs(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+    """results.json and results.md, carrying over the protocol history of a result already there."""
+    from zoo.bench.claims import carry_history
+
     output_dir.mkdir(parents=True, exist_ok=True)
+    results.update(carry_history(results, output_dir))
     paths = {"json": output_dir / "results.json", "markdown": output_dir / "results.md"}
     paths["json"].write_text(json.dumps(results, indent=2, default=str))
     paths["markdown"].write_text(markdown(results))

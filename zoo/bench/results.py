@@ -1,20 +1,27 @@
-"""From evaluation records to the numbers the report shows.
+"""From evaluation records to the numbers the report shows, in two steps.
 
-Per seed, each contender gets the means of its test samples' gold reward, proxy score, KL and
-length, its win rate against the SFT model's samples of the same seed, its model-level
-accuracies and training costs, and a verdict: collapsed or not (:func:`zoo.bench.stats.is_failure`).
-Collapsed seeds are counted (the failure rate) and left out of everything else.
+:func:`collect` keeps what was measured (results.json's stored values): per seed, each
+contender's per-prompt means of gold reward, proxy score, KL, length and win against the SFT
+model's sample, the per-sample spread of its gold reward, the per-item held-out probe outcomes,
+its model-level accuracies and training costs. :func:`derive` computes every statistic from
+those stored values only, so ``zoo bench --check`` can recompute a committed result and compare.
 
-Across seeds: the gold reward gets a two-level (hierarchical) bootstrap interval over seeds and
-test prompts; the other metrics a 95% Student-t interval across seeds. Every pair of contenders
-is compared by a paired t-test on per-seed mean gold reward (per-prompt means with one seed),
-Holm-corrected over all pairs; the best contender and those not significantly worse than it are
-marked. Sweeps that are not selected get their gold reward read off the (KL, gold) frontier at
-the config's KL budgets.
+Derived: per seed, the means and the verdict collapsed or not (:func:`zoo.bench.stats.is_failure`).
+Across seeds: the gold reward's 95% Student-t interval over per-seed means (over per-prompt means
+with one seed), and the same for every other metric; the collapse rate with an exact interval and
+McNemar's test against the SFT model. Collapsed seeds are left out of the means and the gold tests
+(they are the collapse outcome's data). Every pair of contenders is compared by a paired t-test on
+per-seed mean gold reward (per-prompt means with one seed), Holm-corrected over all pairs; each
+row gets its difference from the best row with its interval ("below best", "equivalent" within a
+declared margin, or "cannot tell"). Sweeps that are not selected get their gold reward read off
+the (KL, gold) frontier at the config's KL budgets.
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.metadata as metadata
+import json
 import math
 import platform
 from statistics import fmean as mean
@@ -25,13 +32,20 @@ import numpy as np
 import torch
 
 from zoo.bench.runner import BenchRun
-from zoo.bench.stats import (hierarchical_interval, is_failure, kl_matched, mean_ci, paired_t_test, pairwise_tests,
-                             per_prompt_means, tied_with_best, win_rate)
+from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
+                             proportion_interval, t_interval, versus_best)
 
+#: results.json's layout; ``zoo bench --check`` recomputes only this one.
+FORMAT = 2
 #: Per-seed metrics summarised across seeds, in table order.
 METRICS = ("gold", "gold_vs_sft", "win_rate", "kl", "proxy", "preference_accuracy", "probe_accuracy",
            "heldout_probe_accuracy", "length", "train_seconds", "tokens_per_second", "peak_memory_mib", "steps",
-           "tokens", "samples_generated", "tokens_generated", "parameters", "eval_seconds")
+           "tokens", "samples_generated", "tokens_generated", "flops", "parameters", "eval_seconds")
+#: Per-sample values stored as per-prompt means (the per-seed mean is their mean).
+PER_PROMPT = ("gold", "kl", "proxy", "length", "win")
+#: Config keys that make up the declared protocol (what a claim's verdict rests on).
+PROTOCOL_KEYS = ("claims", "seeds", "tuning_seeds", "selection", "equivalence_margin", "budget", "alignment",
+                 "failure")
 PACKAGES = ("alignment-zoo", "torch", "transformers", "lightning", "datasets", "peft", "numpy", "scipy")
 
 
@@ -40,24 +54,31 @@ def baseline_label(run: BenchRun) -> str:
     return next(c.label for c in run.contenders if not c.trains and c.spec.best_of_n is None)
 
 
-def seed_metrics(record: dict[str, Any], baseline: dict[str, Any], samples_per_prompt: int) -> dict[str, Any]:
-    n = len(record["gold"])
+def protocol_hash(config: dict[str, Any]) -> str:
+    """A hash of the declared protocol: claims, seeds, selection, budgets and the collapse rule."""
+    declared = {key: config.get(key) for key in PROTOCOL_KEYS}
+    return hashlib.sha256(json.dumps(declared, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def seed_values(record: dict[str, Any], baseline: dict[str, Any], samples_per_prompt: int) -> dict[str, Any]:
+    """What one contender's evaluation on one seed measured, as results.json stores it."""
+    k = samples_per_prompt
     training = record.get("training") or {}
+    wins = [1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(record["gold"], baseline["gold"])]
+    per_sample = {"gold": record["gold"], "kl": record["kl"], "proxy": record["proxy"], "length": record["length"],
+                  "win": wins}
     return {
-        "gold": mean(record["gold"]),
-        #: 95% interval of the mean gold reward across prompts (samples of one prompt are not independent).
-        "gold_ci95_over_prompts": mean_ci(per_prompt_means(record["gold"], samples_per_prompt)).half_width,
-        "gold_vs_sft": mean(record["gold"]) - mean(baseline["gold"]),
-        "win_rate": win_rate(record["gold"], baseline["gold"]),
-        "kl": mean(record["kl"]), "proxy": mean(record["proxy"]), "length": mean(record["length"]),
+        **{f"{name}_per_prompt": per_prompt_means(per_sample[name], k) for name in PER_PROMPT},
+        #: Population SD of the per-sample gold reward (the collapse rule's yardstick for the SFT model).
+        "gold_sd": pstdev(record["gold"]),
         "preference_accuracy": record.get("preference_accuracy"), "probe_accuracy": record.get("probe_accuracy"),
+        "heldout_probe_correct": record.get("heldout_probe_correct") or None,
         "train_seconds": training.get("train_seconds"), "tokens_per_second": training.get("tokens_per_second"),
         "peak_memory_mib": training.get("peak_memory_mib"), "steps": training.get("steps"),
         "tokens": training.get("tokens"), "samples_generated": training.get("samples_generated"),
         "tokens_generated": training.get("tokens_generated"), "parameters": training.get("parameters"),
-        "heldout_probe_accuracy": (mean(record["heldout_probe_correct"]) if record.get("heldout_probe_correct")
-                                   else None),
-        "eval_seconds": record.get("eval_seconds"), "samples": n,
+        "prompts_seen": training.get("prompts_seen"),
+        "eval_seconds": record.get("eval_seconds"), "samples": len(record["gold"]),
         "suites": {suite: {name: value.get("value") for name, value in metrics.items() if isinstance(value, dict)}
                    for suite, metrics in (record.get("suites") or {}).items()},
     }
@@ -82,51 +103,34 @@ def _test_name(seeds: list[int]) -> str:
 
 
 def summarise(run: BenchRun) -> dict[str, Any]:
-    """Everything results.json holds: config, versions, provenance, stages, per-seed, summary and comparisons."""
+    """Everything results.json holds: the stored values (:func:`collect`) and their statistics (:func:`derive`)."""
+    return derive(collect(run))
+
+
+def collect(run: BenchRun) -> dict[str, Any]:
+    """results.json's stored values: config, versions, provenance, stages and what each contender measured."""
     base = baseline_label(run)
     seeds = list(run.config.seeds)
     k = run.config.evaluation.samples_per_prompt
-    failure = run.config.failure
-    test_name = _test_name(seeds)
     contenders = []
-    per_prompt: dict[str, dict[int, list[float]]] = {}
     for contender in run.contenders:
         records = run.records[contender.label]
-        per_seed = {seed: seed_metrics(records[seed], run.records[base][seed], k) for seed in seeds}
-        for seed in seeds:
-            sft_gold = run.records[base][seed]["gold"]
-            per_seed[seed]["failed"] = (contender.label != base and is_failure(
-                per_seed[seed]["gold"], per_seed[seed]["kl"], mean(sft_gold), pstdev(sft_gold),
-                max_kl=failure.max_kl, max_gold_drop_sd=failure.max_gold_drop_sd))
-        kept = [s for s in seeds if not per_seed[s]["failed"]]
-        per_prompt[contender.label] = {s: per_prompt_means(records[s]["gold"], k) for s in kept}
-        summary = {metric: mean_ci([per_seed[s][metric] for s in kept]).as_dict() for metric in METRICS}
-        gold_interval = (hierarchical_interval([per_prompt[contender.label][s] for s in kept]).as_dict() if kept
-                         else {"mean": math.nan, "low": math.nan, "high": math.nan, "covers": "every seed collapsed"})
-        probe = heldout_probe_intervals(records, run.records[base], kept)
         spec = contender.spec
         contenders.append({
             "label": contender.label, "group": contender.group, "algorithm": spec.algorithm,
             "algorithm_args": spec.algorithm_args, "train": spec.train, "reward": spec.reward,
             "best_of_n": spec.best_of_n, "sweep_key": contender.sweep_key, "sweep_value": contender.sweep_value,
             "setting": contender.setting, "selected": contender.label in run.selections,
-            "baseline": contender.label == base, "seeds": {str(s): per_seed[s] for s in seeds},
-            "summary": summary, "gold_interval": gold_interval, **probe,
-            "failures": len(seeds) - len(kept), "failure_rate": (len(seeds) - len(kept)) / len(seeds),
+            "baseline": contender.label == base,
+            "seeds": {str(s): seed_values(records[s], run.records[base][s], k) for s in seeds},
             "examples": records[seeds[0]].get("examples", []),
         })
-    comparisons = compare(contenders, per_prompt, seeds, test_name)
-    for c in contenders:
-        c["vs_sft"] = comparisons["vs_sft"].get(c["label"], {"significant": False, "p_value": math.nan})
-        c["tied_with_best"] = c["label"] in comparisons["tied_with_best"]
-        c["best"] = c["label"] == comparisons["best"]
+    config = run.config.to_dict()
     return {
-        "config": run.config.to_dict(), "versions": versions(), **run.provenance,
-        "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
-        "significance_test": test_name, "shared_stages": run.shared,
-        "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
-        "contenders": contenders, "comparisons": comparisons, "selections": run.selections,
-        "kl_matched": kl_matched_summary(run, contenders),
+        "format": FORMAT, "config": config, "protocol_hash": protocol_hash(config), "versions": versions(),
+        **run.provenance, "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
+        "shared_stages": run.shared, "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
+        "contenders": contenders, "selections": json.loads(json.dumps(run.selections, default=str)),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
         "compute_cpu_seconds": compute_seconds(run, "stage_cpu_seconds"),
@@ -134,33 +138,121 @@ def summarise(run: BenchRun) -> dict[str, Any]:
     }
 
 
-def heldout_probe_intervals(records: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]],
-                            kept: list[int]) -> dict[str, Any]:
-    """Held-out probe accuracy and its change from the SFT model, each with a two-level bootstrap
-    interval over seeds and items (the change is paired: same item, same seed)."""
-    seeds = [s for s in kept if records[s].get("heldout_probe_correct")]
+def _per_seed_statistics(values: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """A seed's means, recomputed from its per-prompt values (the stored ones win over any stored mean)."""
+    out = {name: mean(values[f"{name}_per_prompt"]) for name in ("gold", "kl", "proxy", "length")}
+    out["win_rate"] = mean(values["win_per_prompt"])
+    out["gold_vs_sft"] = out["gold"] - mean(baseline["gold_per_prompt"])
+    out["gold_ci95_over_prompts"] = mean_ci(values["gold_per_prompt"]).half_width
+    correct = values.get("heldout_probe_correct")
+    out["heldout_probe_accuracy"] = mean(correct) if correct else None
+    out["flops"] = flops(values)
+    return out
+
+
+def flops(values: dict[str, Any]) -> float | None:
+    """Training FLOPs ≈ 6·N per trained token (forward and backward) + 2·N per generated token, N the
+    policy's parameters; reference and reward-model passes are not counted."""
+    n, tokens = values.get("parameters"), values.get("tokens")
+    if n is None or tokens is None:
+        return None
+    return 6.0 * n * tokens + 2.0 * n * (values.get("tokens_generated") or 0)
+
+
+def derive(stored: dict[str, Any]) -> dict[str, Any]:
+    """Every statistic of results.json, from its stored values only (a pure function: the check reruns it)."""
+    results = copy.deepcopy(stored)
+    seeds = [str(s) for s in results["seeds"]]
+    config = results["config"]
+    failure = config["failure"]
+    base = next(c for c in results["contenders"] if c["baseline"])
+    test_name = _test_name(results["seeds"])
+    results["significance_test"] = test_name
+    for c in results["contenders"]:
+        for s in seeds:
+            values = c["seeds"][s]
+            values.update(_per_seed_statistics(values, base["seeds"][s]))
+            sft = base["seeds"][s]
+            values["failed"] = (not c["baseline"]) and is_failure(
+                values["gold"], values["kl"], mean(sft["gold_per_prompt"]), sft["gold_sd"],
+                max_kl=failure["max_kl"], max_gold_drop_sd=failure["max_gold_drop_sd"])
+        kept = [s for s in seeds if not c["seeds"][s]["failed"]]
+        c["summary"] = {metric: mean_ci([c["seeds"][s][metric] for s in kept]).as_dict() for metric in METRICS}
+        c["gold_interval"] = gold_interval(c, kept)
+        c.update(heldout_probe_intervals(c, base, kept))
+        c["failures"] = len(seeds) - len(kept)
+        c["failure_rate"] = c["failures"] / len(seeds)
+        c["collapse"] = collapse_outcome(c, base, seeds)
+    comparisons = compare(results["contenders"], seeds, test_name, config.get("equivalence_margin"))
+    for c in results["contenders"]:
+        c["vs_sft"] = comparisons["vs_sft"].get(c["label"], {"significant": False, "p_value": math.nan})
+        c["vs_best"] = comparisons["vs_best"].get(c["label"])
+        c["best"] = c["label"] == comparisons["best"]
+    results["comparisons"] = comparisons
+    results["kl_matched"] = kl_matched_summary(results)
+    return results
+
+
+def gold_interval(contender: dict[str, Any], kept: list[str]) -> dict[str, Any]:
+    """Mean gold reward with its 95% Student-t interval: over per-seed means (the seed is the unit that
+    redraws the pipeline), or over per-prompt means with one seed."""
+    if not kept:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "covers": "every seed collapsed"}
+    if len(kept) == 1:
+        values = contender["seeds"][kept[0]]["gold_per_prompt"]
+        return t_interval(values, f"Student-t over {len(values)} test prompts (one seed)").as_dict()
+    return t_interval([contender["seeds"][s]["gold"] for s in kept],
+                      f"Student-t over {len(kept)} per-seed means (n − 1 = {len(kept) - 1} degrees of freedom)"
+                      ).as_dict()
+
+
+def heldout_probe_intervals(contender: dict[str, Any], base: dict[str, Any], kept: list[str]) -> dict[str, Any]:
+    """Held-out probe accuracy and its change from the SFT model (paired: same items, same seed), each
+    with a 95% Student-t interval over seeds (over items with one seed)."""
+    seeds = [s for s in kept if contender["seeds"][s].get("heldout_probe_correct")]
     if not seeds:
         return {"heldout_probe_interval": None, "heldout_probe_change": None}
-    correct = [records[s]["heldout_probe_correct"] for s in seeds]
-    change = [[a - b for a, b in zip(records[s]["heldout_probe_correct"], baseline[s]["heldout_probe_correct"])]
-              for s in seeds]
-    return {"heldout_probe_interval": hierarchical_interval(correct).as_dict(),
-            "heldout_probe_change": hierarchical_interval(change).as_dict()}
+    correct = [contender["seeds"][s]["heldout_probe_correct"] for s in seeds]
+    change = [[a - b for a, b in zip(mine, base["seeds"][s]["heldout_probe_correct"])]
+              for mine, s in zip(correct, seeds)]
+    if len(seeds) == 1:
+        covers = f"Student-t over {len(correct[0])} items (one seed)"
+        return {"heldout_probe_interval": t_interval(correct[0], covers).as_dict(),
+                "heldout_probe_change": t_interval(change[0], covers).as_dict()}
+    covers = f"Student-t over {len(seeds)} per-seed means"
+    return {"heldout_probe_interval": t_interval([mean(v) for v in correct], covers).as_dict(),
+            "heldout_probe_change": t_interval([mean(v) for v in change], covers).as_dict()}
 
 
-def compare(contenders: list[dict[str, Any]], per_prompt: dict[str, dict[int, list[float]]], seeds: list[int],
-            test_name: str) -> dict[str, Any]:
-    """Every pair of contenders (Holm-corrected), the best one and those tied with it."""
+def collapse_outcome(contender: dict[str, Any], base: dict[str, Any], seeds: list[str]) -> dict[str, Any]:
+    """The collapse rate with its exact 95% interval, and McNemar's exact test against the baseline."""
+    collapsed = [s for s in seeds if contender["seeds"][s]["failed"]]
+    low, high = proportion_interval(len(collapsed), len(seeds))
+    baseline_collapsed = {s for s in seeds if base["seeds"][s]["failed"]}
+    only_mine = sum(1 for s in collapsed if s not in baseline_collapsed)
+    only_base = sum(1 for s in baseline_collapsed if s not in collapsed)
+    return {"collapsed": len(collapsed), "seeds": len(seeds), "rate": len(collapsed) / len(seeds), "low": low,
+            "high": high, "collapsed_seeds": collapsed, "vs_sft_p": mcnemar_exact(only_mine, only_base)}
+
+
+def gold_samples(contenders: list[dict[str, Any]], seeds: list[str]) -> dict[str, dict[Any, float]]:
+    """What the gold tests pair: per-seed means of non-collapsed seeds, or per-prompt means with one seed."""
     if len(seeds) > 1:
-        samples = {c["label"]: {int(s): v["gold"] for s, v in c["seeds"].items() if not v["failed"]}
-                   for c in contenders}
-    else:
-        seed = seeds[0]
-        samples = {label: dict(enumerate(values[seed])) for label, values in per_prompt.items() if seed in values}
-        samples.update({c["label"]: {} for c in contenders if c["label"] not in samples})
+        return {c["label"]: {int(s): c["seeds"][s]["gold"] for s in seeds if not c["seeds"][s]["failed"]}
+                for c in contenders}
+    seed = seeds[0]
+    return {c["label"]: ({} if c["seeds"][seed]["failed"] else dict(enumerate(c["seeds"][seed]["gold_per_prompt"])))
+            for c in contenders}
+
+
+def compare(contenders: list[dict[str, Any]], seeds: list[str], test_name: str, margin: float | None = None
+            ) -> dict[str, Any]:
+    """Every pair of contenders (Holm-corrected), the best one and every row's difference from it."""
+    samples = gold_samples(contenders, seeds)
     tests = pairwise_tests(samples, test_name)
-    means = {c["label"]: c["gold_interval"]["mean"] for c in contenders}
-    best, tied = tied_with_best(means, tests)
+    means = {c["label"]: c["gold_interval"]["mean"] for c in contenders if not math.isnan(c["gold_interval"]["mean"])}
+    best = max(means, key=lambda label: means[label]) if means else None
+    vs_best = versus_best({label: samples[label] for label in samples if label in means}, best, margin) if best else {}
     base = next(c["label"] for c in contenders if c["baseline"])
     vs_sft = {}
     for t in tests:
@@ -171,26 +263,28 @@ def compare(contenders: list[dict[str, Any]], per_prompt: dict[str, dict[int, li
             vs_sft[other] = {"difference_mean": sign * d.mean, "difference_ci95": d.half_width, "n": d.n,
                              "p_value": t.test.p_value, "adjusted_p": t.adjusted_p, "significant": t.significant,
                              "test": test_name}
+    # The terminal's one-line verdict names the rows not shown to be below the best.
+    not_below = sorted([best] + [label for label, v in vs_best.items() if v["verdict"] != "below best"]) if best else []
     return {"test": test_name, "correction": f"Holm over {len(tests)} pairs", "pairs": [t.as_dict() for t in tests],
-            "best": best, "tied_with_best": sorted(tied), "vs_sft": vs_sft}
+            "best": best, "vs_best": vs_best, "equivalence_margin": margin, "tied_with_best": not_below,
+            "vs_sft": vs_sft}
 
 
-def kl_matched_summary(run: BenchRun, contenders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def kl_matched_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Gold reward at each KL budget for every unselected sweep with two or more settings."""
-    k = run.config.evaluation.samples_per_prompt
-    groups: dict[str, list[str]] = {}
-    for c in contenders:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in results["contenders"]:
         if c["sweep_key"] is not None and not c["selected"]:
-            groups.setdefault(c["group"], []).append(c["label"])
-    seeds = list(run.config.seeds)
+            groups.setdefault(c["group"], []).append(c)
+    seeds = [str(s) for s in results["seeds"]]
     out = []
-    for group, labels in groups.items():
-        if len(labels) < 2:
+    for group, members in groups.items():
+        if len(members) < 2:
             continue
-        kl = np.asarray([[per_prompt_means(run.records[label][s]["kl"], k) for s in seeds] for label in labels])
-        gold = np.asarray([[per_prompt_means(run.records[label][s]["gold"], k) for s in seeds] for label in labels])
-        out.append({"group": group, "points": labels,
-                    "budgets": {str(b): kl_matched(kl, gold, b).as_dict() for b in run.config.kl_budgets}})
+        kl = np.asarray([[c["seeds"][s]["kl_per_prompt"] for s in seeds] for c in members])
+        gold = np.asarray([[c["seeds"][s]["gold_per_prompt"] for s in seeds] for c in members])
+        out.append({"group": group, "points": [c["label"] for c in members],
+                    "budgets": {str(b): kl_matched(kl, gold, b).as_dict() for b in results["config"]["kl_budgets"]}})
     return out
 
 

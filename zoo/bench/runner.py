@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from statistics import fmean, pstdev
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from zoo.bench.cache import Stage, StageCache, fingerprint
-from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs
+from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs, tuning_seeds
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
 from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
 
@@ -47,7 +48,8 @@ class BenchRun:
     pipelines: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: selected sweep's label → its trials: setting, validation scores per tuning seed, the choice.
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: ``commit``, ``clean``, ``dirty`` and ``source_hash`` as they were when the run started.
+    #: ``commit``, ``clean``, ``dirty``, ``source_hash`` (:func:`zoo.bench.provenance.run_source_hash`)
+    #: and ``packages`` as they were when the run started.
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,17 +101,18 @@ def quiet_training_logs() -> None:
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
-    from zoo.bench.provenance import git_state, source_hash
+    from zoo.bench.provenance import git_state, package_versions, run_source_hash, use_aliases
 
     start, cpu_start = time.perf_counter(), time.process_time()
+    out = Path(output_dir or config.output_dir)
+    cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
+    use_aliases(cache.root)
     # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.
-    provenance = {**git_state(), "source_hash": source_hash()}
+    provenance = {**git_state(), "source_hash": run_source_hash(config.to_dict()), "packages": package_versions()}
     announce = announce or (lambda text: None)
     quiet_training_logs()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    out = Path(output_dir or config.output_dir)
-    cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
     stages = Stages(config, cache, announce)
     inputs: dict[int, _LazyInputs] = {}
 
@@ -163,31 +166,42 @@ def _select(config: BenchConfig, spec: RunSpec, baseline: Contender,
             run_one: Callable[[Contender, int, str], tuple[Stage, Stage | None]]) -> dict[str, Any]:
     """Train every setting of a selected sweep on the tuning seeds; keep the best on validation.
 
-    The score is the mean gold reward on the validation prompts over the tuning seeds; a trial
-    that collapses on any tuning seed (:func:`zoo.bench.stats.is_failure` against the SFT model's
-    validation samples of that seed) is not eligible unless every trial does.
+    The tuning seeds are not among the reported ones (:func:`zoo.bench.config.tuning_seeds`). With
+    ``selection.criterion: proxy`` (the default) the score is the mean proxy reward-model score on
+    the validation prompts over the tuning seeds, and a trial whose validation KL exceeds
+    ``failure.max_kl`` on any tuning seed is not eligible: both are what a user has. With ``gold``
+    (an oracle ablation) the score is the mean gold reward and a trial that collapses on any tuning
+    seed (:func:`zoo.bench.stats.is_failure` against the SFT model's validation samples of that
+    seed) is not eligible. When no trial is eligible, every trial is.
     """
     from zoo.bench.stats import is_failure
 
-    tuning = config.tuning_seeds or config.seeds[:1]
+    tuning = tuning_seeds(config)
     failure = config.failure
+    criterion = config.selection.criterion
     base = {seed: run_one(baseline, seed, "validation")[0].record for seed in tuning}
     trials = []
     for contender in (c for c in expand_runs(config) if c.is_trial and c.group == spec.label):
         scores = {}
         for seed in tuning:
             record = run_one(contender, seed, "validation")[0].record
-            gold, kl = fmean(record["gold"]), fmean(record["kl"])
-            failed = is_failure(gold, kl, fmean(base[seed]["gold"]), pstdev(base[seed]["gold"]),
-                                max_kl=failure.max_kl, max_gold_drop_sd=failure.max_gold_drop_sd)
-            scores[seed] = {"gold": gold, "kl": kl, "failed": failed}
+            gold, kl, proxy = fmean(record["gold"]), fmean(record["kl"]), fmean(record["proxy"])
+            if criterion == "proxy":
+                failed = math.isnan(kl) or kl > failure.max_kl
+            else:
+                failed = is_failure(gold, kl, fmean(base[seed]["gold"]), pstdev(base[seed]["gold"]),
+                                    max_kl=failure.max_kl, max_gold_drop_sd=failure.max_gold_drop_sd)
+            scores[str(seed)] = {"gold": gold, "proxy": proxy, "kl": kl, "failed": failed}
         trials.append({"label": contender.label, "setting": contender.setting, "validation": scores,
                        "gold": fmean(s["gold"] for s in scores.values()),
+                       "proxy": fmean(s["proxy"] for s in scores.values()),
                        "failed": any(s["failed"] for s in scores.values())})
     eligible = [t for t in trials if not t["failed"]] or trials
-    best = max(eligible, key=lambda t: t["gold"])  # first of equals: config order
+    best = max(eligible, key=lambda t: t[criterion])  # first of equals: config order
+    words = {"proxy": "mean proxy reward-model score on the validation prompts (KL within failure.max_kl)",
+             "gold": "mean gold reward on the validation prompts (an oracle no user has: an ablation)"}
     return {"trials": trials, "selected": best["setting"], "selected_label": best["label"],
-            "tuning_seeds": list(tuning), "criterion": "mean gold reward on the validation prompts"}
+            "tuning_seeds": list(tuning), "criterion": criterion, "criterion_text": words[criterion]}
 
 
 def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: Stages, inputs: _LazyInputs,
