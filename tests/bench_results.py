@@ -28,7 +28,7 @@ def seed_values(label: str, seed: str) -> dict:
         "train_seconds": None if label == "SFT" else 2.0, "tokens_per_second": None, "peak_memory_mib": None,
         "steps": None if label == "SFT" else 100, "tokens": None if label == "SFT" else 1000,
         "samples_generated": None if label == "SFT" else 0, "tokens_generated": None if label == "SFT" else 0,
-        "parameters": None if label == "SFT" else 5000, "prompts_seen": None, "eval_seconds": 1.0, "samples": 4,
+        "parameters": None if label == "SFT" else 5000, "eval_seconds": 1.0, "samples": 4,
         "suites": {},
     }
 
@@ -54,9 +54,13 @@ def stored_results(claims: list[dict] | None = None) -> dict:
                            "seeds": {s: seed_values(label, s) for s in ("0", "1", "2")}, "examples": []})
     return {"format": FORMAT, "config": config, "protocol_hash": protocol_hash(config),
             "versions": {"device": "cpu", "alignment-zoo": "0", "torch": "0"}, "commit": "0" * 40, "clean": True,
-            "dirty": [], "source_hash": run_source_hash(config), "packages": dict(package_versions()),
+            "dirty": [], "source_hash": run_source_hash(config), "canary": None, "packages": dict(package_versions()),
             "baseline": "SFT", "seeds": [0, 1, 2], "seed_scope": "pipeline", "shared_stages": {},
-            "pipelines": {}, "contenders": contenders, "selections": {}, "stages": [], "wall_seconds": 1.0,
+            "pipelines": {}, "contenders": contenders, "selections": {},
+            "budget": {"matched": "flops", "target": 3e7, "calibration_steps": 2,
+                       "rows": {"DPO": {"per_step": 3e5, "steps": 100, "capped": False},
+                                "PPO (proxy RM)": {"per_step": 3e5, "steps": 100, "capped": False}}},
+            "stages": [], "wall_seconds": 1.0,
             "cpu_seconds": 1.0, "compute_seconds": 0.0, "compute_cpu_seconds": 0.0, "stage_seconds": {}}
 
 

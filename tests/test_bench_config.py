@@ -16,6 +16,7 @@ CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs" / "
 
 BASE = {
     "task": {"name": "fables"},
+    "alignment": {"train": {"max_steps": 10}},
     "runs": [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"}],
 }
 

@@ -168,3 +168,16 @@ def test_the_check_command_exits_with_the_verdict(result, capsys):
     assert "STALE" in capsys.readouterr().out
     assert main(["bench", "--check", str(root / "missing")]) == CHECK_UNKNOWN
     assert main(["bench", "configs/bench/tiny.yaml", "--check", str(result)]) == 2  # a config error, no traceback
+
+
+def test_a_canary_vouches_for_the_one_code_hash_it_compared(result, monkeypatch):
+    earlier = provenance.code_source_hash()
+    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)  # a refactor since the run
+    assert check_result_file(result / "results.json").status == CHECK_STALE
+    edit(result, lambda r: r.update(canary={"from": earlier, "to": "f" * 16, "identical": True}))
+    assert check_result_file(result / "results.json").status == CHECK_OK
+    monkeypatch.setattr(provenance, "code_source_hash", lambda: "e" * 16)  # a further change: not vouched for
+    assert check_result_file(result / "results.json").status == CHECK_STALE
+    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)
+    edit(result, lambda r: r["canary"].update(identical=False))
+    assert check_result_file(result / "results.json").status == CHECK_STALE

@@ -160,22 +160,32 @@ def test_human_labelled_tasks_say_the_judge_is_the_proxy():
     assert not human_labels({"shared_stages": {"preferences": {"pairs": 3}}, "pipelines": {"0": {}}})
 
 
-def test_budget_reads_the_parameter_count_of_a_pretrained_start_from_its_training_record():
-    """No init stage (a pretrained model): N comes from the trained runs; FLOPs = 6·N·trained + 2·N·generated."""
+def test_budget_names_the_matched_quantity_and_shows_the_others():
+    """No init stage (a pretrained model): N comes from the trained runs. PPO: 32 steps of batch 8 =
+    256 prompts drawn, FLOPs 6·2000·1000 + 2·2000·500 = 1.4e7; DPO: 10 steps, 6·2000·1500 = 1.8e7,
+    so the FLOPs span 1.8e7 / 1.4e7 = 1.29×."""
     from zoo.bench.costs import budget_lines
 
     def summary(**values):
-        keys = ("steps", "tokens", "samples_generated", "tokens_generated", "parameters")
+        keys = ("steps", "tokens", "samples_generated", "tokens_generated", "parameters", "flops")
         return {key: {"mean": values.get(key, float("nan"))} for key in keys}
 
-    results = {"shared_stages": {"task": {}}, "selections": {},
+    results = {"shared_stages": {"task": {}}, "selections": {}, "config": {"alignment": {"train": {"batch_size": 8}}},
+               "budget": {"matched": "flops", "target": 1.6e7, "calibration_steps": 2,
+                          "rows": {"PPO": {"steps": 32, "capped": False}, "DPO": {"steps": 10, "capped": True}}},
                "contenders": [{"label": "unaligned", "summary": summary()},
                               {"label": "PPO", "summary": summary(steps=32, tokens=1000, samples_generated=64,
-                                                                  tokens_generated=500, parameters=2000)}]}
+                                                                  tokens_generated=500, parameters=2000, flops=1.4e7)},
+                              {"label": "DPO", "summary": summary(steps=10, tokens=1500, samples_generated=0,
+                                                                  tokens_generated=0, parameters=2000, flops=1.8e7)}]}
     text = "\n".join(budget_lines(results))
     assert "N = 2,000 parameters" in text
-    assert f"| PPO | 32 | 64 | 500 | 1000 | {6 * 2000 * 1000 + 2 * 2000 * 500:.2e} |" in text
+    assert "Matched: training FLOPs, target 1.6e+07 per run" in text and "spans 1.29×" in text
+    assert "| PPO | 32 | 256 | 64 | 500 | 1000 | 1.40e+07 |" in text
+    assert "| DPO | 10 (capped) | 80 | 0 | 0 | 1500 | 1.80e+07 |" in text
     assert "unaligned" not in text  # it trains nothing
+    results["budget"] = {"matched": "steps", "target": 32, "rows": {}}
+    assert "Matched: optimiser steps (32 each)" in "\n".join(budget_lines(results))
 
 
 def test_time_table_gives_each_contenders_training_and_evaluation_minutes():

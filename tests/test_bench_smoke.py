@@ -43,11 +43,12 @@ def test_results_hold_every_algorithm_and_every_output(smoke_run):
             assert contender["vs_sft"]["test"].startswith("paired t-test")
         online = contender["algorithm"] and get_registry().algorithm(contender["algorithm"]).generates_online
         if online:  # they sample while training
-            assert per_seed["samples_generated"] >= 3 * 8 and per_seed["tokens_generated"] > 0
+            assert per_seed["samples_generated"] >= per_seed["steps"] * 8 and per_seed["tokens_generated"] > 0
         elif contender["algorithm"]:
             assert per_seed["samples_generated"] == 0
-        if contender["algorithm"]:
-            assert per_seed["steps"] == 3 and per_seed["train_seconds"] > 0 and per_seed["tokens_per_second"] > 0
+        if contender["algorithm"]:  # steps fitted to the matched FLOPs
+            assert per_seed["steps"] == results["budget"]["rows"][contender["label"]]["steps"]
+            assert per_seed["train_seconds"] > 0 and per_seed["tokens_per_second"] > 0
     baseline = next(c for c in results["contenders"] if c["baseline"])
     assert baseline["seeds"]["0"]["kl"] == 0 and baseline["seeds"]["0"]["win_rate"] == 0.5
     assert baseline["seeds"]["0"]["preference_accuracy"] == 0.5

@@ -7,6 +7,10 @@ the table and writes ``results.json``, ``results.md``, ``frontier.png`` and
 ``training_curves.png`` into the output directory. Rerunning an unchanged config trains nothing
 and reprints the table.
 
+``--canary`` first rebuilds the config's canary stages (:mod:`zoo.bench.canary`) with today's
+code and carries the cache of the result in the output directory over only when they are
+bit-identical; it exits 1, training nothing more, when they are not.
+
 ``--check DIR`` reads every ``results.json`` under DIR and exits 0 when each recomputes every
 statistic from its stored values, hashes to today's code (comments and docstrings aside) and
 numerical packages, was written from a clean tree, matches today's config file, and its
@@ -29,6 +33,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="YAML bench config (see configs/bench/)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. seeds=[0] output_dir=runs/b")
     parser.add_argument("--output", default=None, help="output directory (default: the config's output_dir)")
+    parser.add_argument("--canary", action="store_true",
+                        help="before running, rebuild the config's canary stages with today's code and, if they are "
+                             "bit-identical to those of the result in the output directory, reuse its whole cache")
     parser.add_argument("--check", metavar="DIR", default=None,
                         help="check that the results.json files under DIR still match today's code (exit 0: yes, "
                              "1: stale, 2: cannot tell) and train nothing")
@@ -53,6 +60,25 @@ def _check(directory: str, console: Console) -> int:
     return max(v.status for v in verdicts) if all(v.status != CHECK_UNKNOWN for v in verdicts) else CHECK_UNKNOWN
 
 
+def _canary(config, output: str | None, announce, console: Console) -> bool:
+    """Run the canary against the result in the output directory; whether the cache may be carried over."""
+    import json
+
+    from zoo.bench import run_canary
+
+    out = Path(output or config.output_dir)
+    try:
+        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))["core_hash"]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"--canary compares with the result in {out}, and {out / 'results.json'} is missing or "
+                          f"records no core_hash (written by an older version); run without --canary") from None
+    record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce)
+    if not record["identical"]:
+        console.print("the canary's outputs differ from the earlier code's: this change moves numbers, so the cache "
+                      "is not carried over; run without --canary to rebuild", highlight=False)
+    return bool(record["identical"])
+
+
 def _run(args: argparse.Namespace) -> int:
     from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
                            write_outputs)
@@ -60,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
     console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
     if args.check is not None:
-        if args.config or args.overrides:
-            raise ConfigError("zoo bench --check DIR takes no config or overrides (it trains nothing)")
+        if args.config or args.overrides or args.canary:
+            raise ConfigError("zoo bench --check DIR takes no config, overrides or --canary (it trains nothing)")
         return _check(args.check, console)
     if not args.config:
         raise ConfigError("zoo bench needs a bench config (e.g. zoo bench configs/bench/tiny.yaml) or --check DIR")
@@ -71,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     def announce(text: str) -> None:
         console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/] [bold]▸[/] {text}", highlight=False)
 
+    if args.canary and not _canary(config, args.output, announce, console):
+        return 1
     run = run_bench(config, output_dir=args.output, announce=announce)
     results = summarise(run)
     # The check reloads the config as it was given, to see whether the file changed since.

@@ -8,8 +8,12 @@ Modules, in the order a run uses them:
 * :mod:`zoo.bench.stages` and :mod:`zoo.bench.preferences`: task data → pretraining → SFT →
   preference data → proxy reward model → one alignment run per contender and seed;
 * :mod:`zoo.bench.evaluate`: the one evaluation every contender gets;
+* :mod:`zoo.bench.budget`: each contender's steps fitted to the matched budget (FLOPs or samples);
 * :mod:`zoo.bench.runner`: runs all of the above for a config;
-* :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results;
+* :mod:`zoo.bench.canary`: carries the stage cache across a change shown to move no number;
+* :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results (stored
+  values, and every statistic derived from them alone);
+* :mod:`zoo.bench.claims`: the declared claims' verdicts and the protocol history;
 * :mod:`zoo.bench.report`, :mod:`zoo.bench.plots`: the table, results.json/.md, the PNGs.
 
 This package is the front module of the benchmark: task plugins and the ``bench`` command import
@@ -33,6 +37,7 @@ from zoo.bench.task import Task, TaskArgs, TaskData
 
 #: The harness's names, imported on first use, by owning module.
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
+    "zoo.bench.canary": ("run_canary",),
     "zoo.bench.config": ("BenchConfig", "load_bench_config"),
     "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
     "zoo.bench.provenance": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),

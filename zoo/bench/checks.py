@@ -95,6 +95,12 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError("reward_model.enabled = false: the proxy reward model cannot be skipped (best-of-n, the "
                           "reward-model score column and runs with reward: proxy need it)")
     _check_train_overrides("alignment", config.alignment.train, config.alignment.data)
+    b = config.budget
+    if b.calibration_steps < 1 or b.max_steps < 1 or (b.target is not None and not b.target > 0):
+        raise ConfigError("budget.calibration_steps and budget.max_steps must be >= 1 and budget.target > 0 (or null)")
+    if b.matched == "steps" and b.target is not None:
+        raise ConfigError("budget.target is only read with budget.matched: flops or samples (with steps, set "
+                          "alignment.train.max_steps); remove it")
     p = config.preferences
     if p.samples_per_prompt < 2:
         raise ConfigError(f"preferences.samples_per_prompt = {p.samples_per_prompt}: must be >= 2 (a pair)")
@@ -140,6 +146,10 @@ def validate_bench(config: BenchConfig) -> None:
             if not isinstance(claim, dict) or set(claim) != {"text", "rows", "verdict"}:
                 raise ConfigError(f"{where}.claims[{number}] must have exactly the keys text, rows and verdict "
                                   f"(the claim as then declared and the verdict that run gave)")
+    b, steps = config.budget, config.alignment.train.get("max_steps")
+    if b.matched != "steps" and b.target is None and not (isinstance(steps, int) and steps >= 1):
+        raise ConfigError(f"budget.matched = {b.matched!r} with no budget.target: the target is the median run's cost "
+                          f"of alignment.train.max_steps steps, so set alignment.train.max_steps (or budget.target)")
     if not any(not c.trains and c.spec.best_of_n is None for c in contenders):
         raise ConfigError("runs must include the SFT baseline (an entry with a label and no algorithm): win rates "
                           "and significance are measured against it")
@@ -177,6 +187,13 @@ def _check_contender(config: BenchConfig, contender: Contender, registry: Any) -
     if spec.reward is not None and not algorithm.needs_reward:
         raise ConfigError(f"{where}.reward = {spec.reward!r}: algorithm {spec.algorithm!r} uses no reward source; "
                           f"remove the key")
+    if config.budget.matched != "steps" and "max_steps" in spec.train:
+        raise ConfigError(f"{where}.train.max_steps: with budget.matched = {config.budget.matched!r} the harness fits "
+                          f"each run's steps to the budget; remove it, or set budget.matched: steps")
+    if config.budget.matched == "samples" and not algorithm.generates_online:
+        raise ConfigError(f"{where}: budget.matched = 'samples' matches samples generated while training, and "
+                          f"{spec.algorithm!r} generates none (it trains on the shared preference data); match "
+                          f"flops instead")
     merged_train = {**config.alignment.train, **spec.train}
     # The proxy reward model does not exist yet; any reward section passes the run-config check,
     # which also checks the algorithm's arguments.

@@ -56,6 +56,30 @@ class AlignmentConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """Which training quantity every trained contender gets equally (:mod:`zoo.bench.budget`)."""
+
+    #: ``flops`` or ``samples`` (generated while training): steps are fitted per contender;
+    #: ``steps``: every contender trains ``alignment.train.max_steps`` steps.
+    matched: Literal["flops", "samples", "steps"] = "flops"
+    #: The matched amount per run (FLOPs or samples); None: the median contender's cost of
+    #: ``alignment.train.max_steps`` steps.
+    target: float | None = None
+    #: Steps of the calibration run that measures a contender's cost per step.
+    calibration_steps: int = 2
+    #: No contender trains more steps than this, whatever the target asks.
+    max_steps: int = 2000
+
+
+@dataclass
+class CanaryConfig:
+    """What ``zoo bench CONFIG --canary`` rebuilds to show a code change moves no number (:mod:`zoo.bench.canary`)."""
+
+    #: The last shared stage of the first seed's pipeline it rebuilds: task, init, pretrain or sft.
+    until: Literal["task", "init", "pretrain", "sft"] = "sft"
+
+
+@dataclass
 class PreferenceConfig:
     """How samples of the SFT model become preference pairs and ranked sets.
 
@@ -216,6 +240,8 @@ class BenchConfig:
     preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
     reward_model: StageConfig = field(default_factory=lambda: StageConfig(algorithm="reward"))
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunSpec] = field(default_factory=list)
 

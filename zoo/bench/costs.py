@@ -1,5 +1,6 @@
-"""The cost sections of results.md: each trained run's budget (steps, samples, tokens, FLOPs) and
-each contender's training and evaluation time in this run."""
+"""The cost sections of results.md: each trained run's budget (steps, prompts drawn, samples, tokens,
+FLOPs; which one is matched, :mod:`zoo.bench.budget`) and each contender's training and evaluation
+time in this run."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,35 +17,60 @@ def _trained_parameters(results: dict[str, Any]) -> int | None:
     return next((int(n) for n in counts if _finite(n)), None)
 
 
+#: What each matched quantity is called in the tables.
+MATCHED_WORDS = {"flops": "training FLOPs", "samples": "samples generated while training",
+                 "steps": "optimiser steps"}
+
+
+def _batch(results: dict[str, Any], contender: dict[str, Any]) -> Any:
+    return {**(results["config"].get("alignment") or {}).get("train", {}), **(contender.get("train") or {})}.get(
+        "batch_size")
+
+
 def budget_lines(results: dict[str, Any]) -> list[str]:
-    """Steps, samples and tokens generated, tokens trained and estimated FLOPs per trained contender."""
+    """Per trained contender: the fitted steps, prompts or pairs drawn, samples and tokens generated,
+    tokens trained and FLOPs, with the matched quantity named and its spread across rows."""
     params = (results["shared_stages"].get("init") or {}).get("parameters") or _trained_parameters(results)
-    body = []
+    budget = results.get("budget") or {"matched": "steps", "rows": {}}
+    matched = budget["matched"]
+    column = {"flops": "flops", "samples": "samples_generated", "steps": "steps"}[matched]
+    body, spent = [], []
     for c in results["contenders"]:
         s = c["summary"]
         steps, tokens = s["steps"]["mean"], s["tokens"]["mean"]
         if not _finite(steps):
             continue
-        samples, generated = s["samples_generated"]["mean"], s["tokens_generated"]["mean"]
-        flops = None
-        if params and _finite(tokens):
-            flops = 6 * params * tokens + 2 * params * (generated if _finite(generated) else 0)
-        body.append([c["label"], _num(steps, 0), _num(samples, 0), _num(generated, 0), _num(tokens, 0),
-                     "–" if flops is None else f"{flops:.2e}"])
+        samples, generated, flops = s["samples_generated"]["mean"], s["tokens_generated"]["mean"], s["flops"]["mean"]
+        batch = _batch(results, c)
+        drawn = steps * batch if isinstance(batch, int) else None
+        fitted = (budget.get("rows") or {}).get(c["label"])
+        steps_text = _num(steps, 0) + (" (capped)" if fitted and fitted.get("capped") else "")
+        spent.append(s[column]["mean"])
+        body.append([c["label"], steps_text, _num(drawn, 0), _num(samples, 0), _num(generated, 0), _num(tokens, 0),
+                     "–" if not _finite(flops) else f"{flops:.2e}"])
     if not body:
         return []
     tuning = {g: len(sel["trials"]) for g, sel in (results.get("selections") or {}).items()}
     note = (" Tuning multiplies a selected run's cost by its number of trials on the tuning seed(s) (see the "
             "selection table)." if tuning else "")
     n = f"{params:,}" if params else "unrecorded"
+    finite = [v for v in spent if _finite(v) and v > 0]
+    spread = f" Across the rows it spans {max(finite) / min(finite):.2f}× (largest over smallest)." if finite else ""
+    if matched == "steps":
+        how = (f"Matched: {MATCHED_WORDS[matched]} ({budget.get('target')} each); what a step costs differs, so the "
+               f"other columns are not matched.")
+    else:
+        target = budget.get("target")
+        shown = f"{target:.3g}" if isinstance(target, (int, float)) else "–"
+        how = (f"Matched: {MATCHED_WORDS[matched]}, target {shown} per run; each run's optimiser steps were fitted to "
+               f"it from a {budget.get('calibration_steps')}-step calibration run on the first seed (its cost per "
+               f"step), so the other columns follow from it.")
     return (["## Training budget per run (mean per seed)", "",
-             f"Each run's step budget is set in the config (an equal budget of prompts or pairs can mean more "
-             f"optimiser steps for a method that updates several times per batch, such as PPO); what a step "
-             f"costs differs. FLOPs ≈ 6·N per trained token "
-             f"(forward and backward) + 2·N per generated token, N = {n} parameters; the reference and "
-             f"reward-model passes are not counted.{note}", ""]
-            + _table(["run", "optimiser steps", "samples generated", "tokens generated", "tokens trained",
-                      "FLOPs"], body) + [""])
+             f"{how}{spread} Prompts or pairs drawn: steps × batch size. FLOPs ≈ 6·N per trained token (forward "
+             f"and backward) + 2·N per generated token, N = {n} parameters; the reference and reward-model passes "
+             f"are not counted.{note}", ""]
+            + _table(["run", "optimiser steps", "prompts or pairs drawn", "samples generated", "tokens generated",
+                      "tokens trained", "FLOPs"], body) + [""])
 
 
 def _minutes(seconds: Any) -> str:

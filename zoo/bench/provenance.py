@@ -40,7 +40,7 @@ TRACKED = ("zoo", "plugins", "configs/bench")
 #: Modules of the ``zoo`` package that read finished results and never change a stage's output.
 PRESENTATION = frozenset({"bench/report.py", "bench/plots.py", "bench/results.py", "bench/stats.py",
                           "bench/provenance.py", "bench/comparisons.py", "bench/cells.py", "bench/costs.py",
-                          "bench/claims.py", "cli.py", "scaffold.py"})
+                          "bench/claims.py", "bench/canary.py", "cli.py", "scaffold.py"})
 #: The numerical stack whose versions are part of every fingerprint.
 FINGERPRINT_PACKAGES = ("torch", "transformers", "tokenizers", "lightning", "numpy", "safetensors", "peft")
 
@@ -101,9 +101,10 @@ def code_source_hash() -> str:
     return _hash_files(files)
 
 
-#: A file in a stage cache mapping a core source hash to the one whose stages it may reuse.
+#: A file in a stage cache: today's code hash → the canary record that vouched for it (its ``from``
+#: is the earlier code hash whose stages it reuses; :mod:`zoo.bench.canary`).
 ALIASES = "source-aliases.json"
-_aliases: dict[str, str] = {}
+_aliases: dict[str, dict] = {}
 
 
 def use_aliases(cache_root: Path | None) -> None:
@@ -116,10 +117,15 @@ def use_aliases(cache_root: Path | None) -> None:
             pass
 
 
+def applied_canary() -> dict | None:
+    """The canary record behind the alias today's code hash goes by, if any."""
+    return _aliases.get(code_source_hash())
+
+
 def core_source_hash() -> str:
     """:func:`code_source_hash`, or the hash a canary showed it to be equivalent to (:mod:`zoo.bench.canary`)."""
     own = code_source_hash()
-    return _aliases.get(own, own)
+    return _aliases[own]["from"] if own in _aliases else own
 
 
 def module_file(module: ModuleType | type | object) -> Path | None:
@@ -132,14 +138,14 @@ def module_file(module: ModuleType | type | object) -> Path | None:
     return Path(source).resolve() if source else None
 
 
-def source_hash(modules: Iterable[ModuleType | type | object] = ()) -> str:
-    """:func:`core_source_hash` combined with the source files of ``modules`` (plugins, tasks)."""
+def source_hash(modules: Iterable[ModuleType | type | object] = (), core: str | None = None) -> str:
+    """``core`` (default :func:`core_source_hash`) combined with the source files of ``modules`` (plugins, tasks)."""
     files: set[tuple[str, Path]] = set()
     for module in modules:
         path = module_file(module)
         if path is not None:
             files.add((path.name, path))
-    return hashlib.sha256(f"{core_source_hash()}:{_hash_files(files)}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{core or core_source_hash()}:{_hash_files(files)}".encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
@@ -174,9 +180,9 @@ def git_state(root: Path | None = None) -> dict[str, object]:
     return {"commit": head.stdout.strip(), "clean": not dirty, "dirty": dirty}
 
 
-def run_source_hash(config_dict: dict) -> str:
-    """:func:`source_hash` of the core and every plugin a bench config's stages use: its task, its
-    stages' and contenders' algorithms and its evaluation suites."""
+def run_source_hash(config_dict: dict, core: str | None = None) -> str:
+    """:func:`source_hash` of the core (``core``, default :func:`core_source_hash`) and every plugin a
+    bench config's stages use: its task, its stages' and contenders' algorithms and its suites."""
     from zoo.bench.stages import plugin_module
     from zoo.registry import get_registry
 
@@ -186,7 +192,7 @@ def run_source_hash(config_dict: dict) -> str:
     modules: list[object] = [registry.get("tasks", config_dict["task"]["name"])]
     modules += [plugin_module("algorithms", name) for name in sorted(algorithms)]
     modules += [plugin_module("suites", name) for name in ("preference", *config_dict["evaluation"]["suites"])]
-    return source_hash(m for m in modules if m is not None)
+    return source_hash((m for m in modules if m is not None), core)
 
 
 # ----- the check ----------------------------------------------------------------------------------
@@ -266,8 +272,12 @@ def check_result_file(path: Path) -> CheckResult:
         status = CHECK_STALE
         shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         reasons.append(f"{len(differ)} recorded statistic(s) differ from what its stored values give: {shown}")
+    canary = results.get("canary") or {}
+    code = code_source_hash()
+    # A canary vouches for one code hash: the one it compared; any other code is today's own hash.
+    core = canary["from"] if canary.get("identical") and canary.get("to") == code else code
     try:
-        today = run_source_hash(results["config"])
+        today = run_source_hash(results["config"], core)
     except Exception as exc:  # a plugin the result used is no longer registered
         today = f"unknown ({type(exc).__name__}: {exc})"
     if results.get("source_hash") != today:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.bench.budget import training_flops
 from zoo.bench.runner import BenchRun
 from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
                              proportion_interval, t_interval, versus_best)
@@ -77,7 +78,6 @@ def seed_values(record: dict[str, Any], baseline: dict[str, Any], samples_per_pr
         "peak_memory_mib": training.get("peak_memory_mib"), "steps": training.get("steps"),
         "tokens": training.get("tokens"), "samples_generated": training.get("samples_generated"),
         "tokens_generated": training.get("tokens_generated"), "parameters": training.get("parameters"),
-        "prompts_seen": training.get("prompts_seen"),
         "eval_seconds": record.get("eval_seconds"), "samples": len(record["gold"]),
         "suites": {suite: {name: value.get("value") for name, value in metrics.items() if isinstance(value, dict)}
                    for suite, metrics in (record.get("suites") or {}).items()},
@@ -131,6 +131,7 @@ def collect(run: BenchRun) -> dict[str, Any]:
         **run.provenance, "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
         "shared_stages": run.shared, "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
         "contenders": contenders, "selections": json.loads(json.dumps(run.selections, default=str)),
+        "budget": json.loads(json.dumps(run.budget, default=str)),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
         "compute_cpu_seconds": compute_seconds(run, "stage_cpu_seconds"),
@@ -146,17 +147,8 @@ def _per_seed_statistics(values: dict[str, Any], baseline: dict[str, Any]) -> di
     out["gold_ci95_over_prompts"] = mean_ci(values["gold_per_prompt"]).half_width
     correct = values.get("heldout_probe_correct")
     out["heldout_probe_accuracy"] = mean(correct) if correct else None
-    out["flops"] = flops(values)
+    out["flops"] = training_flops(values)
     return out
-
-
-def flops(values: dict[str, Any]) -> float | None:
-    """Training FLOPs ≈ 6·N per trained token (forward and backward) + 2·N per generated token, N the
-    policy's parameters; reference and reward-model passes are not counted."""
-    n, tokens = values.get("parameters"), values.get("tokens")
-    if n is None or tokens is None:
-        return None
-    return 6.0 * n * tokens + 2.0 * n * (values.get("tokens_generated") or 0)
 
 
 def derive(stored: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 
+from zoo.bench.budget import calibrate_all, fit_steps, spec_key
 from zoo.bench.cache import Stage, StageCache, fingerprint
 from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs, tuning_seeds
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
 from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
+from zoo.errors import ConfigError
 
 
 @dataclass
@@ -48,9 +50,12 @@ class BenchRun:
     pipelines: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: selected sweep's label → its trials: setting, validation scores per tuning seed, the choice.
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: ``commit``, ``clean``, ``dirty``, ``source_hash`` (:func:`zoo.bench.provenance.run_source_hash`)
-    #: and ``packages`` as they were when the run started.
+    #: ``commit``, ``clean``, ``dirty``, ``source_hash`` (:func:`zoo.bench.provenance.run_source_hash`),
+    #: ``packages``, ``code_hash`` (today's core), ``core_hash`` (the one stages were keyed by) and
+    #: ``canary`` (the record that aliased them, :mod:`zoo.bench.canary`), as when the run started.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The matched budget (:mod:`zoo.bench.budget`): what is matched, the target, each row's fitted steps.
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 class _LazyInputs:
@@ -101,14 +106,16 @@ def quiet_training_logs() -> None:
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
-    from zoo.bench.provenance import git_state, package_versions, run_source_hash, use_aliases
+    from zoo.bench.provenance import (applied_canary, code_source_hash, core_source_hash, git_state, package_versions,
+                                      run_source_hash, use_aliases)
 
     start, cpu_start = time.perf_counter(), time.process_time()
     out = Path(output_dir or config.output_dir)
     cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
     use_aliases(cache.root)
     # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.
-    provenance = {**git_state(), "source_hash": run_source_hash(config.to_dict()), "packages": package_versions()}
+    provenance = {**git_state(), "source_hash": run_source_hash(config.to_dict()), "packages": package_versions(),
+                  "code_hash": code_source_hash(), "core_hash": core_source_hash(), "canary": applied_canary()}
     announce = announce or (lambda text: None)
     quiet_training_logs()
     if config.threads is not None:
@@ -122,9 +129,14 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
             inputs[pipeline.seed] = _LazyInputs(lambda p=pipeline: _eval_inputs(config, stages, p))
         return pipeline, inputs[pipeline.seed]
 
+    budgets = _fit_budgets(config, stages, lambda: pipeline_of(config.seeds[0])[0])
+
     def run_one(contender: Contender, seed: int, split: str) -> tuple[Stage, Stage | None]:
         pipeline, lazy = pipeline_of(seed)
-        aligned = stages.align(contender, seed, pipeline) if contender.trains else None
+        aligned = None
+        if contender.trains:
+            fitted = budgets["contenders"].get(_key(contender.spec)) if budgets else None
+            aligned = stages.align(contender, seed, pipeline, fitted["steps"] if fitted else None)
         evaluated = _evaluate(contender, seed, aligned, stages, lazy, pipeline, split, announce)
         return evaluated, aligned
 
@@ -146,7 +158,42 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
                    if (stage.path / "run" / "logs").is_dir()}
     return BenchRun(config, out, pipelines[first.seed], records, contenders, list(cache.events), run_dirs,
                     shared_dirs, time.perf_counter() - start, time.process_time() - cpu_start, pipelines, selections,
-                    provenance)
+                    provenance, _budget_record(config, budgets, contenders))
+
+
+def _key(spec: RunSpec) -> str:
+    return spec_key(spec.algorithm, spec.algorithm_args, spec.train, spec.reward)
+
+
+def _fit_budgets(config: BenchConfig, stages: Stages, first_pipeline: Callable[[], Pipeline]
+                 ) -> dict[str, Any] | None:
+    """Calibrate every trained contender (selection trials included) on the first reported seed's
+    pipeline and fit its steps to the matched budget; None when steps are what is matched."""
+    budget = config.budget
+    if budget.matched == "steps":
+        return None
+    pipeline = first_pipeline()
+    trained = [c for c in expand_runs(config) if c.trains]
+
+    def calibrate(contender: Contender) -> dict[str, Any]:
+        return stages.align(contender, pipeline.seed, pipeline, budget.calibration_steps, kind="calibrate").record
+
+    records = calibrate_all(((_key(c.spec), c) for c in trained), calibrate)
+    try:
+        return fit_steps(records, budget.matched, int(config.alignment.train.get("max_steps", 1)), budget.max_steps,
+                         budget.target)
+    except ValueError as exc:
+        raise ConfigError(f"budget.matched = {budget.matched!r}: {exc}") from None
+
+
+def _budget_record(config: BenchConfig, budgets: dict[str, Any] | None, contenders: list[Contender]
+                   ) -> dict[str, Any]:
+    """results.json's budget: what is matched, the target and each trained row's fitted steps."""
+    if budgets is None:
+        return {"matched": "steps", "target": config.alignment.train.get("max_steps"), "rows": {}}
+    rows = {c.label: budgets["contenders"][_key(c.spec)] for c in contenders if c.trains}
+    return {"matched": budgets["matched"], "target": budgets["target"], "rows": rows,
+            "calibration_steps": config.budget.calibration_steps}
 
 
 def _headline(config: BenchConfig, selections: dict[str, dict[str, Any]]) -> list[Contender]:

@@ -300,7 +300,10 @@ class Stages:
         gold = self.task.gold_reward()
         return {"judge": "reward_model"} if gold is None else dataclasses.asdict(gold)
 
-    def align(self, contender: Contender, seed: int, pipeline: Pipeline) -> Stage:
+    def align(self, contender: Contender, seed: int, pipeline: Pipeline, max_steps: int | None = None,
+              kind: str = "align") -> Stage:
+        """One alignment run (``max_steps``: the budget's fitted steps; ``kind="calibrate"``: the short
+        run that measures a contender's cost per step, :mod:`zoo.bench.budget`)."""
         spec = contender.spec
         data, sft_model, sft_key = pipeline.data, pipeline.sft_model, pipeline.sft_key
         preferences, reward_model = pipeline.preferences, pipeline.reward_model
@@ -315,6 +318,8 @@ class Stages:
                             else fingerprint("gold", dataclasses.asdict(reward)))
         alignment = self.config.alignment
         train = {**alignment.train, **spec.train}
+        if max_steps is not None:
+            train["max_steps"] = max_steps
         inputs = {"algorithm": spec.algorithm, "algorithm_args": spec.algorithm_args, "train": train,
                   "data": alignment.data, "reward": spec.reward if algorithm.needs_reward else None, "seed": seed}
 
@@ -323,5 +328,6 @@ class Stages:
                                alignment.data, sft_model, folder_of_data.path / DATA_FILES[shape], reward=reward,
                                seed=seed)
 
-        return self._stage("align", inputs, upstream, build, f"training {contender.label} (seed {seed})",
-                           self.algorithm_sources(spec.algorithm))
+        title = (f"training {contender.label} (seed {seed})" if kind == "align"
+                 else f"calibrating the cost per step of {contender.label} (seed {seed})")
+        return self._stage(kind, inputs, upstream, build, title, self.algorithm_sources(spec.algorithm))

@@ -1,0 +1,131 @@
+"""Carrying a stage cache across a code change that moves no number: the canary.
+
+Stage fingerprints hash the code (:func:`zoo.bench.provenance.code_source_hash`), so any change to
+what the core does (a refactor included) rebuilds every stage: hours on two cores. The canary
+shows a change to be numerics-neutral instead. It rebuilds a declared prefix of the first seed's
+pipeline (``canary.until``: task data, initial weights, pretraining, SFT, ...) with today's code,
+under today's fingerprints, and compares every output file bit for bit with the same stages the
+earlier code built (found under the earlier code's fingerprints). Only when all are identical is
+today's code hash recorded as an alias of the earlier one (``source-aliases.json`` in the cache),
+so every other stage of that cache is reused; results.json records the canary (which hashes,
+which stages, identical or not) and ``zoo bench --check`` accepts the aliased hash only for the
+code hash the canary vouched for. Plugin modules are outside the alias: changing one rebuilds.
+
+Compared: every file a stage wrote except those that only log how the run went (timings, the
+resolved config with its paths); the stage record too, minus its timings and fingerprint.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoo.bench.cache import DONE, Stage, StageCache
+from zoo.bench.config import BenchConfig
+from zoo.errors import ConfigError
+
+#: Files of a stage folder that record how the run went, not what it produced.
+UNCOMPARED = ("run/metrics.json", "run/config.yaml", "run/.zoo-run")
+#: Stage-record keys that are measurements of the run (time, memory), not outputs.
+TIMINGS = ("fingerprint", "stage_seconds", "stage_cpu_seconds", "train_seconds", "tokens_per_second",
+           "peak_memory_mib", "memory_kind")
+
+
+class _LookupOnly(StageCache):
+    """A cache that finds stages and never builds one (the earlier code's stages must already be there)."""
+
+    def get_or_build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]],
+                     on_build: Callable[[str], None] | None = None) -> Stage:
+        found = self.lookup(kind, key)
+        if found is None:
+            raise ConfigError(f"canary: the earlier code's {kind!r} stage ({kind}-{key}) is not in {self.root}; the "
+                              f"cache cannot be carried over (run without --canary to rebuild)")
+        self.events.append((kind, key, "reused"))
+        return found
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative != DONE and relative not in UNCOMPARED and not relative.startswith("run/logs/"):
+            out[relative] = path.read_bytes()
+    return out
+
+
+def _record(stage: Stage) -> dict[str, Any]:
+    return {k: v for k, v in json.loads((stage.path / DONE).read_text()).items() if k not in TIMINGS}
+
+
+def differences(new: Stage, old: Stage) -> list[str]:
+    """Which outputs of two builds of one stage differ (files, then the record)."""
+    a, b = _outputs(new.path), _outputs(old.path)
+    out = [name for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    if _record(new) != _record(old):
+        out.append(DONE + " (its record)")
+    return out
+
+
+def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[Stage]:
+    """The first seed's shared stages, in pipeline order, up to and including ``until``."""
+    from zoo.bench.stages import SHARED, Stages
+
+    stages = Stages(config, cache)
+    seed = stages.pipeline_seed(config.seeds[0])
+    wanted = SHARED[:SHARED.index(until) + 1]
+    built: list[Stage] = [stages.task_data()]
+    data = built[0]
+    model, upstream = stages.initial_model(data, seed)
+    if "init" in stages.shared:
+        built.append(stages.shared["init"])
+    if "pretrain" in wanted:
+        model, upstream = stages.pretrain(data, model, upstream, seed)
+        built += [stages.shared["pretrain"]] if "pretrain" in stages.shared else []
+    if "sft" in wanted:
+        sft = stages.sft(data, model, upstream, seed)
+        built += [sft] if sft is not None else []
+    return [stage for stage in built if stage.kind in wanted]
+
+
+def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
+               announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Rebuild the canary stages with today's code and compare them with the earlier code's.
+
+    Returns the canary record for results.json; when every output is identical, also writes the
+    alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses it).
+    """
+    from zoo.bench import provenance
+
+    announce = announce or (lambda text: None)
+    until = config.canary.until
+    today = provenance.code_source_hash()
+    record: dict[str, Any] = {"from": earlier_core_hash, "to": today, "until": until, "stages": [],
+                              "identical": None}
+    if today == earlier_core_hash:
+        record["identical"] = True
+        record["note"] = "the code hash did not change: nothing to carry over"
+        return record
+    provenance.use_aliases(None)
+    new = _build_prefix(config, StageCache(cache_root), until)
+    provenance._aliases.update({today: {"from": earlier_core_hash}})
+    try:
+        old = _build_prefix(config, _LookupOnly(cache_root), until)
+    finally:
+        provenance.use_aliases(None)
+    identical = True
+    for a, b in zip(new, old):
+        differ = differences(a, b)
+        identical &= not differ
+        record["stages"].append({"kind": a.kind, "today": a.key, "earlier": b.key, "differences": differ})
+        announce(f"canary {a.kind}: " + ("bit-identical" if not differ else "differs in " + ", ".join(differ[:3])))
+    record["identical"] = identical
+    if identical:
+        aliases_file = Path(cache_root) / provenance.ALIASES
+        try:
+            aliases = json.loads(aliases_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            aliases = {}
+        aliases[today] = record
+        aliases_file.write_text(json.dumps(aliases, indent=2, sort_keys=True))
+    return record
