@@ -36,6 +36,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--canary", action="store_true",
                         help="before running, rebuild the config's canary stages with today's code and, if they are "
                              "bit-identical to those of the result in the output directory, reuse its whole cache")
+    parser.add_argument("--perturb", action="store_true",
+                        help="run the same protocol on shifted seeds (perturbation.seed_offset) into OUTPUT/perturbed "
+                             "and mark in the result in OUTPUT which of its verdicts survive")
     parser.add_argument("--check", metavar="DIR", default=None,
                         help="check that the results.json files under DIR still match today's code (exit 0: yes, "
                              "1: stale, 2: cannot tell) and train nothing")
@@ -79,6 +82,30 @@ def _canary(config, output: str | None, announce, console: Console) -> bool:
     return bool(record["identical"])
 
 
+def _perturb(config, args: argparse.Namespace, announce, console: Console) -> int:
+    """Run the shifted-seed protocol into OUTPUT/perturbed and record its verdicts in OUTPUT's result."""
+    import json
+
+    from zoo.bench import perturbation_record, shifted, summarise, write_outputs, run_bench
+
+    out = Path(args.output or config.output_dir)
+    main_file = out / "results.json"
+    try:
+        main = json.loads(main_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"--perturb marks the verdicts of the result in {out}, and {main_file} is missing or "
+                          f"unreadable; run zoo bench {args.config} first") from None
+    run = run_bench(shifted(config), output_dir=out / "perturbed", announce=announce)
+    perturbed = summarise(run)
+    perturbed.update(config_file=str(args.config), overrides=list(args.overrides))
+    write_outputs(perturbed, out / "perturbed")
+    main["perturbation"] = perturbation_record(perturbed)
+    paths = write_outputs(main, out)
+    console.print("the shifted-seed verdicts are recorded in " + ", ".join(str(p) for p in paths.values()),
+                  highlight=False)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
                            write_outputs)
@@ -86,8 +113,9 @@ def _run(args: argparse.Namespace) -> int:
     # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
     console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
     if args.check is not None:
-        if args.config or args.overrides or args.canary:
-            raise ConfigError("zoo bench --check DIR takes no config, overrides or --canary (it trains nothing)")
+        if args.config or args.overrides or args.canary or args.perturb:
+            raise ConfigError("zoo bench --check DIR takes no config, overrides, --canary or --perturb (it trains "
+                              "nothing)")
         return _check(args.check, console)
     if not args.config:
         raise ConfigError("zoo bench needs a bench config (e.g. zoo bench configs/bench/tiny.yaml) or --check DIR")
@@ -99,6 +127,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.canary and not _canary(config, args.output, announce, console):
         return 1
+    if args.perturb:
+        return _perturb(config, args, announce, console)
     run = run_bench(config, output_dir=args.output, announce=announce)
     results = summarise(run)
     # The check reloads the config as it was given, to see whether the file changed since.

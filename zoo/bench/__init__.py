@@ -14,6 +14,7 @@ Modules, in the order a run uses them:
 * :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results (stored
   values, and every statistic derived from them alone);
 * :mod:`zoo.bench.claims`: the declared claims' verdicts and the protocol history;
+* :mod:`zoo.bench.perturb`: the same protocol on shifted seeds, and which verdicts survive it;
 * :mod:`zoo.bench.report`, :mod:`zoo.bench.plots`: the table, results.json/.md, the PNGs.
 
 This package is the front module of the benchmark: task plugins and the ``bench`` command import
@@ -39,6 +40,7 @@ from zoo.bench.task import Task, TaskArgs, TaskData
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.canary": ("run_canary",),
     "zoo.bench.config": ("BenchConfig", "load_bench_config"),
+    "zoo.bench.perturb": ("perturbation_record", "shifted"),
     "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
     "zoo.bench.provenance": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
     "zoo.bench.report": ("print_report", "write_outputs"),

@@ -95,6 +95,9 @@ def validate_bench(config: BenchConfig) -> None:
         raise ConfigError("reward_model.enabled = false: the proxy reward model cannot be skipped (best-of-n, the "
                           "reward-model score column and runs with reward: proxy need it)")
     _check_train_overrides("alignment", config.alignment.train, config.alignment.data)
+    if config.perturbation.seed_offset < 1:
+        raise ConfigError(f"perturbation.seed_offset = {config.perturbation.seed_offset}: must be >= 1 (the shifted "
+                          f"seeds must differ from the reported ones)")
     b = config.budget
     if b.calibration_steps < 1 or b.max_steps < 1 or (b.target is not None and not b.target > 0):
         raise ConfigError("budget.calibration_steps and budget.max_steps must be >= 1 and budget.target > 0 (or null)")

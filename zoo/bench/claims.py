@@ -80,9 +80,18 @@ def findings_lines(results: dict[str, Any]) -> list[str]:
              "Holm-corrected among themselves (the matrix of every pair is exploratory and corrected over all its "
              "pairs). Reproduced: significantly in the claimed direction; contradicted: significantly the other way; "
              "not significant: this run cannot tell. No winner is presumed.", ""]
-    body = [[claim["text"], claim_rows(claim), verdict_text]
-            for claim, verdict_text in zip(claims, claim_verdicts(results))]
-    return lines + _table(["claim", "rows", "verdict"], body) + [""]
+    from zoo.bench.perturb import survival
+
+    survives = survival(results)
+    body = []
+    for claim, verdict_text in zip(claims, claim_verdicts(results)):
+        row = [claim["text"], claim_rows(claim), verdict_text]
+        if survives:
+            ok = survives.get(f"claim: {claim['text']}")
+            row.append("–" if ok is None else "yes" if ok else "NO")
+        body.append(row)
+    header = ["claim", "rows", "verdict"] + (["survives shifted seeds"] if survives else [])
+    return lines + _table(header, body) + [""]
 
 
 # ----- the protocol history -----------------------------------------------------------------------

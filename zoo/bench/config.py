@@ -80,6 +80,14 @@ class CanaryConfig:
 
 
 @dataclass
+class PerturbationConfig:
+    """``zoo bench CONFIG --perturb``: the same protocol on shifted seeds (:mod:`zoo.bench.perturb`)."""
+
+    #: Added to every reported and tuning seed.
+    seed_offset: int = 100
+
+
+@dataclass
 class PreferenceConfig:
     """How samples of the SFT model become preference pairs and ranked sets.
 
@@ -242,6 +250,7 @@ class BenchConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunSpec] = field(default_factory=list)
 

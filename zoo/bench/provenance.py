@@ -40,7 +40,7 @@ TRACKED = ("zoo", "plugins", "configs/bench")
 #: Modules of the ``zoo`` package that read finished results and never change a stage's output.
 PRESENTATION = frozenset({"bench/report.py", "bench/plots.py", "bench/results.py", "bench/stats.py",
                           "bench/provenance.py", "bench/comparisons.py", "bench/cells.py", "bench/costs.py",
-                          "bench/claims.py", "bench/canary.py", "cli.py", "scaffold.py"})
+                          "bench/claims.py", "bench/canary.py", "bench/perturb.py", "cli.py", "scaffold.py"})
 #: The numerical stack whose versions are part of every fingerprint.
 FINGERPRINT_PACKAGES = ("torch", "transformers", "tokenizers", "lightning", "numpy", "safetensors", "peft")
 
