@@ -80,6 +80,8 @@ def test_derived_rows_of_a_hand_made_result():
     assert (collapse["low"], collapse["high"]) == pytest.approx((0.0084038, 0.9057007), abs=1e-6)
     assert rows["DPO"]["collapse"]["high"] == pytest.approx(1 - 0.025 ** (1 / 3))
     assert rows["PPO (proxy RM)"]["gold_interval"]["mean"] == pytest.approx(1.25)  # kept seeds 0 and 1
+    assert [rows["DPO"]["seeds"][s]["gold_vs_sft"] for s in "012"] == pytest.approx([1.0, 1.25, 1.25])
+    assert rows["DPO"]["summary"]["gold_vs_sft"]["mean"] == pytest.approx(7 / 6)
 
 
 def test_a_collapse_claim_is_tested_by_mcnemar_on_the_seeds():

@@ -122,6 +122,16 @@ def test_versus_best_gives_each_rows_difference_interval_and_calls_a_noisy_row_c
                                                                     (1 - 8 / math.sqrt(66)) / 2))
 
 
+def test_a_row_above_the_named_best_is_never_called_below_it():
+    """The best row is the one with the highest mean over its own kept seeds; on the seeds it shares
+    with another row that row can be significantly higher (B − A = 1, 1.1, 0.9, 1 here): that is
+    not "below best", and not "equivalent" either, so it is "cannot tell"."""
+    samples = {"A": {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}, "B": {0: 2.0, 1: 2.1, 2: 1.9, 3: 2.0}}
+    row = versus_best(samples, "A")["B"]
+    assert row["difference_mean"] == pytest.approx(1.0) and row["adjusted_p"] < 0.001
+    assert row["verdict"] == "cannot tell"
+
+
 def test_collapse_rate_interval_is_clopper_pearson_and_mcnemar_is_the_exact_binomial():
     """0 of 5: [0, 1 − 0.025^(1/5)] = [0, 0.521823]; 5 of 5: [0.025^(1/5), 1] = [0.478176, 1].
     McNemar with 3 discordant seeds all one way: p = 2 · (1/2)³ = 0.25; 5 of 5 one way: 0.0625, so
