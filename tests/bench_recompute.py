@@ -4,7 +4,7 @@ An independent implementation: nothing here imports ``zoo`` (``zoo.bench.stats``
 reads the stored per-seed, per-prompt and per-item values, recomputes collapses, intervals, paired
 tests, Holm corrections, the differences from the best row, collapse rates and the claims'
 verdicts, formats them as the report does, and compares them with the cells of results.md
-(:func:`assert_recomputes`).
+(:func:`assert_recomputes`), then the budget, selection and KL-matched tables the same way.
 """
 from __future__ import annotations
 
@@ -227,6 +227,119 @@ def recompute(results):
     return headline, matrix, verdicts, labels
 
 
+def budget_rows(results):
+    """The budget table: per trained row, means over kept seeds of steps, drawn, samples, tokens, FLOPs."""
+    seeds = [str(s) for s in results["seeds"]]
+    failed = _failed(results)
+    rows = results.get("budget", {}).get("rows") or {}
+    batch = (results["config"].get("alignment") or {}).get("train", {}).get("batch_size")
+    out = {}
+    for c in results["contenders"]:
+        k = [s for s in seeds if not failed[(c["label"], s)]]
+        steps = [c["seeds"][s]["steps"] for s in k if c["seeds"][s]["steps"] is not None]
+        if not steps:
+            continue
+
+        def avg(name):
+            values = [c["seeds"][s][name] for s in k if c["seeds"][s][name] is not None]
+            return float(np.mean(values)) if values else math.nan
+
+        flops = [6.0 * c["seeds"][s]["parameters"] * c["seeds"][s]["tokens"]
+                 + 2.0 * c["seeds"][s]["parameters"] * (c["seeds"][s]["tokens_generated"] or 0) for s in k]
+        b = {**(results["config"].get("alignment") or {}).get("train", {}), **(c.get("train") or {})}.get(
+            "batch_size", batch)
+        mean_steps = float(np.mean(steps))
+        capped = " (capped)" if (rows.get(c["label"]) or {}).get("capped") else ""
+        cells = [f"{mean_steps:.0f}{capped}", f"{mean_steps * b:.0f}" if isinstance(b, int) else "–"]
+        cells += [n0(avg(name)) for name in ("samples_generated", "tokens_generated", "tokens")]
+        out[c["label"]] = [c["label"], *cells, f"{float(np.mean(flops)):.2e}"]
+    return out
+
+
+def n0(x):
+    return "–" if math.isnan(x) else f"{x:.0f}"
+
+
+def _failed(results):
+    seeds = [str(s) for s in results["seeds"]]
+    failure = results["config"]["failure"]
+    base = next(c for c in results["contenders"] if c["baseline"])
+    out = {}
+    for c in results["contenders"]:
+        for s in seeds:
+            g, kl = float(np.mean(c["seeds"][s]["gold_per_prompt"])), float(np.mean(c["seeds"][s]["kl_per_prompt"]))
+            sft = float(np.mean(base["seeds"][s]["gold_per_prompt"]))
+            out[(c["label"], s)] = (not c["baseline"]) and (
+                math.isnan(g) or math.isnan(kl) or kl > failure["max_kl"]
+                or g < sft - failure["max_gold_drop_sd"] * base["seeds"][s]["gold_sd"])
+    return out
+
+
+def selection_rows(results):
+    """The selection table: each trial's validation means and the setting its criterion picks."""
+    out = []
+    for group, selection in (results.get("selections") or {}).items():
+        trials = selection["trials"]
+        scores = []
+        for t in trials:
+            values = list(t["validation"].values())
+            scores.append({name: float(np.mean([v[name] for v in values])) for name in ("gold", "proxy", "kl")}
+                          | {"failed": any(v["failed"] for v in values)})
+        eligible = [i for i, sc in enumerate(scores) if not sc["failed"]] or list(range(len(trials)))
+        criterion = selection["criterion"]
+        chosen = max(eligible, key=lambda i: scores[i][criterion])  # first of equals
+        assert trials[chosen]["label"] == selection["selected_label"], group
+        for i, (t, sc) in enumerate(zip(trials, scores)):
+            setting = ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in t["setting"].items())
+            out.append([group, setting, n2(sc["proxy"]), n2(sc["gold"]), n2(sc["kl"]), "yes" if sc["failed"] else "no",
+                        "selected" if i == chosen else ""])
+    return out
+
+
+def _value_at(xs, ys, x):
+    order = np.argsort(np.asarray(xs, float), kind="stable")
+    xs, ys = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
+    return math.nan if x < xs[0] or x > xs[-1] else float(np.interp(x, xs, ys))
+
+
+def kl_matched_rows(results, replicates=2000):
+    """The KL-matched table: each unselected sweep's gold at each KL budget, with the two-level bootstrap
+    (seeds, then prompts; one draw for every point of a sweep, numpy's default_rng(0))."""
+    seeds = [str(s) for s in results["seeds"]]
+    groups = {}
+    for c in results["contenders"]:
+        if c["sweep_key"] is not None and not c["selected"]:
+            groups.setdefault(c["group"], []).append(c)
+    out = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        kl = np.asarray([[c["seeds"][s]["kl_per_prompt"] for s in seeds] for c in members], float)
+        gold = np.asarray([[c["seeds"][s]["gold_per_prompt"] for s in seeds] for c in members], float)
+        row = [group]
+        for budget in results["config"]["kl_budgets"]:
+            estimate = _value_at(kl.mean(axis=(1, 2)), gold.mean(axis=(1, 2)), budget)
+            if math.isnan(estimate):
+                row.append("–")
+                continue
+            rng = np.random.default_rng(0)
+            values = []
+            n_seeds, n_prompts = kl.shape[1], kl.shape[2]
+            for _ in range(replicates):
+                drawn_seeds = rng.integers(0, n_seeds, size=n_seeds)
+                drawn_prompts = rng.integers(0, n_prompts, size=(n_seeds, n_prompts))
+                values.append(_value_at(kl[:, drawn_seeds[:, None], drawn_prompts].mean(axis=(1, 2)),
+                                        gold[:, drawn_seeds[:, None], drawn_prompts].mean(axis=(1, 2)), budget))
+            finite = np.asarray([v for v in values if not math.isnan(v)])
+            if finite.size == 0:
+                row.append(f"{estimate:.2f}")
+                continue
+            low, high = np.percentile(finite, [2.5, 97.5])
+            row.append(f"{estimate:.2f} [{low:.2f}, {high:.2f}]")
+        out.append(row)
+    return out
+
+
 def table_rows(markdown, first_header_cell):
     """The body rows of the first table of results.md whose header starts with ``first_header_cell``."""
     lines = markdown.splitlines()
@@ -250,6 +363,15 @@ def assert_recomputes(results, markdown):
         assert row[0] == f"{i + 1}. {a}"
         for j, b in enumerate(labels):
             assert row[j + 1] == ("·" if a == b else matrix[(a, b)]), (a, b)
+    budget = budget_rows(results)
+    if budget:
+        assert {row[0]: row for row in table_rows(markdown, "run | optimiser steps")} == budget
+    selection = selection_rows(results)
+    if selection:
+        assert table_rows(markdown, "run | setting") == selection
+    matched = kl_matched_rows(results)
+    if matched:
+        assert table_rows(markdown, "sweep") == matched
     if verdicts:
         for row, expected in zip(table_rows(markdown, "claim"), verdicts):
             if expected is not None:
