@@ -13,6 +13,9 @@ if [ -n "$(git status --porcelain -- zoo plugins configs/bench)" ]; then
     exit 1
 fi
 zoo bench configs/bench/tiny.yaml --output benchmarks/results/tiny
+# The same protocol on shifted seeds (into benchmarks/results/tiny/perturbed): results.md marks
+# which of the headline's significant verdicts survive it.
+zoo bench configs/bench/tiny.yaml --output benchmarks/results/tiny --perturb
 zoo bench configs/bench/frontier.yaml --output benchmarks/results/frontier
 # The real-model track (SmolLM2-135M-Instruct, about an hour cold on 2 CPU cores), offline data:
 zoo bench configs/bench/smollm2.yaml task.args.data=../shared/data/hh-rlhf/harmless-base-test.jsonl.gz \

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from zoo.bench import provenance
-from zoo.bench.provenance import (CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_result_file, check_results, code_digest,
-                                  git_state)
+from zoo.bench.check import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_result_file, check_results
+from zoo.bench.provenance import code_digest, git_state
 from zoo.bench.report import markdown
 from zoo.cli import main
 
@@ -97,12 +97,21 @@ def test_a_changed_config_file_fails_the_check(result, tmp_path):
     config = tmp_path / "smoke.yaml"
     shutil.copy(SMOKE, config)
     stored = json.loads((result / "results.json").read_text())
-    runs = json.dumps([{k: v for k, v in run.items() if v not in (None, {}, False)} for run in stored["config"]["runs"]])
+    runs = json.dumps([{k: v for k, v in run.items() if v not in (None, {}, False)}
+                       for run in stored["config"]["runs"]])
     claims = json.dumps([{k: c[k] for k in ("text", "better", "worse")} for c in stored["config"]["claims"]])
     edit(result, lambda r: r.update(config_file=str(config), overrides=["seeds=[0, 1, 2]", f"runs={runs}",
                                                                         f"claims={claims}"]))
     assert check_result_file(result / "results.json").status == CHECK_OK, check_result_file(
         result / "results.json").reasons
+
+    def as_perturbed(r):  # the perturbation run: the same config on seeds shifted by 100
+        r["config"].update(seeds=[100, 101, 102], tuning_seeds=[1102])
+
+    edit(result, as_perturbed)
+    assert "changed since the run (keys: seeds, tuning_seeds)" in check_result_file(result / "results.json").reasons[0]
+    edit(result, lambda r: r.update(perturbed=True))
+    assert check_result_file(result / "results.json").status == CHECK_OK
     config.write_text(config.read_text().replace("heldout_pairs: 16", "heldout_pairs: 17"))
     verdict = check_result_file(result / "results.json")
     assert verdict.status == CHECK_STALE and "changed since the run (keys: preferences)" in verdict.reasons[0]

@@ -108,7 +108,7 @@ def test_the_table_is_a_pure_function_of_results_json(smoke_run):
 def test_the_check_recomputes_a_fresh_result(smoke_run):
     """A fresh result recomputes and hashes to today's code; only an uncommitted tree (as in a
     working copy under test) may make it stale."""
-    from zoo.bench.provenance import check_result_file
+    from zoo.bench.check import check_result_file
 
     output, _ = smoke_run
     verdict = check_result_file(output / "results.json")

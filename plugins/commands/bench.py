@@ -97,7 +97,7 @@ def _perturb(config, args: argparse.Namespace, announce, console: Console) -> in
                           f"unreadable; run zoo bench {args.config} first") from None
     run = run_bench(shifted(config), output_dir=out / "perturbed", announce=announce)
     perturbed = summarise(run)
-    perturbed.update(config_file=str(args.config), overrides=list(args.overrides))
+    perturbed.update(config_file=str(args.config), overrides=list(args.overrides), perturbed=True)
     write_outputs(perturbed, out / "perturbed")
     main["perturbation"] = perturbation_record(perturbed)
     paths = write_outputs(main, out)

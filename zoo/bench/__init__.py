@@ -10,6 +10,7 @@ Modules, in the order a run uses them:
 * :mod:`zoo.bench.evaluate`: the one evaluation every contender gets;
 * :mod:`zoo.bench.budget`: each contender's steps fitted to the matched budget (FLOPs or samples);
 * :mod:`zoo.bench.runner`: runs all of the above for a config;
+* :mod:`zoo.bench.provenance`, :mod:`zoo.bench.check`: source hashes, and ``zoo bench --check``;
 * :mod:`zoo.bench.canary`: carries the stage cache across a change shown to move no number;
 * :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results (stored
   values, and every statistic derived from them alone);
@@ -42,7 +43,7 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.config": ("BenchConfig", "load_bench_config"),
     "zoo.bench.perturb": ("perturbation_record", "shifted"),
     "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
-    "zoo.bench.provenance": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
+    "zoo.bench.check": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
     "zoo.bench.report": ("print_report", "write_outputs"),
     "zoo.bench.results": ("summarise",),
     "zoo.bench.runner": ("run_bench",),
