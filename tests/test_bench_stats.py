@@ -157,7 +157,7 @@ def test_the_seed_level_t_interval_covers_where_the_seed_bootstrap_does_not(seed
     """Coverage of the headline interval, simulated: per-seed mean gold = μ + seed effect (SD 1) +
     the mean of 40 prompts' noise (SD 1 each). The Student-t interval over per-seed means covers μ
     about 95% of the time (exact for normal seed means); the percentile bootstrap over seed
-    clusters covers about 76% at 3 seeds and 84% at 5 (its spread is the plug-in variance, too
+    clusters covers about 75% at 3 seeds and 84% at 5 (its spread is the plug-in variance, too
     small by (n − 1)/n, and its quantiles are normal ones). 4000 simulated runs: Monte Carlo
     SE of a 95% coverage is 0.0034."""
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """The parts of ``results.md`` that state verdicts: the headline table, the pairwise matrix,
 hyperparameter selection, KL-matched gold reward, budgets (findings and the protocol history
-are in :mod:`zoo.bench.claims`).
+are in :mod:`zoo.bench.claims`). A little over 300 lines: each section is one function, and they
+share the cell formats, so splitting them would scatter one table's wording over files.
 
 Everything here is a pure function of ``results.json`` and holds no wall-clock figure, so a
 rerun of the same code and config renders the same bytes (``zoo bench --check`` relies on it;

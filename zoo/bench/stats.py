@@ -8,12 +8,15 @@ per-prompt mean differences (the same prompts are evaluated for both).
 Why seed-level Student-t for the headline: with a handful of seeds the percentile bootstrap over
 seed clusters under-covers (its spread is the plug-in variance, smaller by (n − 1)/n, and its
 quantiles are normal ones): at 5 seeds a nominal 95% interval covers about 84% of the time, at
-3 seeds about 76%. The t interval on per-seed means is exact for normal seed means and covers
+3 seeds about 75%. The t interval on per-seed means is exact for normal seed means and covers
 about 95% already at 3 seeds (tests/test_bench_stats.py simulates both).
 
 Collapse (a run that fell apart) is an outcome of its own: a count out of the seeds, with an exact
 Clopper–Pearson interval, compared between two rows by McNemar's exact test on the seeds where
 exactly one of them collapsed (the seeds pair them).
+
+A little over 300 lines: every statistic of the report in one place, so the independent
+recomputation (tests/bench_recompute.py) has one module to be independent of.
 """
 from __future__ import annotations
 
