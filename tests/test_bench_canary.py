@@ -50,3 +50,11 @@ def test_a_numerics_neutral_change_carries_the_cache_and_a_moved_number_does_not
     assert moved["identical"] is False
     assert moved["stages"][-1]["differences"] == [f"run/model/{weights.name}"]
     assert "e" * 16 not in json.loads((root / provenance.ALIASES).read_text())
+
+
+def test_the_canary_needs_an_earlier_result_to_compare_with(tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(["bench", str(SMOKE), "--canary", "--output", str(tmp_path / "none")]) == 2
+    assert "--canary compares with the result in" in capsys.readouterr().err
+    assert main(["bench", "--check", str(tmp_path), "--canary"]) == 2  # the check trains nothing
