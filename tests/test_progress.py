@@ -27,13 +27,42 @@ def test_plain_lines_carry_count_rate_and_time_left():
     assert len(lines) == 6  # start, one per advance, done
 
 
-def test_lines_are_spaced_by_the_interval():
+def test_a_phase_shorter_than_the_interval_leaves_no_lines():
+    """No ``reading …: 0/1024 rows`` / ``done … in 0s`` pairs, no ``0/1 batches``, in a log file."""
     stream = io.StringIO()
-    with Progress("slow", total=1000, stream=stream, interval=3600) as progress:
+    with Progress("quick", total=1000, stream=stream, interval=3600) as progress:
         for _ in range(1000):
             progress.advance()
-    assert stream.getvalue().splitlines() == ["slow: 0/1000 items", stream.getvalue().splitlines()[-1]]
-    assert "done, 1000 items" in stream.getvalue()
+    with Progress("one batch", total=1, unit="batches", stream=stream, interval=3600) as progress:
+        progress.advance()
+    assert stream.getvalue() == ""
+
+
+def test_a_phase_still_running_after_the_interval_says_so_even_without_an_advance():
+    import time
+
+    stream = io.StringIO()
+    with Progress("one long batch", total=1, unit="batches", stream=stream, interval=0.2) as progress:
+        time.sleep(0.6)  # one step that takes longer than the interval: the timer reports it
+        progress.advance()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "one long batch: 0/1 batches"
+    assert lines[-1].startswith("one long batch: done, 1 batches in ")
+    assert len(lines) in (2, 3)  # the advance may or may not come a whole interval after the timer's line
+
+
+def test_lines_are_spaced_by_the_interval():
+    import time
+
+    stream = io.StringIO()
+    with Progress("slow", total=6, stream=stream, interval=0.3) as progress:
+        for _ in range(6):
+            time.sleep(0.11)
+            progress.advance()
+    lines = stream.getvalue().splitlines()
+    # 0.66 s in 0.3 s intervals: the timer's line or an advance's at about 0.33 and 0.66 s, then done.
+    assert 2 <= len(lines) <= 4 and lines[-1].startswith("slow: done, 6 items")
+    assert all(re.fullmatch(r"slow: \d/6 items(, [\d.e+]+ items/s, eta \d+s)?", line) for line in lines[:-1])
 
 
 def test_unknown_total_and_failure():
