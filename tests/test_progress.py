@@ -148,8 +148,9 @@ def test_a_phase_that_does_not_announce_itself_is_silent_unless_it_takes_long():
     assert lines[-1].startswith("sampling: done, 3 tokens in ")
 
 
-def test_online_sampling_reports_generated_positions_and_samples_the_same(monkeypatch, capsys, tokenizer):
-    """The sampler's progress counts decoding positions and changes no sample."""
+def test_online_sampling_reports_generated_tokens_and_samples_the_same(monkeypatch, capsys, tokenizer):
+    """The sampler's progress counts the responses' real tokens (not decoding steps: 4 responses
+    of up to 6 tokens are up to 24 tokens, not 6) and changes no sample."""
     from zoo.generation import Sampler, encode_prompts
     from zoo.tiny import tiny_model
 
@@ -165,9 +166,13 @@ def test_online_sampling_reports_generated_positions_and_samples_the_same(monkey
     assert torch.equal(reported.sequences, plain.sequences)
     assert capsys.readouterr().out == ""  # no name, no report
     steps = reported.sequences.shape[1] - prompts[0].shape[1]
-    assert lines[0].startswith("sampling 4 responses: 1/6 tokens")
-    assert lines[-1].startswith(f"sampling 4 responses: done, {steps} tokens in ")
+    tokens = int(reported.response_mask.sum())  # up to and including each response's EOS
+    assert tokens > steps  # several responses: more tokens than decoding steps
+    assert lines[0].startswith("sampling 4 responses: 4 tokens, ")  # the first step: one token per response
+    assert lines[-1].startswith(f"sampling 4 responses: done, {tokens} tokens in ")
     assert len(lines) == steps + 1
+    counts = [int(re.match(r"sampling 4 responses: (\d+) tokens", line).group(1)) for line in lines[:-1]]
+    assert counts == sorted(counts) and counts[-1] == tokens
 
 
 def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
@@ -192,3 +197,52 @@ def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "reward-model score statistics: 0/2 batches" in out
     assert "reward-model score statistics: done, 2 batches in " in out
+
+
+def test_the_sampling_ticker_counts_one_token_per_response_still_going():
+    """Prompt width 2, EOS 9: before the first token all 3 responses generate; after [5, 9], [5, 6]
+    and [9, 0] (a pad after an EOS) only the second is still going, so the step adds 1 token."""
+    import torch
+
+    from zoo.generation import _ProgressTicker
+
+    class Count:
+        total = 0
+
+        def advance(self, n: int = 1) -> None:
+            self.total += n
+
+    count = Count()
+    ticker = _ProgressTicker(count, prompt_width=2, eos_ids=[9])
+    scores = torch.zeros(3, 10)
+    assert ticker(torch.tensor([[1, 2], [1, 2], [3, 4]]), scores) is scores
+    assert count.total == 3
+    ticker(torch.tensor([[1, 2, 5, 9], [1, 2, 5, 6], [3, 4, 9, 0]]), scores)
+    assert count.total == 4
+
+
+def test_online_sampling_phases_say_which_step_and_which_model(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    import zoo.generation
+    from zoo.algorithm import ExperienceContext
+
+    labels = []
+
+    class Recording:
+        def __init__(self, model, tokenizer):
+            pass
+
+        def __call__(self, *args, progress=None, **kwargs):
+            labels.append(progress)
+
+    monkeypatch.setattr(zoo.generation, "Sampler", Recording)
+    batch = SimpleNamespace(prompt_ids=torch.zeros(3, 2, dtype=torch.long), prompt_attention_mask=torch.ones(3, 2))
+    sampling = SimpleNamespace(samples_per_prompt=4)
+    ExperienceContext.for_run(torch.nn.Linear(1, 1), None, step=7).generate(batch, sampling)
+    ExperienceContext.for_run(torch.nn.Linear(1, 1), None, step=2, training=False).generate(
+        batch, sampling, model=torch.nn.Linear(1, 1))
+    assert labels == ["training step 7: sampling 12 responses",
+                      "validation step 2: sampling 12 responses from a snapshot of the policy"]
