@@ -126,25 +126,22 @@ def _zoo_progress_only() -> Iterator[None]:
     ("Loading weights", "Writing model shards": a second or two each) are switched off meanwhile.
     """
     from transformers import modeling_gguf_pytorch_utils as gguf_loader
-    from transformers.utils import logging as transformers_logging
 
     from zoo.progress import track
+    from zoo.quiet import no_transformers_bars
 
     def tensors(iterable: Iterable[T], *args: Any, **kwargs: Any) -> Iterator[T]:
         return track(iterable, "de-quantising GGUF tensors", unit="tensors")
 
     original = getattr(gguf_loader, "tqdm", None)
-    bars = transformers_logging.is_progress_bar_enabled()
     if original is not None:
         gguf_loader.tqdm = tensors
-    transformers_logging.disable_progress_bar()
     try:
-        yield
+        with no_transformers_bars():
+            yield
     finally:
         if original is not None:
             gguf_loader.tqdm = original
-        if bars:
-            transformers_logging.enable_progress_bar()
 
 
 def convert(path: Path, target: Path, key: str = "model.name") -> None:
