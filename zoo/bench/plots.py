@@ -96,8 +96,9 @@ def frontier_figure(results: dict[str, Any]) -> Figure:
     figure.legend(handles, names, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     seeds = results["seeds"]
     sweeps = any(len(m) > 1 for m in groups.values())
+    spread = "bars are 95% intervals across seeds" if len(seeds) > 1 else "one seed, so no interval"
     figure.suptitle(f"zoo bench, task {results['config']['task']['name']!r}: means over {len(seeds)} seed(s), "
-                    f"bars are 95% intervals; numbers name the runs below"
+                    f"{spread}; numbers name the runs below"
                     + ("; a curve's points carry its swept value" if sweeps else ""), fontsize=10)
     figure.tight_layout(rect=(0, 0.03 + 0.032 * legend_rows, 1, 1))
     figure.canvas.draw()
