@@ -33,9 +33,8 @@ def _lab(colour) -> np.ndarray:
 
 def _visible_texts(figure) -> list[Text]:
     figure.canvas.draw()
-    return [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip() and t.axes is None
-            or (isinstance(t, Text) and t.get_visible() and t.get_text().strip() and t.axes is not None
-                and t.axes.get_visible())]
+    return [t for t in figure.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())]
 
 
 def _assert_nothing_cut(figure) -> None:

@@ -246,3 +246,20 @@ def test_online_sampling_phases_say_which_step_and_which_model(monkeypatch):
         batch, sampling, model=torch.nn.Linear(1, 1))
     assert labels == ["training step 7: sampling 12 responses",
                       "validation step 2: sampling 12 responses from a snapshot of the policy"]
+
+
+def test_on_a_terminal_the_bar_of_a_short_phase_is_cleared_and_a_long_ones_stays():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def shown(interval: float) -> str:
+        screen = Terminal()
+        with Progress("quick", total=3, stream=screen, interval=interval) as progress:
+            for _ in range(3):
+                progress.advance()
+        return screen.getvalue()
+
+    erase_line = "\x1b[1A\x1b[2K"  # cursor up one line, clear it: rich removing a transient bar
+    assert shown(interval=3600).endswith(erase_line)
+    assert not shown(interval=0).endswith(erase_line) and "3/3" in shown(interval=0)
