@@ -119,10 +119,9 @@ class CountingModel(torch.nn.Module):
         super().__init__()
         self.inner, self.config, self.calls = inner, inner.config, []
 
-    def forward(self, input_ids, past_key_values=None, use_cache=None, logits_to_keep=0):
+    def forward(self, input_ids, cache=None, use_cache=None, logits_to_keep=0):
         self.calls.append(tuple(input_ids.shape))
-        return self.inner(input_ids=input_ids, past_key_values=past_key_values, use_cache=use_cache,
-                          logits_to_keep=logits_to_keep)
+        return self.inner(input_ids=input_ids, cache=cache, use_cache=use_cache, logits_to_keep=logits_to_keep)
 
 
 def test_one_forward_pass_scores_all_four_letters(model, tokenizer):

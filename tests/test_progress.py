@@ -27,13 +27,42 @@ def test_plain_lines_carry_count_rate_and_time_left():
     assert len(lines) == 6  # start, one per advance, done
 
 
-def test_lines_are_spaced_by_the_interval():
+def test_a_phase_shorter_than_the_interval_leaves_no_lines():
+    """No ``reading …: 0/1024 rows`` / ``done … in 0s`` pairs, no ``0/1 batches``, in a log file."""
     stream = io.StringIO()
-    with Progress("slow", total=1000, stream=stream, interval=3600) as progress:
+    with Progress("quick", total=1000, stream=stream, interval=3600) as progress:
         for _ in range(1000):
             progress.advance()
-    assert stream.getvalue().splitlines() == ["slow: 0/1000 items", stream.getvalue().splitlines()[-1]]
-    assert "done, 1000 items" in stream.getvalue()
+    with Progress("one batch", total=1, unit="batches", stream=stream, interval=3600) as progress:
+        progress.advance()
+    assert stream.getvalue() == ""
+
+
+def test_a_phase_still_running_after_the_interval_says_so_even_without_an_advance():
+    import time
+
+    stream = io.StringIO()
+    with Progress("one long batch", total=1, unit="batches", stream=stream, interval=0.2) as progress:
+        time.sleep(0.6)  # one step that takes longer than the interval: the timer reports it
+        progress.advance()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "one long batch: 0/1 batches"
+    assert lines[-1].startswith("one long batch: done, 1 batches in ")
+    assert len(lines) in (2, 3)  # the advance may or may not come a whole interval after the timer's line
+
+
+def test_lines_are_spaced_by_the_interval():
+    import time
+
+    stream = io.StringIO()
+    with Progress("slow", total=6, stream=stream, interval=0.3) as progress:
+        for _ in range(6):
+            time.sleep(0.11)
+            progress.advance()
+    lines = stream.getvalue().splitlines()
+    # 0.66 s in 0.3 s intervals: the timer's line or an advance's at about 0.33 and 0.66 s, then done.
+    assert 2 <= len(lines) <= 4 and lines[-1].startswith("slow: done, 6 items")
+    assert all(re.fullmatch(r"slow: \d/6 items(, [\d.e+]+ items/s, eta \d+s)?", line) for line in lines[:-1])
 
 
 def test_unknown_total_and_failure():
@@ -119,8 +148,9 @@ def test_a_phase_that_does_not_announce_itself_is_silent_unless_it_takes_long():
     assert lines[-1].startswith("sampling: done, 3 tokens in ")
 
 
-def test_online_sampling_reports_generated_positions_and_samples_the_same(monkeypatch, capsys, tokenizer):
-    """The sampler's progress counts decoding positions and changes no sample."""
+def test_online_sampling_reports_generated_tokens_and_samples_the_same(monkeypatch, capsys, tokenizer):
+    """The sampler's progress counts the responses' real tokens (not decoding steps: 4 responses
+    of up to 6 tokens are up to 24 tokens, not 6) and changes no sample."""
     from zoo.generation import Sampler, encode_prompts
     from zoo.tiny import tiny_model
 
@@ -136,9 +166,13 @@ def test_online_sampling_reports_generated_positions_and_samples_the_same(monkey
     assert torch.equal(reported.sequences, plain.sequences)
     assert capsys.readouterr().out == ""  # no name, no report
     steps = reported.sequences.shape[1] - prompts[0].shape[1]
-    assert lines[0].startswith("sampling 4 responses: 1/6 tokens")
-    assert lines[-1].startswith(f"sampling 4 responses: done, {steps} tokens in ")
+    tokens = int(reported.response_mask.sum())  # up to and including each response's EOS
+    assert tokens > steps  # several responses: more tokens than decoding steps
+    assert lines[0].startswith("sampling 4 responses: 4 tokens, ")  # the first step: one token per response
+    assert lines[-1].startswith(f"sampling 4 responses: done, {tokens} tokens in ")
     assert len(lines) == steps + 1
+    counts = [int(re.match(r"sampling 4 responses: (\d+) tokens", line).group(1)) for line in lines[:-1]]
+    assert counts == sorted(counts) and counts[-1] == tokens
 
 
 def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
@@ -163,3 +197,69 @@ def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "reward-model score statistics: 0/2 batches" in out
     assert "reward-model score statistics: done, 2 batches in " in out
+
+
+def test_the_sampling_ticker_counts_one_token_per_response_still_going():
+    """Prompt width 2, EOS 9: before the first token all 3 responses generate; after [5, 9], [5, 6]
+    and [9, 0] (a pad after an EOS) only the second is still going, so the step adds 1 token."""
+    import torch
+
+    from zoo.generation import _ProgressTicker
+
+    class Count:
+        total = 0
+
+        def advance(self, n: int = 1) -> None:
+            self.total += n
+
+    count = Count()
+    ticker = _ProgressTicker(count, prompt_width=2, eos_ids=[9])
+    scores = torch.zeros(3, 10)
+    assert ticker(torch.tensor([[1, 2], [1, 2], [3, 4]]), scores) is scores
+    assert count.total == 3
+    ticker(torch.tensor([[1, 2, 5, 9], [1, 2, 5, 6], [3, 4, 9, 0]]), scores)
+    assert count.total == 4
+
+
+def test_online_sampling_phases_say_which_step_and_which_model(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    import zoo.generation
+    from zoo.algorithm import ExperienceContext
+
+    labels = []
+
+    class Recording:
+        def __init__(self, model, tokenizer):
+            pass
+
+        def __call__(self, *args, progress=None, **kwargs):
+            labels.append(progress)
+
+    monkeypatch.setattr(zoo.generation, "Sampler", Recording)
+    batch = SimpleNamespace(prompt_ids=torch.zeros(3, 2, dtype=torch.long), prompt_attention_mask=torch.ones(3, 2))
+    sampling = SimpleNamespace(samples_per_prompt=4)
+    ExperienceContext.for_run(torch.nn.Linear(1, 1), None, step=7).generate(batch, sampling)
+    ExperienceContext.for_run(torch.nn.Linear(1, 1), None, step=2, training=False).generate(
+        batch, sampling, model=torch.nn.Linear(1, 1))
+    assert labels == ["training step 7: sampling 12 responses",
+                      "validation step 2: sampling 12 responses from a snapshot of the policy"]
+
+
+def test_on_a_terminal_the_bar_of_a_short_phase_is_cleared_and_a_long_ones_stays():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def shown(interval: float) -> str:
+        screen = Terminal()
+        with Progress("quick", total=3, stream=screen, interval=interval) as progress:
+            for _ in range(3):
+                progress.advance()
+        return screen.getvalue()
+
+    erase_line = "\x1b[1A\x1b[2K"  # cursor up one line, clear it: rich removing a transient bar
+    assert shown(interval=3600).endswith(erase_line)
+    assert not shown(interval=0).endswith(erase_line) and "3/3" in shown(interval=0)

@@ -110,8 +110,10 @@ class ExperienceContext:
 
         sampler: Sampler = Sampler(self.policy if model is None else model, self.tokenizer)
         count = batch.prompt_ids.shape[0] * sampling.samples_per_prompt
+        phase = f"{'training' if self.training else 'validation'} step {self.step}"
+        source = "" if model is None else " from a snapshot of the policy"
         return sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling, record_logps=record_logps, seed=seed,
-                       progress=f"sampling {count} responses")
+                       progress=f"{phase}: sampling {count} responses{source}")
 
     def logprobs(self, model: nn.Module, batch: Batch, *, hidden_states: bool = False) -> SequenceLogProbs:
         """``model``'s log-probs of ``batch``'s scored tokens, computed the way training computes them."""

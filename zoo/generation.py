@@ -99,13 +99,19 @@ class _RawLogpRecorder(LogitsProcessor):
 
 
 class _ProgressTicker(LogitsProcessor):
-    """Advances a :class:`zoo.progress.Progress` once per generated position (it changes no score)."""
+    """Advances a :class:`zoo.progress.Progress` by the tokens each decoding step generates: one
+    per sequence that has not ended yet (it changes no score). A finished sequence keeps being
+    padded by ``generate``; those pads are not counted, so the count is the responses' real tokens
+    (their EOS included, as :func:`first_eos_mask` keeps it) and the rate is tokens per second."""
 
-    def __init__(self, progress: Any) -> None:
-        self.progress = progress
+    def __init__(self, progress: Any, prompt_width: int, eos_ids: Sequence[int]) -> None:
+        self.progress, self.prompt_width = progress, prompt_width
+        self.eos_ids = torch.tensor(list(eos_ids), dtype=torch.long)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.progress.advance()
+        generated = input_ids[:, self.prompt_width:]
+        ended = torch.isin(generated, self.eos_ids.to(generated.device)).any(dim=1)
+        self.progress.advance(int((~ended).sum()))
         return scores
 
 
@@ -186,8 +192,8 @@ class Sampler:
 
         ``settings`` are :class:`zoo.sampling.Sampling` fields given as keywords instead of
         ``sampling``; ``record_logps`` fills :attr:`Generation.token_logps`. ``progress`` names
-        the phase for a progress report counted in generated positions, which in a log file
-        appears only when the sampling takes longer than the progress interval
+        the phase for a progress report counted in generated tokens (tokens/s), which in a log
+        file appears only when the sampling takes longer than the progress interval
         (:class:`zoo.progress.Progress` with ``announce=False``).
         """
         from zoo.progress import Progress
@@ -200,8 +206,10 @@ class Sampler:
         prompt_ids, prompt_attention_mask = prompt_ids.to(device), prompt_attention_mask.to(device)
         config = self._generation_config(sampling)
         recorder = _RawLogpRecorder() if record_logps else None
-        reporter = Progress(progress, sampling.max_new_tokens, "tokens", announce=False) if progress else None
-        processors = [p for p in (recorder, reporter and _ProgressTicker(reporter)) if p is not None]
+        # No total: responses end when they end, so any bound would make the time left a guess.
+        reporter = Progress(progress, None, "tokens", announce=False) if progress else None
+        ticker = reporter and _ProgressTicker(reporter, prompt_ids.shape[1], self.eos_ids)
+        processors = [p for p in (recorder, ticker) if p is not None]
         was_training = self.model.training
         self.model.eval()
         try:

@@ -16,6 +16,7 @@ need). The package is located with :func:`importlib.util.find_spec` and never im
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -23,11 +24,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from zoo.cache_home import user_cache
 from zoo.errors import ConfigError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,35 @@ def _require_gguf_package(key: str, name: str) -> None:
                           f"run `pip install gguf`.")
 
 
+@contextlib.contextmanager
+def _zoo_progress_only() -> Iterator[None]:
+    """De-quantising reports through :mod:`zoo.progress`, not transformers' own bar.
+
+    transformers wraps the tensors in a bare ``tqdm`` that no logging setting turns off; in a
+    log file it writes ``\r``-separated redraws. Its module's ``tqdm`` name is swapped for
+    :func:`zoo.progress.track` while the model loads (a transformers without that name is left
+    as it is), so a terminal gets zoo's bar and a log file zoo's lines. transformers' own bars
+    ("Loading weights", "Writing model shards": a second or two each) are switched off meanwhile.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+    from zoo.progress import track
+    from zoo.quiet import no_transformers_bars
+
+    def tensors(iterable: Iterable[T], *args: Any, **kwargs: Any) -> Iterator[T]:
+        return track(iterable, "de-quantising GGUF tensors", unit="tensors")
+
+    original = getattr(gguf_loader, "tqdm", None)
+    if original is not None:
+        gguf_loader.tqdm = tensors
+    try:
+        with no_transformers_bars():
+            yield
+    finally:
+        if original is not None:
+            gguf_loader.tqdm = original
+
+
 def convert(path: Path, target: Path, key: str = "model.name") -> None:
     """Write ``path`` (a GGUF file) as a model directory at ``target`` (safetensors + tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -118,7 +152,8 @@ def convert(path: Path, target: Path, key: str = "model.name") -> None:
     log.info("converting %s to a model directory (once; cached in %s)", path, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+        with _zoo_progress_only():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = ("transformers reads GGUF files of the architectures listed in its GGUF docs (llama, mistral, "
@@ -136,7 +171,8 @@ def convert(path: Path, target: Path, key: str = "model.name") -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        model.save_pretrained(scratch, safe_serialization=True)
+        with _zoo_progress_only():
+            model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
         try:
             os.replace(scratch, target)

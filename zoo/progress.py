@@ -4,9 +4,14 @@ Reading and tokenising data, filling the reference cache, sampling, scoring, eac
 suite and each benchmark stage report through :class:`Progress`:
 
 * on a terminal, a rich progress bar with the count, the rate and the time left;
-* otherwise (output redirected to a file or a pipe), one plain line when the phase starts, one
-  every ``ZOO_PROGRESS_INTERVAL`` seconds (default 5) with the count, the rate and the time left,
-  and one when it ends, so that a log file shows where a run is and no phase looks like a hang.
+* otherwise (output redirected to a file or a pipe), nothing for a phase that ends within
+  ``ZOO_PROGRESS_INTERVAL`` seconds (default 5): work that short needs no report, and a log of
+  ``0/1 batches`` / ``done in 0s`` pairs buries the lines that matter. A phase still running after
+  the interval gets a line then (from a timer, so a phase stuck in one long step shows too), one
+  every interval after with the count, the rate and the time left, and one when it ends, so that a
+  log file shows where a run is and no phase looks like a hang. An interval of 0 reports at once.
+
+On a terminal, the bar of a phase that ended within the interval is cleared when it ends.
 
 Progress goes to standard output, next to the training progress bar; a command that prints
 machine-readable output there (``--json``) sends it to standard error with :func:`to_stderr`.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import IO, TypeVar
@@ -66,8 +72,8 @@ class Progress:
 
     ``total`` may be None (unknown): then the count and rate are shown without a time left.
     ``announce=False`` is for phases that repeat and are usually short (the sampling inside each
-    online training step): in a log file the first line waits for the interval and the closing
-    line is written only if one was, so only a phase that takes long leaves lines.
+    online training step): in a log file no timer announces them, so only an advance after the
+    interval writes a line.
     """
 
     def __init__(self, description: str, total: int | None = None, unit: str = "items", *,
@@ -82,6 +88,8 @@ class Progress:
         self.count = 0
         self._bar = None
         self._task = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
         self._started = self._last_line = 0.0
 
     # ----- lifecycle
@@ -105,18 +113,35 @@ class Progress:
                 self._bar, self.enabled = None, False
                 return self
             self._task = self._bar.add_task(self.description, total=self.total)
-        elif self.announce:
+        elif self.announce and self.interval == 0:
             self._line(self._status())
+        elif self.announce:
+            self._timer = threading.Timer(self.interval, self._still_running)
+            self._timer.daemon = True
+            self._timer.start()
         return self
+
+    def _still_running(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_line < self.interval and self._printed:
+                return
+            self._last_line = now
+        self._line(self._status(now))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.enabled:
             return
+        elapsed = time.monotonic() - self._started
         if self._bar is not None:
+            if elapsed < self.interval:
+                self._bar.live.transient = True  # too short to be worth a line on the screen
             self._bar.stop()
             return
-        elapsed = time.monotonic() - self._started
-        if not (self.announce or self._printed):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join()
+        if not self._printed:
             return
         if exc_type is None:
             self._line(f"{self.description}: done, {self.count} {self.unit} in {format_seconds(elapsed)}")
@@ -133,9 +158,11 @@ class Progress:
             self._bar.update(self._task, advance=n)
             return
         now = time.monotonic()
-        if now - self._last_line >= self.interval:
+        with self._lock:
+            if now - self._last_line < self.interval:
+                return
             self._last_line = now
-            self._line(self._status(now))
+        self._line(self._status(now))
 
     def _status(self, now: float | None = None) -> str:
         elapsed = (now or time.monotonic()) - self._started
@@ -149,8 +176,9 @@ class Progress:
         return text
 
     def _line(self, text: str) -> None:
-        self._printed = True
-        print(text, file=self.stream, flush=True)
+        with self._lock:  # the timer's thread and this one must not interleave their lines
+            self._printed = True
+            print(text, file=self.stream, flush=True)
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, unit: str = "items") -> Iterator[T]:

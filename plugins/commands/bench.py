@@ -110,8 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
                            write_outputs)
 
-    # Piped output (CI logs, files): lines are not wrapped, and the table takes its stacked, 100-column form.
-    console = Console() if sys.stdout.isatty() else Console(width=100, soft_wrap=True)
+    # Piped output (CI logs, files): lines are not wrapped, and the table takes its 80-column form.
+    console = Console() if sys.stdout.isatty() else Console(width=80, soft_wrap=True)
     if args.check is not None:
         if args.config or args.overrides or args.canary or args.perturb:
             raise ConfigError("zoo bench --check DIR takes no config, overrides, --canary or --perturb (it trains "

@@ -16,7 +16,8 @@ Modules, in the order a run uses them:
   values, and every statistic derived from them alone);
 * :mod:`zoo.bench.claims`: the declared claims' verdicts and the protocol history;
 * :mod:`zoo.bench.perturb`: the same protocol on shifted seeds, and which verdicts survive it;
-* :mod:`zoo.bench.report`, :mod:`zoo.bench.plots`: the table, results.json/.md, the PNGs.
+* :mod:`zoo.bench.report`, :mod:`zoo.bench.terminal_report`, :mod:`zoo.bench.plots`: results.json/.md,
+  the terminal's table, the PNGs.
 
 This package is the front module of the benchmark: task plugins and the ``bench`` command import
 from ``zoo.bench`` only. The harness's own names are imported on first use, so that a task
@@ -44,9 +45,10 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.perturb": ("perturbation_record", "shifted"),
     "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
     "zoo.bench.check": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
-    "zoo.bench.report": ("print_report", "write_outputs"),
+    "zoo.bench.report": ("write_outputs",),
     "zoo.bench.results": ("summarise",),
     "zoo.bench.runner": ("run_bench",),
+    "zoo.bench.terminal_report": ("print_report",),
 }
 _OWNER = {name: module for module, names in _LAZY_EXPORTS.items() for name in names}
 

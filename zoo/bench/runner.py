@@ -23,6 +23,7 @@ from zoo.bench.budget import calibrate_all, fit_steps, spec_key
 from zoo.bench.cache import Stage, StageCache, fingerprint
 from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs, tuning_seeds
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
+from zoo.bench.schedule import Schedule
 from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
 from zoo.errors import ConfigError
 
@@ -116,15 +117,24 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.
     provenance = {**git_state(), "source_hash": run_source_hash(config.to_dict()), "packages": package_versions(),
                   "code_hash": code_source_hash(), "core_hash": core_source_hash(), "canary": applied_canary()}
-    announce = announce or (lambda text: None)
+    report = announce or (lambda text: None)
     quiet_training_logs()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    schedule = plan(config)
+
+    def announce(text: str) -> None:
+        report(f"{schedule.prefix()}: {text}")
+
     stages = Stages(config, cache, announce)
     inputs: dict[int, _LazyInputs] = {}
 
     def pipeline_of(seed: int) -> tuple[Pipeline, _LazyInputs]:
-        pipeline = stages.pipeline(seed)
+        if stages.pipeline_seed(seed) in stages._pipelines:
+            pipeline = stages.pipeline(seed)
+        else:
+            with schedule.pipeline():
+                pipeline = stages.pipeline(seed)
         if pipeline.seed not in inputs:
             inputs[pipeline.seed] = _LazyInputs(lambda p=pipeline: _eval_inputs(config, stages, p))
         return pipeline, inputs[pipeline.seed]
@@ -132,6 +142,7 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     budgets = _fit_budgets(config, stages, lambda: pipeline_of(config.seeds[0])[0])
 
     def run_one(contender: Contender, seed: int, split: str) -> tuple[Stage, Stage | None]:
+        schedule.start((contender.label, seed, split))
         pipeline, lazy = pipeline_of(seed)
         aligned = None
         if contender.trains:
@@ -194,6 +205,23 @@ def _budget_record(config: BenchConfig, budgets: dict[str, Any] | None, contende
     rows = {c.label: budgets["contenders"][_key(c.spec)] for c in contenders if c.trains}
     return {"matched": budgets["matched"], "target": budgets["target"], "rows": rows,
             "calibration_steps": config.budget.calibration_steps}
+
+
+def plan(config: BenchConfig) -> Schedule:
+    """Every unit :func:`run_bench` will run (contender, seed, split), in order, and the pipelines."""
+    tuning = tuning_seeds(config)
+    runs = expand_runs(config)
+    baseline = next(c for c in runs if not c.trains and c.spec.best_of_n is None)
+    units: list[tuple[str, int, str]] = []
+    for spec in (s for s in config.runs if s.select):
+        units += [(baseline.label, seed, "validation") for seed in tuning]
+        units += [(c.label, seed, "validation") for c in runs if c.is_trial and c.group == spec.label
+                  for seed in tuning]
+    # The table's rows: a selected sweep's trials give way to one row named for the sweep (see _headline).
+    rows = list(dict.fromkeys(c.group if c.is_trial else c.label for c in runs))
+    units += [(label, seed, "test") for seed in config.seeds for label in rows]
+    seeds = set(config.seeds) | (set(tuning) if any(s.select for s in config.runs) else set())
+    return Schedule(units, pipelines=len({seed if config.seed_scope == "pipeline" else 0 for seed in seeds}))
 
 
 def _headline(config: BenchConfig, selections: dict[str, dict[str, Any]]) -> list[Contender]:
