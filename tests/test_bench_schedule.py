@@ -40,8 +40,9 @@ def test_the_estimate_scales_the_mean_unit_and_pipeline_time_to_what_is_left():
 
 def test_the_plan_counts_every_unit_the_runner_will_run():
     """configs/bench/tiny.yaml: 16 table rows x 5 seeds on the test prompts = 80; 13 selected sweeps
-    of 4 settings each on the one tuning seed (0) = 52; the SFT model on the validation prompts of
-    that seed, once for all sweeps = 1. 133 units, and one pipeline per seed: 5."""
+    of 4 settings each on the one tuning seed (1004, not a reported seed) = 52; the SFT model on the
+    validation prompts of that seed, once for all sweeps = 1. 133 units, and one pipeline per seed:
+    5 reported + 1 tuning = 6."""
     from pathlib import Path
 
     from zoo.bench.config import load_bench_config
@@ -49,8 +50,8 @@ def test_the_plan_counts_every_unit_the_runner_will_run():
 
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "configs/bench/tiny.yaml"), [])
     schedule = plan(config)
-    assert len(schedule.units) == 133 and schedule.pipelines == 5
-    assert schedule.units[0] == ("SFT", 0, "validation") and schedule.units[-1] == ("online DPO (gold reward)", 4, "test")
+    assert len(schedule.units) == 133 and schedule.pipelines == 6
+    assert schedule.units[0] == ("SFT", 1004, "validation") and schedule.units[-1] == ("online DPO (gold reward)", 4, "test")
 
 
 def test_a_unit_the_plan_missed_is_counted_rather_than_overrun():
