@@ -14,7 +14,8 @@ from zoo.logprobs import sequence_logprobs
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo_plugins.algorithms.rloo import RLOO, RLOOArgs, leave_one_out_advantages, rloo_loss
+from zoo.losses import leave_one_out_advantages
+from zoo_plugins.algorithms.rloo import RLOO, RLOOArgs, rloo_loss
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 

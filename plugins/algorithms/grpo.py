@@ -29,8 +29,8 @@ rollout aggregate over the minibatch.
 ``policy_updates`` passes over the rollout, in ``num_minibatches`` shuffled minibatches, each
 take one optimiser step. With one step per rollout ρ = 1 and the clip is inactive; π_old's token
 log-probs are then the policy's own (detached) and need no extra pass, otherwise they are
-recorded while sampling. The loop computes the reference's token log-probs for each step; with
-β = 0 the instance declares it needs no reference, and that pass is skipped.
+recorded while sampling. The reference's token log-probs are computed once per rollout and read by
+every step; with β = 0 the instance declares it needs no reference, so none is loaded or run.
 
 Logged per rollout: reward, reward_std (mean within-group std), kept_groups (fraction not
 dropped); per step: clip_frac, kl (mean k3), advantage (mean |Â|).
@@ -46,6 +46,8 @@ from torch import Tensor
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl, right_padded, take_rows)
+from zoo.losses import (aggregate, clip_fraction, clipped_surrogate, group_advantages, kl_k3, masked_sums,
+                        sequence_mean)
 
 
 @dataclass
@@ -78,19 +80,8 @@ class GRPOArgs(Hyperparameters, Sampling):
 
 # ----- pure functions of tensors ----------------------------------------------------------------
 
-
-def group_advantages(rewards: Tensor, *, scale: bool, eps: float = 1e-4) -> Tensor:
-    """``[B, G]`` rewards → ``[B, G]`` advantages ``R − mean(R)``, divided by ``std(R) + eps`` when ``scale``."""
-    centred = rewards - rewards.mean(dim=1, keepdim=True)
-    if not scale:
-        return centred
-    return centred / (rewards.std(dim=1, keepdim=True) + eps)
-
-
-def k3(logps: Tensor, ref_logps: Tensor) -> Tensor:
-    """Per-token ``π_ref/π − log(π_ref/π) − 1`` (≥ 0, unbiased for KL(π‖π_ref) under samples of π)."""
-    log_ratio = ref_logps - logps
-    return torch.exp(log_ratio) - log_ratio - 1
+#: How each ``aggregation`` normalises token losses (:func:`zoo.losses.aggregate`).
+NORMALISERS = {"grpo": "sequence_mean", "dr_grpo": "constant", "dapo": "token_mean"}
 
 
 def grpo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *, aggregation: str,
@@ -104,34 +95,22 @@ def grpo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor
         mask: ``[N, T]`` bool, the response tokens.
         max_tokens: ``dr_grpo``'s constant normaliser.
     """
+    if aggregation not in NORMALISERS:
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+    if aggregation == "dr_grpo" and max_tokens is None:
+        raise ValueError("dr_grpo needs max_tokens, its constant normaliser")
     mask = mask.bool()
-    weights = mask.to(logps.dtype)
-    ratio = torch.exp((logps - old_logps) * weights)
-    advantage = advantages[:, None].to(logps.dtype)
-    surrogate = torch.minimum(ratio * advantage, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * advantage)
-    tokens = -surrogate
+    surrogate = clipped_surrogate(logps, old_logps, advantages, mask, clip_low=clip_low, clip_high=clip_high)
+    tokens = surrogate.token_losses
     kl = None
     if ref_logps is not None and kl_coef > 0:
-        kl = k3(logps, ref_logps) * weights
+        kl = kl_k3(logps, ref_logps) * mask.to(logps.dtype)
         tokens = tokens + kl_coef * kl
-    sums = (tokens * weights).sum(-1)
-    lengths = weights.sum(-1)
-    if aggregation == "grpo":
-        losses = sums / lengths.clamp(min=1)
-    elif aggregation == "dr_grpo":
-        if max_tokens is None:
-            raise ValueError("dr_grpo needs max_tokens, its constant normaliser")
-        losses = sums / max_tokens
-    elif aggregation == "dapo":
-        losses = sums / lengths.mean().clamp(min=1)
-    else:
-        raise ValueError(f"unknown aggregation {aggregation!r}")
-    clipped = ((ratio < 1 - clip_low) & (advantage < 0)) | ((ratio > 1 + clip_high) & (advantage > 0))
-    metrics = {"clip_frac": (clipped & mask).float().sum() / weights.sum().clamp(min=1),
-               "advantage": advantages.abs().detach()}
+    losses, count = aggregate(tokens, mask, NORMALISERS[aggregation], constant=max_tokens)
+    metrics = {"clip_frac": clip_fraction(surrogate.clipped, mask), "advantage": advantages.abs().detach()}
     if kl is not None:
-        metrics["kl"] = (kl.detach().sum(-1) / lengths.clamp(min=1))
-    return LossOutput(losses, metrics)
+        metrics["kl"] = sequence_mean(*masked_sums(kl.detach(), mask))
+    return LossOutput(losses, metrics, tokens=count)
 
 
 # ----- the algorithm ----------------------------------------------------------------------------
@@ -166,9 +145,15 @@ class GRPO(Algorithm):
         device = generation.sequences.device
         extras = {"advantages": advantages[keep].flatten().to(device), "rewards": rewards[keep].flatten().to(device)}
         if several_steps:
-            extras["old_logps"] = right_padded(generation, rows.to(device), pad_id=ctx.tokenizer.pad_token_id)[3]
-        return generation_batch(generation, batch.prompts, rows=rows.to(device), pad_id=ctx.tokenizer.pad_token_id,
-                                extras=extras)
+            extras["old_logps"] = right_padded(generation, rows.to(device),
+                                               pad_id=ctx.tokenizer.pad_token_id).token_logps
+        experience = generation_batch(generation, batch.prompts, rows=rows.to(device),
+                                      pad_id=ctx.tokenizer.pad_token_id, extras=extras)
+        if self.needs_reference and rows.numel():
+            # Once per rollout: every minibatch and policy update reads these instead of a reference pass.
+            reference = ctx.logprobs(ctx.reference, experience)
+            experience.reference_logps, experience.reference_token_logps = reference.sum, reference.token_logps
+        return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:
         rows = experience.input_ids.shape[0]

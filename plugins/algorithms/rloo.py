@@ -26,18 +26,19 @@ reuses. ``policy_updates`` passes over each rollout take one optimiser step each
 clip, since unclipped REINFORCE is on-policy for the first step only).
 
 Logged per rollout: reward (the score), kl_ref (Σ_t log π_old − log π_ref), non_score_reward
-(−β · kl_ref); per step: advantage (|A|), clip_frac.
+(−β · kl_ref); per step: advantage (|A|), clip_frac (the share of tokens where the clip is active,
+:func:`zoo.losses.clip_fraction`).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl, right_padded)
+from zoo.losses import aggregate, clip_fraction, clipped_surrogate, kl_k1, leave_one_out_advantages, sequence_reinforce
 
 
 @dataclass
@@ -65,27 +66,15 @@ class RLOOArgs(Hyperparameters, Sampling):
 # ----- pure functions of tensors ----------------------------------------------------------------
 
 
-def leave_one_out_advantages(rewards: Tensor) -> Tensor:
-    """``[B, k]`` rewards → ``A_i = R_i − mean_{j≠i} R_j`` (k ≥ 2)."""
-    k = rewards.shape[1]
-    baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)
-    return rewards - baseline
-
-
 def rloo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *,
               clip_range: float | None = None) -> LossOutput:
     """Per-response RLOO losses from ``[N, T]`` token log-probs and ``[N]`` advantages."""
-    weights = mask.to(logps.dtype)
-    advantage = advantages.to(logps.dtype)
     if clip_range is None:
-        losses = -advantage * (logps * weights).sum(-1)
-        return LossOutput(losses, {"advantage": advantages.abs().detach()})
-    ratio = torch.exp((logps - old_logps) * weights)
-    a = advantage[:, None]
-    surrogate = torch.minimum(ratio * a, torch.clamp(ratio, 1 - clip_range, 1 + clip_range) * a)
-    clipped = ((ratio - 1).abs() > clip_range) & mask.bool()
-    return LossOutput(-(surrogate * weights).sum(-1), {
-        "advantage": advantages.abs().detach(), "clip_frac": clipped.float().sum() / weights.sum().clamp(min=1)})
+        return LossOutput(sequence_reinforce(logps, advantages, mask), {"advantage": advantages.abs().detach()})
+    surrogate = clipped_surrogate(logps, old_logps, advantages, mask, clip_low=clip_range)
+    losses, _ = aggregate(surrogate.token_losses, mask, "constant", constant=1.0)
+    return LossOutput(losses, {"advantage": advantages.abs().detach(),
+                               "clip_frac": clip_fraction(surrogate.clipped, mask)})
 
 
 # ----- the algorithm ----------------------------------------------------------------------------
@@ -106,9 +95,9 @@ class RLOO(Algorithm):
         device = generation.sequences.device
         pad = ctx.tokenizer.pad_token_id
         experience = generation_batch(generation, batch.prompts, pad_id=pad)
-        old_logps = right_padded(generation, pad_id=pad)[3].to(device)
+        old_logps = right_padded(generation, pad_id=pad).token_logps.to(device)
         reference = ctx.logprobs(ctx.reference, experience)
-        kl = (old_logps * reference.mask).sum(-1) - reference.sum[:, 0]
+        kl = kl_k1((old_logps * reference.mask).sum(-1), reference.sum[:, 0])
         scores = ctx.reward.score(experience.prompts, generation.texts).float().to(device)
         rewards = scores - a.kl_coef * kl
         advantages = leave_one_out_advantages(rewards.view(-1, a.samples_per_prompt)).flatten()
