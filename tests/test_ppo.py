@@ -4,6 +4,7 @@ reward of fresh samples on held-out prompts."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -251,3 +252,23 @@ def test_ppo_raises_the_reward_of_fresh_samples(sft_model, tmp_path):
     before, after = mean_ci(before.tolist()), mean_ci(after.tolist())
     assert after.low > before.high, (before, after)
     assert after.mean - before.mean > 0.4
+
+
+def test_kl_in_the_loss_adds_beta_k_to_the_policy_tokens():
+    """kl_placement loss with k3, β = 0.1, ρ = 1, Â = 0, values = returns: the only term is the token
+    mean of β k3; tokens log π = −1, log π_ref = −1.5 → β (e^−0.5 + 0.5 − 1) = 0.0106531 on each."""
+    mask = torch.tensor([[False, True, True]])
+    logps = torch.tensor([[0.0, -1.0, -1.0]])
+    zeros = torch.zeros(1, 3)
+    out = ppo_loss(logps, zeros, logps, zeros, zeros, zeros, mask, ref_logps=torch.tensor([[0.0, -1.5, -1.5]]),
+                   kl_coef=0.1, kl_estimator="k3")
+    assert out.losses.item() == pytest.approx(2 * 0.1 * (math.exp(-0.5) - 0.5) / 2, abs=1e-7)
+
+
+def test_kl_estimator_in_the_rewards():
+    """k2 per token: log π − log π_ref = (0.5, −1) → k2 = (0.125, 0.5), r = −β k2 + R on the last token."""
+    mask = torch.tensor([[True, True]])
+    rewards, kl = kl_penalized_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.5, -1.0]]),
+                                       mask, 0.1, "k2")
+    torch.testing.assert_close(kl, torch.tensor([[0.125, 0.5]]))
+    torch.testing.assert_close(rewards, torch.tensor([[-0.0125, 2.0 - 0.05]]))

@@ -64,7 +64,7 @@ from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutpu
                  generation_batch, hookimpl, join_generations, right_padded, take_rows)
 from zoo.losses import (KLEstimator, KLPlacement, RatioLevel, RewardShaping, aggregate, batch_normalised_advantages,
                         cispo_objective, clip_fraction, clipped_surrogate, group_advantages, masked_sums,
-                        sequence_kl, sequence_mean, shape_rewards, token_kl)
+                        placement_problem, sequence_kl, sequence_mean, shape_rewards, token_kl)
 
 
 @dataclass
@@ -116,9 +116,8 @@ class GRPOArgs(Hyperparameters, Sampling, RewardShaping):
                      "(use advantages: group, or another aggregation)")
         self.require(not (self.policy_loss == "cispo" and self.ratio_level == "sequence"), "ratio_level",
                      "cispo weighs each token by its own ratio; sequence-level ratios go with policy_loss: clip")
-        self.require(not (self.kl_placement == "loss" and self.kl_estimator == "k1" and self.kl_coef > 0),
-                     "kl_estimator", "k1 in the loss has an expected gradient of zero (zoo.losses.kl): use k2 or "
-                     "k3 in the loss, or kl_placement: reward")
+        problem = placement_problem(self.kl_estimator, self.kl_placement, self.kl_coef)
+        self.require(problem is None, "kl_estimator", problem or "")
         self.require(self.refill_rounds == 0 or self.drops_equal_groups, "refill_rounds",
                      "refills dropped groups: set drop_equal_groups: true (or aggregation: dapo)")
 

@@ -23,17 +23,18 @@ from zoo.losses.advantages import (batch_normalised_advantages, gae, group_advan
                                    whiten)
 from zoo.losses.aggregation import Aggregation, aggregate, masked_mean, masked_sums, sequence_mean, token_mean
 from zoo.losses.likelihood import token_mean_nll
-from zoo.losses.kl import (KL_ESTIMATORS, KLEstimator, KLPlacement, kl_estimate, kl_k1, kl_k2, kl_k3, sequence_kl,
-                           token_kl)
+from zoo.losses.kl import (KL_ESTIMATORS, KLEstimator, KLPlacement, kl_estimate, kl_k1, kl_k2, kl_k3,
+                           placement_problem, sequence_kl, token_kl)
 from zoo.losses.policy_gradient import (RatioLevel, Surrogate, cispo_objective, clip_fraction, clipped_surrogate,
                                         log_importance_ratio, sequence_reinforce)
 from zoo.losses.preference import PreferenceLoss, dpo_loss
 from zoo.losses.shaping import RewardShaping, shape_rewards
 
 __all__ = [
-    "Aggregation", "KLEstimator", "KLPlacement", "KL_ESTIMATORS", "PreferenceLoss", "RatioLevel", "RewardShaping",
-    "Surrogate", "aggregate", "batch_normalised_advantages",
-    "cispo_objective", "clip_fraction", "clipped_surrogate", "dpo_loss", "gae", "group_advantages", "kl_estimate",
-    "kl_k1", "kl_k2", "kl_k3", "leave_one_out_advantages", "log_importance_ratio", "masked_mean", "masked_sums",
-    "sequence_kl", "sequence_mean", "sequence_reinforce", "shape_rewards", "token_kl", "token_mean", "token_mean_nll", "whiten",
+    "aggregate", "Aggregation", "batch_normalised_advantages", "cispo_objective", "clip_fraction",
+    "clipped_surrogate", "dpo_loss", "gae", "group_advantages", "kl_estimate", "KL_ESTIMATORS", "kl_k1", "kl_k2",
+    "kl_k3", "KLEstimator", "KLPlacement", "leave_one_out_advantages", "log_importance_ratio", "masked_mean",
+    "masked_sums", "placement_problem", "PreferenceLoss", "RatioLevel", "RewardShaping", "sequence_kl",
+    "sequence_mean", "sequence_reinforce", "shape_rewards", "Surrogate", "token_kl", "token_mean",
+    "token_mean_nll", "whiten",
 ]

@@ -56,6 +56,15 @@ def kl_estimate(logps: Tensor, ref_logps: Tensor, estimator: KLEstimator) -> Ten
         raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {', '.join(KL_ESTIMATORS)}") from None
 
 
+def placement_problem(estimator: KLEstimator, placement: KLPlacement, coef: float) -> str | None:
+    """Why an (estimator, placement) pair is refused, or None: k1 in the loss has an expected gradient
+    of zero, so it would only add noise while looking like a KL constraint."""
+    if coef > 0 and placement == "loss" and estimator == "k1":
+        return ("k1 in the loss has an expected gradient of zero (zoo.losses.kl): use k2 or k3 in the loss, "
+                "or kl_placement: reward")
+    return None
+
+
 def sequence_kl(logps: Tensor, ref_logps: Tensor, mask: Tensor, estimator: KLEstimator) -> Tensor:
     """``[N]`` Σ_t k(y_t) over the masked tokens of ``[N, T]`` log-probs: the penalty a reward placement
     subtracts (times β) from each response's reward, computed from π_old when the rollout is made."""
