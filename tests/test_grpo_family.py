@@ -78,6 +78,10 @@ def test_unsupported_combinations_are_errors_naming_the_key(bad, key):
 
 def test_one_sample_per_prompt_is_allowed_with_batch_advantages():
     assert GRPO.parse_args({"advantages": "batch", "samples_per_prompt": 1}).samples_per_prompt == 1
+    with pytest.raises(ConfigError, match="algorithm_args.drop_equal_groups"):
+        GRPO.parse_args({"advantages": "batch", "samples_per_prompt": 1, "aggregation": "dapo"})
+    torch.manual_seed(0)
+    assert_algorithm_conforms("reinforce_pp", args={"max_new_tokens": 8, "samples_per_prompt": 1}, reward=_spread)
 
 
 def test_batch_normalised_advantages_by_hand():

@@ -118,6 +118,8 @@ class GRPOArgs(Hyperparameters, Sampling, RewardShaping):
                      "cispo weighs each token by its own ratio; sequence-level ratios go with policy_loss: clip")
         problem = placement_problem(self.kl_estimator, self.kl_placement, self.kl_coef)
         self.require(problem is None, "kl_estimator", problem or "")
+        self.require(not (self.drops_equal_groups and self.samples_per_prompt < 2), "drop_equal_groups",
+                     "needs groups of >= 2 samples: a group of one always has equal rewards")
         self.require(self.refill_rounds == 0 or self.drops_equal_groups, "refill_rounds",
                      "refills dropped groups: set drop_equal_groups: true (or aggregation: dapo)")
 
@@ -233,15 +235,17 @@ class GRPO(Algorithm):
             keep = has_signal(rewards)
             ctx.log(kept_groups=keep.float().mean())
             if a.refill_rounds:
+                # Refills resample only prompts without a kept group, so the batch keeps at most one per prompt.
                 generation, scores, rewards, rounds = self._refill(ctx, batch, record, generation, scores, rewards)
-                # The first B groups with signal, B the prompts of the batch: the batch keeps its size.
-                keep = has_signal(rewards) & (torch.cumsum(has_signal(rewards).long(), 0) <= first_round.shape[0])
+                keep = has_signal(rewards)
                 ctx.log(refill_rounds=float(rounds), refilled_groups=keep[first_round.shape[0]:].float().sum())
         else:
             ctx.log(kept_groups=keep.float().mean())
         rows = torch.arange(rewards.numel()).view(-1, group)[keep].flatten()
         raw = scores.view(-1, group)
-        ctx.log(reward=first_round.mean(), reward_std=first_round.std(dim=1).mean())
+        ctx.log(reward=first_round.mean())
+        if group > 1:  # a group of one has no spread
+            ctx.log(reward_std=first_round.std(dim=1).mean())
         device = generation.sequences.device
         pad = ctx.tokenizer.pad_token_id
         experience = generation_batch(generation, batch.prompts, rows=rows.to(device), pad_id=pad)
