@@ -15,7 +15,7 @@ def test_hand_worked_margins():
 
 def test_dpo_reward_accuracy_before_any_update_is_one_half_despite_float_noise():
     """Rewards of ±2e-8 (a cached reference against a live policy) are ties, not wins or losses."""
-    from zoo_plugins.algorithms.dpo import dpo_loss
+    from zoo.losses import dpo_loss
 
     policy_chosen, policy_rejected = torch.tensor([-150.2249, -80.5]), torch.tensor([-130.9367, -99.1])
     noise = torch.tensor([2e-7, -3e-7])

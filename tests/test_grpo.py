@@ -13,7 +13,8 @@ from zoo.generation import encode_prompts
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo_plugins.algorithms.grpo import GRPO, GRPOArgs, group_advantages, grpo_loss, k3
+from zoo.losses import group_advantages, kl_k3 as k3
+from zoo_plugins.algorithms.grpo import GRPO, GRPOArgs, grpo_loss
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 # A group of 4 with rewards 1, 2, 3, 6: mean 3, deviations (−2, −1, 0, 3), Bessel variance
@@ -144,3 +145,19 @@ def test_dr_grpo_experience_does_not_divide_by_the_std(tokenizer):
     rewards = torch.tensor(score(experience.prompts, texts))
     assert rewards.std() > 1  # the check below would not tell a division by the std apart otherwise
     torch.testing.assert_close(experience.extras["advantages"], rewards - rewards.mean())
+
+
+def test_a_full_run_without_kl_holds_no_reference_copy(tmp_path, tiny_run):
+    """kl_coef = 0 turns needs_reference off on the instance; the run reads the instance's flag, so no
+    frozen copy of the policy is loaded (with kl_coef > 0 one is)."""
+    from zoo.config import load_config
+    from zoo.run import build_run
+
+    for kl_coef, holds_reference in ((0.0, False), (0.04, True)):
+        raw = tiny_run("grpo", tmp_path / f"kl{kl_coef}", algorithm_args={"max_new_tokens": 8, "kl_coef": kl_coef})
+        run = build_run(load_config(raw=raw))
+        try:
+            assert (run.module.reference is not None) is holds_reference
+            assert run.module.algorithm.needs_reference is holds_reference
+        finally:
+            run.lock.release()

@@ -48,3 +48,25 @@ def test_a_broken_loss_through_the_cli_is_one_paragraph(tmp_path, tiny_run, monk
     assert cli.main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert "broke the loss contract" in err and "Traceback" not in err
+
+
+def test_a_token_mean_becomes_one_mean_over_every_devices_tokens(tokenizer):
+    """Device A holds 4 of the 10 tokens of a step on 2 devices and its token mean is 2 (sum 8). DDP
+    averages gradients, so A's loss must be 2 · 4 · 2 / 10 = 1.6: (1.6 + B's share) / 2 is then
+    Σ sums / 10. One device, or a loss without a token count, is left as the plain mean."""
+    from types import SimpleNamespace
+
+    from zoo.batch import LossOutput
+    from zoo.config import TrainConfig
+    from zoo.module import AlignmentModule
+    from zoo.tiny import tiny_model
+    from zoo_plugins.algorithms.sft import SFT
+
+    module = AlignmentModule(tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                        num_key_value_heads=1), SFT(), TrainConfig())
+    out = LossOutput(torch.tensor([1.0, 3.0]), tokens=torch.tensor(4.0))
+    module._trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t * 0 + 10))
+    assert module._training_loss(out).item() == pytest.approx(1.6)
+    assert module._training_loss(LossOutput(torch.tensor([1.0, 3.0]))).item() == 2.0
+    module._trainer = SimpleNamespace(world_size=1)
+    assert module._training_loss(out).item() == 2.0

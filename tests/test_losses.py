@@ -8,7 +8,7 @@ import torch
 
 from zoo import ConfigError, SequenceLogProbs
 from zoo.registry import get_registry
-from zoo_plugins.algorithms.dpo import dpo_loss
+from zoo.losses import dpo_loss
 from zoo_plugins.algorithms.rrhf import rrhf_loss
 from zoo_plugins.algorithms.sft import sft_loss
 from zoo_plugins.algorithms.slic_hf import slic_hf_loss

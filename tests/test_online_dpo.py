@@ -7,14 +7,15 @@ import math
 import pytest
 import torch
 
-from zoo import ExperienceContext
+from zoo import ExperienceContext, SequenceLogProbs
 from zoo.batch import Batch
 from zoo.generation import encode_prompts
 from zoo.logprobs import sequence_logprobs
 from zoo.rewards import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo_plugins.algorithms.online_dpo import OnlineDPO, OnlineDPOArgs, label_pairs, preference_loss
+from zoo.losses import dpo_loss as preference_loss
+from zoo_plugins.algorithms.online_dpo import OnlineDPO, OnlineDPOArgs, label_pairs
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 
@@ -108,3 +109,12 @@ def test_conforms():
         assert_algorithm_conforms("online_dpo", bad_args=[{"beta": 0.0}, {"samples_per_prompt": 1},
                                                           {"mode": "offline"}, {"tau": -1.0}],
                                   args=args, reward=_spread)
+
+
+def test_reward_accuracy_counts_a_tie_as_one_half():
+    """A policy equal to its reference gives equal implicit rewards: a tie scores 1/2
+    (:func:`zoo.pair_accuracy`), not 0."""
+    sums = torch.tensor([[-3.0, -2.0], [-1.0, -4.0]])
+    values = SequenceLogProbs(None, torch.ones(4, 3, dtype=torch.bool), sums, sums, torch.ones(2, 2))
+    out = OnlineDPO(OnlineDPOArgs()).loss(values, values, None)
+    assert out.metrics["reward_accuracy"].tolist() == [0.5, 0.5]

@@ -18,7 +18,9 @@ from zoo.module import AlignmentModule
 from zoo.rewards import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
-from zoo_plugins.algorithms.ppo import PPO, PPOArgs, ended_with_eos
+from zoo.config import TrainConfig
+from zoo.generation import ends_with_stop, first_eos_mask
+from zoo_plugins.algorithms.ppo import PPO, PPOArgs
 
 
 def _two_train_mode_passes(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +33,7 @@ def _two_train_mode_passes(model: torch.nn.Module) -> tuple[torch.Tensor, torch.
 
 
 @pytest.mark.parametrize("disable", [True, False])
-def test_ppo_turns_the_policys_dropout_off_unless_told_to_keep_it(tokenizer, disable):
+def test_the_loop_turns_the_policys_dropout_off_for_ppo_unless_told_to_keep_it(tokenizer, disable):
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
                                       resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5))
     llama = tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
@@ -40,17 +42,19 @@ def test_ppo_turns_the_policys_dropout_off_unless_told_to_keep_it(tokenizer, dis
     for model in (gpt2, llama):
         first, second = _two_train_mode_passes(model)
         assert not torch.equal(first, second)  # dropout is active to begin with
-        PPO(PPOArgs(disable_dropout=disable)).build_modules(model)
+        AlignmentModule(model, PPO(PPOArgs(disable_dropout=disable)), TrainConfig(), tokenizer=tokenizer)
         first, second = _two_train_mode_passes(model)
         assert torch.equal(first, second) is disable
 
 
-def test_ended_with_eos_reads_each_responses_last_kept_token():
+def test_a_response_finished_when_it_holds_a_stop_token_before_padding():
+    """Rows: EOS then pad; cut at the limit; empty; EOS at once. The sampler cuts each row after its
+    first stop token (first_eos_mask) and pads with -1 here, so a stop token is only ever real."""
     eos, pad = 2, 0
-    response = torch.tensor([[5, 6, eos, pad], [5, 6, 7, 8], [pad, pad, pad, pad], [eos, pad, pad, pad]])
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
-    assert ended_with_eos(response, mask, [eos]).tolist() == [True, False, False, True]
-    assert ended_with_eos(response, mask, [7, 8]).tolist() == [False, True, False, False]
+    response = torch.tensor([[5, 6, eos, 9], [5, 6, 7, 8], [pad, pad, pad, pad], [eos, 5, 6, 7]])
+    kept = response.masked_fill(~first_eos_mask(response, [eos]), -1)
+    assert ends_with_stop(kept, [eos]).tolist() == [True, False, False, True]
+    assert ends_with_stop(response, [7, 8]).tolist() == [False, True, False, True]
 
 
 def test_missing_eos_penalty_lowers_the_reward_of_truncated_responses_only(tokenizer):
@@ -77,6 +81,47 @@ def test_missing_eos_penalty_lowers_the_reward_of_truncated_responses_only(token
     assert 0 < int(finished.sum()) < len(finished), "the sample needs finished and truncated responses"
     expected = scores[None] - 3.0 * (~finished).float()
     torch.testing.assert_close(scores[3.0], expected)
+
+
+def _end_of_turn_tokenizer():
+    """The tiny tokenizer with a chat template that ends turns with ``<|end|>``, not its EOS ``</s>``."""
+    from zoo.data.tokenize import response_end_id
+    from zoo.tiny import tiny_tokenizer
+
+    chat = tiny_tokenizer()
+    chat.add_special_tokens({"additional_special_tokens": ["<|end|>"]})
+    chat.chat_template = ("{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+                          "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    end = chat.convert_tokens_to_ids("<|end|>")
+    assert response_end_id(chat) == end != chat.eos_token_id
+    return chat, end
+
+
+def test_missing_eos_penalty_reads_the_samplers_stop_set_not_the_tokenizers_eos():
+    """A chat model ends its answers with the end-of-turn token: such a response is finished and keeps
+    its reward; only responses cut at max_new_tokens lose the penalty P = 3."""
+    chat, end = _end_of_turn_tokenizer()
+    policy = tiny_model(chat, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    with torch.no_grad():  # make the end of turn likely enough that some responses finish within 4 tokens
+        policy.lm_head.weight[end] += 0.6 * policy.model.norm.weight.sign()
+    prompts = ["Review the soup:", "Review the film:", "Review the park:", "Review the book:"]
+    ids, mask = encode_prompts(chat, prompts)
+    batch = Batch(input_ids=ids, attention_mask=mask, loss_mask=torch.zeros_like(ids, dtype=torch.bool), group_size=1,
+                  valid=torch.ones(4, 1, dtype=torch.bool), prompt_ids=ids, prompt_attention_mask=mask, prompts=prompts)
+    reward = load_reward_source(RewardConfig(function="tiny_sentiment"))
+    scores = {}
+    for penalty in (None, 3.0):
+        algorithm = PPO(PPOArgs(max_new_tokens=4, samples_per_prompt=4, missing_eos_penalty=penalty))
+        ctx = ExperienceContext.for_run(policy, chat, reference=frozen(copy.deepcopy(policy)), reward=reward,
+                                        modules=torch.nn.ModuleDict(algorithm.build_modules(policy)), training=False)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            experience = algorithm.make_experience(ctx, batch)
+        scores[penalty] = experience.extras["scores"]
+        tokens = experience.input_ids[experience.loss_mask.bool()].split(experience.loss_mask.sum(-1).tolist())
+        ended_with_end_of_turn = torch.tensor([bool(len(t)) and int(t[-1]) == end for t in tokens])
+    assert 0 < int(ended_with_end_of_turn.sum()) < len(tokens), "the sample needs finished and truncated responses"
+    torch.testing.assert_close(scores[3.0], scores[None] - 3.0 * (~ended_with_end_of_turn).float())
 
 
 def _logged_names_per_step(monkeypatch) -> collections.Counter:

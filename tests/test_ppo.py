@@ -4,6 +4,7 @@ reward of fresh samples on held-out prompts."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -18,8 +19,9 @@ from zoo.models import frozen
 from zoo.rewards import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
-from zoo_plugins.algorithms.ppo import (PPO, KLController, PPOArgs, explained_variance, gae, kl_penalized_rewards, ppo_loss,
-                             ppo_policy_loss, ppo_value_loss, value_estimates, whiten)
+from zoo.losses import clipped_surrogate, gae, kl_k3, whiten
+from zoo_plugins.algorithms.ppo import (PPO, KLController, PPOArgs, explained_variance, kl_penalized_rewards, ppo_loss,
+                             ppo_value_loss, value_estimates)
 from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 
 
@@ -72,13 +74,13 @@ def test_policy_loss_with_clipping_active_and_inactive():
     logps = old + ratios.log()
     advantages = torch.tensor([[1.0, 1.0, -2.0, 2.0]])
     mask = torch.ones_like(ratios, dtype=torch.bool)
-    losses, clipped, approx_kl = ppo_policy_loss(logps, old, advantages, mask, clip_range=0.2)
+    losses, clipped, _ = clipped_surrogate(logps, old, advantages, mask, clip_low=0.2)
     torch.testing.assert_close(losses, torch.tensor([[-1.1, -1.2, 1.6, -1.0]]))
     assert clipped.tolist() == [[False, True, True, False]]
-    torch.testing.assert_close(approx_kl, torch.tensor([[0.0046898, 0.0945349, 0.1931472, 0.1931472]]))
+    torch.testing.assert_close(kl_k3(old, logps), torch.tensor([[0.0046898, 0.0945349, 0.1931472, 0.1931472]]))
     # gradients flow only through unclipped tokens
     logps.requires_grad_(True)
-    ppo_policy_loss(logps, old, advantages, mask, clip_range=0.2)[0].sum().backward()
+    clipped_surrogate(logps, old, advantages, mask, clip_low=0.2).token_losses.sum().backward()
     assert logps.grad[0, 1] == 0 and logps.grad[0, 2] == 0
     assert logps.grad[0, 0] == pytest.approx(-1.1) and logps.grad[0, 3] == pytest.approx(-1.0)
 
@@ -250,3 +252,23 @@ def test_ppo_raises_the_reward_of_fresh_samples(sft_model, tmp_path):
     before, after = mean_ci(before.tolist()), mean_ci(after.tolist())
     assert after.low > before.high, (before, after)
     assert after.mean - before.mean > 0.4
+
+
+def test_kl_in_the_loss_adds_beta_k_to_the_policy_tokens():
+    """kl_placement loss with k3, β = 0.1, ρ = 1, Â = 0, values = returns: the only term is the token
+    mean of β k3; tokens log π = −1, log π_ref = −1.5 → β (e^−0.5 + 0.5 − 1) = 0.0106531 on each."""
+    mask = torch.tensor([[False, True, True]])
+    logps = torch.tensor([[0.0, -1.0, -1.0]])
+    zeros = torch.zeros(1, 3)
+    out = ppo_loss(logps, zeros, logps, zeros, zeros, zeros, mask, ref_logps=torch.tensor([[0.0, -1.5, -1.5]]),
+                   kl_coef=0.1, kl_estimator="k3")
+    assert out.losses.item() == pytest.approx(2 * 0.1 * (math.exp(-0.5) - 0.5) / 2, abs=1e-7)
+
+
+def test_kl_estimator_in_the_rewards():
+    """k2 per token: log π − log π_ref = (0.5, −1) → k2 = (0.125, 0.5), r = −β k2 + R on the last token."""
+    mask = torch.tensor([[True, True]])
+    rewards, kl = kl_penalized_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.5, -1.0]]),
+                                       mask, 0.1, "k2")
+    torch.testing.assert_close(kl, torch.tensor([[0.125, 0.5]]))
+    torch.testing.assert_close(rewards, torch.tensor([[-0.0125, 2.0 - 0.05]]))

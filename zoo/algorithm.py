@@ -10,7 +10,8 @@ An algorithm is a subclass of :class:`Algorithm` registered through the
   from the cache), ``needs_reward`` (the run must configure a reward source),
   ``generates_online`` (the loop calls :meth:`Algorithm.make_experience` on each batch and
   switches to manual optimisation), ``output`` (``"logprobs"`` for a causal LM policy or
-  ``"scores"`` for a scalar reward head);
+  ``"scores"`` for a scalar reward head), ``disables_dropout`` (the loop sets the policy's dropout
+  to 0 for the whole run, so that π_old is not one dropout sample among many);
 * :meth:`Algorithm.loss`: a pure function of tensors returning per-example losses and metrics;
   the reference always arrives as :class:`SequenceLogProbs` (computed now, or read from the cache
   with only the per-sequence values filled in).
@@ -21,7 +22,8 @@ Online algorithms sample through :class:`ExperienceContext` (``ctx.generate``), 
 their ``Args`` (``class MyArgs(Hyperparameters, Sampling)``).
 
 The core never branches on algorithm names: everything it does differently follows from these
-declarations.
+declarations. The loop reads them from the algorithm *instance*, so an algorithm may set one from
+its arguments in ``__init__`` (GRPO with ``kl_coef: 0`` needs no reference model).
 """
 from __future__ import annotations
 
@@ -139,6 +141,8 @@ class Algorithm:
     output: ClassVar[Literal["logprobs", "scores"]] = "logprobs"
     #: Whether the loop should compute the policy's last hidden states along with the log-probs.
     wants_hidden_states: ClassVar[bool] = False
+    #: Whether the loop turns the policy's dropout off for the whole run (before ``build_modules``).
+    disables_dropout: ClassVar[bool] = False
 
     def __init__(self, args: Hyperparameters | None = None):
         self.args = args if args is not None else self.Args()

@@ -31,6 +31,10 @@ class Batch:
             or None.
         example_ids: ``B`` stable ids of the tokenised examples (used by the reference cache).
         reference_logps: ``[B, k]`` cached reference sequence log-probs, or None.
+        reference_token_logps: ``[B*k, T]`` the reference's per-token log-probs, laid out like
+            ``input_ids``, when an online algorithm computed them once for its whole rollout
+            (the loop then reads them on every minibatch); None otherwise. Set together with
+            ``reference_logps``.
         packed: the same sequences packed into few rows (:class:`zoo.packing.PackedSequences`) when
             ``data.padding_free`` is on; the model then runs on those, and its outputs are scattered
             back to the padded layout above. None otherwise.
@@ -48,6 +52,7 @@ class Batch:
     scores: Tensor | None = None
     example_ids: list[str] = field(default_factory=list)
     reference_logps: Tensor | None = None
+    reference_token_logps: Tensor | None = None
     packed: Any = None
     prompt_ids: Tensor | None = None
     prompt_attention_mask: Tensor | None = None
@@ -103,7 +108,12 @@ class LossOutput:
 
     ``losses`` is ``[B]``; each metric is a tensor of shape ``[B]`` (averaged over the batch when
     logged) or a scalar. The training loop averages ``losses`` over the batch.
+
+    ``tokens`` is the token count ``Σ |y|`` behind a token-mean loss (:func:`zoo.losses.aggregate`),
+    None for any other normaliser. With it the loop turns each device's token mean into one mean
+    over every device's tokens (a data-parallel run then trains on the same loss as one device).
     """
 
     losses: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    tokens: Tensor | None = None

@@ -50,7 +50,7 @@ class AlignmentDataModule(L.LightningDataModule):
             report.held_out = len(self.eval_examples)
         self.train_examples = train
 
-    def attach_reference_cache(self, config: RunConfig, algorithm_cls: Any, policy: nn.Module,
+    def attach_reference_cache(self, config: RunConfig, algorithm: Any, policy: nn.Module,
                                trainer: L.Trainer | None = None) -> bool:
         """Make every batch carry the reference's log-probs of its examples, read from the reference
         cache and computed for the examples it lacks (:func:`zoo.refcache.reference_logps_for_run`,
@@ -61,7 +61,7 @@ class AlignmentDataModule(L.LightningDataModule):
         """
         from zoo.refcache import reference_logps_for_run
 
-        table = reference_logps_for_run(config, algorithm_cls, self.tokenizer, self.train_examples + self.eval_examples,
+        table = reference_logps_for_run(config, algorithm, self.tokenizer, self.train_examples + self.eval_examples,
                                         self.collator, policy, trainer=trainer)
         if table is None:
             return False

@@ -1,8 +1,11 @@
 """Sampling responses from a policy, and turning samples into training batches.
 
 :class:`Sampler` wraps Hugging Face ``generate`` (batched, KV cache, stops each row at EOS) and
-returns a :class:`Generation`: the sampled sequences, which tokens are the response, and, when
-asked for (``record_logps=True``), the log-probability of every sampled token. Settings come as
+returns a :class:`Generation`, the rollout every online algorithm starts from: the sampled
+sequences, which tokens are the response, whether each response ``finished`` (ended with one of the
+sampler's own stop tokens rather than at ``max_new_tokens``), and, when asked for
+(``record_logps=True``), the log-probability of every sampled token. EOS detection lives here
+only: :func:`first_eos_mask` and :func:`ends_with_stop` read the sampler's stop set. Settings come as
 one :class:`zoo.sampling.Sampling` (or its fields as keywords).
 
 What ``token_logps`` means: ``log π(y_t | x, y_<t)`` under the model's *own* distribution, the
@@ -28,7 +31,7 @@ import contextlib
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -54,6 +57,13 @@ class Generation:
         prompt_index: ``[N]`` the prompt each row was sampled for; row ``i * n + j`` is sample ``j``
             of prompt ``i`` when ``n`` samples are drawn per prompt.
         prompt_length: ``P``, the padded prompt width.
+        finished: ``[N]`` bool, True where the response ended with one of ``stop_ids`` (False: cut
+            at ``max_new_tokens``).
+        stop_ids: the token ids the sampler stopped at (the tokenizer's EOS, the model's
+            configured EOS ids and the chat template's end of turn).
+
+    The reference's per-token log-probs of a rollout live on the training batch made from it
+    (``Batch.reference_token_logps``), in the layout the loss reads.
     """
 
     sequences: Tensor
@@ -63,6 +73,8 @@ class Generation:
     texts: list[str]
     prompt_index: Tensor
     prompt_length: int = 0
+    finished: Tensor | None = None
+    stop_ids: tuple[int, ...] = ()
 
     @property
     def response_lengths(self) -> Tensor:
@@ -130,16 +142,27 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def _is_stop(tokens: Tensor, stop_ids: Sequence[int]) -> Tensor:
+    is_stop = torch.zeros_like(tokens, dtype=torch.bool)
+    for token in stop_ids:
+        is_stop |= tokens == token
+    return is_stop
+
+
 def first_eos_mask(tokens: Tensor, eos_ids: Sequence[int]) -> Tensor:
     """``[N, L]`` bool, True up to and including the first EOS of each row (all True without one).
 
     Computed from positions rather than ``tokens != pad`` because many tokenizers pad with EOS.
     """
-    is_eos = torch.zeros_like(tokens, dtype=torch.bool)
-    for token in eos_ids:
-        is_eos |= tokens == token
+    is_eos = _is_stop(tokens, eos_ids)
     eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
     return eos_before == 0
+
+
+def ends_with_stop(tokens: Tensor, stop_ids: Sequence[int]) -> Tensor:
+    """``[N]`` bool: whether each row of ``[N, L]`` response tokens holds a stop token, i.e. the
+    response ended by itself (rows are cut after their first stop token, :func:`first_eos_mask`)."""
+    return _is_stop(tokens, stop_ids).any(dim=-1)
 
 
 #: Responses and response tokens every :class:`Sampler` in this process has generated, so a caller
@@ -232,6 +255,7 @@ class Sampler:
         GENERATED["sequences"] += int(response.shape[0])
         GENERATED["tokens"] += int(keep.sum())
         logps = None if recorder is None else recorder.finish(response[:, -1]) * keep
+        finished = ends_with_stop(response.masked_fill(~keep, -1), self.eos_ids)
         response = response.masked_fill(~keep, self.pad_id)
         prompt_mask = prompt_attention_mask.repeat_interleave(n, dim=0)
         full_sequences = torch.cat([sequences[:, :prompt_width], response], dim=1)
@@ -247,7 +271,37 @@ class Sampler:
             texts=texts,
             prompt_index=torch.arange(prompt_attention_mask.shape[0], device=sequences.device).repeat_interleave(n),
             prompt_length=prompt_width,
+            finished=finished,
+            stop_ids=tuple(self.eos_ids),
         )
+
+
+def join_generations(first: Generation, second: Generation, *, pad_id: int) -> Generation:
+    """The rows of ``first`` then those of ``second`` (e.g. an extra sampling round for some prompts).
+
+    Both must come from the same left-padded prompts' width; the shorter responses are right-padded
+    (masked out). ``prompt_index`` is kept as given: a caller that sampled ``second`` for a subset
+    of the prompts maps its indices back first.
+    """
+    if first.prompt_length != second.prompt_length:
+        raise ValueError(f"cannot join generations of prompt widths {first.prompt_length} and {second.prompt_length}")
+    if (first.token_logps is None) != (second.token_logps is None):
+        raise ValueError("cannot join a generation with recorded log-probs and one without")
+    width = max(first.sequences.shape[1], second.sequences.shape[1])
+
+    def widened(value: Tensor, fill: Any) -> Tensor:
+        return torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
+
+    def joined(name: str, fill: Any) -> Tensor:
+        return torch.cat([widened(getattr(first, name), fill), widened(getattr(second, name), fill)])
+
+    return Generation(
+        sequences=joined("sequences", pad_id), attention_mask=joined("attention_mask", 0),
+        response_mask=joined("response_mask", False),
+        token_logps=None if first.token_logps is None else joined("token_logps", 0.0),
+        texts=first.texts + second.texts, prompt_index=torch.cat([first.prompt_index, second.prompt_index]),
+        prompt_length=first.prompt_length, finished=torch.cat([first.finished, second.finished]),
+        stop_ids=first.stop_ids)
 
 
 # ----- from samples to training batches -------------------------------------------------------
@@ -271,13 +325,21 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: in
     return ids, mask
 
 
-def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: int = 0
-                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+class PaddedRows(NamedTuple):
+    """Generated rows laid out as the collators lay them out (:func:`right_padded`), all ``[n, W]``."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    #: The response tokens.
+    loss_mask: Tensor
+    #: The sampled tokens' recorded log-probs moved along with them (None when none were recorded).
+    token_logps: Tensor | None
+
+
+def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: int = 0) -> PaddedRows:
     """Re-lay generated rows as the collators do: ``prompt + response`` from position 0, right-padded.
 
-    Returns ``input_ids``, ``attention_mask``, ``loss_mask`` (the response tokens) and
-    ``token_logps`` (the generation's recorded log-probs moved along with their tokens, or None
-    when none were recorded). Training forward
+    Returns :class:`PaddedRows` (the per-token log-probs move along with their tokens). Training forward
     passes then see the same positions as ``generate`` did (which counts positions from the
     first real prompt token), for any kind of position embedding.
     """
@@ -295,7 +357,7 @@ def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: 
     loss_mask = response.gather(1, order) & attention_mask
     token_logps = None if logps is None else logps.gather(1, order) * loss_mask
     input_ids = input_ids.masked_fill(~attention_mask, pad_id)
-    return input_ids, attention_mask.long(), loss_mask, token_logps
+    return PaddedRows(input_ids, attention_mask.long(), loss_mask, token_logps)
 
 
 def generation_batch(generation: Generation, prompts: Sequence[str] | None, *, rows: Tensor | None = None,
@@ -344,6 +406,8 @@ def take_rows(batch: Batch, index: Tensor) -> Batch:
     width = max(1, int(fields["attention_mask"].sum(-1).max())) if len(positions) else 1
     for name in ("input_ids", "attention_mask", "loss_mask"):
         fields[name] = fields[name][:, :width]
+    if fields["reference_token_logps"] is not None:
+        fields["reference_token_logps"] = fields["reference_token_logps"][:, :width]
     for name, value in list(fields["extras"].items()):
         if isinstance(value, Tensor) and value.ndim == 2 and value.shape[1] == batch.input_ids.shape[1]:
             fields["extras"][name] = value[:, :width]

@@ -132,6 +132,20 @@ def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
     return model
 
 
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` modules and the attention
+    probability dropout transformers keeps as a float ``attention_dropout``); returns how many."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p:
+            module.p = 0.0
+            changed += 1
+        if isinstance(getattr(module, "attention_dropout", None), float) and module.attention_dropout:
+            module.attention_dropout = 0.0
+            changed += 1
+    return changed
+
+
 def frozen(model: torch.nn.Module) -> torch.nn.Module:
     model.eval()
     for parameter in model.parameters():

@@ -23,6 +23,7 @@ from zoo.forward import batch_logprobs, cached_logprobs
 from zoo.lightning_private import writes_logs_now
 from zoo.loss_contract import check_loss_output
 from zoo.model_output import OutputKind, output_kind
+from zoo.models import disable_dropout
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class AlignmentModule(L.LightningModule):
         self.algorithm = algorithm
         #: How the policy runs on a batch (log-probs, or a reward head's scores): the algorithm's ``output``.
         self.output = output if output is not None else output_kind(algorithm)
+        if algorithm.disables_dropout:
+            disable_dropout(policy)  # before build_modules, so extra modules built on the policy keep theirs
         self.extra = nn.ModuleDict(algorithm.build_modules(policy))
         self.train_config = train_config
         self.tokenizer = tokenizer
@@ -99,7 +102,9 @@ class AlignmentModule(L.LightningModule):
         if not self.algorithm.needs_reference:
             return None
         if batch.reference_logps is not None:
-            return cached_logprobs(batch.reference_logps, batch)
+            reference = cached_logprobs(batch.reference_logps, batch)
+            reference.token_logps = batch.reference_token_logps  # None unless the rollout kept them
+            return reference
         if self.reference is None:
             raise RuntimeError("the algorithm needs a reference model but none was loaded")
         with torch.no_grad():
@@ -115,11 +120,24 @@ class AlignmentModule(L.LightningModule):
         check_loss_output(out, batch.num_examples, self.algorithm, training=self.training)
         return out
 
-    def _log_output(self, out: LossOutput, stage: str, batch_size: int) -> Tensor:
+    def _training_loss(self, out: LossOutput) -> Tensor:
+        """The loss a training step backpropagates: the batch mean of ``out.losses``; a token mean
+        (``out.tokens`` set) rescaled so that data-parallel devices, whose gradients are averaged,
+        train on one mean over all their tokens instead of a mean of per-device token means."""
         loss = out.losses.mean()
+        trainer = getattr(self, "_trainer", None)
+        if out.tokens is None or trainer is None or trainer.world_size == 1:
+            return loss
+        tokens = out.tokens.detach().float()
+        total = trainer.strategy.reduce(tokens.clone(), reduce_op="sum")
+        return loss * (tokens * trainer.world_size / total.clamp(min=1))
+
+    def _log_output(self, out: LossOutput, stage: str, batch_size: int) -> Tensor:
         if stage == "train":
+            loss = self._training_loss(out)
             self._log_train_step(loss.detach(), _scalar_metrics(out), batch_size)
             return loss
+        loss = out.losses.mean()
         self.log(f"{stage}/loss", loss.detach(), prog_bar=True, batch_size=batch_size, on_step=False,
                  on_epoch=True, sync_dist=True)
         for name, value in _scalar_metrics(out).items():
@@ -186,7 +204,7 @@ class AlignmentModule(L.LightningModule):
         for minibatch in self.algorithm.minibatches(experience):
             tokens += int(minibatch.attention_mask.sum())
             out = self._step_loss(minibatch)
-            loss = out.losses.mean()
+            loss = self._training_loss(out)
             if not torch.isfinite(loss):
                 self._skip_nonfinite("the training loss")
                 continue

@@ -134,7 +134,8 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     policy = load_policy(config, kind, tokenizer)
     reference = None
     # Every batch carries the cached reference log-probs, or a reference model runs on each batch.
-    if algorithm_cls.needs_reference and not datamodule.attach_reference_cache(config, algorithm_cls, policy, trainer):
+    # Capability flags come from the instance: its arguments may turn one off (GRPO with kl_coef 0).
+    if algorithm.needs_reference and not datamodule.attach_reference_cache(config, algorithm, policy, trainer):
         reference = training_reference(config, policy, tokenizer)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):

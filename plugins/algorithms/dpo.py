@@ -14,23 +14,21 @@ Rafailov et al. 2023, "Direct Preference Optimization" (arXiv:2305.18290).
 
 Implicit reward ``r = β (log π_θ − log π_ref)``; ``reward_accuracy`` is the share of pairs whose
 chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.pair_accuracy`).
+The loss itself is :func:`zoo.losses.dpo_loss`, shared with online DPO.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-import torch
-import torch.nn.functional as F
-
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import PreferenceLoss, dpo_loss
 
 
 @dataclass
 class DPOArgs(Hyperparameters):
     #: β, the strength of the implicit KL constraint (sigmoid loss only).
     beta: float = 0.1
-    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    loss: PreferenceLoss = "sigmoid"
     #: ε, the assumed probability that a preference label is flipped (conservative DPO).
     label_smoothing: float = 0.0
     #: τ, IPO's regularisation parameter (target margin 1/(2τ)); used only by ``loss: ipo``.
@@ -41,31 +39,6 @@ class DPOArgs(Hyperparameters):
         self.require(0 <= self.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)")
         self.require(not (self.loss == "ipo" and self.label_smoothing > 0), "label_smoothing",
                      "applies to the sigmoid loss only; IPO has no label smoothing")
-
-
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-             reference_rejected: torch.Tensor, *, beta: float, loss: str = "sigmoid",
-             label_smoothing: float = 0.0, tau: float = 0.1) -> LossOutput:
-    """Per-pair DPO / cDPO / IPO losses from ``[B]`` sequence log-probs."""
-    chosen_ratio = policy_chosen - reference_chosen
-    rejected_ratio = policy_rejected - reference_rejected
-    h = chosen_ratio - rejected_ratio
-    if loss == "sigmoid":
-        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
-    elif loss == "ipo":
-        losses = (h - 1 / (2 * tau)) ** 2
-    else:
-        raise ValueError(f"unknown DPO loss {loss!r}")
-    chosen_reward = beta * chosen_ratio.detach()
-    rejected_reward = beta * rejected_ratio.detach()
-    return LossOutput(losses, {
-        "reward_chosen": chosen_reward,
-        "reward_rejected": rejected_reward,
-        "reward_margin": chosen_reward - rejected_reward,
-        "reward_accuracy": pair_accuracy(chosen_reward - rejected_reward),
-        "logps_chosen": policy_chosen.detach(),
-        "logps_rejected": policy_rejected.detach(),
-    })
 
 
 class DPO(Algorithm):

@@ -22,7 +22,8 @@ are regenerated once per round; the snapshot costs one more copy of the policy's
 round is run state; after a resume the snapshot is retaken from the resumed policy.
 
 Logged per batch: reward_chosen, reward_rejected (the scores), tied_fraction (pairs dropped),
-round; per step: reward_margin and reward_accuracy of the implicit reward β (log π_θ − log π_ref).
+round; per step: reward_margin and reward_accuracy (a tie counting one half, :func:`zoo.pair_accuracy`)
+of the implicit reward β (log π_θ − log π_ref). The loss is :func:`zoo.losses.dpo_loss`, DPO's own.
 """
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl)
+from zoo.losses import PreferenceLoss, dpo_loss
 
 
 @dataclass
@@ -46,7 +47,7 @@ class OnlineDPOArgs(Hyperparameters, Sampling):
     samples_per_prompt: int = 2
     #: β, the strength of the implicit KL constraint (``loss: sigmoid``).
     beta: float = 0.1
-    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    loss: PreferenceLoss = "sigmoid"
     #: τ, IPO's regularisation (target margin 1/(2τ)); used only by ``loss: ipo``.
     tau: float = 0.1
     #: ``online``: pairs from the current policy; ``iterative``: from the policy at the round's start.
@@ -70,22 +71,6 @@ def label_pairs(scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     rejected = scores.argmin(dim=1)
     keep = scores.gather(1, chosen[:, None]).squeeze(1) > scores.gather(1, rejected[:, None]).squeeze(1)
     return chosen, rejected, keep
-
-
-def preference_loss(policy_chosen: Tensor, policy_rejected: Tensor, reference_chosen: Tensor,
-                    reference_rejected: Tensor, *, beta: float, loss: str = "sigmoid", tau: float = 0.1) -> LossOutput:
-    """Per-pair DPO (``sigmoid``) or IPO losses from ``[B]`` sequence log-probs."""
-    chosen_ratio = policy_chosen - reference_chosen
-    rejected_ratio = policy_rejected - reference_rejected
-    h = chosen_ratio - rejected_ratio
-    if loss == "sigmoid":
-        losses = -F.logsigmoid(beta * h)
-    elif loss == "ipo":
-        losses = (h - 1 / (2 * tau)) ** 2
-    else:
-        raise ValueError(f"unknown preference loss {loss!r}")
-    margin = beta * h.detach()
-    return LossOutput(losses, {"reward_margin": margin, "reward_accuracy": (margin > 0).float()})
 
 
 # ----- the algorithm ----------------------------------------------------------------------------
@@ -139,8 +124,11 @@ class OnlineDPO(Algorithm):
 
     def loss(self, policy: SequenceLogProbs, reference: SequenceLogProbs | None, batch: Batch) -> LossOutput:
         a = self.args
-        return preference_loss(policy.sum[:, 0], policy.sum[:, 1], reference.sum[:, 0], reference.sum[:, 1],
-                               beta=a.beta, loss=a.loss, tau=a.tau)
+        out = dpo_loss(policy.sum[:, 0], policy.sum[:, 1], reference.sum[:, 0], reference.sum[:, 1],
+                       beta=a.beta, loss=a.loss, tau=a.tau)
+        # reward_chosen / reward_rejected name the sampled responses' scores here (the rollout's log).
+        out.metrics = {name: out.metrics[name] for name in ("reward_margin", "reward_accuracy")}
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"round": self.round}

@@ -18,6 +18,9 @@ the rollout in ``num_minibatches`` shuffled minibatches each take one optimiser 
         + c_v · ½ E_t[max((V_t − R̂_t)², (clip(V_t, V_old − ε_v, V_old + ε_v) − R̂_t)²)]
 
 ρ_t = π_θ(a_t)/π_old(a_t). Expectations are means over all response tokens of the minibatch.
+The KL term is k1 in the reward by default; ``kl_estimator`` picks k1/k2/k3 and ``kl_placement:
+loss`` moves β_KL k(π_θ, π_ref) from the rewards into the policy's token loss (:mod:`zoo.losses.kl`
+says which divergence each choice's gradient follows).
 
 The critic is a ``Linear(hidden, 1)`` value head on the policy's last hidden states (one shared
 backbone instead of a second model: half the memory of a separate critic, at the price of the
@@ -33,6 +36,8 @@ A response cut off at ``max_new_tokens`` has no EOS, yet the reward source score
 scores a finished one (a reward model reads it as if an EOS followed). With
 ``missing_eos_penalty: P`` such responses get R − P instead, the usual remedy (TRL,
 "The N implementation details of RLHF with PPO"), so the policy learns to finish its answers.
+"Finished" means ended with one of the sampler's own stop tokens (a chat model's end of turn
+included). This and DAPO's over-long shaping are the shared :class:`zoo.losses.RewardShaping` keys.
 
 The policy's dropout is off for the whole run (``disable_dropout: true``, the default): with it,
 π_old would be one dropout sample, ρ_t and the KL penalty would carry dropout noise, while the
@@ -57,15 +62,22 @@ from torch import Tensor, nn
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl, take_rows)
+from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, gae,
+                        kl_estimate, kl_k3, masked_mean, placement_problem, shape_rewards, token_kl, whiten)
 
 
 @dataclass
-class PPOArgs(Hyperparameters, Sampling):
+class PPOArgs(Hyperparameters, Sampling, RewardShaping):
     """PPO's settings; the sampling keys (``samples_per_prompt``, ``max_new_tokens``, ``temperature``,
-    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`."""
+    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`, the reward shaping keys
+    (``missing_eos_penalty``, ``overlong_window``, ``overlong_penalty``) from :class:`zoo.losses.RewardShaping`."""
 
     #: β_KL, the per-token KL penalty toward the reference (the initial value when adaptive).
     kl_coef: float = 0.05
+    #: k1, k2 or k3 (:mod:`zoo.losses.kl`), estimated per token.
+    kl_estimator: KLEstimator = "k1"
+    #: ``reward``: −β k in every token's reward; ``loss``: β k (on π_θ) added to the policy's token loss.
+    kl_placement: KLPlacement = "reward"
     #: Adapt β_KL toward this per-sequence KL (nats); None keeps it fixed.
     kl_target: float | None = None
     #: Horizon (in samples) of the adaptive controller.
@@ -81,9 +93,6 @@ class PPOArgs(Hyperparameters, Sampling):
     ppo_epochs: int = 4
     num_minibatches: int = 1
     whiten_advantages: bool = True
-    #: Subtracted from the reward R of a response that hit ``max_new_tokens`` without an EOS
-    #: (TRL's ``missing_eos_penalty``); None scores such a response like any other.
-    missing_eos_penalty: float | None = None
     #: Turn off the policy's dropout for the whole run (rollouts, π_old and the updates), as TRL
     #: and "The N implementation details of RLHF with PPO" do; false keeps the model's dropout.
     disable_dropout: bool = True
@@ -96,23 +105,11 @@ class PPOArgs(Hyperparameters, Sampling):
         self.require(self.value_coef >= 0, "value_coef", "must be >= 0")
         self.require(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
         self.require(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
-        self.require(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "missing_eos_penalty",
-                     "must be >= 0 (or null: no penalty)")
+        problem = placement_problem(self.kl_estimator, self.kl_placement, self.kl_coef)
+        self.require(problem is None, "kl_estimator", problem or "")
 
 
 # ----- pure functions of tensors ----------------------------------------------------------------
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
-def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(values − mean) / std`` over the masked entries (population variance); 0 elsewhere."""
-    mean = masked_mean(values, mask)
-    variance = masked_mean((values - mean) ** 2, mask)
-    return (values - mean) * torch.rsqrt(variance + eps) * mask
 
 
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
@@ -125,8 +122,8 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
 
 
 def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask: Tensor,
-                         kl_coef: float) -> tuple[Tensor, Tensor]:
-    """Per-token rewards ``r_t = −β (log π − log π_ref) + [t = T] R`` and the per-token KL estimate.
+                         kl_coef: float, estimator: KLEstimator = "k1") -> tuple[Tensor, Tensor]:
+    """Per-token rewards ``r_t = −β k_t + [t = T] R`` and the per-token KL estimate k_t (k1: log π − log π_ref).
 
     Args:
         scores: ``[N]`` sequence rewards R.
@@ -134,7 +131,7 @@ def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask:
         mask: ``[N, T]`` bool, one contiguous run of response tokens per row (T = its last one).
     """
     mask = mask.bool()
-    kl = (logps - ref_logps) * mask
+    kl = kl_estimate(logps, ref_logps, estimator) * mask
     rewards = -kl_coef * kl
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     last = torch.where(mask, positions, -1).max(dim=1).values
@@ -142,47 +139,6 @@ def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask:
     rows = torch.arange(mask.shape[0], device=mask.device)[has_tokens]
     rewards = rewards.index_put((rows, last[has_tokens]), scores[has_tokens].to(rewards.dtype), accumulate=True)
     return rewards, kl
-
-
-def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95
-        ) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimates and returns on ``[N, T]`` token grids.
-
-    ``mask`` marks one contiguous run of action tokens per row; the state after the last one is
-    terminal (V = 0). Entries outside the mask are ignored and returned as 0.
-
-    Returns:
-        advantages ``Â_t = Σ_l (γλ)^l δ_{t+l}`` and returns ``Â_t + V(s_t)``, both ``[N, T]``.
-    """
-    mask = mask.to(values.dtype)
-    steps = rewards.shape[1]
-    advantages = torch.zeros_like(values)
-    running = torch.zeros_like(values[:, 0])
-    for t in reversed(range(steps)):
-        next_mask = mask[:, t + 1] if t + 1 < steps else torch.zeros_like(running)
-        next_value = values[:, t + 1] * next_mask if t + 1 < steps else torch.zeros_like(running)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = delta + gamma * lam * next_mask * running
-        advantages[:, t] = running
-    advantages = advantages * mask
-    return advantages, (advantages + values) * mask
-
-
-def ppo_policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor,
-                    clip_range: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-token clipped surrogate ``max(−ρ Â, −clip(ρ, 1 − ε, 1 + ε) Â)``.
-
-    Returns the ``[N, T]`` losses, where clipping was active (bool) and the ``[N, T]`` approximate
-    KL ``(ρ − 1) − log ρ`` between old and new policy; all zero outside ``mask``.
-    """
-    mask = mask.bool()
-    log_ratio = (logps - old_logps) * mask
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
-    losses = torch.maximum(unclipped, clipped) * mask
-    approx_kl = ((ratio - 1) - log_ratio).detach() * mask
-    return losses, (clipped > unclipped) & mask, approx_kl
 
 
 def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
@@ -196,27 +152,27 @@ def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Te
     return losses, (clipped_loss > unclipped_loss) & mask.bool()
 
 
-def per_example(token_values: Tensor, mask: Tensor) -> Tensor:
-    """``[N]`` token sums divided by the batch's mean token count: their mean is the token mean."""
-    mask = mask.to(token_values.dtype)
-    return (token_values * mask).sum(-1) / mask.sum(-1).mean().clamp(min=1)
-
-
 def ppo_loss(logps: Tensor, values: Tensor, old_logps: Tensor, old_values: Tensor, advantages: Tensor,
              returns: Tensor, mask: Tensor, *, clip_range: float = 0.2, clip_range_value: float = 0.2,
-             value_coef: float = 0.1) -> LossOutput:
-    """Per-sequence PPO losses (policy + ``value_coef`` × value) from ``[N, T]`` token tensors."""
-    policy_tokens, clipped, approx_kl = ppo_policy_loss(logps, old_logps, advantages, mask, clip_range)
+             value_coef: float = 0.1, ref_logps: Tensor | None = None, kl_coef: float = 0.0,
+             kl_estimator: KLEstimator = "k3") -> LossOutput:
+    """Per-sequence PPO losses (policy + ``value_coef`` × value) from ``[N, T]`` token tensors; each is a
+    token sum over the batch's mean token count, so their mean is the token mean."""
+    policy = clipped_surrogate(logps, old_logps, advantages, mask, clip_low=clip_range)
     value_tokens, value_clipped = ppo_value_loss(values, old_values, returns, mask, clip_range_value)
-    policy_losses = per_example(policy_tokens, mask)
-    value_losses = per_example(value_tokens, mask)
+    policy_tokens = policy.token_losses
+    if ref_logps is not None and kl_coef > 0:  # kl_placement: loss
+        policy_tokens = policy_tokens + kl_coef * token_kl(logps, ref_logps, mask, kl_estimator)
+    policy_losses, tokens = aggregate(policy_tokens, mask, "token_mean")
+    value_losses, _ = aggregate(value_tokens, mask, "token_mean")
+    approx_kl = kl_k3(old_logps, logps).detach() * mask  # (ρ − 1) − log ρ, the k3 estimate of KL(π_old ‖ π_θ)
     return LossOutput(policy_losses + value_coef * value_losses, {
         "policy_loss": policy_losses.detach(),
         "value_loss": value_losses.detach(),
-        "clip_frac": masked_mean(clipped.float(), mask),
+        "clip_frac": clip_fraction(policy.clipped, mask),
         "value_clip_frac": masked_mean(value_clipped.float(), mask),
         "approx_kl": masked_mean(approx_kl, mask),
-    })
+    }, tokens=tokens)
 
 
 # ----- the adaptive KL coefficient ------------------------------------------------------------
@@ -236,31 +192,6 @@ class KLController:
 
 
 # ----- the algorithm ----------------------------------------------------------------------------
-
-
-def disable_dropout(model: nn.Module) -> int:
-    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` modules and the attention
-    probability dropout transformers keeps as a float ``attention_dropout``); returns how many."""
-    changed = 0
-    for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p:
-            module.p = 0.0
-            changed += 1
-        if isinstance(getattr(module, "attention_dropout", None), float) and module.attention_dropout:
-            module.attention_dropout = 0.0
-            changed += 1
-    return changed
-
-
-def ended_with_eos(response_ids: Tensor, response_mask: Tensor, eos_ids: list[int]) -> Tensor:
-    """``[N]`` bool: whether each response's last token is an EOS (False: cut at max_new_tokens)."""
-    positions = torch.arange(response_mask.shape[1], device=response_mask.device).expand_as(response_mask)
-    last = torch.where(response_mask.bool(), positions, -1).max(dim=1).values
-    last_token = response_ids.gather(1, last.clamp(min=0)[:, None])[:, 0]
-    is_eos = torch.zeros_like(last_token, dtype=torch.bool)
-    for token in eos_ids:
-        is_eos |= last_token == token
-    return is_eos & (last >= 0)
 
 
 def value_estimates(head: nn.Module, hidden_states: Tensor, mask: Tensor) -> Tensor:
@@ -284,10 +215,10 @@ class PPO(Algorithm):
         super().__init__(args)
         self.kl = KLController(self.args.kl_coef, self.args.kl_target, self.args.kl_horizon)
         self.value_head: nn.Linear | None = None
+        # Else π_old would be one dropout sample and the KL would hold its noise; the loop switches it off.
+        self.disables_dropout = self.args.disable_dropout
 
     def build_modules(self, policy: nn.Module) -> dict[str, nn.Module]:
-        if self.args.disable_dropout:
-            disable_dropout(policy)  # else π_old would be one dropout sample and the KL would hold its noise
         head = nn.Linear(policy.config.hidden_size, 1)
         # A zero critic starts at V = 0 everywhere instead of at random values it must first unlearn.
         nn.init.zeros_(head.weight)
@@ -304,13 +235,12 @@ class PPO(Algorithm):
         mask = old.mask
         device = mask.device
         scores = ctx.reward.score(experience.prompts, generation.texts).to(device)
-        if a.missing_eos_penalty is not None:
-            eos_ids = list(getattr(ctx.generate, "eos_ids", None) or [ctx.tokenizer.eos_token_id])
-            width = generation.prompt_length
-            finished = ended_with_eos(generation.sequences[:, width:], generation.response_mask[:, width:], eos_ids)
-            scores = scores - a.missing_eos_penalty * (~finished.to(device)).to(scores.dtype)
+        # finished: by the sampler's own stop set (a chat model's end of turn included)
+        scores = shape_rewards(scores, generation.finished, generation.response_lengths, a, a.max_new_tokens)
         values = value_estimates(ctx.modules["value_head"], old.hidden_states, mask)
-        rewards, kl = kl_penalized_rewards(scores, old.token_logps, reference.token_logps, mask, self.kl.value)
+        in_reward = self.kl.value if a.kl_placement == "reward" else 0.0
+        rewards, kl = kl_penalized_rewards(scores, old.token_logps, reference.token_logps, mask, in_reward,
+                                           a.kl_estimator)
         advantages, returns = gae(rewards, values, mask, a.gamma, a.lam)
         if a.whiten_advantages:
             advantages = whiten(advantages, mask)
@@ -323,6 +253,8 @@ class PPO(Algorithm):
         if ctx.training:
             self.kl.update(float(sequence_kl.mean()), len(scores))
         experience.reference_logps = reference.sum  # the loop reads these instead of a second reference pass
+        if a.kl_placement == "loss":
+            experience.reference_token_logps = reference.token_logps
         experience.extras = {"old_logps": old.token_logps, "old_values": values, "advantages": advantages,
                              "returns": returns, "scores": scores}
         return experience
@@ -344,7 +276,8 @@ class PPO(Algorithm):
         values = value_estimates(self.value_head, policy.hidden_states, mask)
         out = ppo_loss(policy.token_logps, values, e["old_logps"], e["old_values"], e["advantages"], e["returns"],
                        mask, clip_range=self.args.clip_range, clip_range_value=self.args.clip_range_value,
-                       value_coef=self.args.value_coef)
+                       value_coef=self.args.value_coef, kl_coef=self.kl.value, kl_estimator=self.args.kl_estimator,
+                       ref_logps=reference.token_logps if self.args.kl_placement == "loss" else None)
         out.metrics["reward"] = e["scores"]
         if reference is not None:
             out.metrics["kl_ref"] = (policy.sum.detach() - reference.sum)[:, 0]

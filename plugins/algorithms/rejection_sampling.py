@@ -28,6 +28,7 @@ import torch
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl, select_best)
+from zoo.losses import token_mean_nll
 
 
 @dataclass
@@ -54,8 +55,7 @@ def best_response_nll(logps: torch.Tensor, lengths: torch.Tensor) -> LossOutput:
     Returns:
         losses ``[B]`` = −logps / mean(lengths), whose mean is −Σ logps / Σ lengths.
     """
-    losses = -logps / lengths.float().mean().clamp(min=1)
-    return LossOutput(losses, {"nll_per_token": (-logps / lengths.clamp(min=1)).detach()})
+    return token_mean_nll(logps, lengths)
 
 
 @dataclass

@@ -6,7 +6,11 @@ Human Feedback in LLMs" (arXiv:2402.14740); Kool et al. 2019 for the leave-one-o
 For each prompt x, k = ``samples_per_prompt`` responses y_1..y_k are sampled from π_old (the
 current policy). Each gets the sequence reward, with the KL penalty to the reference,
 
-    R_i = score(x, y_i) − β Σ_t (log π_old(y_i,t) − log π_ref(y_i,t))
+    R_i = score(x, y_i) − β Σ_t k(y_i,t),    k1 = log π_old(y_i,t) − log π_ref(y_i,t) by default
+
+(``kl_estimator`` k1/k2/k3; ``kl_placement: loss`` instead adds β Σ_t k to each response's loss,
+with k on π_θ, :mod:`zoo.losses.kl`), the score shaped first by ``missing_eos_penalty`` /
+``overlong_window`` (:mod:`zoo.losses.shaping`),
 
 and the baseline of the other k − 1 samples of its prompt,
 
@@ -26,27 +30,35 @@ reuses. ``policy_updates`` passes over each rollout take one optimiser step each
 clip, since unclipped REINFORCE is on-policy for the first step only).
 
 Logged per rollout: reward (the score), kl_ref (Σ_t log π_old − log π_ref), non_score_reward
-(−β · kl_ref); per step: advantage (|A|), clip_frac.
+(−β · kl_ref); per step: advantage (|A|), clip_frac (the share of tokens where the clip is active,
+:func:`zoo.losses.clip_fraction`).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
                  generation_batch, hookimpl, right_padded)
+from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, kl_k1,
+                        leave_one_out_advantages, placement_problem, sequence_kl, sequence_reinforce, shape_rewards,
+                        token_kl)
 
 
 @dataclass
-class RLOOArgs(Hyperparameters, Sampling):
-    """RLOO's settings; the sampling keys come from :class:`zoo.Sampling` (``samples_per_prompt`` is k)."""
+class RLOOArgs(Hyperparameters, Sampling, RewardShaping):
+    """RLOO's settings; the sampling keys come from :class:`zoo.Sampling` (``samples_per_prompt`` is k),
+    the reward shaping keys from :class:`zoo.losses.RewardShaping`."""
 
     samples_per_prompt: int = 4
     #: β, the weight of the sequence KL penalty in the reward.
     kl_coef: float = 0.05
+    #: k1, k2 or k3 (:mod:`zoo.losses.kl`).
+    kl_estimator: KLEstimator = "k1"
+    #: ``reward``: β Σ_t k subtracted from the reward; ``loss``: added to each response's loss.
+    kl_placement: KLPlacement = "reward"
     #: ε of the PPO-clipped form (None: plain REINFORCE).
     clip_range: float | None = None
     #: Optimiser steps on each rollout (more than one needs ``clip_range``).
@@ -56,6 +68,8 @@ class RLOOArgs(Hyperparameters, Sampling):
         self.require(self.samples_per_prompt >= 2, "samples_per_prompt",
                      "must be >= 2: the leave-one-out baseline needs another sample of the same prompt")
         self.require(self.kl_coef >= 0, "kl_coef", "must be >= 0")
+        problem = placement_problem(self.kl_estimator, self.kl_placement, self.kl_coef)
+        self.require(problem is None, "kl_estimator", problem or "")
         self.require(self.clip_range is None or 0 < self.clip_range < 1, "clip_range", "must be in (0, 1) or null")
         self.require_positive("policy_updates", "temperature")
         self.require(self.policy_updates == 1 or self.clip_range is not None, "policy_updates",
@@ -65,27 +79,15 @@ class RLOOArgs(Hyperparameters, Sampling):
 # ----- pure functions of tensors ----------------------------------------------------------------
 
 
-def leave_one_out_advantages(rewards: Tensor) -> Tensor:
-    """``[B, k]`` rewards → ``A_i = R_i − mean_{j≠i} R_j`` (k ≥ 2)."""
-    k = rewards.shape[1]
-    baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)
-    return rewards - baseline
-
-
 def rloo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *,
               clip_range: float | None = None) -> LossOutput:
     """Per-response RLOO losses from ``[N, T]`` token log-probs and ``[N]`` advantages."""
-    weights = mask.to(logps.dtype)
-    advantage = advantages.to(logps.dtype)
     if clip_range is None:
-        losses = -advantage * (logps * weights).sum(-1)
-        return LossOutput(losses, {"advantage": advantages.abs().detach()})
-    ratio = torch.exp((logps - old_logps) * weights)
-    a = advantage[:, None]
-    surrogate = torch.minimum(ratio * a, torch.clamp(ratio, 1 - clip_range, 1 + clip_range) * a)
-    clipped = ((ratio - 1).abs() > clip_range) & mask.bool()
-    return LossOutput(-(surrogate * weights).sum(-1), {
-        "advantage": advantages.abs().detach(), "clip_frac": clipped.float().sum() / weights.sum().clamp(min=1)})
+        return LossOutput(sequence_reinforce(logps, advantages, mask), {"advantage": advantages.abs().detach()})
+    surrogate = clipped_surrogate(logps, old_logps, advantages, mask, clip_low=clip_range)
+    losses, _ = aggregate(surrogate.token_losses, mask, "constant", constant=1.0)
+    return LossOutput(losses, {"advantage": advantages.abs().detach(),
+                               "clip_frac": clip_fraction(surrogate.clipped, mask)})
 
 
 # ----- the algorithm ----------------------------------------------------------------------------
@@ -106,14 +108,20 @@ class RLOO(Algorithm):
         device = generation.sequences.device
         pad = ctx.tokenizer.pad_token_id
         experience = generation_batch(generation, batch.prompts, pad_id=pad)
-        old_logps = right_padded(generation, pad_id=pad)[3].to(device)
+        old_logps = right_padded(generation, pad_id=pad).token_logps.to(device)
         reference = ctx.logprobs(ctx.reference, experience)
-        kl = (old_logps * reference.mask).sum(-1) - reference.sum[:, 0]
+        if a.kl_estimator == "k1":  # from the sequence sums, the form RLOO has always used
+            kl = kl_k1((old_logps * reference.mask).sum(-1), reference.sum[:, 0])
+        else:
+            kl = sequence_kl(old_logps, reference.token_logps, reference.mask, a.kl_estimator)
         scores = ctx.reward.score(experience.prompts, generation.texts).float().to(device)
-        rewards = scores - a.kl_coef * kl
+        shaped = shape_rewards(scores, generation.finished, generation.response_lengths, a, a.max_new_tokens)
+        rewards = shaped - a.kl_coef * kl if a.kl_placement == "reward" else shaped
         advantages = leave_one_out_advantages(rewards.view(-1, a.samples_per_prompt)).flatten()
         ctx.log(reward=scores.mean(), kl_ref=kl.mean(), non_score_reward=(-a.kl_coef * kl).mean())
         experience.reference_logps = reference.sum  # the loop reads these instead of a second reference pass
+        if a.kl_placement == "loss":
+            experience.reference_token_logps = reference.token_logps
         experience.extras = {"old_logps": old_logps, "advantages": advantages, "scores": scores}
         return experience
 
@@ -123,8 +131,11 @@ class RLOO(Algorithm):
 
     def loss(self, policy: SequenceLogProbs, reference: SequenceLogProbs | None, batch: Batch) -> LossOutput:
         e = batch.extras
-        out = rloo_loss(policy.token_logps, e["old_logps"], e["advantages"], policy.mask,
-                        clip_range=self.args.clip_range)
+        a = self.args
+        out = rloo_loss(policy.token_logps, e["old_logps"], e["advantages"], policy.mask, clip_range=a.clip_range)
+        if a.kl_placement == "loss" and a.kl_coef > 0:
+            kl = token_kl(policy.token_logps, reference.token_logps, policy.mask, a.kl_estimator).sum(-1)
+            out = LossOutput(out.losses + a.kl_coef * kl, {**out.metrics, "kl": kl.detach()})
         out.metrics["reward"] = e["scores"]
         return out
 

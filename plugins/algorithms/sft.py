@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import token_mean_nll
 
 
 @dataclass
@@ -29,9 +30,9 @@ def sft_loss(logps: torch.Tensor, lengths: torch.Tensor) -> LossOutput:
     Returns:
         losses ``[B]`` with ``losses.mean() == −Σ logps / Σ lengths``; metrics ``nll_per_token``.
     """
-    mean_tokens = lengths.float().mean().clamp(min=1)
-    losses = -logps / mean_tokens
-    return LossOutput(losses, {"nll_per_token": -logps / lengths.clamp(min=1), "tokens": lengths.float()})
+    out = token_mean_nll(logps, lengths)
+    out.metrics["tokens"] = lengths.float()
+    return out
 
 
 class SFT(Algorithm):

@@ -108,7 +108,7 @@ def precompute_setting(trainer: Any) -> tuple[torch.device, Any]:
     return trainer.strategy.root_device, trainer.precision_plugin
 
 
-def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: Any,
+def reference_logps_for_run(config: RunConfig, algorithm: Any, tokenizer: Any,
                             examples: list[TokenizedExample], collator: Collator,
                             policy: nn.Module, *, trainer: Any = None) -> ReferenceTable | None:
     """The cached reference log-probs of ``examples``, computing and storing missing ones.
@@ -118,7 +118,7 @@ def reference_logps_for_run(config: RunConfig, algorithm_cls: Any, tokenizer: An
     that scores responses it generates online); the caller then loads the reference model.
     """
     mode = config.train.reference_cache
-    if mode == "off" or not algorithm_cls.needs_reference or algorithm_cls.generates_online:
+    if mode == "off" or not algorithm.needs_reference or algorithm.generates_online:
         return None
     cache = ReferenceCache.for_run(config, tokenizer)
     table = cache.load()
