@@ -115,6 +115,8 @@ def test_docs_and_configs_never_suggest_a_bare_reference_cache_off():
 SMOLLM2_RECIPES = sorted((ROOT / "configs" / "smollm2").glob("*.yaml"))
 MEASURED = re.compile(r"^# Measured: \d+\.\d min CPU time, \d+\.\d min wall on 2 CPU cores \(load \d+\.\d\), "
                       r"(\d+) optimiser steps, \d{4}-\d\d-\d\d \(python benchmarks/recipe_times\.py\)\.$")
+#: A recipe added since the last measurement says so, instead of borrowing another recipe's figures.
+NOT_MEASURED = "# Measured: not yet (python benchmarks/recipe_times.py --write-headers measures it)."
 
 
 def test_every_real_model_recipe_is_shipped():
@@ -126,11 +128,14 @@ def test_every_real_model_recipe_is_shipped():
 @pytest.mark.parametrize("path", SMOLLM2_RECIPES, ids=lambda p: p.name)
 def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
     """Each configs/smollm2 header carries the line recipe_times.py writes, for the recipe's own step count."""
-    measured = [m for m in map(MEASURED.match, header_lines(path)) if m]
-    assert len(measured) == 1, f"{path.name}: its header needs one `# Measured:` line (benchmarks/recipe_times.py)"
+    lines = header_lines(path)
+    measured = [m for m in map(MEASURED.match, lines) if m]
+    unmeasured = [line for line in lines if line == NOT_MEASURED]
+    assert len(measured) + len(unmeasured) == 1, \
+        f"{path.name}: its header needs one `# Measured:` line (benchmarks/recipe_times.py)"
     config = load_config(path)
     assert config.train.max_steps == -1 and config.train.max_epochs == 1, "one pass over max_examples rows"
     args = config.algorithm_args
     per_batch = int(args.get("ppo_epochs", 1)) * int(args.get("num_minibatches", 1))  # PPO: updates per rollout
     steps = -(-config.data.max_examples // config.train.batch_size) * per_batch
-    assert int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"
+    assert unmeasured or int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"
