@@ -267,10 +267,12 @@ def markdown_body(results: dict[str, Any]) -> list[str]:
     """The verdict sections of results.md, in order, then its cost sections (:mod:`zoo.bench.costs`)."""
     from zoo.bench.claims import findings_lines
     from zoo.bench.costs import budget_lines, time_lines
+    from zoo.bench.judges import judge_lines
 
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
     lines += findings_lines(results)
+    lines += judge_lines(results)
     lines += suite_lines(results)
     lines += comparison_lines(results)
     lines += selection_lines(results)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.bench.judges import judge_fields, task_judges
 from zoo.bench.runner import BenchRun
 from zoo.bench.stats import (hierarchical_interval, is_failure, kl_matched, mean_ci, paired_t_test, pairwise_tests,
                              per_prompt_means, tied_with_best, win_rate)
@@ -104,6 +105,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         gold_interval = (hierarchical_interval([per_prompt[contender.label][s] for s in kept]).as_dict() if kept
                          else {"mean": math.nan, "low": math.nan, "high": math.nan, "covers": "every seed collapsed"})
         probe = heldout_probe_intervals(records, run.records[base], kept)
+        probe.update(judge_fields(records, run.records[base], kept, k))
         spec = contender.spec
         contenders.append({
             "label": contender.label, "group": contender.group, "algorithm": spec.algorithm,
@@ -126,6 +128,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         "significance_test": test_name, "shared_stages": run.shared,
         "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
         "contenders": contenders, "comparisons": comparisons, "selections": run.selections,
+        **({"judges": judges} if (judges := task_judges(run.config.to_dict()["task"])) else {}),
         "kl_matched": kl_matched_summary(run, contenders),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
