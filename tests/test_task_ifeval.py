@@ -89,8 +89,10 @@ def test_strict_and_loose_as_ifeval_defines_them():
 
 def test_the_gold_reward_is_the_fraction_followed():
     prompt = _prompt(NO_COMMA, "Answer with less than 5 words.")
-    assert ifeval_strict([prompt] * 3, ["A cat purrs.", "A cat, a purr.", "A cat is a small furry animal, yes"]) == [
-        1.0, 0.5, 0.0]
+    assert ifeval_strict([prompt] * 4, ["A cat purrs.", "A cat, a purr.", "A cat is a small furry animal, yes",
+                                        "A cat is an animal"]) == [1.0, 0.5, 0.0, 0.5]  # 5 words are not "less than 5"
+    at_least = _prompt("Your response should contain at least 2 sentences.")
+    assert ifeval_strict([at_least] * 2, ["One. Two", "One two"]) == [1.0, 0.0]
 
 
 def test_instructions_are_read_back_from_rendered_prompts():

@@ -121,6 +121,20 @@ def test_splits_are_disjoint_in_content_and_deterministic(tmp_path):
     assert other.test_prompts != built.test_prompts
 
 
+def test_documents_that_open_alike_give_one_prompt(tmp_path):
+    """Different reviews whose first three words differ only in case and punctuation would be one
+    prompt in two splits: the second is skipped."""
+    texts = [f"The film was {word} and more words follow here" for word in ("great", "awful", "fine")]
+    texts[1] = "the FILM, was " + texts[1][len("The film was "):]
+    texts += [f"Review {i} of many more words that follow here" for i in range(20)]
+    data = _write(tmp_path / "reviews.jsonl", texts)
+    built = _task(data=str(data), field="review", train_prompts=100, validation_prompts=2, test_prompts=4,
+                  min_prefix_words=3, max_prefix_words=3).build()
+    prompts = built.train_prompts + built.validation_prompts + built.test_prompts
+    assert sum(content_key(p) == "the film was" for p in prompts) == 1
+    assert len(prompts) == 21
+
+
 def test_bad_arguments_and_data_name_the_key(tmp_path):
     data = _write(tmp_path / "reviews.jsonl", ["one two three four five six seven eight nine ten"] * 3)
     with pytest.raises(ConfigError, match=r"reviews.jsonl row 1: no field 'text'.*task.args.field"):

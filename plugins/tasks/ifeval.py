@@ -174,11 +174,8 @@ EXCLUSIVE = [{"json_format", "number_bullet_lists", "english_lowercase", "end_ch
 
 def instructions(prompt: str) -> list[tuple[Kind, re.Match]]:
     """The instructions a prompt carries, read back from its text, in the order they appear."""
+    # patterns are case-sensitive: "Do not include keywords" is no "Include keywords"
     found = [(kind, match) for kind in KINDS for match in kind.pattern.finditer(prompt)]
-    # "Do not include keywords ..." contains "include keywords ...": the longer match wins
-    negated = [m.span() for k, m in found if k.name == "forbidden_words"]
-    found = [(k, m) for k, m in found if not (k.name == "existence" and
-                                              any(s <= m.start() and m.end() <= e for s, e in negated))]
     return sorted(found, key=lambda pair: pair[1].start())
 
 

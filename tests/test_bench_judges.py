@@ -1,0 +1,68 @@
+"""A task's further judges in the results: means, paired change from the baseline, and the rows
+where a same-property judge disagrees in direction with a significant gold-reward change."""
+from __future__ import annotations
+
+import pytest
+
+from zoo.bench.judges import disagreements, judge_fields, judge_lines
+
+
+def test_judge_fields_are_means_and_paired_changes():
+    """Two seeds, two prompts, one sample each. Contender textblob: seed 0 [0.5, 0.1], seed 1 [0.3, 0.3];
+    baseline: [0.1, 0.1] and [0.2, 0.0]. Mean = (0.3 + 0.3)/2 = 0.3 (mean of the seed means);
+    change: seed 0 [0.4, 0.0] → 0.2, seed 1 [0.1, 0.3] → 0.2; mean 0.2."""
+    records = {0: {"judges": {"textblob": [0.5, 0.1]}}, 1: {"judges": {"textblob": [0.3, 0.3]}}}
+    baseline = {0: {"judges": {"textblob": [0.1, 0.1]}}, 1: {"judges": {"textblob": [0.2, 0.0]}}}
+    fields = judge_fields(records, baseline, [0, 1], 1)["judges"]["textblob"]
+    assert fields["interval"]["mean"] == pytest.approx(0.3)
+    assert fields["change"]["mean"] == pytest.approx(0.2)
+    assert fields["change"]["low"] <= 0.2 <= fields["change"]["high"]
+    # a collapsed seed is left out, as it is of the gold reward
+    only_first = judge_fields(records, baseline, [0], 1)["judges"]["textblob"]
+    assert only_first["interval"]["mean"] == pytest.approx(0.3) and only_first["change"]["mean"] == pytest.approx(0.2)
+    # two samples a prompt: prompt means first (seed 0: prompts [0.3], change [0.2])
+    two = judge_fields({0: records[0]}, {0: baseline[0]}, [0], 2)["judges"]["textblob"]
+    assert two["interval"]["mean"] == pytest.approx(0.3) and two["change"]["mean"] == pytest.approx(0.2)
+    assert judge_fields({0: {"gold": [1.0]}}, {0: {"gold": [0.0]}}, [0], 1) == {}
+
+
+def _contender(label, gold_diff, significant, textblob, distinct, baseline=False):
+    interval = {"mean": 0.0, "low": 0.0, "high": 0.0, "covers": "x"}
+    return {"label": label, "baseline": baseline,
+            "vs_sft": {"significant": significant, "difference_mean": gold_diff},
+            "judges": {"textblob": {"interval": {**interval, "mean": 0.2},
+                                    "change": {**interval, "mean": textblob, "low": textblob - 0.1,
+                                               "high": textblob + 0.1}},
+                       "distinct_2": {"interval": {**interval, "mean": 0.9},
+                                      "change": {**interval, "mean": distinct, "low": distinct, "high": distinct}}}}
+
+
+RESULTS = {
+    "judges": {"textblob": {"same_property": True, "description": "second lexicon"},
+               "distinct_2": {"same_property": False, "description": "repetition"}},
+    "contenders": [
+        _contender("unaligned", 0.0, False, 0.0, 0.0, baseline=True),
+        _contender("hacker", 0.3, True, -0.05, -0.4),    # VADER up, TextBlob down: flagged
+        _contender("honest", 0.3, True, 0.1, -0.4),      # both up; distinct-2 is context only
+        _contender("noise", -0.1, False, 0.2, 0.0),      # not significant: no verdict
+        _contender("flat", -0.2, True, 0.0, 0.0),        # significant, judge unmoved: flagged
+    ],
+}
+
+
+def test_disagreements_name_significant_rows_a_same_property_judge_contradicts():
+    assert disagreements(RESULTS) == [("hacker", "textblob"), ("flat", "textblob")]
+
+
+def test_the_judges_section_of_results_md():
+    lines = judge_lines(RESULTS)
+    assert lines[0] == "## Other judges"
+    assert "| run | textblob | Δ textblob | distinct_2 | Δ distinct_2 |" in lines
+    assert "| hacker | 0.200 | -0.050 [-0.150, +0.050] | 0.900 | -0.400 [-0.400, -0.400] |" in lines
+    assert "| unaligned | 0.200 | – | 0.900 | – |" in lines
+    assert any(line.startswith("Rows whose significant gold-reward change") and "hacker (textblob)" in line
+               and "flat (textblob)" in line for line in lines)
+    assert any("distinct_2`: repetition (context, not a judge of the gold property)" in line for line in lines)
+    agreeing = {**RESULTS, "contenders": RESULTS["contenders"][:1] + [RESULTS["contenders"][2]]}
+    assert any(line.startswith("Every row significantly different") for line in judge_lines(agreeing))
+    assert judge_lines({"contenders": RESULTS["contenders"]}) == []  # a task without judges: no section
