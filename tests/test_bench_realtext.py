@@ -33,7 +33,7 @@ def _config(task: dict, tmp_path: Path, max_new_tokens: int) -> dict:
     train = {"batch_size": 4, "learning_rate": 1.0e-4, "max_steps": 2, "log_every_n_steps": 1}
     data = {"max_length": 160, "max_prompt_length": 128, "eval_fraction": 0.0, "chat_template": "off"}
     return {
-        "task": task, "model": {"name": "smollm2", "lora": lora}, "seeds": [0], "threads": 2,
+        "task": task, "model": {"name": "smollm2", "lora": lora}, "seeds": [0], "threads": 1,
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
         "pretrain": {"enabled": False}, "sft": {"enabled": False},
         "preferences": {"samples_per_prompt": 2, "heldout_pairs": 8},

@@ -118,6 +118,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
             "examples": records[seeds[0]].get("examples", []),
         })
     comparisons = compare(contenders, per_prompt, seeds, test_name)
+    judges = task_judges({"name": run.config.task.name, "args": run.config.task.args})
     for c in contenders:
         c["vs_sft"] = comparisons["vs_sft"].get(c["label"], {"significant": False, "p_value": math.nan})
         c["tied_with_best"] = c["label"] in comparisons["tied_with_best"]
@@ -128,7 +129,7 @@ def summarise(run: BenchRun) -> dict[str, Any]:
         "significance_test": test_name, "shared_stages": run.shared,
         "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
         "contenders": contenders, "comparisons": comparisons, "selections": run.selections,
-        **({"judges": judges} if (judges := task_judges(run.config.to_dict()["task"])) else {}),
+        **({"judges": judges} if judges else {}),
         "kl_matched": kl_matched_summary(run, contenders),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
