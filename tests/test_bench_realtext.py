@@ -101,3 +101,31 @@ def test_ifeval_task_end_to_end_on_smollm2(shared_data, tmp_path):
                                        "max_new_tokens": 16}}
     run, results = _run(_config(task, tmp_path, 16))
     _check(run, results, ifeval_strict, {"loose": (True, ifeval_loose)})
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "bench"
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ifeval"])
+def test_the_cpu_and_gpu_configs_of_each_task(task):
+    """CPU: SmolLM2 with LoRA, 3 or more pipeline seeds, every contender the issue lists (and the gold
+    reward as a verifiable reward), the alignment-tax suites; GPU: the same task fully fine-tuned on one
+    GPU with more prompts and seeds."""
+    from zoo.bench.config import expand_runs
+
+    cpu, gpu = (load_bench_config(CONFIGS / f"{task}{suffix}.yaml") for suffix in ("", "_gpu"))
+    for config in (cpu, gpu):
+        assert config.task.name == task and config.model.name == "smollm2"
+        assert config.seed_scope == "pipeline" and len(config.seeds) >= 3
+        assert {"arc_easy", "hellaswag", "truthfulqa_mc1"} <= set(config.evaluation.suites)
+        assert config.alignment.data["chat_template"] == "off"
+        runs = expand_runs(config)
+        assert {c.spec.algorithm for c in runs if c.trains} >= {
+            "rejection_sampling", "ppo", "dpo", "rrhf", "slic_hf", "grpo", "rloo", "online_dpo"}
+        assert {c.spec.algorithm for c in runs if c.spec.reward == "gold"} == {"grpo", "rloo", "online_dpo"}
+        assert any(c.spec.best_of_n for c in runs)
+        swept = {c.group for c in runs if c.sweep_key is not None and not c.spec.select}
+        assert {"DPO", "GRPO (gold reward)"} <= swept  # unselected sweeps: the frontier
+    assert cpu.model.lora is not None and gpu.model.lora is None
+    assert gpu.alignment.train["accelerator"] == "gpu" and "accelerator" not in cpu.alignment.train
+    assert len(gpu.seeds) > len(cpu.seeds) and gpu.task.args["train_prompts"] > cpu.task.args["train_prompts"]
