@@ -73,6 +73,9 @@ def _check(run, results: dict, gold, judges: dict[str, tuple[bool, object]]) -> 
         assert gold(prompts, responses) == pytest.approx(record["gold"][: len(prompts)], abs=1e-6)
         for name, (_, function) in judges.items():
             assert function(prompts, responses) == pytest.approx(record["judges"][name][: len(prompts)], abs=1e-6)
+            if contender["seeds"]["0"]["failed"]:  # a collapsed seed is left out of every summary (a few steps
+                assert "judges" not in contender   # on 8 prompts can drop the gold reward by one SD)
+                continue
             summary = contender["judges"][name]
             assert summary["interval"]["mean"] == pytest.approx(fmean(record["judges"][name]))
             assert summary["change"]["mean"] == pytest.approx(fmean(record["judges"][name]) - fmean(base["judges"][name]))
