@@ -18,7 +18,8 @@ TINY_DATA_FOR_SHAPE = {
     "prompt": "builtin:tiny_prompts",
 }
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: ``ZOO_SHARED_DATA`` points a checkout that does not sit beside ``shared/`` at the data.
+SHARED_DATA = Path(os.environ.get("ZOO_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(autouse=True, scope="session")

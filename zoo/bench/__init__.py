@@ -3,6 +3,7 @@
 Modules, in the order a run uses them:
 
 * :mod:`zoo.bench.task`: the task contract (data, gold reward, knowledge probes); tasks are plugins;
+* :mod:`zoo.bench.prompts`: helpers for tasks on real text (content-disjoint splits, chat rendering);
 * :mod:`zoo.bench.config`: the bench config (validated dataclasses) and sweep expansion;
 * :mod:`zoo.bench.cache`: stage folders named by fingerprints of their inputs;
 * :mod:`zoo.bench.stages` and :mod:`zoo.bench.preferences`: task data → pretraining → SFT →
@@ -36,7 +37,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from zoo.bench.task import Task, TaskArgs, TaskData
+from zoo.bench.prompts import chat_renderer, content_key, split_order
+from zoo.bench.task import Judge, Task, TaskArgs, TaskData
 
 #: The harness's names, imported on first use, by owning module.
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
@@ -65,4 +67,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_OWNER))
 
 
-__all__ = ["Task", "TaskArgs", "TaskData", *sorted(_OWNER)]
+__all__ = ["Judge", "Task", "TaskArgs", "TaskData", "chat_renderer", "content_key", "split_order", *sorted(_OWNER)]

@@ -301,10 +301,12 @@ def markdown_body(results: dict[str, Any]) -> list[str]:
     from zoo.bench.claims import findings_lines, history_lines
     from zoo.bench.perturb import perturbation_lines
     from zoo.bench.costs import budget_lines, time_lines
+    from zoo.bench.judges import judge_lines
 
     lines = _table(list(HEADLINE), headline_rows(results)) + [""]
     lines += [f"- {line}" for line in headline_notes(results)] + [""]
     lines += findings_lines(results)
+    lines += judge_lines(results)
     lines += perturbation_lines(results)
     lines += history_lines(results)
     lines += suite_lines(results)

@@ -3,7 +3,8 @@
 For each evaluation prompt, ``samples_per_prompt`` responses are sampled at temperature 1 (from
 the policy, or by best-of-n decoding from the SFT model) and scored. Per sample it records:
 
-* ``gold``: the task's gold reward; ``proxy``: the proxy reward model's score;
+* ``gold``: the task's gold reward; ``proxy``: the proxy reward model's score; ``judges``: the
+  task's further judges (:meth:`zoo.bench.Task.judges`), when it names any;
 * ``kl``: log π(y|x) − log π_SFT(y|x) summed over the response tokens. Its mean over samples
   drawn from π is an unbiased estimate of KL(π‖π_SFT) in nats per response. Best-of-n has no
   policy to score; its KL is the analytic log n − (n − 1)/n (Stiennon et al. 2020);
@@ -48,6 +49,8 @@ class EvalInputs:
     max_new_tokens: int
     #: Knowledge items never seen verbatim in training (the alignment-tax probe).
     heldout_probes: list[dict[str, Any]] = field(default_factory=list)
+    #: The task's further judges (name → reward source), scored on every sample beside the gold reward.
+    judges: dict[str, Any] = field(default_factory=dict)
 
     @property
     def repeated_prompts(self) -> list[str]:
@@ -173,6 +176,9 @@ def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, be
         "suites": suite_metrics(policy, inputs, seed) if full else {},
         "examples": [{"prompt": p, "response": t} for p, t in zip(prompts[:6], samples["texts"][:6])],
     }
+    if inputs.judges:
+        record["judges"] = {name: judge.score(prompts, samples["texts"]).tolist()
+                            for name, judge in inputs.judges.items()}
     record["eval_seconds"] = time.perf_counter() - start
     return record
 

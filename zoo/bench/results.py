@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from zoo.bench.budget import training_flops
+from zoo.bench.judges import judge_fields, judge_values, task_judges
 from zoo.bench.runner import BenchRun
 from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
                              proportion_interval, t_interval, versus_best)
@@ -125,16 +126,19 @@ def collect(run: BenchRun) -> dict[str, Any]:
             "best_of_n": spec.best_of_n, "sweep_key": contender.sweep_key, "sweep_value": contender.sweep_value,
             "setting": contender.setting, "selected": contender.label in run.selections,
             "baseline": contender.label == base,
-            "seeds": {str(s): seed_values(records[s], run.records[base][s], k) for s in seeds},
+            "seeds": {str(s): {**seed_values(records[s], run.records[base][s], k), **judge_values(records[s], k)}
+                      for s in seeds},
             "examples": records[seeds[0]].get("examples", []),
         })
     config = run.config.to_dict()
+    judges = task_judges({"name": run.config.task.name, "args": run.config.task.args})
     return {
         "format": FORMAT, "config": config, "protocol_hash": protocol_hash(config), "versions": versions(),
         **run.provenance, "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
         "shared_stages": run.shared, "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
         "contenders": contenders, "selections": json.loads(json.dumps(run.selections, default=str)),
         "budget": json.loads(json.dumps(run.budget, default=str)),
+        **({"judges": judges} if judges else {}),
         "stages": [{"kind": kind, "fingerprint": key, "status": status} for kind, key, status in run.events],
         "wall_seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "compute_seconds": compute_seconds(run),
         "compute_cpu_seconds": compute_seconds(run, "stage_cpu_seconds"),
@@ -175,6 +179,7 @@ def derive(stored: dict[str, Any]) -> dict[str, Any]:
         c["summary"] = {metric: mean_ci([c["seeds"][s][metric] for s in kept]).as_dict() for metric in METRICS}
         c["gold_interval"] = gold_interval(c, kept)
         c.update(heldout_probe_intervals(c, base, kept))
+        c.update(judge_fields(c, base, kept))
         c["failures"] = len(seeds) - len(kept)
         c["failure_rate"] = c["failures"] / len(seeds)
         c["collapse"] = collapse_outcome(c, base, seeds)

@@ -89,6 +89,8 @@ def _eval_inputs(config: BenchConfig, stages: Stages, pipeline: Pipeline) -> dic
             model.device),
         proxy=proxy,
         config=config.evaluation, max_new_tokens=stages.max_new_tokens(data),
+        judges={name: load_reward_source(judge.reward).to(model.device)
+                for name, judge in stages.task.judges().items()},
     )
     validation = dataclasses.replace(test, prompts=json.loads((data.path / "validation_prompts.json").read_text()))
     return {"test": test, "validation": validation}
@@ -287,6 +289,8 @@ def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: St
     what = {"evaluation": dataclasses.asdict(config.evaluation), "gold": stages.judge_identity(),
             "kind": "policy" if aligned else "best_of_n" if spec.best_of_n else "sft",
             "best_of_n": spec.best_of_n, "reward": spec.reward, "seed": seed, "split": split}
+    if stages.task.judges():  # only then: the fingerprints of tasks without judges stay as they were
+        what["judges"] = {name: dataclasses.asdict(judge.reward) for name, judge in stages.task.judges().items()}
     upstream = [pipeline.data.key, pipeline.sft_key, pipeline.preferences.key, pipeline.reward_model.key]
     upstream += [aligned.key] if aligned else []
     suites = tuple(plugin_module("suites", name) for name in ("preference", *config.evaluation.suites))

@@ -12,7 +12,8 @@ through ``zoo_register_tasks``::
 A task subclass declares ``name``, a hyperparameter dataclass ``Args`` (validated like every
 other config section: unknown keys are errors with a suggestion) and ``version`` (part of every
 stage fingerprint: bump it when the generated data or the gold reward change), and implements
-:meth:`Task.build`, :meth:`Task.tokenizer` and :meth:`Task.gold_reward`.
+:meth:`Task.build`, :meth:`Task.tokenizer` and :meth:`Task.gold_reward`; :meth:`Task.judges` optionally
+names further scorers reported beside the gold reward.
 """
 from __future__ import annotations
 
@@ -26,6 +27,25 @@ from zoo.errors import ConfigError
 @dataclass
 class TaskArgs:
     """Base class of task hyperparameter dataclasses (a task without arguments uses it as is)."""
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A scorer reported beside the gold reward (:meth:`Task.judges`); never optimised, never read
+    by hyperparameter selection.
+
+    Attributes:
+        reward: the reward source that scores each (prompt, response).
+        same_property: True for an independent judge of what the gold reward measures, whose
+            difference from the baseline should share the sign of the gold reward's (the report
+            names every significant row where it does not); False for a measure reported for
+            context only, such as a degeneracy score.
+        description: one line for the report.
+    """
+
+    reward: RewardConfig
+    same_property: bool = True
+    description: str = ""
 
 
 @dataclass
@@ -107,6 +127,12 @@ class Task:
         optimise; reports then name it the judge.
         """
         raise TypeError(f"task {self.name!r} does not implement gold_reward()")
+
+    def judges(self) -> dict[str, Judge]:
+        """Scorers reported beside the gold reward, by name (none by default). A second judge of the
+        same property and a degeneracy measure make a win that only games the gold reward's
+        blind spots show as a gap between them rather than as a win."""
+        return {}
 
 
 SPLITS = ("train", "validation", "test")

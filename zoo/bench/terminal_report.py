@@ -230,6 +230,14 @@ def shared_stage_lines(results: dict[str, Any]) -> list[str]:
     if rm.get("heldout_accuracy") is not None:
         lines.append(f"Proxy reward model: held-out pairwise accuracy {rm['heldout_accuracy']:.2f} "
                      f"on {prefs.get('heldout_pairs')} {'human' if human else 'gold'}-labelled pairs.")
+    if results.get("judges"):
+        from zoo.bench.judges import disagreements
+
+        disagree = disagreements(results)
+        lines.append(f"Other judges ({', '.join(results['judges'])}) are in results.md; "
+                     + ("a same-property judge does not share the direction of the significant gold-reward change of "
+                        + ", ".join(f"{label!r} ({name})" for label, name in disagree) if disagree else
+                        "none contradicts the direction of a significant gold-reward change") + ".")
     return lines
 
 
