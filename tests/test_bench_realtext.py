@@ -34,6 +34,7 @@ def _config(task: dict, tmp_path: Path, max_new_tokens: int) -> dict:
     data = {"max_length": 160, "max_prompt_length": 128, "eval_fraction": 0.0, "chat_template": "off"}
     return {
         "task": task, "model": {"name": "smollm2", "lora": lora}, "seeds": [0], "threads": 1,
+        "budget": {"matched": "steps"},  # a smoke run: FLOPs matching would add a calibration run per contender
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
         "pretrain": {"enabled": False}, "sft": {"enabled": False},
         "preferences": {"samples_per_prompt": 2, "heldout_pairs": 8},
