@@ -32,6 +32,7 @@ from zoo.errors import ConfigError
 from zoo.eval.callback import callback_from_config
 from zoo.integrity import data_fingerprint
 from zoo.lora import apply_lora, save_policy
+from zoo.model_card import write_model_card
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import load_tokenizer
 from zoo.module import AlignmentModule
@@ -243,6 +244,8 @@ def _fit(run: Run, lead: bool) -> RunResult:
             "after": result.metrics_after, "nonfinite_steps_skipped": result.nonfinite_steps,
         })
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+        write_model_card(output_dir / "model", config, summary, getattr(module.algorithm, "description", ""),
+                         scores=run.kind.name == "scores")
     return result
 
 
