@@ -44,6 +44,7 @@ from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
 from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
+from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
 
 
@@ -206,6 +207,7 @@ def _fit(run: Run, lead: bool) -> RunResult:
         if run.replace:
             clear_run(output_dir)
         atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    attach_mlflow(trainer, config.train.loggers, output_dir, project=config.train.tracking_project)
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
                        skipped_rows=sum(len(r.skipped) for r in datamodule.reports))

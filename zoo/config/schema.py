@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from zoo import gguf
 from zoo.errors import ConfigError, did_you_mean
+from zoo.tracking import LOGGERS
 from zoo.validation import Validated
 
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
@@ -258,6 +259,13 @@ class TrainConfig(Validated):
     max_nonfinite_steps: int = 0
     #: Show training progress (a bar on a terminal, a line every few seconds in a log).
     progress_bar: bool = True
+    #: Where metrics go: any of csv (``logs/metrics.csv``), tensorboard, wandb, mlflow; see :mod:`zoo.tracking`.
+    loggers: list[str] = dataclasses.field(default_factory=lambda: ["csv"])
+    #: The W&B project and the MLflow experiment the run is logged under.
+    tracking_project: str = "alignment-zoo"
+    #: Online algorithms: log a table of a step's prompts, samples and rewards every N optimizer
+    #: steps (None: never).
+    log_completions_every_n_steps: int | None = None
 
     def validate(self) -> None:
         for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
@@ -284,6 +292,14 @@ class TrainConfig(Validated):
         self.require(_valid_devices(self.devices), "devices",
                      "must be 'auto', a device count >= 1, -1 (all devices) or device indices such as '0,1'")
         self.require(self.max_nonfinite_steps >= 0, "max_nonfinite_steps", "must be >= 0")
+        self.require(isinstance(self.loggers, list) and bool(self.loggers), "loggers",
+                     f"must list at least one of {', '.join(LOGGERS)} (csv keeps logs/metrics.csv)")
+        for name in self.loggers:
+            self.require(name in LOGGERS, "loggers",
+                         f"{name!r} is not a logger; expected any of {', '.join(LOGGERS)}{did_you_mean(str(name), LOGGERS)}")
+        self.require(len(set(self.loggers)) == len(self.loggers), "loggers", "names a logger twice")
+        self.require(self.log_completions_every_n_steps is None or self.log_completions_every_n_steps >= 1,
+                     "log_completions_every_n_steps", "must be >= 1 (or null: no completions table)")
         self.require(str(self.precision) in PRECISIONS, "precision",
                      f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(self.precision), PRECISIONS)}")
 
