@@ -40,7 +40,8 @@ def test_recipe_lookup_matches_the_output_dir_not_the_name(tmp_path, monkeypatch
     (tmp_path / "configs" / "b.yaml").write_text("output_dir: ./runs/mine\n")
     (tmp_path / "configs" / "broken.yaml").write_text("output_dir: [\n")
     with pytest.raises(ConfigError, match=r"run configs/b.yaml first"):
-        check_local_model("runs/mine/model", "reward.model")
+        check_local_model("runs/mine/model", "reward.model", only_with_recipe=True)
+    check_local_model("runs/unknown/model", only_with_recipe=True)  # no recipe: the caller's message
     (tmp_path / "runs" / "mine" / "model").mkdir(parents=True)
     check_local_model("runs/mine/model")  # present: nothing to say
     check_local_model("org/absent")  # a hub id is transformers' business

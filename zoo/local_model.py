@@ -31,11 +31,17 @@ def _recipe_writing(folder: Path, configs: Path) -> Path | None:
     return None
 
 
-def check_local_model(name: str, key: str = "model.name", configs: Path | None = None) -> None:
-    """A :class:`ConfigError` naming the recipe to run first when ``name`` is a missing local folder."""
+def check_local_model(name: str, key: str = "model.name", configs: Path | None = None, *,
+                      only_with_recipe: bool = False) -> None:
+    """A :class:`ConfigError` naming the recipe to run first when ``name`` is a missing local folder.
+
+    ``only_with_recipe``: say nothing when no recipe writes it (the caller has its own message).
+    """
     if not looks_local(name) or Path(name).expanduser().exists():
         return
     recipe = _recipe_writing(Path(name).expanduser(), configs or Path.cwd() / "configs")
+    if recipe is None and only_with_recipe:
+        return
     if recipe is None:
         raise ConfigError(f"{key} = {name!r}: {name} does not exist (a local path: it is not a hub id). "
                           f"Check the path, or train the model it names first.")

@@ -227,7 +227,7 @@ def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: boo
                           f"point reward.model at that run's model/ folder.")
     from zoo.local_model import check_local_model
 
-    check_local_model(str(path), "reward.model")
+    check_local_model(str(path), "reward.model", only_with_recipe=True)  # else the message below
     path = Path(path)
     if not (path / "config.json").exists():
         raise ConfigError(f"reward.model = {str(path)!r}: not a saved model directory (no config.json); train one "
