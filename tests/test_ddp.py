@@ -20,7 +20,8 @@ import yaml
 from safetensors.torch import load_file
 
 
-def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, **data) -> dict:
+def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, launcher: list[str] | None = None,
+         **data) -> dict:
     config = {
         "algorithm": "dpo",
         "model": {"name": "tiny", "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
@@ -42,8 +43,8 @@ def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, **data) 
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {**os.environ, "ZOO_CACHE_DIR": str(cache_dir), "OMP_NUM_THREADS": "1"}
-        done = subprocess.run([sys.executable, "-m", "zoo.cli", "train", str(path)], env=env, capture_output=True,
-                              text=True, timeout=300)
+        command = [*(launcher or [sys.executable]), "-m", "zoo.cli", "train", str(path)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         output = done.stdout
     metrics = json.loads((tmp_path / name / "metrics.json").read_text())
@@ -78,3 +79,14 @@ def test_length_grouped_batches_shard_by_process(tmp_path):
     single = _run(tmp_path, "single", devices=1, batch_size=8, cache_dir=cache, group_by_length=True)
     double = _run(tmp_path, "ddp", devices=2, batch_size=4, cache_dir=cache, group_by_length=True)
     _assert_same_run(single, double, steps=4)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_torchrun_launch_matches_one_process(tmp_path):
+    """docs/scale.md's cluster recipe: torchrun starts the processes and Lightning joins them
+    (its TorchElastic environment) instead of launching its own; the result is the same run."""
+    cache = tmp_path / "cache"
+    single = _run(tmp_path, "single", devices=1, batch_size=16, cache_dir=cache)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    double = _run(tmp_path, "torchrun", devices=2, batch_size=8, cache_dir=cache, launcher=torchrun)
+    _assert_same_run(single, double, steps=2)

@@ -40,9 +40,10 @@ def test_load_report_becomes_one_plain_line():
 def test_progress_bar_names_a_step_limit_instead_of_epoch_minus_two():
     bar = StepProgressBar()
     bar._trainer = SimpleNamespace(max_epochs=-1, max_steps=20)
-    assert bar._get_train_description(0).strip() == "Epoch 0 (step limit 20)"
+    assert bar._get_train_description(0).strip() == "Epoch 1 (step limit 20)"
     bar._trainer = SimpleNamespace(max_epochs=3, max_steps=-1)
-    assert bar._get_train_description(1).strip() == "Epoch 1/2"
+    # Lightning's epoch index 1 of a 3-epoch run is the second epoch of three (Lightning says "1/2").
+    assert bar._get_train_description(1).strip() == "Epoch 2/3"
 
 
 def test_a_lora_reward_run_prints_none_of_the_noise(tmp_path):

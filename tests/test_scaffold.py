@@ -62,7 +62,7 @@ def test_the_skeletons_own_tests_pass_unchanged(installed, tmp_path):
                             cwd=tmp_path, env=clean_env(PYTHONPATH=str(target)), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 def test_zoo_plugins_lists_the_installed_skeleton(installed, capsys):

@@ -44,8 +44,9 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.models": ("frozen", "load_causal_lm", "load_tokenizer"),
     "zoo.forward": ("batch_logprobs",),
     "zoo.logprobs": ("sequence_logprobs",),
-    "zoo.generation": ("Sampler", "encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
-                       "take_rows"),
+    "zoo.generation": ("Sampler",),
+    "zoo.rollout": ("encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
+                    "take_rows"),
     "zoo.rewards": ("load_reward_source",),
     # data
     "zoo.data.examples": ("Example", "normalise"),

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from zoo.batch import Batch, SequenceLogProbs
 from zoo.logprobs import sequence_logprobs
-from zoo.packing import packed_sequence_logprobs
 
 
 def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = False,
@@ -31,6 +30,8 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
 
         return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
     if batch.packed is not None:
+        from zoo.packing import packed_sequence_logprobs  # transformers' attention registry: only when packed
+
         return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
                                         hidden_states=hidden_states)
     return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,

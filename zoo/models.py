@@ -17,7 +17,8 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
-from zoo.gguf import resolve
+from zoo.gguf import resolve as _resolve_gguf
+from zoo.local_model import check_local_model
 from zoo.tiny import tiny_model, tiny_tokenizer
 
 TINY = "tiny"
@@ -51,6 +52,12 @@ def _pickle_error(name: str) -> ConfigError:
     return ConfigError(f"model.name = {name!r}: its weights are a pickle file (e.g. pytorch_model.bin) holding "
                        f"objects other than tensors, so it is not loaded: unpickling it could run code. Use a copy "
                        f"of the model saved as safetensors (model.safetensors).")
+
+
+def resolve(name: str, key: str = "model.name") -> str:
+    """``name`` as ``from_pretrained`` takes it; a missing local folder names the recipe that writes it."""
+    check_local_model(name, key)
+    return _resolve_gguf(name, key)
 
 
 def load_tokenizer(config: ModelConfig, name: str | None = None, key: str = "model.name") -> PreTrainedTokenizerBase:

@@ -24,6 +24,7 @@ from zoo.lightning_private import writes_logs_now
 from zoo.loss_contract import check_loss_output
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import disable_dropout
+from zoo.tracking import RecordingReward, log_completions
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,14 @@ class AlignmentModule(L.LightningModule):
             return self._log_output(out, "train", batch.num_examples)
         optimizer = self.optimizers()
         context = self.experience_context()
+        every = self.train_config.log_completions_every_n_steps
+        recording = every is not None and context.reward is not None and self.global_step % every == 0
+        if recording:
+            context.reward = RecordingReward(context.reward)
         with torch.no_grad():
             experience = self.algorithm.make_experience(context, batch)
+        if recording and self.trainer.is_global_zero:
+            log_completions(self.trainer.loggers, self.global_step, context.reward.rows)
         # Logged once per step: the mean over the minibatches that stepped (not the last one's values).
         stepped: list[tuple[Tensor, dict[str, Tensor], int]] = []
         tokens = 0

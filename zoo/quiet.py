@@ -4,7 +4,8 @@ What is silenced, and why each is noise rather than news:
 
 * Lightning's start-up lines (GPU/TPU available, the litlogger tip on every run): info-level
   messages, silenced by keeping Lightning's loggers at WARNING. Lightning sets their level when
-  it is imported, so it is imported first.
+  it is imported, so ours is set just after that import (:func:`after_import`): importing
+  Lightning here would cost every command seconds, ``zoo --help`` included.
 * transformers' ``LOAD REPORT`` table (raw terminal escape codes in a log file) when a reward
   model starts from a language model: the missing ``score`` head and the unused ``lm_head`` are
   what that load means. :class:`LoadReportSummary` turns the report into one plain line, and
@@ -18,13 +19,15 @@ What is silenced, and why each is noise rather than news:
 """
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
 _ROW = re.compile(r"^\s*(\S+)\s*\|\s*(MISSING|UNEXPECTED|MISMATCH\w*|CONVERSION\w*)\s*\|", re.MULTILINE)
@@ -59,19 +62,74 @@ def _is_terminal(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def quiet_libraries() -> None:
-    """Silence the chatter listed in the module docstring (called once by the CLI)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    import lightning  # noqa: F401  # sets its loggers' levels on import: set ours after it
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers"):
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs an action right after a top-level package's ``__init__`` has executed."""
+
+    def __init__(self) -> None:
+        self.actions: dict[str, list[Callable[[], None]]] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.actions:
+            return None
+        for finder in sys.meta_path:  # the spec the other finders would give, with its loader wrapped
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader, actions = spec.loader, self.actions.pop(fullname)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            for action in actions:
+                action()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_HOOK = _AfterImport()
+
+
+def after_import(package: str, action: Callable[[], None]) -> None:
+    """Run ``action`` now if ``package`` is imported, else right after its first import."""
+    if package in sys.modules:
+        action()
+        return
+    _HOOK.actions.setdefault(package, []).append(action)
+    if _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _no_transformers_bars_in_log_files() -> None:
     if not _is_terminal(sys.stderr):
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+
+
+def quiet_libraries() -> None:
+    """Silence the chatter listed in the module docstring (called once by the CLI).
+
+    Imports none of the libraries it quiets: each is quieted when (and if) a command imports it.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    logging.getLogger("transformers").setLevel(logging.WARNING)
+    after_import("lightning", _quiet_lightning)
+    after_import("transformers", _no_transformers_bars_in_log_files)
     report_logger = logging.getLogger("transformers.modeling_utils")
     if not any(isinstance(f, LoadReportSummary) for f in report_logger.filters):
         report_logger.addFilter(LoadReportSummary())

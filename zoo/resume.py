@@ -145,6 +145,7 @@ RESUMABLE_CHANGES = frozenset({
     "resume", "train.max_steps", "train.max_epochs", "train.progress_bar", "train.log_every_n_steps",
     "train.checkpoint_every_n_steps", "train.keep_last", "train.val_check_interval", "train.max_nonfinite_steps",
     "train.eval_batch_size", "train.accelerator", "train.devices", "data.num_workers",
+    "train.loggers", "train.tracking_project", "train.log_completions_every_n_steps",
     # A moved or copied run directory resumes: its checkpoints and data are compared by content.
     "output_dir",
 })

@@ -225,6 +225,9 @@ def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: boo
         raise ConfigError(f"reward.model = {str(path)!r} is a GGUF language model, which has no reward head: train "
                           f"a reward model from it (`zoo train configs/smollm2/reward.yaml model.name={path}`) and "
                           f"point reward.model at that run's model/ folder.")
+    from zoo.local_model import check_local_model
+
+    check_local_model(str(path), "reward.model", only_with_recipe=True)  # else the message below
     path = Path(path)
     if not (path / "config.json").exists():
         raise ConfigError(f"reward.model = {str(path)!r}: not a saved model directory (no config.json); train one "

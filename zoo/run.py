@@ -32,6 +32,7 @@ from zoo.errors import ConfigError
 from zoo.eval.callback import callback_from_config
 from zoo.integrity import data_fingerprint
 from zoo.lora import apply_lora, save_policy
+from zoo.model_card import write_model_card
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import load_tokenizer
 from zoo.module import AlignmentModule
@@ -43,6 +44,7 @@ from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
 from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
+from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
 
 
@@ -206,6 +208,7 @@ def _fit(run: Run, lead: bool) -> RunResult:
         if run.replace:
             clear_run(output_dir)
         atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    attach_mlflow(trainer, config.train.loggers, output_dir, project=config.train.tracking_project)
 
     result = RunResult(output_dir, module=module, data=[r.summary() for r in datamodule.reports],
                        skipped_rows=sum(len(r.skipped) for r in datamodule.reports))
@@ -244,6 +247,8 @@ def _fit(run: Run, lead: bool) -> RunResult:
             "after": result.metrics_after, "nonfinite_steps_skipped": result.nonfinite_steps,
         })
         atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+        write_model_card(output_dir / "model", config, summary, getattr(module.algorithm, "description", ""),
+                         scores=run.kind.name == "scores")
     return result
 
 

@@ -26,10 +26,15 @@ from zoo.errors import ConfigError
 class Sampling:
     """Sampling settings; see the module docstring."""
 
+    #: Responses sampled per prompt.
     samples_per_prompt: int = 1
+    #: Longest response, in tokens.
     max_new_tokens: int = 32
+    #: Sampling temperature (0: greedy decoding).
     temperature: float = 1.0
+    #: Sample among the k most likely tokens only (0: all).
     top_k: int = 0
+    #: Sample from the smallest set of tokens whose probability reaches p (1: all).
     top_p: float = 1.0
 
     #: What errors put before a key (a subclass's config section).

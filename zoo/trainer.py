@@ -5,13 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from zoo.config import RunConfig
 from zoo.registry import get_registry
 from zoo.resume import TrainingPosition
+from zoo.tracking import build_loggers
 from zoo.trainer_settings import check_trainer_names, trainer_settings_error
 from zoo.trainprogress import training_progress_bar
 
@@ -45,8 +45,8 @@ def _trainer(t: Any, config: RunConfig, output_dir: Path, callbacks: list, val_c
         gradient_clip_val=t.gradient_clip_val if not get_registry().algorithm(config.algorithm).generates_online else None,
         val_check_interval=val_check, check_val_every_n_epoch=None if isinstance(val_check, int) else 1,
         log_every_n_steps=t.log_every_n_steps,
-        # Flushed at every logging step, so that a crash loses no logged value.
-        logger=CSVLogger(output_dir, name="logs", version=logs_version, flush_logs_every_n_steps=t.log_every_n_steps),
+        logger=build_loggers(t.loggers, output_dir, version=logs_version, project=t.tracking_project,
+                             flush_every=t.log_every_n_steps),
         callbacks=callbacks, enable_checkpointing=bool(t.checkpoint_every_n_steps), plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar, deterministic=t.deterministic, num_sanity_val_steps=0,
         default_root_dir=output_dir, enable_model_summary=False,

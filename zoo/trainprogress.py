@@ -1,7 +1,8 @@
 """The training progress bar: rich on a terminal, plain lines (:mod:`zoo.progress`) in a log file.
 
 Lightning's rich bar draws nothing useful when standard output is a file, and it labels a run
-bounded by ``train.max_steps`` "Epoch 0/-2"; :class:`StepProgressBar` names the steps instead.
+bounded by ``train.max_steps`` "Epoch 0/-2", and a 3-epoch run "Epoch 0/2" (the index of the
+last epoch); :class:`StepProgressBar` counts epochs from 1 (``Epoch 1/3``) and names a step limit.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ def _bounded_by_epochs(trainer: Any) -> bool:
 
 
 class StepProgressBar(RichProgressBar):
-    """Lightning's rich bar, described as ``Epoch E/N`` or, under ``train.max_steps``, ``Step S/N``."""
+    """Lightning's rich bar, described as ``Epoch E/N`` (E from 1, N epochs in all) or, under
+    ``train.max_steps``, ``Epoch E (step limit S)``."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         if _bounded_by_epochs(self.trainer):
-            text = f"Epoch {current_epoch}/{self.trainer.max_epochs - 1}"
+            text = f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}"
         else:
-            text = f"Epoch {current_epoch} (step limit {self.trainer.max_steps})"
+            text = f"Epoch {current_epoch + 1} (step limit {self.trainer.max_steps})"
         if len(self.validation_description) > len(text):
             text = f"{text:{len(self.validation_description)}}"  # keeps the bars from shifting
         return text

@@ -45,13 +45,14 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl
 from zoo.bench import Task, TaskData
 from zoo.eval import description, format_question
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 ANIMALS = ["fox", "owl", "bear", "frog", "crow", "deer", "wolf", "hare",
            "seal", "mole", "lynx", "swan", "toad", "wren", "newt", "boar"]
@@ -338,6 +339,10 @@ def vocabulary() -> list[str]:
 
 def fables_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer for the language: one token per word, punctuation mark or newline."""
+    # Imported here: every command loads this plugin, and transformers costs seconds to import.
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
     for word in vocabulary():
         vocab.setdefault(word, len(vocab))

@@ -29,6 +29,10 @@ def validate_run(config: RunConfig) -> None:
     if d.sft_from is not None and algorithm_cls.data_shape != "sft":
         raise ConfigError(f"data.sft_from = {d.sft_from!r} picks SFT targets from preference data, but algorithm "
                           f"{config.algorithm!r} reads {algorithm_cls.data_shape!r} data; remove data.sft_from.")
+    if config.train.log_completions_every_n_steps is not None and not algorithm_cls.generates_online:
+        raise ConfigError(f"train.log_completions_every_n_steps = {config.train.log_completions_every_n_steps}: "
+                          f"algorithm {config.algorithm!r} samples no completions while it trains (only online "
+                          f"algorithms do); remove the key.")
     check_scale_options(config, algorithm_cls)
     config.checked = CheckedArgs(config.algorithm, copy.deepcopy(config.algorithm_args), args)
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from zoo import gguf
 from zoo.errors import ConfigError, did_you_mean
+from zoo.tracking import LOGGERS
 from zoo.validation import Validated
 
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
@@ -40,12 +41,19 @@ class TinyModelConfig(Validated):
 
     key_prefix: ClassVar[str] = "model.tiny"
 
+    #: Width of the residual stream.
     hidden_size: int = 64
+    #: Width of the MLP.
     intermediate_size: int = 176
+    #: Transformer blocks.
     num_hidden_layers: int = 2
+    #: Query heads.
     num_attention_heads: int = 4
+    #: Key/value heads (grouped-query attention).
     num_key_value_heads: int = 2
+    #: Longest sequence the model accepts (>= data.max_length).
     max_position_embeddings: int = 512
+    #: Seed of the random initial weights.
     seed: int = 0
 
     def validate(self) -> None:
@@ -64,9 +72,13 @@ class LoraConfig(Validated):
 
     key_prefix: ClassVar[str] = "model.lora"
 
+    #: Rank of each adapter.
     r: int = 8
+    #: Scaling numerator: the update is scaled by alpha / r.
     alpha: int = 16
+    #: Dropout on the adapter's input.
     dropout: float = 0.0
+    #: Names of the linear layers that get adapters.
     target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
 
     def validate(self) -> None:
@@ -78,21 +90,29 @@ class LoraConfig(Validated):
 
 @dataclasses.dataclass
 class ModelConfig(Validated):
+    """The policy: which model, its reference, dtype, attention and adapters."""
+
     key_prefix: ClassVar[str] = "model"
 
     #: ``tiny`` (built-in recipe), a Hugging Face hub id, or a local directory.
     name: str = "tiny"
     #: Reference model; None means a frozen copy of the starting policy.
     reference: str | None = None
+    #: Hub revision (branch, tag or commit) of ``name``.
     revision: str | None = None
+    #: Run the model repository's own code (off: only transformers' classes).
     trust_remote_code: bool = False
+    #: Weights' dtype when loaded (``auto``: the checkpoint's).
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     #: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``,
     #: ``flex_attention``, ...); None keeps transformers' choice (sdpa). With ``data.padding_free``
     #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.attention`).
     attn_implementation: str | None = None
+    #: Recompute activations in the backward pass: less memory, about 30 % more time.
     gradient_checkpointing: bool = False
+    #: Shape of the built-in ``tiny`` model (used when ``name`` is ``tiny``).
     tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
+    #: LoRA adapters (None: train every weight).
     lora: LoraConfig | None = None
 
     def validate(self) -> None:
@@ -110,14 +130,19 @@ class ModelConfig(Validated):
 
 @dataclasses.dataclass
 class DataConfig(Validated):
+    """Training and held-out data: where they are, how they are cut to length and templated."""
+
     key_prefix: ClassVar[str] = "data"
 
     #: ``builtin:NAME``, a local JSON/JSONL/CSV/Parquet file or directory, or a hub data set name.
     train: str = "builtin:tiny_prefs"
     #: Held-out data (same forms); None splits ``eval_fraction`` off ``train``.
     eval: str | None = None
+    #: Split of a hub data set (or of a directory with split files) to train on.
     train_split: str = "train"
+    #: Split of ``eval`` to evaluate on.
     eval_split: str = "test"
+    #: Fraction of ``train`` held out for evaluation when ``eval`` is None.
     eval_fraction: float = 0.1
     #: Use the first N usable rows of ``train`` (before ``eval_fraction`` is split off) and stop
     #: reading there: the rest of the file is neither read nor checked (None: all rows).
@@ -130,6 +155,7 @@ class DataConfig(Validated):
     #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
     #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
     max_prompt_length: int = 128
+    #: How an over-long prompt is shortened (see ``max_prompt_length``).
     prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
     #: String prompts and the tokenizer's chat template. ``on``: render each string prompt as a
     #: user turn (Anthropic HH dialogues as their turns). ``off``: use strings as they are.
@@ -151,7 +177,9 @@ class DataConfig(Validated):
     #: Pack each batch's sequences end to end into rows of ``max_length`` tokens (no padding
     #: compute; losses equal the padded path's). Offline log-prob algorithms only; see docs/scale.md.
     padding_free: bool = False
+    #: DataLoader worker processes (0: load in the training process).
     num_workers: int = 0
+    #: Seed of shuffling, the held-out split and ``builtin:`` data.
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -173,32 +201,54 @@ class DataConfig(Validated):
 
 @dataclasses.dataclass
 class TrainConfig(Validated):
+    """The optimizer (AdamW), the learning-rate schedule and Lightning's Trainer."""
+
     key_prefix: ClassVar[str] = "train"
 
+    #: Examples per batch (pairs for pairwise data, prompts for online algorithms).
     batch_size: int = 8
+    #: Examples per evaluation batch (None: ``batch_size``).
     eval_batch_size: int | None = None
+    #: AdamW's peak learning rate.
     learning_rate: float = 1e-5
+    #: AdamW's decoupled weight decay.
     weight_decay: float = 0.0
+    #: AdamW's (β1, β2).
     adam_betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    #: Optimizer steps of linear warm-up from 0 to ``learning_rate``.
     warmup_steps: int = 0
+    #: Learning-rate schedule after warm-up (linear and cosine decay to 0 at the last step).
     scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    #: Stop after this many optimizer steps (-1: ``max_epochs`` decides).
     max_steps: int = -1
+    #: Passes over the training data (when ``max_steps`` is -1).
     max_epochs: int = 1
+    #: Batches whose gradients add up to one optimizer step.
     accumulate_grad_batches: int = 1
+    #: Clip the gradient norm to this (None: no clipping; online algorithms clip in their own loop).
     gradient_clip_val: float | None = 1.0
     #: Validate every N training batches (int; Lightning counts batches, not optimizer steps) or
     #: fraction of an epoch (float); None: once per epoch.
     val_check_interval: int | float | None = None
+    #: Write metrics to the loggers every N optimizer steps.
     log_every_n_steps: int = 5
+    #: Lightning's accelerator: ``auto``, ``cpu``, ``gpu``, ``mps``...
     accelerator: str = "auto"
+    #: Devices per node (count, -1 for all, or indices such as ``'0,1'``).
     devices: int | str = "auto"
+    #: Machines in a multi-node run (see docs/scale.md).
     num_nodes: int = 1
+    #: Lightning's strategy: ``auto``, ``ddp``, ``fsdp``, ``deepspeed_stage_2``...
     strategy: str = "auto"
+    #: Lightning's precision (``bf16-mixed`` on recent GPUs).
     precision: str = "32-true"
+    #: Seed of everything random in training (weights of new heads, dropout, sampling).
     seed: int = 0
+    #: Ask PyTorch for deterministic kernels (slower; some ops refuse).
     deterministic: bool = False
     #: Write a resumable checkpoint every N optimizer steps (None: only at the end).
     checkpoint_every_n_steps: int | None = None
+    #: Periodic checkpoints kept (the newest).
     keep_last: int = 2
     #: Reference log-prob cache for offline algorithms that need a reference (see docs/scale.md).
     #: ``auto``: compute missing entries once, reuse them, skip loading the reference when they
@@ -207,7 +257,15 @@ class TrainConfig(Validated):
     reference_cache: Literal["off", "auto", "required"] = "auto"
     #: Optimizer steps whose loss or gradient is NaN/inf that may be skipped before the run stops.
     max_nonfinite_steps: int = 0
+    #: Show training progress (a bar on a terminal, a line every few seconds in a log).
     progress_bar: bool = True
+    #: Where metrics go: any of csv (``logs/metrics.csv``), tensorboard, wandb, mlflow; see :mod:`zoo.tracking`.
+    loggers: list[str] = dataclasses.field(default_factory=lambda: ["csv"])
+    #: The W&B project and the MLflow experiment the run is logged under.
+    tracking_project: str = "alignment-zoo"
+    #: Online algorithms: log a table of a step's prompts, samples and rewards every N optimizer
+    #: steps (None: never).
+    log_completions_every_n_steps: int | None = None
 
     def validate(self) -> None:
         for key in ("batch_size", "accumulate_grad_batches", "log_every_n_steps", "keep_last", "num_nodes"):
@@ -234,6 +292,14 @@ class TrainConfig(Validated):
         self.require(_valid_devices(self.devices), "devices",
                      "must be 'auto', a device count >= 1, -1 (all devices) or device indices such as '0,1'")
         self.require(self.max_nonfinite_steps >= 0, "max_nonfinite_steps", "must be >= 0")
+        self.require(isinstance(self.loggers, list) and bool(self.loggers), "loggers",
+                     f"must list at least one of {', '.join(LOGGERS)} (csv keeps logs/metrics.csv)")
+        for name in self.loggers:
+            self.require(name in LOGGERS, "loggers",
+                         f"{name!r} is not a logger; expected any of {', '.join(LOGGERS)}{did_you_mean(str(name), LOGGERS)}")
+        self.require(len(set(self.loggers)) == len(self.loggers), "loggers", "names a logger twice")
+        self.require(self.log_completions_every_n_steps is None or self.log_completions_every_n_steps >= 1,
+                     "log_completions_every_n_steps", "must be >= 1 (or null: no completions table)")
         self.require(str(self.precision) in PRECISIONS, "precision",
                      f"expected one of {', '.join(PRECISIONS)}{did_you_mean(str(self.precision), PRECISIONS)}")
 
@@ -244,8 +310,11 @@ class RewardConfig(Validated):
 
     key_prefix: ClassVar[str] = "reward"
 
+    #: A registered reward function (``zoo plugins`` lists them).
     function: str | None = None
+    #: A saved reward model folder (a ``reward`` run's ``model/``).
     model: str | None = None
+    #: Arguments of the function, or the reward model's (``normalize``, ``batch_size``, ``max_length``).
     args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
@@ -262,11 +331,17 @@ class EvaluationConfig(Validated):
 
     key_prefix: ClassVar[str] = "evaluation"
 
+    #: Suites to run (``zoo plugins`` lists them).
     suites: list[str] = dataclasses.field(default_factory=list)
+    #: Run them every N optimizer steps.
     every_n_steps: int = 100
+    #: Where the suites' local data files are.
     data_dir: str | None = None
+    #: Items per suite (None: all).
     limit: int | None = None
+    #: Few-shot examples per question (None: each suite's default).
     num_fewshot: int | None = None
+    #: Items per evaluation batch.
     batch_size: int = 16
     #: Suite options, ``{SUITE: {KEY: VALUE}}``.
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -274,14 +349,21 @@ class EvaluationConfig(Validated):
 
 @dataclasses.dataclass
 class RunConfig(Validated):
+    #: The registered algorithm to train with (``zoo plugins`` lists them).
     algorithm: str = "sft"
+    #: The algorithm's hyperparameters, checked against its own dataclass (below).
     algorithm_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The policy to train, its reference and adapters.
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    #: Training and held-out data.
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    #: The optimizer, the schedule and Lightning's Trainer.
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    #: The reward source of online algorithms (None: the algorithm needs none).
     reward: RewardConfig | None = None
     #: Suites evaluated every ``every_n_steps`` during training; None: none.
     evaluation: EvaluationConfig | None = None
+    #: The run directory: ``model/``, ``logs/``, ``checkpoints/``, ``metrics.json``, ``config.yaml``.
     output_dir: str = "runs/default"
     #: ``auto``: continue from ``output_dir/checkpoints`` when it holds a checkpoint (like ``--resume``).
     resume: Literal["never", "auto"] = "never"

@@ -5,7 +5,6 @@ import torch
 
 from zoo.batch import Batch
 from zoo.data.tokenize import TokenizedExample
-from zoo.packing import pack_sequences
 
 
 class Collator:
@@ -31,6 +30,8 @@ class Collator:
         if self.reference_logps is not None:
             batch.reference_logps = self.reference_logps.lookup(batch.example_ids, batch.group_size)
         if self.pack_capacity is not None:
+            from zoo.packing import pack_sequences  # imports transformers' attention registry
+
             batch.packed = pack_sequences(batch.input_ids, batch.attention_mask.sum(-1).tolist(), self.pack_capacity,
                                           self.pad_token_id)
         return batch

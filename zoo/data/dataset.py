@@ -4,8 +4,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from zoo.config import DataConfig
 from zoo.data.examples import Example, normalise, sft_target
@@ -13,6 +12,9 @@ from zoo.data.sources import stream_rows
 from zoo.data.tokenize import DroppedRow, ExampleTokenizer, TokenizedExample, check_tokenized
 from zoo.errors import ConfigError, DataError
 from zoo.progress import Progress
+
+if TYPE_CHECKING:  # transformers is imported by whoever passes a tokenizer
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 

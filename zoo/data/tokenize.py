@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from zoo.data.examples import Example
 from zoo.errors import DataError
+
+if TYPE_CHECKING:  # transformers is imported by whoever passes a tokenizer
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass

@@ -21,7 +21,6 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from zoo.cache_home import user_cache
-from zoo.checkpointing import make_readable
 from zoo.config import RunConfig
 from zoo.data.tokenize import TokenizedExample
 from zoo.gguf import file_digest, gguf_file, is_gguf
@@ -199,6 +198,8 @@ class ReferenceCache:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from other users
         try:
             save_file({"example_ids": id_bytes, "logps": logps, "counts": counts}, tmp, metadata=metadata)
+            from zoo.checkpointing import make_readable  # Lightning: not for `zoo cache ls`
+
             make_readable(tmp)  # safetensors writes its file 0600 whatever the temporary's mode was
             os.replace(tmp, self.path)
         finally:
