@@ -22,6 +22,7 @@ from zoo.bench.cache import Stage, StageCache, fingerprint
 from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
 from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
+from zoo.writable import check_writable_dir
 
 
 @dataclass
@@ -109,6 +110,8 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     out = Path(output_dir or config.output_dir)
+    check_writable_dir(out, "output_dir")  # before any stage trains, not when its results are written
+    check_writable_dir(config.cache_dir or out / "cache", "cache_dir")
     cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
     stages = Stages(config, cache, announce)
     inputs: dict[int, _LazyInputs] = {}
