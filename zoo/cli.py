@@ -13,6 +13,7 @@ from typing import Any
 
 from zoo.errors import PluginError, ZooError
 from zoo.registry import get_registry
+from zoo.signals import RunInterrupted, Stop, signal_name, stop_on_signals
 from zoo.terminal import err_console
 
 
@@ -54,7 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return int(args._run(args) or 0)
+        # Every command stops on SIGINT/SIGTERM with 130/143 and a message, even when started in the
+        # background by a script (the shell then ignores SIGINT for it, and Python would too).
+        with stop_on_signals():
+            try:
+                return int(args._run(args) or 0)
+            except Stop as stop:
+                raise RunInterrupted(f"zoo {args.command} was stopped by {signal_name(stop.signum)} before it "
+                                     f"finished; what it had not written yet is lost, files written before are "
+                                     f"intact.", signum=stop.signum, resumable=False) from None
     except ZooError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return int(getattr(exc, "exit_code", 2))

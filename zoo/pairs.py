@@ -286,9 +286,13 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(output)  # readers never see a half-written file
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        partial.replace(output)  # readers never see a half-written file
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return PairsResult(output, len(rows), len(prompts), skipped,
                        {name: sum(v) / len(v) for name, v in mean_scores.items() if v}, bad_rows)

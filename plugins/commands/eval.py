@@ -122,6 +122,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from zoo import ModelConfig, RewardConfig, console, err_console, frozen, load_causal_lm, load_tokenizer
     from zoo.eval import check_settings, make_suites, run_header, run_suites, write_outputs
 
+    if args.output:
+        from zoo.writable import check_writable_dir
+
+        check_writable_dir(args.output, "--output")  # before the suites run, not after
     suites = make_suites([s.strip() for s in args.suites.split(",") if s.strip()], parse_options(args.option))
     check_settings(suites, num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size)
     reward_args = _reward_args(args.reward_arg)
