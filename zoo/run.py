@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -49,6 +50,8 @@ from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_r
 from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
 from zoo.trainer import build_trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,7 +111,7 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     output_dir = resolve_output_dir(config.output_dir)
     if str(output_dir) != config.output_dir:
         config = dataclasses.replace(config, output_dir=str(output_dir))
-    resume = resume or config.resume == "auto"
+    resume = resume or (config.resume == "auto" and not overwrite)
     if seen is None:
         if rank_zero_only.rank == 0:
             check_output_dir(output_dir, overwrite=overwrite, resume=resume)
@@ -130,6 +133,7 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
     fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
+    _warn_about_settings(config, datamodule)
     started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None
     if started_on is not None and started_on != fingerprint:
         raise ConfigError(f"cannot resume {str(output_dir)!r}: the data differs from the data the run started with "
@@ -151,6 +155,19 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     return Run(config, output_dir, algorithm, kind, tokenizer, datamodule, module, trainer, tokens, fingerprint,
                resume_point=point, replace=replace, seen=seen, lock=lock or RunLock(output_dir),
                owns_lock=lock is None)
+
+
+def _warn_about_settings(config: RunConfig, datamodule: AlignmentDataModule) -> None:
+    """Settings that are valid but rarely what was meant: said once, before the run starts."""
+    t = config.train
+    if t.max_steps and t.max_steps > 0 and t.warmup_steps > t.max_steps:
+        log.warning("train.warmup_steps = %d is more than train.max_steps = %d: the learning rate never reaches "
+                    "train.learning_rate (it ends at %.0f%% of it); lower train.warmup_steps.", t.warmup_steps,
+                    t.max_steps, 100 * t.max_steps / t.warmup_steps)
+    if not datamodule.eval_examples and (config.data.eval or config.data.eval_fraction > 0):
+        log.warning("no held-out examples (%d training example(s), data.eval_fraction = %s): the before/after "
+                    "metrics will be empty; add data.eval or more rows.", len(datamodule.train_examples),
+                    config.data.eval_fraction)
 
 
 def load_policy(config: RunConfig, kind: OutputKind, tokenizer: Any) -> torch.nn.Module:
