@@ -31,6 +31,7 @@ from zoo.errors import ConfigError, ZooError
 from zoo.resume import find_resume_point, read_summary
 from zoo.run_files import FILES, MARKER, has_list, remove_recorded
 from zoo.signals import RunInterrupted, signal_name
+from zoo.writable import check_name_lengths
 
 #: Where ``zoo train`` writes in its output directory; ``--overwrite`` removes only the listed files in them.
 RUN_ENTRIES = ("checkpoints", "model", "logs", "metrics.json", "config.yaml")
@@ -82,6 +83,14 @@ def _nearest_existing(path: Path) -> Path:
 def check_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse an output directory this run may not write to. Reads only: nothing is created."""
     shown = repr(str(path))
+    check_name_lengths(path, "output_dir")
+    try:
+        path.resolve(strict=False)
+        path.exists()
+    except (OSError, RuntimeError) as exc:  # pathlib reports a symbolic-link loop as a RuntimeError
+        reason = "it goes through a symbolic-link loop" if isinstance(exc, RuntimeError) or \
+            exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+        raise ConfigError(f"output_dir {shown} cannot be used: {reason}; choose another output_dir=PATH.") from None
     why = _protected(path)
     if why is not None:
         raise ConfigError(f"output_dir {shown} {why}; a run writes (and --overwrite removes) files there. "
