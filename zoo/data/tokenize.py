@@ -41,6 +41,8 @@ class TokenizedExample:
     #: How the prompt was shortened: ``turns`` (chat turns or turn content, template kept),
     #: ``tokens`` (tokens cut off one end), or None.
     prompt_cut: str | None = None
+    #: The chat messages the prompt was rendered from (None: a plain-text prompt).
+    prompt_messages: list[dict[str, str]] | None = None
 
     @property
     def id(self) -> str:
@@ -167,7 +169,7 @@ class ExampleTokenizer:
                 ids = ids[:room]
             responses.append(ids)
         return TokenizedExample(prompt_ids, responses, example.scores, example.prompt, example.row,
-                                example.source, truncated, prompt_cut)
+                                example.source, truncated, prompt_cut, example.prompt_messages)
 
 
 def check_tokenized(tokenized: TokenizedExample, example: Example, max_length: int) -> None:
