@@ -100,8 +100,9 @@ def validate_pairs_config(config: PairsConfig) -> None:
                               f"(or null: sampling.samples_per_prompt)")
     greedy_repeats = [i for i in range(len(config.models)) if samples_per_prompt(config, i) > 1]
     if config.sampling.temperature == 0 and greedy_repeats:
-        raise ConfigError(f"sampling.temperature = 0 is greedy decoding: the {samples_per_prompt(config, greedy_repeats[0])}"
-                          f" samples per prompt of models[{greedy_repeats[0]}] would all be the same response, so no "
+        first = greedy_repeats[0]
+        raise ConfigError(f"sampling.temperature = 0 is greedy decoding: the {samples_per_prompt(config, first)} "
+                          f"samples per prompt of models[{first}] would all be the same response, so no "
                           f"pair could state a preference. Use a temperature above 0 (e.g. 0.7), or one sample per "
                           f"model (samples_per_prompt: 1) with mode: strong_vs_weak.")
     has_reward = config.reward is not None and bool(config.reward.function or config.reward.model)
