@@ -175,16 +175,6 @@ def plan_resume(output_dir: Path, config: dict[str, Any]) -> ResumePoint | None:
                               f"--overwrite to write into it or choose another output_dir.")
         return None
     saved_path = output_dir / "config.yaml"
-    for name, what in (("config.yaml", "config"), ("metrics.json", "data")):
-        if not (output_dir / name).exists():
-            raise ConfigError(f"cannot resume {str(output_dir)!r}: its {name} is missing, so the resumed run's "
-                              f"{what} cannot be checked against the one it started with. Restore {name}, or "
-                              f"start a new run with --overwrite or another output_dir.")
-    max_steps = config.get("train", {}).get("max_steps", -1)
-    if max_steps is not None and 0 <= max_steps < point.global_step:
-        raise ConfigError(f"cannot resume {str(output_dir)!r} with train.max_steps = {max_steps}: its checkpoint "
-                          f"({point.path.name}) is at step {point.global_step} already, so nothing would be trained. "
-                          f"Set train.max_steps above {point.global_step} to continue it.")
     if saved_path.exists():
         try:
             saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
@@ -197,6 +187,16 @@ def plan_resume(output_dir: Path, config: dict[str, Any]) -> ResumePoint | None:
                 f"cannot resume {str(output_dir)!r} with a different config: {', '.join(changed)} "
                 f"differ from its config.yaml. Only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume; "
                 f"use another output_dir (or --overwrite) to start a new run.")
+    for name, what in (("config.yaml", "config"), ("metrics.json", "data")):
+        if not (output_dir / name).exists():
+            raise ConfigError(f"cannot resume {str(output_dir)!r}: its {name} is missing, so the resumed run's "
+                              f"{what} cannot be checked against the one it started with. Restore {name}, or "
+                              f"start a new run with --overwrite or another output_dir.")
+    max_steps = config.get("train", {}).get("max_steps", -1)
+    if max_steps is not None and 0 <= max_steps < point.global_step:
+        raise ConfigError(f"cannot resume {str(output_dir)!r} with train.max_steps = {max_steps}: its checkpoint "
+                          f"({point.path.name}) is at step {point.global_step} already, so nothing would be trained. "
+                          f"Set train.max_steps above {point.global_step} to continue it.")
     return point
 
 
