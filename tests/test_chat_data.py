@@ -87,7 +87,7 @@ def test_one_long_turn_loses_the_start_of_its_content_only(smollm2):
     encode = ExampleTokenizer(smollm2, 200, 120, render_chat=chat_renderer(smollm2))
     tokenized = encode(example)
     text = smollm2.decode(tokenized.prompt_ids)
-    assert 110 <= len(tokenized.prompt_ids) <= 120 and tokenized.prompt_cut == "turns"
+    assert 110 <= len(tokenized.prompt_ids) <= 120 and tokenized.prompt_cut == "message"
     assert text.startswith("<|im_start|>system\n") and "<|im_start|>user\n" in text
     assert text.endswith("word299<|im_end|>\n<|im_start|>assistant\n") and "word0 " not in text
     # A plain string prompt (no messages) is cut token by token, as before.
@@ -194,3 +194,31 @@ def test_bare_yaml_on_and_off_select_the_template_setting():
 
     assert load_config(raw=yaml.safe_load("data: {chat_template: on}")).data.chat_template == "on"
     assert load_config(raw=yaml.safe_load("data: {chat_template: off}")).data.chat_template == "off"
+
+
+# ----- what the load report says about truncation ----------------------------------------------------
+
+
+def test_the_report_tells_cuts_inside_one_message_from_whole_turns_and_warns_about_lost_instructions(smollm2,
+                                                                                                      tmp_path):
+    """One single-message prompt too long: cut inside the message (not 'in whole turns'); keep_end took its start."""
+    long_turn = [{"role": "user", "content": "Summarise this: " + " ".join(f"word{j}" for j in range(300))}]
+    rows = [{"prompt": long_turn, "chosen": "Yes.", "rejected": "No."},
+            {"prompt": "Translate: " + " ".join(f"w{j}" for j in range(300)), "chosen": "Yes.", "rejected": "No."}]
+    config = DataConfig(max_length=200, max_prompt_length=120, chat_template="off")
+    _, report = load_examples(str(_jsonl(tmp_path / "d.jsonl", rows)), "train", "pairwise", config, smollm2)
+    assert (report.truncated, report.turns_cut, report.message_cut, report.start_cut) == (2, 0, 1, 2)
+    summary = report.summary()
+    assert "cut in whole turns" not in summary and "1 chat prompts cut inside one message, template kept" in summary
+    assert "2 prompts lost the start of their text" in summary and "data.prompt_truncation: drop" in summary
+
+
+def test_a_cut_through_a_multi_byte_character_adds_no_replacement_character(smollm2):
+    """A message cut from its start through a 4-byte character (three tokens here): no U+FFFD is made of its rest."""
+    turn = [{"role": "user", "content": "a🦜" * 300}]
+    example = Example(smollm2.apply_chat_template(turn, tokenize=False, add_generation_prompt=True),
+                      ["ok"], None, 1, "mem", prompt_messages=turn)
+    encode = ExampleTokenizer(smollm2, 200, 120, render_chat=chat_renderer(smollm2))
+    tokenized = encode(example)
+    text = smollm2.decode(tokenized.prompt_ids)
+    assert tokenized.prompt_cut == "message" and "\ufffd" not in text and "a🦜a🦜<|im_end|>" in text

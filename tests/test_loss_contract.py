@@ -20,6 +20,9 @@ BROKEN = {
     "integer loss": (lambda out: LossOutput(out.losses.detach().long(), out.metrics), "floating-point tensor"),
     "metric of the wrong shape": (lambda out: LossOutput(out.losses, {"margin": torch.zeros(4, 2)}),
                                   "metric 'margin' must be a tensor of shape"),
+    # requires grad, right shape: only the gradient that never reaches a parameter gives it away
+    "no path to the model": (lambda out: LossOutput(torch.zeros(out.losses.shape[0], requires_grad=True), out.metrics),
+                             "no trainable parameter has a gradient"),
 }
 
 
@@ -70,3 +73,18 @@ def test_a_token_mean_becomes_one_mean_over_every_devices_tokens(tokenizer):
     assert module._training_loss(LossOutput(torch.tensor([1.0, 3.0]))).item() == 2.0
     module._trainer = SimpleNamespace(world_size=1)
     assert module._training_loss(out).item() == 2.0
+
+
+def test_a_nan_loss_names_the_plugin_and_blames_a_third_party_loss_first(tmp_path, tiny_run, monkeypatch):
+    from zoo.module import NonFiniteLossError
+
+    dpo = get_registry().algorithm("dpo")
+    real_loss = dpo.loss
+    monkeypatch.setattr(dpo, "loss", lambda self, *args: LossOutput(real_loss(self, *args).losses * float("nan"), {}))
+    raw = tiny_run("dpo", tmp_path / "run", steps=2, data={"eval_fraction": 0.0})
+    with pytest.raises(NonFiniteLossError, match=r"at step 0 \(algorithm 'dpo' of the plugin dpo \(alignment-zoo"):
+        train(load_config(raw=raw))
+    monkeypatch.setattr(get_registry().plugins["dpo"], "builtin", False)
+    with pytest.raises(NonFiniteLossError, match="Check the loss of algorithm 'dpo' of the plugin dpo") as error:
+        train(load_config(raw=raw), overwrite=True)
+    assert "Lower train.learning_rate, check" not in str(error.value)

@@ -107,6 +107,7 @@ def test_resume_refuses_a_changed_config_before_touching_anything(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     saved = {"algorithm": "dpo", "algorithm_args": {"beta": 0.1}, "train": {"max_steps": 10, "learning_rate": 0.001}}
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "metrics.json").write_text('{"status": "interrupted"}')
     atomic_torch_save({"global_step": 3, "epoch": 0, "callbacks": {}}, run / "checkpoints" / "last.ckpt")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
 

@@ -16,6 +16,7 @@ from zoo import cli
 from zoo.config import load_config
 from zoo.errors import ConfigError
 from zoo.run_dir import MARKER, RunLock, check_output_dir, resolve_output_dir
+from zoo.run_files import FILES
 from zoo.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,7 @@ def test_overwrite_with_a_bad_trainer_setting_touches_nothing(tmp_path, tiny_run
     """The Trainer settings are checked with the rest of the config, before --overwrite removes anything."""
     target = _foreign(tmp_path / "out")
     (target / MARKER).write_text("{}\n")  # even a zoo run's directory is left alone by a failing run
+    (target / FILES).write_text("config.yaml\n")
     before = _snapshot(target)
     config = _config_file(tmp_path, tiny_run("dpo", target, steps=1))
     assert cli.main(["train", str(config), override, "--overwrite"]) == 2

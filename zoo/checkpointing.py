@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,9 +27,19 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from zoo.errors import ConfigError, PluginError, ZooError
 from zoo.integrity import checksum_path, checksum_problem, sha256_bytes
+from zoo.run_files import record, recorded
+from zoo.signals import deferred
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
+
+_STEP_FILE = re.compile(r"step-(?:step=)?(\d+)\.ckpt$")
+
+
+def step_of(path: str | Path) -> int:
+    """The step in a ``step-N.ckpt`` file name, or -1 for any other name."""
+    match = _STEP_FILE.search(Path(path).name)
+    return int(match.group(1)) if match else -1
 
 
 class NonFiniteWeightsError(ZooError):
@@ -105,8 +116,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
-    atomic_write_bytes(path, data)
-    atomic_write_text(checksum_path(path), f"{sha256_bytes(data)}  {Path(path).name}\n")
+    path = Path(path)
+    # In a run directory the pair is listed as the run's own before it exists (see zoo.run_files).
+    record(path.parent.parent, [path, checksum_path(path)])
+    with deferred():  # a SIGTERM in between would leave the new checkpoint beside its old checksum
+        atomic_write_bytes(path, data)
+        atomic_write_text(checksum_path(path), f"{sha256_bytes(data)}  {path.name}\n")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -179,6 +194,34 @@ class RunCheckpoint(ModelCheckpoint):
                           for key, value in state_dict.items()}
             state_dict["dirpath"] = current
         super().load_state_dict(state_dict)
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        step = step_of(filepath)
+        if step >= 0 and self.save_top_k > 0 and trainer.is_global_zero:
+            self._prune(trainer, step)
+
+    def _prune(self, trainer: Any, step: int) -> None:
+        """Keep the newest ``save_top_k`` step checkpoints of this run, whatever Lightning's list says.
+
+        Lightning prunes only the files its restored top-k list names, and only one per save: a
+        run resumed from an older checkpoint, or with a smaller ``train.keep_last``, would keep
+        every checkpoint from before the interruption. Only files the run listed as its own
+        (:mod:`zoo.run_files`) are removed; those newer than ``step`` are left for it to overwrite.
+        """
+        directory = Path(self.dirpath)
+        own = recorded(directory.parent)
+        steps = {path: step_of(path) for path in directory.glob("*.ckpt")
+                 if f"{directory.name}/{path.name}" in own and 0 <= step_of(path) <= step}
+        keep = set(sorted(steps, key=steps.get, reverse=True)[:self.save_top_k])
+        for path in steps:
+            if path not in keep:
+                self._remove_checkpoint(trainer, str(path))
+        # Lightning's bookkeeping now names exactly the kept files, scored by their step (monitor="step").
+        self.best_k_models = {str(path): torch.tensor(float(steps[path])) for path in keep}
+        if len(self.best_k_models) >= self.save_top_k:
+            self.kth_best_model_path = min(self.best_k_models, key=lambda p: float(self.best_k_models[p]))
+            self.kth_value = self.best_k_models[self.kth_best_model_path]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

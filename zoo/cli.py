@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from zoo.errors import PluginError, ZooError
+from zoo.progress import check_environment
 from zoo.registry import get_registry
+from zoo.signals import RunInterrupted, Stop, signal_name, stop_on_signals
 from zoo.terminal import err_console
 
 
@@ -49,12 +51,41 @@ def _add_plugin_command(sub: Any, name: str, registered: Any, plugin: Any) -> No
     command_parser.set_defaults(_run=run)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking KEY=VALUE overrides given after a flag (``CFG --overwrite a.b=1``) as overrides."""
+    args, extra = parser.parse_known_args(argv)
+    late = [item for item in extra if "=" in item and not item.startswith("-")]
+    if extra and (len(late) != len(extra) or not isinstance(getattr(args, "overrides", None), list)):
+        parser.parse_args(argv)  # argparse's own message and exit status for what is left
+    if late:
+        args.overrides = [*args.overrides, *late]
+    return args
+
+
+def _warn_failed_plugins() -> None:
+    """Name every plugin that failed to load, once per command: not only when its algorithm is chosen."""
+    for plugin in get_registry().plugins.values():
+        if plugin.error:
+            err_console.print(f"[yellow]warning:[/] plugin {plugin.describe()} (ignored; see zoo plugins)",
+                              highlight=False, soft_wrap=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
-        return int(args._run(args) or 0)
+        args = _parse(parser, argv)
+        _warn_failed_plugins()
+        check_environment()
+        # Every command stops on SIGINT/SIGTERM with 130/143 and a message, even when started in the
+        # background by a script (the shell then ignores SIGINT for it, and Python would too).
+        with stop_on_signals():
+            try:
+                return int(args._run(args) or 0)
+            except Stop as stop:
+                raise RunInterrupted(f"zoo {args.command} was stopped by {signal_name(stop.signum)} before it "
+                                     f"finished; what it had not written yet is lost, files written before are "
+                                     f"intact.", signum=stop.signum, resumable=False) from None
     except ZooError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return int(getattr(exc, "exit_code", 2))

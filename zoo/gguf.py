@@ -148,13 +148,15 @@ def convert(path: Path, target: Path, key: str = "model.name") -> None:
     """Write ``path`` (a GGUF file) as a model directory at ``target`` (safetensors + tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from zoo.checkpointing import make_readable
+
     _require_gguf_package(key, str(path))
     log.info("converting %s to a model directory (once; cached in %s)", path, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         with _zoo_progress_only():
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # a cut or foreign file fails deep in the reader, with any exception type
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = ("transformers reads GGUF files of the architectures listed in its GGUF docs (llama, mistral, "
                 "qwen2, qwen3, phi3, gemma, ...); convert other checkpoints to a model directory first"
@@ -174,6 +176,10 @@ def convert(path: Path, target: Path, key: str = "model.name") -> None:
         with _zoo_progress_only():
             model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
+        # mkdtemp makes the folder 0700 and safetensors its file 0600: a shared $ZOO_CACHE_DIR must be
+        # readable by the other users of the machine, like the reference cache and run outputs.
+        make_readable(scratch)
+        os.chmod(scratch, 0o777 & ~_umask())
         try:
             os.replace(scratch, target)
         except OSError:
@@ -181,6 +187,12 @@ def convert(path: Path, target: Path, key: str = "model.name") -> None:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def model_directory(name: str, key: str = "model.name") -> Path:

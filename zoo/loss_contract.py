@@ -18,16 +18,28 @@ from zoo.batch import LossOutput
 from zoo.errors import PluginError
 
 
-def _origin(algorithm: Any) -> str:
+def loss_origin(algorithm: Any) -> tuple[str, bool]:
+    """``algorithm 'NAME' of the plugin P (DIST VERSION)`` and whether that plugin is a built-in one."""
     from zoo.registry import get_registry
 
     registry = get_registry()
     entry = registry.entries("algorithms").get(getattr(algorithm, "name", ""))
     if entry is None:
-        return f"algorithm {getattr(algorithm, 'name', type(algorithm).__name__)!r}"
+        return f"algorithm {getattr(algorithm, 'name', type(algorithm).__name__)!r}", False
     plugin = registry.plugins.get(entry.plugin)
     where = f"{plugin.name} ({plugin.distribution} {plugin.version})" if plugin is not None else entry.plugin
-    return f"algorithm {entry.name!r} of the plugin {where}"
+    return f"algorithm {entry.name!r} of the plugin {where}", bool(plugin is not None and plugin.builtin)
+
+
+def _origin(algorithm: Any) -> str:
+    return loss_origin(algorithm)[0]
+
+
+def check_gradient_path(algorithm: Any) -> None:
+    """Called when the first backward left every trainable parameter without a gradient."""
+    raise PluginError(f"{_origin(algorithm)} broke the loss contract: after the first backward pass no trainable "
+                      f"parameter has a gradient. Its loss has no path back to the model (e.g. a fresh tensor made "
+                      f"with requires_grad=True), so the run would save the initial weights unchanged.")
 
 
 def _shape(value: Any) -> str:

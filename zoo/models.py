@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
@@ -67,9 +68,13 @@ def load_tokenizer(config: ModelConfig, name: str | None = None, key: str = "mod
     name = resolve(name, key)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(config))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError, EOFError) as exc:  # incl. truncated weights
         raise _wrap_load_error(name, exc) from None
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"{key} = {name!r}: its tokenizer has neither a pad token nor an EOS token, so batches "
+                              f"cannot be padded nor responses ended. Add one to its tokenizer_config.json (e.g. "
+                              f"\"eos_token\": \"</s>\", a token of its vocabulary).")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -99,7 +104,7 @@ def load_causal_lm(config: ModelConfig, tokenizer: PreTrainedTokenizerBase,
         raise _attention_error(config.attn_implementation, exc) from None
     except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it; never advise otherwise
         raise _pickle_error(name) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError, EOFError) as exc:  # incl. truncated weights
         if config.attn_implementation and "attn" in str(exc).lower():
             raise _attention_error(config.attn_implementation, exc) from None
         raise _wrap_load_error(name, exc) from None
@@ -132,7 +137,7 @@ def load_scalar_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
                 **_hub_kwargs(config))
         except pickle.UnpicklingError:
             raise _pickle_error(config.name) from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError, EOFError) as exc:  # incl. truncated weights
             raise _wrap_load_error(config.name, exc) from None
     if model.config.pad_token_id is None:  # the classifier pools at the last non-pad token
         model.config.pad_token_id = tokenizer.pad_token_id

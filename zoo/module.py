@@ -21,7 +21,7 @@ from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.forward import batch_logprobs, cached_logprobs
 from zoo.lightning_private import writes_logs_now
-from zoo.loss_contract import check_loss_output
+from zoo.loss_contract import check_gradient_path, check_loss_output, loss_origin
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import disable_dropout
 from zoo.tracking import RecordingReward, log_completions
@@ -62,6 +62,7 @@ class AlignmentModule(L.LightningModule):
         self.automatic_optimization = not algorithm.generates_online
         #: Steps skipped because their loss or gradient was NaN/inf (kept across a resume).
         self.nonfinite_steps = 0
+        self._gradient_checked = False
         #: Optimiser steps of an online algorithm in the current epoch (an epoch without one stops the run).
         self._epoch_optimizer_steps = 0
 
@@ -167,11 +168,16 @@ class AlignmentModule(L.LightningModule):
         self.nonfinite_steps += 1
         budget = self.train_config.max_nonfinite_steps
         if self.nonfinite_steps > budget:
+            origin, builtin = loss_origin(self.algorithm)
+            # A third-party loss that yields NaN is more often a bug in it than a too-high learning rate.
+            advice = (f"Check the loss of {origin} first (a log of 0, a division by a zero count); then lower "
+                      f"train.learning_rate or check the data" if not builtin else
+                      "Lower train.learning_rate, check the data, use a higher-precision train.precision")
             raise NonFiniteLossError(
-                f"{what} became NaN or inf at step {self.global_step}; the run was stopped (train.max_nonfinite_steps"
-                f" = {budget} such steps may be skipped). No checkpoint with non-finite weights was written and "
-                f"earlier checkpoints are unchanged. Lower train.learning_rate, check the data, use a "
-                f"higher-precision train.precision, or allow skipping with train.max_nonfinite_steps=N.")
+                f"{what} became NaN or inf at step {self.global_step} ({origin}); the run was stopped "
+                f"(train.max_nonfinite_steps = {budget} such steps may be skipped). No checkpoint with non-finite "
+                f"weights was written and earlier checkpoints are unchanged. {advice}, or allow skipping with "
+                f"train.max_nonfinite_steps=N.")
         log.warning("%s became NaN or inf at step %d; the step was skipped (%d of train.max_nonfinite_steps = %d)",
                     what, self.global_step, self.nonfinite_steps, budget)
 
@@ -217,6 +223,7 @@ class AlignmentModule(L.LightningModule):
                 continue
             optimizer.zero_grad()
             self.manual_backward(loss)
+            self._check_gradient_reaches_the_model()
             if not self._grads_finite():
                 self._skip_nonfinite("a gradient")
                 optimizer.zero_grad()
@@ -248,7 +255,16 @@ class AlignmentModule(L.LightningModule):
             batch = self.algorithm.make_experience(self.experience_context(), batch)
         self._log_output(self._step_loss(batch), "val", batch.num_examples)
 
+    def _check_gradient_reaches_the_model(self) -> None:
+        """Once per session: a loss with no path to the trainable parameters would train nothing, silently."""
+        if self._gradient_checked:
+            return
+        self._gradient_checked = True
+        if not any(p.grad is not None for p in self.parameters() if p.requires_grad):
+            check_gradient_path(self.algorithm)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._check_gradient_reaches_the_model()
         # Runs before Lightning clips, which would spread one NaN over every gradient.
         if self.automatic_optimization and not self._grads_finite():
             self._skip_nonfinite("a gradient")

@@ -80,6 +80,12 @@ class PairsConfig:
     on_bad_rows: Literal["error", "skip"] = "error"
     builtin_size: int = 512
     max_prompt_length: int = 128
+    #: How message-list prompts are rendered for sampling (as ``data.chat_template``). Such prompts are
+    #: written back as their messages, so that training applies the template once.
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    #: ``keep``: a response cut at ``sampling.max_new_tokens`` (no EOS) is compared as if it had
+    #: ended there (the count is reported); ``drop``: it takes no part in a pair.
+    unfinished: Literal["keep", "drop"] = "keep"
     sampling: Sampling = dataclasses.field(default_factory=lambda: Sampling(samples_per_prompt=4, max_new_tokens=64))
     batch_size: int = 16
     seed: int = 0
@@ -92,6 +98,13 @@ def validate_pairs_config(config: PairsConfig) -> None:
         if model.samples_per_prompt is not None and model.samples_per_prompt < 1:
             raise ConfigError(f"models[{i}].samples_per_prompt = {model.samples_per_prompt!r}: must be >= 1 "
                               f"(or null: sampling.samples_per_prompt)")
+    greedy_repeats = [i for i in range(len(config.models)) if samples_per_prompt(config, i) > 1]
+    if config.sampling.temperature == 0 and greedy_repeats:
+        first = greedy_repeats[0]
+        raise ConfigError(f"sampling.temperature = 0 is greedy decoding: the {samples_per_prompt(config, first)} "
+                          f"samples per prompt of models[{first}] would all be the same response, so no "
+                          f"pair could state a preference. Use a temperature above 0 (e.g. 0.7), or one sample per "
+                          f"model (samples_per_prompt: 1) with mode: strong_vs_weak.")
     has_reward = config.reward is not None and bool(config.reward.function or config.reward.model)
     if config.mode == "strong_vs_weak":
         if len(config.models) != 2:
@@ -131,6 +144,8 @@ class Sample:
     text: str
     model: int
     score: float | None = None
+    #: Whether the response ended with EOS (False: cut at max_new_tokens).
+    finished: bool = True
 
 
 @dataclasses.dataclass
@@ -142,11 +157,16 @@ class PairsResult:
     mean_scores: dict[str, float]
     #: Malformed prompt rows dropped by ``on_bad_rows: skip``.
     bad_rows: int = 0
+    #: Prompts longer than ``max_prompt_length``: their samples answer a shortened prompt, so no row is written.
+    truncated_prompts: int = 0
+    #: Samples cut at ``sampling.max_new_tokens`` left out (``unfinished: drop``) or kept (``keep``).
+    unfinished: int = 0
 
 
 def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | None
-                  ) -> tuple[list[str], list[list[str]], int]:
-    """Prompts (the data set's, or the given ones), ``samples`` responses per prompt, bad rows skipped."""
+                  ) -> tuple[list[str], list[list[Sample]], int, list[Any]]:
+    """Prompts (the data set's, or the given ones), ``samples`` responses per prompt, bad rows skipped,
+    and what each prompt is written as: its messages, its text, or None when it was truncated."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
     from zoo.generation import Sampler
@@ -159,7 +179,7 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     data = DataConfig(train=config.prompts, builtin_size=config.builtin_size, seed=config.seed,
                       max_prompt_length=config.max_prompt_length,
                       max_length=config.max_prompt_length + config.sampling.max_new_tokens,
-                      on_bad_rows=config.on_bad_rows)
+                      on_bad_rows=config.on_bad_rows, chat_template=config.chat_template)
     examples, report = load_examples(config.prompts, config.split, "prompt", data, tokenizer,
                                      limit=config.max_prompts, bad_rows_key="on_bad_rows")
     texts = [e.prompt for e in examples]
@@ -172,15 +192,30 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     collate = Collator(sampler.pad_id)
     n = samples_per_prompt(config, model_index)
     sampling = dataclasses.replace(config.sampling, samples_per_prompt=n)
-    responses: list[list[str]] = []
+    responses: list[list[Sample]] = []
     batches = range(0, len(examples), config.batch_size)
     for start in track(batches, f"sampling {spec.name} ({n} per prompt)", unit="batches"):
         batch = collate(examples[start: start + config.batch_size])
         generation = sampler(batch.prompt_ids, batch.prompt_attention_mask, sampling,
                              seed=config.seed * 1_000_003 + 7919 * model_index + start)
+        finished = _ended_with_eos(generation, sampler.eos_ids)
         for b in range(batch.num_examples):
-            responses.append(generation.texts[b * n:(b + 1) * n])
-    return texts, responses, len(report.skipped)
+            responses.append([Sample(text, model_index, finished=done) for text, done in
+                              zip(generation.texts[b * n:(b + 1) * n], finished[b * n:(b + 1) * n])])
+    written = [None if e.prompt_cut is not None else e.prompt_messages if e.prompt_messages is not None
+               else e.prompt for e in examples]
+    return texts, responses, len(report.skipped), written
+
+
+def _ended_with_eos(generation: Any, eos_ids: list[int]) -> list[bool]:
+    """Per sampled row: whether its last kept token is an EOS (False: it was cut at max_new_tokens)."""
+    response = generation.sequences[:, generation.prompt_length:]
+    mask = generation.response_mask[:, generation.prompt_length:]
+    lengths = mask.sum(-1)
+    out = []
+    for row, length in zip(response.tolist(), lengths.tolist()):
+        out.append(length > 0 and row[length - 1] in eos_ids)
+    return out
 
 
 def _distinct(samples: list[Sample]) -> list[Sample]:
@@ -214,13 +249,17 @@ def ranked_row(prompt: str, samples: list[Sample]) -> dict[str, Any] | None:
     return {"prompt": prompt, "responses": [s.text for s in samples], "scores": [s.score for s in samples]}
 
 
-def strong_vs_weak_rows(prompt: str, samples: list[Sample], names: list[str]) -> list[dict[str, Any]]:
-    """Sample ``j`` of model 0 (chosen) against sample ``j`` of model 1 (rejected)."""
+def strong_vs_weak_rows(prompt: Any, samples: list[Sample], names: list[str], *,
+                        drop_unfinished: bool = False) -> list[dict[str, Any]]:
+    """Sample ``j`` of model 0 (chosen) against sample ``j`` of model 1 (rejected); with ``drop_unfinished``,
+    a pair where either was cut at max_new_tokens is left out."""
     strong = [s for s in samples if s.model == 0]
     weak = [s for s in samples if s.model == 1]
     rows = []
     for chosen, rejected in zip(strong, weak):
         if not chosen.text.strip() or not rejected.text.strip() or chosen.text == rejected.text:
+            continue
+        if drop_unfinished and not (chosen.finished and rejected.finished):
             continue
         row = {"prompt": prompt, "chosen": chosen.text, "rejected": rejected.text,
                "chosen_model": names[0], "rejected_model": names[1]}
@@ -244,16 +283,22 @@ def score_with_progress(reward: Any, prompts: list[str], responses: list[str]) -
 def make_pairs(config: PairsConfig) -> PairsResult:
     """Sample, score and write the pairs file as configured."""
     from zoo.rewards import load_reward_source
+    from zoo.writable import check_writable_file
+
+    check_writable_file(config.output, "output")  # before any sampling, not after
 
     prompts: list[str] | None = None
     per_prompt: list[list[Sample]] = []
     for m in range(len(config.models)):
-        prompts, responses, bad_rows = _sample_model(config, m, prompts)
+        prompts, responses, bad_rows, written = _sample_model(config, m, prompts)
         if not per_prompt:
             per_prompt = [[] for _ in prompts]
-        for samples, texts in zip(per_prompt, responses):
-            samples.extend(Sample(text, m) for text in texts)
+        for samples, drawn in zip(per_prompt, responses):
+            samples.extend(drawn)
     assert prompts is not None
+    unfinished = sum(not s.finished for samples in per_prompt for s in samples)
+    if config.unfinished == "drop" and config.mode != "strong_vs_weak":  # a cut response is neither scored nor paired
+        per_prompt = [[s for s in samples if s.finished] for samples in per_prompt]
 
     mean_scores: dict[str, list[float]] = {model.name: [] for model in config.models}
     if config.reward is not None and (config.reward.function or config.reward.model):
@@ -270,9 +315,13 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     names = [model.name for model in config.models]
     rows: list[dict[str, Any]] = []
     skipped = 0
-    for prompt, samples in zip(prompts, per_prompt):
+    truncated = 0
+    for prompt, samples in zip(written, per_prompt):
+        if prompt is None:  # the samples answer a shortened prompt: writing the whole one would misattribute them
+            truncated += 1
+            continue
         if config.mode == "strong_vs_weak":
-            made = strong_vs_weak_rows(prompt, samples, names)
+            made = strong_vs_weak_rows(prompt, samples, names, drop_unfinished=config.unfinished == "drop")
         elif config.mode == "best_vs_random":
             made = [row] if (row := best_vs_random_row(prompt, samples, rng)) is not None else []
         else:
@@ -283,9 +332,14 @@ def make_pairs(config: PairsConfig) -> PairsResult:
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(output)  # readers never see a half-written file
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        partial.replace(output)  # readers never see a half-written file
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return PairsResult(output, len(rows), len(prompts), skipped,
-                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v}, bad_rows)
+                       {name: sum(v) / len(v) for name, v in mean_scores.items() if v}, bad_rows,
+                       truncated_prompts=truncated, unfinished=unfinished)

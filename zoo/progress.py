@@ -42,10 +42,22 @@ def _stream() -> IO[str]:
 
 
 def _interval() -> float:
+    text = os.environ.get("ZOO_PROGRESS_INTERVAL", "5")
     try:
-        return max(0.0, float(os.environ.get("ZOO_PROGRESS_INTERVAL", "5")))
+        value = float(text)
     except ValueError:
-        return 5.0
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"ZOO_PROGRESS_INTERVAL = {text!r}: must be a number of seconds >= 0 (e.g. "
+                          f"ZOO_PROGRESS_INTERVAL=10), or unset for the default of 5.")
+    return value
+
+
+def check_environment() -> None:
+    """Refuse a malformed progress setting when a command starts, not when its first bar does."""
+    _interval()
 
 
 def _rank() -> int:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
+import contextlib
 import os
 import pkgutil
+import sys
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -89,6 +91,9 @@ class Registry:
                 if not is_safe_name(name):  # names become file names (e.g. samples_<suite>.jsonl)
                     raise PluginError(f"plugin {_plugin!r} registered a {kind[:-1]} named {name!r}; names may only "
                                       f"use letters, digits, '_', '.' and '-'")
+                if kind == "algorithms" and not _is_algorithm(obj):
+                    raise PluginError(f"plugin {_plugin!r} registered {obj!r} as an algorithm; an algorithm must be "
+                                      f"a subclass of zoo.Algorithm")
                 value = (obj, *args) if args else obj
                 existing = self._entries[kind].get(name)
                 if existing is not None:
@@ -129,8 +134,16 @@ class Registry:
                 if name in plugin.withdrawn.get(kind, []) or (plugin.error and plugin.name == name):
                     raise PluginError(f"{kind[:-1]} {name!r} comes from the plugin {plugin.name!r} "
                                       f"({plugin.distribution} {plugin.version}), which failed to load: {plugin.error}")
+            disabled = _csv_env("ZOO_DISABLE_PLUGINS") or set()
+            if name in disabled:
+                raise ConfigError(f"{kind[:-1]} {name!r} comes from the plugin {name!r}, which is disabled "
+                                  f"(ZOO_DISABLE_PLUGINS={os.environ.get('ZOO_DISABLE_PLUGINS')}); remove it from "
+                                  f"that list to use it.")
             failed = [p.describe() for p in self.plugins.values() if p.error]
             hint = (f" Plugins that failed to load (see `zoo plugins`): {'; '.join(failed)}." if failed else "")
+            if disabled:
+                hint += f" Plugins disabled by ZOO_DISABLE_PLUGINS: {', '.join(sorted(disabled))}."
+
             available = ", ".join(sorted(entries)) or "none"
             raise ConfigError(
                 f"unknown {kind[:-1]} {name!r}{did_you_mean(name, entries)}. "
@@ -139,6 +152,12 @@ class Registry:
 
     def algorithm(self, name: str):
         return self.get("algorithms", name)
+
+
+def _is_algorithm(obj: Any) -> bool:
+    from zoo.algorithm import Algorithm
+
+    return isinstance(obj, type) and issubclass(obj, Algorithm)
 
 
 def _raised(exc: BaseException) -> str:
@@ -240,8 +259,10 @@ def _withdraw_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInf
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
     """The process-wide registry (built on first use)."""
-    pm, infos = build_plugin_manager()
-    return Registry(pm, infos)
+    # A plugin that prints while it loads must not corrupt a command's standard output (--json).
+    with contextlib.redirect_stdout(sys.stderr):
+        pm, infos = build_plugin_manager()
+        return Registry(pm, infos)
 
 
 def reset_registry() -> None:

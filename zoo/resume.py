@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,10 @@ import numpy as np
 import torch
 import yaml
 
-from zoo.checkpointing import CHECKPOINT_DIR, LAST, load_checkpoint, remove_stale_temporaries
+from zoo.checkpointing import CHECKPOINT_DIR, LAST, load_checkpoint, remove_stale_temporaries, step_of
 from zoo.errors import ConfigError, ZooError
 
 log = logging.getLogger(__name__)
-
-_STEP_FILE = re.compile(r"step-(?:step=)?(\d+)\.ckpt$")
 
 
 # ----- data position and RNG ----------------------------------------------------------------------
@@ -102,11 +99,6 @@ class ResumePoint:
     position: tuple[int, int] | None
 
 
-def _step_of(path: Path) -> int:
-    match = _STEP_FILE.search(path.name)
-    return int(match.group(1)) if match else -1
-
-
 def read_resume_point(path: Path) -> ResumePoint:
     checkpoint = load_checkpoint(path, mmap=True)
     state = checkpoint.get("callbacks", {}).get(TrainingPosition.__qualname__)
@@ -124,7 +116,7 @@ def find_resume_point(output_dir: str | Path) -> ResumePoint | None:
     remove_stale_temporaries(directory)
     if not directory.is_dir():
         return None
-    candidates = sorted(directory.glob("*.ckpt"), key=lambda p: (p.name == LAST, _step_of(p)), reverse=True)
+    candidates = sorted(directory.glob("*.ckpt"), key=lambda p: (p.name == LAST, step_of(p)), reverse=True)
     failures = []
     for path in candidates:
         try:
@@ -176,7 +168,7 @@ def plan_resume(output_dir: Path, config: dict[str, Any]) -> ResumePoint | None:
     """
     point = find_resume_point(output_dir)
     if point is None:
-        if (output_dir / "model").exists():
+        if (output_dir / "model").exists() or read_summary(output_dir).get("status") == "finished":
             raise ConfigError(f"output_dir {str(output_dir)!r} holds a finished run without checkpoints, so there is "
                               f"nothing to resume; pass --overwrite to train it again or choose another output_dir.")
         if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "config.yaml").exists():
@@ -196,6 +188,16 @@ def plan_resume(output_dir: Path, config: dict[str, Any]) -> ResumePoint | None:
                 f"cannot resume {str(output_dir)!r} with a different config: {', '.join(changed)} "
                 f"differ from its config.yaml. Only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume; "
                 f"use another output_dir (or --overwrite) to start a new run.")
+    for name, what in (("config.yaml", "config"), ("metrics.json", "data")):
+        if not (output_dir / name).exists():
+            raise ConfigError(f"cannot resume {str(output_dir)!r}: its {name} is missing, so the resumed run's "
+                              f"{what} cannot be checked against the one it started with. Restore {name}, or "
+                              f"start a new run with --overwrite or another output_dir.")
+    max_steps = config.get("train", {}).get("max_steps", -1)
+    if max_steps is not None and 0 <= max_steps < point.global_step:
+        raise ConfigError(f"cannot resume {str(output_dir)!r} with train.max_steps = {max_steps}: its checkpoint "
+                          f"({point.path.name}) is at step {point.global_step} already, so nothing would be trained. "
+                          f"Set train.max_steps above {point.global_step} to continue it.")
     return point
 
 

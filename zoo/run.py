@@ -9,8 +9,13 @@ benchmark build their runs with ``build_run`` too, so every run is wired in one 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,10 +30,10 @@ from safetensors.torch import save_file
 
 from zoo.algorithm import Algorithm
 from zoo.attention import enable_varlen_attention
-from zoo.checkpointing import atomic_write_text, make_readable, require_finite
+from zoo.checkpointing import WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig, checked_args
 from zoo.datamodule import AlignmentDataModule
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
 from zoo.integrity import data_fingerprint
 from zoo.lora import apply_lora, save_policy
@@ -41,11 +46,14 @@ from zoo.quiet import no_transformers_bars
 from zoo.reference import training_reference
 from zoo.registry import get_registry
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
+from zoo.run_files import record
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
 from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
 from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,7 +113,7 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     output_dir = resolve_output_dir(config.output_dir)
     if str(output_dir) != config.output_dir:
         config = dataclasses.replace(config, output_dir=str(output_dir))
-    resume = resume or config.resume == "auto"
+    resume = resume or (config.resume == "auto" and not overwrite)
     if seen is None:
         if rank_zero_only.rank == 0:
             check_output_dir(output_dir, overwrite=overwrite, resume=resume)
@@ -127,6 +135,7 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
     fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
+    _warn_about_settings(config, datamodule)
     started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None
     if started_on is not None and started_on != fingerprint:
         raise ConfigError(f"cannot resume {str(output_dir)!r}: the data differs from the data the run started with "
@@ -149,6 +158,19 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     return Run(config, output_dir, algorithm, kind, tokenizer, datamodule, module, trainer, tokens, fingerprint,
                resume_point=point, replace=replace, seen=seen, lock=lock or RunLock(output_dir),
                owns_lock=lock is None)
+
+
+def _warn_about_settings(config: RunConfig, datamodule: AlignmentDataModule) -> None:
+    """Settings that are valid but rarely what was meant: said once, before the run starts."""
+    t = config.train
+    if t.max_steps and t.max_steps > 0 and t.warmup_steps > t.max_steps:
+        log.warning("train.warmup_steps = %d is more than train.max_steps = %d: the learning rate never reaches "
+                    "train.learning_rate (it ends at %.0f%% of it); lower train.warmup_steps.", t.warmup_steps,
+                    t.max_steps, 100 * t.max_steps / t.warmup_steps)
+    if not datamodule.eval_examples and (config.data.eval or config.data.eval_fraction > 0):
+        log.warning("no held-out examples (%d training example(s), data.eval_fraction = %s): the before/after "
+                    "metrics will be empty; add data.eval or more rows.", len(datamodule.train_examples),
+                    config.data.eval_fraction)
 
 
 def load_policy(config: RunConfig, kind: OutputKind, tokenizer: Any) -> torch.nn.Module:
@@ -205,8 +227,12 @@ def _fit(run: Run, lead: bool) -> RunResult:
         if contents(output_dir) != run.seen:
             raise ConfigError(f"output_dir {str(output_dir)!r} changed while this run was starting (another run "
                               f"wrote into it); nothing was written. Choose another output_dir=PATH.")
+        for staging in output_dir.glob(".model.*.tmp"):  # left by a save that was killed
+            shutil.rmtree(staging, ignore_errors=True)
         if run.replace:
             clear_run(output_dir)
+        log_dir = Path(trainer.logger.log_dir)
+        record(output_dir, ["config.yaml", "metrics.json", log_dir / "metrics.csv", log_dir / "hparams.yaml"])
         atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     attach_mlflow(trainer, config.train.loggers, output_dir, project=config.train.tracking_project)
 
@@ -241,7 +267,14 @@ def _fit(run: Run, lead: bool) -> RunResult:
 
     if trainer.is_global_zero:
         run.kind.after_fit(run)
-        save_run(module, run.tokenizer, output_dir)
+        try:
+            save_run(module, run.tokenizer, output_dir)
+        except BaseException as exc:
+            summary.update({"status": "failed", "failed_at": "saving the model", "steps": trainer.global_step,
+                            "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+            with contextlib.suppress(ZooError, OSError):  # the save's own error is the one to report
+                atomic_write_text(output_dir / "metrics.json", json.dumps(summary, indent=2))
+            raise
         summary.update({
             "status": "finished", "steps": trainer.global_step, "train_seconds": result.train_seconds,
             "after": result.metrics_after, "nonfinite_steps_skipped": result.nonfinite_steps,
@@ -257,12 +290,31 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def save_run(module: AlignmentModule, tokenizer: Any, output_dir: Path) -> None:
-    """``output_dir/model``: the trained policy (``save_pretrained``), its tokenizer and any extra modules."""
+    """``output_dir/model``: the trained policy (``save_pretrained``), its tokenizer and any extra modules.
+
+    Everything is written to a hidden staging folder first and moved into ``model/`` only once the
+    whole save succeeded: a full disk or a crash mid-save leaves no ``model/`` with half its files
+    (which a resume would take for a finished run). The moved files are listed as the run's own.
+    """
     model_dir = output_dir / "model"
-    with no_transformers_bars():  # a "Writing model shards" bar, twice, for a save that takes no time
-        module.policy = save_policy(module.policy, model_dir)
-        tokenizer.save_pretrained(model_dir)
-    if len(module.extra):
-        state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
-        save_file(state, str(model_dir / "extra_modules.safetensors"))
-    make_readable(model_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=output_dir))
+    try:
+        with no_transformers_bars():  # a "Writing model shards" bar, twice, for a save that takes no time
+            module.policy = save_policy(module.policy, staging)
+            tokenizer.save_pretrained(staging)
+        if len(module.extra):
+            state = {k: v.detach().cpu().contiguous() for k, v in module.extra.state_dict().items()}
+            save_file(state, str(staging / "extra_modules.safetensors"))
+        make_readable(staging)
+        files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
+        record(output_dir, [Path("model") / name for name in files])
+        for name in files:
+            (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, model_dir / name)
+    except Exception as exc:  # safetensors and tokenizers report a full disk as their own errors
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0] if str(exc) \
+            else type(exc).__name__
+        raise WriteError(f"cannot write the trained model to {str(model_dir)!r}: {reason}. Nothing of it was "
+                         f"kept; checkpoints written during training are intact.") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

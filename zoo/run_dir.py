@@ -5,8 +5,10 @@
   file-system root, the home directory or the current directory (or a folder above them); into
   a non-empty directory only with ``--resume`` or ``--overwrite``; and ``--overwrite`` only over
   a directory that a zoo run wrote, recognised by its marker file ``.zoo-run``.
-* :func:`clear_run` removes, for ``--overwrite``, only the entries a zoo run writes
-  (:data:`RUN_ENTRIES`); anything else a user put there stays.
+* :func:`clear_run` removes, for ``--overwrite``, only the files listed in the run's ``.zoo-files``
+  (:mod:`zoo.run_files`); anything else a user put there, even inside ``checkpoints/``, stays.
+  ``--resume`` likewise continues only a folder holding the marker: a folder zoo did not write is
+  never adopted.
 * :class:`RunLock` holds an exclusive ``flock`` on the marker for the whole run, so a second run
   into the same directory is refused. The kernel drops the lock when its process dies, even by
   SIGKILL, so a killed run never leaves a stale lock behind. The marker is written once and
@@ -22,18 +24,18 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from pathlib import Path
 
 from zoo.checkpointing import atomic_write_text
 from zoo.errors import ConfigError, ZooError
 from zoo.resume import find_resume_point, read_summary
+from zoo.run_files import FILES, MARKER, has_list, remove_recorded
 from zoo.signals import RunInterrupted, signal_name
+from zoo.writable import check_name_lengths
 
-MARKER = ".zoo-run"
-#: What ``zoo train`` writes into its output directory; ``--overwrite`` removes these and nothing else.
+#: Where ``zoo train`` writes in its output directory; ``--overwrite`` removes only the listed files in them.
 RUN_ENTRIES = ("checkpoints", "model", "logs", "metrics.json", "config.yaml")
-_OWN = frozenset({MARKER})
+_OWN = frozenset({MARKER, FILES})
 
 
 def resolve_output_dir(value: str) -> Path:
@@ -81,6 +83,14 @@ def _nearest_existing(path: Path) -> Path:
 def check_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse an output directory this run may not write to. Reads only: nothing is created."""
     shown = repr(str(path))
+    check_name_lengths(path, "output_dir")
+    try:
+        path.resolve(strict=False)
+        path.exists()
+    except (OSError, RuntimeError) as exc:  # pathlib reports a symbolic-link loop as a RuntimeError
+        reason = "it goes through a symbolic-link loop" if isinstance(exc, RuntimeError) or \
+            exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+        raise ConfigError(f"output_dir {shown} cannot be used: {reason}; choose another output_dir=PATH.") from None
     why = _protected(path)
     if why is not None:
         raise ConfigError(f"output_dir {shown} {why}; a run writes (and --overwrite removes) files there. "
@@ -98,10 +108,17 @@ def check_output_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
         if not (overwrite or resume):
             raise ConfigError(f"output_dir {shown} exists and is not empty; pass --overwrite to write into it, "
                               f"--resume to continue its run, or choose another output_dir=PATH.")
-        if overwrite and not resume and not is_run_dir(path):
+        if not is_run_dir(path):
+            flag = "--resume" if resume else "--overwrite"
+            mine = (" Its config.yaml is not a run's: a run writes its resolved config there, so keep your own "
+                    "configs in another folder." if (path / "config.yaml").exists() else "")
             raise ConfigError(f"output_dir {shown} is not empty and was not written by a zoo run (it has no "
-                              f"{MARKER} marker), so --overwrite will not remove anything in it; choose another "
-                              f"output_dir=PATH or empty it yourself.")
+                              f"{MARKER} marker), so {flag} will not adopt or remove anything in it; choose another "
+                              f"output_dir=PATH or empty it yourself.{mine}")
+        if overwrite and not resume and not has_list(path):
+            raise ConfigError(f"output_dir {shown} was written by an older alignment-zoo that kept no list of its "
+                              f"files ({FILES}), so --overwrite cannot tell them from yours; empty it yourself or "
+                              f"choose another output_dir=PATH.")
         for name in RUN_ENTRIES:
             entry = path / name
             if overwrite and entry.exists() and not os.access(entry, os.W_OK):
@@ -133,20 +150,18 @@ def create_run_dir(path: Path) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    with open(path / FILES, "a", encoding="utf-8"):
+        pass  # an empty list: the run has written nothing yet
 
 
 def clear_run(path: Path) -> None:
-    """Remove what an earlier zoo run wrote into ``path`` (``--overwrite``); other files stay."""
-    for name in RUN_ENTRIES:
-        entry = path / name
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            elif entry.exists() or entry.is_symlink():
-                entry.unlink()
-        except OSError as exc:
-            raise ConfigError(f"--overwrite could not remove {str(entry)!r} ({exc.strerror or exc}); fix its "
-                              f"permissions or choose another output_dir=PATH.") from None
+    """Remove what an earlier zoo run wrote into ``path`` (``--overwrite``): the files its list names."""
+    try:
+        remove_recorded(path, [name for name in RUN_ENTRIES if "." not in name])
+    except OSError as exc:
+        where = exc.filename or path
+        raise ConfigError(f"--overwrite could not remove {str(where)!r} ({exc.strerror or exc}); fix its "
+                          f"permissions or choose another output_dir=PATH.") from None
 
 
 class RunLock:

@@ -18,6 +18,10 @@ from zoo.errors import ZooError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: Signals that arrived inside :func:`deferred`, raised as :class:`Stop` when it ends.
+_pending: list[int] = []
+_depth = 0
+
 
 class Stop(BaseException):
     """A run was asked to stop by a signal."""
@@ -49,6 +53,9 @@ def stop_on_signals() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        if _depth:
+            _pending.append(signum)
+            return
         raise Stop(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
@@ -57,3 +64,19 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold back :class:`Stop` until the block ends: for writes that belong together (a checkpoint
+    and its checksum file), so that a signal never leaves one without the other."""
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+    if not _depth and _pending:
+        signum = _pending[0]
+        _pending.clear()
+        raise Stop(signum)

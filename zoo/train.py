@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from zoo.checkpointing import WriteError
 from zoo.config import RunConfig
+from zoo.errors import ConfigError
 from zoo.run import RunResult, build_run, fit
 from zoo.run_dir import (WRITE_ERRNOS, RunLock, check_output_dir, contents, interrupted_error, is_run_dir,
                          resolve_output_dir, resume_hint)
@@ -34,7 +35,11 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
     """
     output_dir = resolve_output_dir(config.output_dir)
     config = dataclasses.replace(config, output_dir=str(output_dir))
-    resume = resume or config.resume == "auto"
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --resume continues the run in output_dir, "
+                          "--overwrite starts it again from scratch. Pass one of them.")
+    # --overwrite, given on the command line, starts the run again even when the config says resume: auto.
+    resume = resume or (config.resume == "auto" and not overwrite)
     # Lightning's launcher re-runs this command in the other processes once rank 0 has written here.
     lead = rank_zero_only.rank == 0
     if lead:

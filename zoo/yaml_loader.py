@@ -36,9 +36,12 @@ ConfigLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|fa
 
 
 def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
+    # Only the keys written in this mapping count: a key given here after a merge (`<<: *base`)
+    # overrides the merged one, as YAML specifies; it is not a duplicate.
     first_line: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -49,6 +52,7 @@ def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, de
             raise ConstructorError(None, None, f"duplicated key {key!r} (first given on line {first_line[key]}); "
                                                f"give each key once", key_node.start_mark)
         first_line[key] = line
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=deep)
 
 

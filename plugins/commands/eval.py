@@ -117,11 +117,13 @@ def _run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if args.list:
         return _list_suites(args.json)
-    if not args.model or not args.suites:
-        raise ConfigError("zoo eval needs --model and --suites (zoo eval --list shows the suites)")
+    if not args.suites:
+        raise ConfigError("zoo eval needs --suites (zoo eval --list shows the suites)")
     from zoo import ModelConfig, RewardConfig, console, err_console, frozen, load_causal_lm, load_tokenizer
-    from zoo.eval import check_settings, make_suites, run_header, run_suites, write_outputs
+    from zoo.eval import check_output_dir, check_settings, make_suites, run_header, run_suites, write_outputs
 
+    if args.output:
+        check_output_dir(args.output, "--output")  # before the suites run, not after
     suites = make_suites([s.strip() for s in args.suites.split(",") if s.strip()], parse_options(args.option))
     check_settings(suites, num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size)
     reward_args = _reward_args(args.reward_arg)
@@ -132,9 +134,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         suite.loaded = True
 
     device = _device(args.device)
-    model_config = ModelConfig(name=args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer(model_config, key="--model")
-    model = frozen(load_causal_lm(model_config, tokenizer, key="--model")).to(device)
+    rewarded = bool(args.reward_function or args.reward_model)
+    if not args.model and args.reference:
+        raise ConfigError("--reference needs --model: the reference is compared with the evaluated model")
+    if not args.model:
+        # A reward source that does all the scoring needs no policy: it is neither asked for nor loaded.
+        needing = [s.name for s in suites if s.uses_model(rewarded or None, args.reference)]
+        if needing or not rewarded:
+            raise ConfigError(f"zoo eval needs --model: the suite(s) {', '.join(needing or [s.name for s in suites])} "
+                              f"score the model itself (only suites scored by --reward-model or --reward-function "
+                              f"run without one).")
+    if args.model:
+        model_config = ModelConfig(name=args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        tokenizer = load_tokenizer(model_config, key="--model")
+        model = frozen(load_causal_lm(model_config, tokenizer, key="--model")).to(device)
+    else:
+        model_config, tokenizer, model = ModelConfig(dtype=args.dtype), None, None
     reference = None
     if args.reference:
         reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference, key="--reference")).to(device)
@@ -144,6 +159,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         reward = load_reward_source(RewardConfig(function=args.reward_function, model=args.reward_model,
                                                  args=reward_args), tokenizer=tokenizer).to(device)
+        if tokenizer is None:
+            tokenizer = getattr(reward, "tokenizer", None)
 
     # Each suite shows its progress (zoo.progress): a bar on a terminal, a line every few seconds in a log.
     results = run_suites(model, tokenizer, suites, num_fewshot=args.num_fewshot, batch_size=args.batch_size,

@@ -32,6 +32,14 @@ def run(args: argparse.Namespace) -> int:
                   f"preference among their samples) written to [bold]{result.output}[/]", soft_wrap=True)
     if result.bad_rows:
         console.print(f"{result.bad_rows} malformed prompt row(s) skipped (on_bad_rows: skip)")
+    if result.truncated_prompts:
+        console.print(f"{result.truncated_prompts} prompt(s) longer than max_prompt_length = "
+                      f"{config.max_prompt_length} written to no row (their samples answer a shortened prompt); "
+                      f"raise max_prompt_length to keep them")
+    if result.unfinished:
+        what = "left out of the pairs" if config.unfinished == "drop" else "paired as if they had ended"
+        console.print(f"{result.unfinished} sample(s) cut at sampling.max_new_tokens = "
+                      f"{config.sampling.max_new_tokens} before their EOS: {what} (unfinished: {config.unfinished})")
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from zoo import ConfigError, batch_logprobs, hookimpl, pair_accuracy
+from zoo import ConfigError, DataError, batch_logprobs, hookimpl, pair_accuracy
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, batches, inference, mean_metric, read_examples,
                       resolve_source, with_tokenizer)
 
@@ -37,6 +37,8 @@ class PreferenceOptions(SuiteOptions):
     beta: float = 0.1
     max_length: int = 512
     max_prompt_length: int = 256
+    #: ``skip`` leaves malformed pairs (e.g. chosen == rejected) out, counted in the results.
+    on_bad_rows: Literal["error", "skip"] = "error"
 
     def validate(self) -> None:
         self.require(self.beta > 0, "beta", "must be > 0")
@@ -52,7 +54,17 @@ class Preference(Suite):
     def load(self, data_dir=None, limit=None) -> None:
         o = self.options
         self.spec = resolve_source(o.data, data_dir, o.split)
-        self.examples, self.source = read_examples(self.spec, o.split, "pairwise", limit)
+        try:
+            self.examples, self.source = read_examples(self.spec, o.split, "pairwise", limit,
+                                                       skip_bad=o.on_bad_rows == "skip")
+            self.skipped = list(self.examples.skipped)
+        except DataError as exc:
+            if exc.row is None:  # the file itself: skipping rows cannot help
+                raise
+            raise DataError(f"{exc} (pass --option preference.on_bad_rows=skip to leave such rows out)") from None
+
+    def uses_model(self, reward, reference) -> bool:
+        return not (self.options.scorer == "reward" or (self.options.scorer == "auto" and reward is not None))
 
     def size(self) -> int:
         return len(self.examples)
@@ -86,6 +98,7 @@ class Preference(Suite):
         metrics = {"accuracy": mean_metric(accuracy), "margin": mean_metric(margins),
                    "chosen": mean_metric(chosen), "rejected": mean_metric(rejected)}
         return SuiteResult(metrics, samples, {"items": len(self.examples), "scorer": scorer,
+                                              "skipped_rows": len(getattr(self, "skipped", [])),
                                               "beta": self.options.beta if scorer == "implicit" else None})
 
     def _reward_scores(self, context: EvalContext) -> torch.Tensor:

@@ -26,6 +26,7 @@ from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
 from zoo.bench.schedule import Schedule
 from zoo.bench.stages import MODEL, Pipeline, Stages, plugin_module
 from zoo.errors import ConfigError
+from zoo.writable import check_writable_dir
 
 
 @dataclass
@@ -114,6 +115,8 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
 
     start, cpu_start = time.perf_counter(), time.process_time()
     out = Path(output_dir or config.output_dir)
+    check_writable_dir(out, "output_dir")  # before any stage trains, not when its results are written
+    check_writable_dir(config.cache_dir or out / "cache", "cache_dir")
     cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache")
     use_aliases(cache.root)
     # Taken before anything runs: a commit made while the benchmark trains must not be credited with it.

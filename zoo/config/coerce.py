@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -104,6 +105,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _home(value: Any) -> Any:
+    """``~/...`` expanded, in every path key (data files, models, output folders) and lists of them."""
+    if isinstance(value, str) and (value == "~" or value.startswith("~/")):
+        return os.path.expanduser(value)
+    if isinstance(value, list):
+        return [_home(item) for item in value]
+    return value
+
+
 def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
     hints = typing.get_type_hints(cls)
@@ -118,7 +128,7 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         if key not in fields:
             raise ConfigError(f"unknown config key {full!r}{did_you_mean(str(key), fields)}. "
                               f"Known keys{' under ' + prefix if prefix else ''}: {', '.join(fields)}.")
-        kwargs[key] = _coerce(value, hints[key], full)
+        kwargs[key] = _coerce(_home(value), hints[key], full)
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a missing required field

@@ -34,6 +34,11 @@ class LoadReport:
     held_out: int = 0
     #: Prompts shortened in whole chat turns (the template kept), out of ``truncated``.
     turns_cut: int = 0
+    #: Chat prompts shortened inside one message (the template kept), out of ``truncated``.
+    message_cut: int = 0
+    #: Prompts that lost the start of their only message, or of their text (``keep_end``): where an
+    #: instruction usually is.
+    start_cut: int = 0
     #: Rows left out by ``prompt_truncation: drop``.
     dropped: int = 0
     prompt_truncation: str = "keep_end"
@@ -46,8 +51,15 @@ class LoadReport:
             side = "the chosen response" if self.sft_from == "chosen" else "the best-scored response"
             text = text.replace(" rows kept", f" rows kept (SFT on {side}, data.sft_from: {self.sft_from})", 1)
         if self.truncated:
-            text += f" (data.prompt_truncation: {self.prompt_truncation}"
-            text += f"; {self.turns_cut} chat prompts cut in whole turns, template kept)" if self.turns_cut else ")"
+            parts = [f"data.prompt_truncation: {self.prompt_truncation}"]
+            if self.turns_cut:
+                parts.append(f"{self.turns_cut} chat prompts cut in whole turns, template kept")
+            if self.message_cut:
+                parts.append(f"{self.message_cut} chat prompts cut inside one message, template kept")
+            if self.start_cut:
+                parts.append(f"{self.start_cut} prompts lost the start of their text, where an instruction usually "
+                             f"is; data.prompt_truncation: drop leaves such rows out instead")
+            text += f" ({'; '.join(parts)})"
         if self.dropped:
             text += f", {self.dropped} dropped (prompt longer than data.max_prompt_length; prompt_truncation: drop)"
         if self.skipped:
@@ -146,6 +158,8 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
                 continue
             report.truncated += tokenized.truncated
             report.turns_cut += tokenized.prompt_cut == "turns"
+            report.message_cut += tokenized.prompt_cut == "message"
+            report.start_cut += tokenized.prompt_cut in ("message", "tokens") and config.prompt_truncation == "keep_end"
             untemplated += example.untemplated
             out.append(tokenized)
             progress.advance()

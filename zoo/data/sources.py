@@ -54,7 +54,8 @@ def _read_text(path: Path) -> str:
             data = handle.read()
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from None
-    return data.decode("utf-8", errors="surrogateescape")
+    text = data.decode("utf-8", errors="surrogateescape")
+    return text[1:] if text.startswith("\ufeff") else text  # a byte-order mark (Excel's CSVs) is not data
 
 
 def _bad_utf8(value: Any, name: str) -> str | None:
@@ -222,6 +223,11 @@ def _find_split_file(directory: Path, split: str) -> Path:
     if not candidates:
         raise ConfigError(f"data directory {str(directory)!r} has no file for split {split!r} "
                           f"(looked for {split}*{{{', '.join(SUFFIXES)}}})")
+    if len(candidates) > 1:  # a stale copy beside the real file, or shards: picking one would be a guess
+        names = ", ".join(p.name for p in candidates)
+        raise ConfigError(f"data directory {str(directory)!r} has {len(candidates)} files for split {split!r} "
+                          f"({names}); name the file itself, e.g. {str(candidates[0])!r}, or move the others "
+                          f"out of the folder.")
     return candidates[0]
 
 
@@ -239,7 +245,7 @@ def stream_rows(spec: str, *, split: str = "train", builtin_size: int = 512, see
         offset = {"train": 0, "test": 1, "validation": 2}.get(split, 3)
         generated = dataset.build(builtin_size, seed * 1000 + offset)
         return RowStream(spec, iter(enumerate(generated, start=1)), shape=dataset.shape, total=len(generated))
-    path = Path(spec)
+    path = Path(spec).expanduser()
     if path.is_dir():
         return stream_file(_find_split_file(path, split))
     if path.exists():

@@ -40,9 +40,12 @@ class TokenizedExample:
     row: int
     source: str
     truncated: bool = False
-    #: How the prompt was shortened: ``turns`` (chat turns or turn content, template kept),
-    #: ``tokens`` (tokens cut off one end), or None.
+    #: How the prompt was shortened: ``turns`` (whole chat turns dropped, template kept),
+    #: ``message`` (the content of one chat message cut, template kept), ``tokens`` (tokens cut off
+    #: one end of a plain prompt), or None.
     prompt_cut: str | None = None
+    #: The chat messages the prompt was rendered from (None: a plain-text prompt).
+    prompt_messages: list[dict[str, str]] | None = None
 
     @property
     def id(self) -> str:
@@ -113,7 +116,7 @@ class ExampleTokenizer:
         if example.prompt_messages is not None and self.render_chat is not None:
             fitted = self._fit_turns(example.prompt_messages, keep_end=self.prompt_truncation == "keep_end")
             if fitted is not None:
-                return fitted, "turns"
+                return fitted
             raise DataError(f"the chat template's own text takes more than data.max_prompt_length = "
                             f"{self.max_prompt_length} tokens; raise data.max_prompt_length",
                             source=example.source, row=example.row, field="prompt")
@@ -124,8 +127,9 @@ class ExampleTokenizer:
     def _rendered(self, messages: list[dict[str, str]]) -> list[int]:
         return self.bos + self.encode(self.render_chat(messages, True))
 
-    def _fit_turns(self, messages: list[dict[str, str]], keep_end: bool) -> list[int] | None:
-        """The prompt with whole turns dropped, then one turn's content cut, to fit; None if impossible."""
+    def _fit_turns(self, messages: list[dict[str, str]], keep_end: bool) -> tuple[list[int], str] | None:
+        """The prompt with whole turns dropped (``turns``), else one turn's content cut (``message``), to
+        fit; None if impossible."""
         system = messages[:1] if messages and messages[0]["role"] == "system" else []
         turns = list(messages[len(system):])
         while len(turns) > 1:
@@ -135,7 +139,7 @@ class ExampleTokenizer:
                     turns = turns[1:]
             ids = self._rendered(system + turns)
             if len(ids) <= self.max_prompt_length:
-                return ids
+                return ids, "turns"
         if not turns:
             return None
         # One turn is left and too long: cut its content (from its start for keep_end), keep its header.
@@ -144,6 +148,8 @@ class ExampleTokenizer:
         def render_with(k: int) -> list[int]:
             kept = content[len(content) - k:] if keep_end else content[:k]
             text = self.tokenizer.decode(kept) if k else ""
+            # A cut through a multi-byte character decodes to U+FFFD at the cut: not part of the message.
+            text = text.lstrip("\ufffd") if keep_end else text.rstrip("\ufffd")
             return self._rendered(system + [{**turns[0], "content": text}])
 
         low, high = 0, len(content)  # the most content tokens that fit, by bisection
@@ -155,7 +161,7 @@ class ExampleTokenizer:
                 low = middle
             else:
                 high = middle - 1
-        return render_with(low)
+        return render_with(low), "message"
 
     def __call__(self, example: Example) -> TokenizedExample:
         prompt_ids, prompt_cut = self._prompt_ids(example)
@@ -169,7 +175,7 @@ class ExampleTokenizer:
                 ids = ids[:room]
             responses.append(ids)
         return TokenizedExample(prompt_ids, responses, example.scores, example.prompt, example.row,
-                                example.source, truncated, prompt_cut)
+                                example.source, truncated, prompt_cut, example.prompt_messages)
 
 
 def check_tokenized(tokenized: TokenizedExample, example: Example, max_length: int) -> None:

@@ -18,12 +18,14 @@ from zoo.eval.loglik import inference
 from zoo.eval.mmlu import (CATEGORIES, check_subjects, description, format_question, load_split, mmlu_metrics,
                            score_multiple_choice)
 from zoo.eval.results import Metric, SuiteResult, mean_metric, ratio_metric
-from zoo.eval.runner import check_settings, evaluate, make_suites, run_header, run_suites, write_outputs
+from zoo.eval.runner import (check_output_dir, check_settings, evaluate, make_suites, run_header, run_suites,
+                             write_outputs)
 from zoo.eval.suite import EvalContext, Suite, SuiteOptions
 
 __all__ = [
     "CATEGORIES", "ChoiceItem", "EvalContext", "Line", "Metric", "MultipleChoiceSuite", "Suite", "SuiteOptions",
-    "SuiteResult", "batches", "check_settings", "check_subjects", "description", "evaluate", "format_question",
+    "SuiteResult", "batches", "check_output_dir", "check_settings", "check_subjects", "description", "evaluate",
+    "format_question",
     "inference", "load_hub", "load_split", "local_file", "local_root", "make_suites", "mean_metric", "mmlu_metrics",
     "pad_id", "ratio_metric", "read_examples", "read_json_list", "read_jsonl", "resolve_source", "run_header",
     "run_suites", "score_multiple_choice", "with_tokenizer", "write_outputs",

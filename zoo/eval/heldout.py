@@ -39,18 +39,22 @@ class HeldOutExamples(list):
     :func:`with_tokenizer` when the suite runs.
     """
 
-    def __init__(self, examples: list[Example], rows: list[tuple[int, dict, str]], source: str, templated: bool):
+    def __init__(self, examples: list[Example], rows: list[tuple[int, dict, str]], source: str, templated: bool,
+                 skipped: list[str] | None = None):
         super().__init__(examples)
         self.rows, self.source, self.templated = rows, source, templated
+        #: Messages of the bad rows left out (``skip_bad``).
+        self.skipped = list(skipped or [])
 
 
 def _placeholder_render(messages, add_generation_prompt) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
 
 
-def read_examples(spec: str, split: str, shape: str | None, limit: int | None, tokenizer=None
-                  ) -> tuple[list[Example], str]:
-    """The first ``limit`` rows of ``spec`` normalised to ``shape``.
+def read_examples(spec: str, split: str, shape: str | None, limit: int | None, tokenizer=None, *,
+                  skip_bad: bool = False) -> tuple[list[Example], str]:
+    """The first ``limit`` rows of ``spec`` normalised to ``shape``; ``skip_bad`` leaves bad rows out (listed
+    in ``skipped``) instead of stopping at the first.
 
     ``shape`` None picks per row: ``pairwise`` for rows with a ``chosen`` column, ``sft`` otherwise.
     Without a tokenizer, message-list rows are checked now and rendered by :func:`with_tokenizer`.
@@ -63,18 +67,26 @@ def read_examples(spec: str, split: str, shape: str | None, limit: int | None, t
         used.append(True)
         return _placeholder_render(messages, add_generation_prompt)
 
-    examples, rows = [], []
+    examples, rows, skipped = [], [], []
     for row_no, row in stream:
         if limit is not None and len(examples) >= limit:
             break
-        if isinstance(row, DataError):
-            raise row
-        row_shape = shape or ("pairwise" if row.get("chosen") is not None else "sft")
-        examples.append(normalise(row, row_no, stream.source, row_shape, render or placeholder))
+        try:
+            if isinstance(row, DataError):
+                raise row
+            row_shape = shape or ("pairwise" if row.get("chosen") is not None else "sft")
+            examples.append(normalise(row, row_no, stream.source, row_shape, render or placeholder))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+            continue
         rows.append((row_no, row, row_shape))
+    if not examples and skipped:
+        raise DataError(f"no usable rows ({len(skipped)} skipped; first: {skipped[0]})", source=stream.source)
     if tokenizer is None and not used:
         rows = []  # nothing to render again
-    return HeldOutExamples(examples, rows, stream.source, bool(used) and tokenizer is None), stream.source
+    return HeldOutExamples(examples, rows, stream.source, bool(used) and tokenizer is None, skipped), stream.source
 
 
 def with_tokenizer(examples: list[Example], tokenizer) -> list[Example]:

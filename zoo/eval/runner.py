@@ -98,6 +98,13 @@ def run_header(**settings: Any) -> dict[str, Any]:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def check_output_dir(output_dir: str | Path, what: str = "output_dir") -> Path:
+    """Refuse an output folder that cannot be written, before any suite runs (see :mod:`zoo.writable`)."""
+    from zoo.writable import check_writable_dir
+
+    return check_writable_dir(output_dir, what)
+
+
 def write_outputs(output_dir: str | Path, results: Mapping[str, SuiteResult], header: Mapping[str, Any]) -> Path:
     """``results.json`` and one ``samples_<suite>.jsonl`` per suite in ``output_dir``."""
     output_dir = Path(output_dir)

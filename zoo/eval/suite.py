@@ -99,6 +99,11 @@ class Suite:
         """Read the data (see the module docstring) and set ``self.source``."""
         raise TypeError(f"suite {self.name!r} does not implement load()")
 
+    def uses_model(self, reward: Any, reference: Any) -> bool:
+        """Whether this suite needs the evaluated model, given the reward source and reference (if any):
+        ``zoo eval`` runs without ``--model`` when no suite does."""
+        return True
+
     def run(self, model: nn.Module | None, tokenizer, context: EvalContext) -> SuiteResult:
         """Score ``model`` and return its metrics and per-item samples."""
         raise TypeError(f"suite {self.name!r} does not implement run()")

@@ -133,7 +133,10 @@ def reference_logps_for_run(config: RunConfig, algorithm: Any, tokenizer: Any,
             f"{len(examples)} examples (reference, tokenizer, truncation or data differ from the run that filled "
             f"it). Run once with train.reference_cache=auto to compute them.")
     from zoo.reference import reference_model
+    from zoo.writable import check_writable_dir
 
+    # Checked before the log-probs are computed, not when they are stored.
+    check_writable_dir(cache.path.parent, "the reference cache ($ZOO_CACHE_DIR/refcache)")
     device, plugin = precompute_setting(trainer)
     model, loaded = reference_model(config, policy, tokenizer, copy_policy=False)
     if loaded:  # a hub reference is in the local hub cache only now, with its resolved commit
