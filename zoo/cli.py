@@ -50,6 +50,9 @@ def _add_plugin_command(sub: Any, name: str, registered: Any, plugin: Any) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from zoo.allocator import keep_large_allocations_mapped
+
+    keep_large_allocations_mapped()  # or the resident size grows with every training step (zoo.allocator)
     _quiet_libraries()
     try:
         parser = build_parser()
