@@ -7,7 +7,7 @@ training step, activation-sized tensors (9–37 MiB for SmolLM2 at 16 × 256 pos
 come from the heap, whose freed space is reused only by requests that fit its holes and is
 rarely returned: the resident size grows step after step. Two LoRA DPO steps of SmolLM2 at
 8 pairs × 256 tokens with activation checkpointing reached 4.2 and then 6.4 GB of RSS with the
-default behaviour, 1.6 GB with a fixed threshold, for the same tensors.
+default behaviour, 1.6 and 1.9 GB with the threshold fixed at 8 MiB, for the same tensors.
 
 :func:`keep_large_allocations_mapped` fixes the threshold (which also turns the adjustment off),
 so every block of at least that size is mapped and unmapped on its own. The ``zoo`` command calls
