@@ -62,7 +62,8 @@ class AlignmentDataModule(L.LightningDataModule):
         from zoo.refcache import reference_logps_for_run
 
         world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
-        batches = None if config.train.max_steps == -1 else config.train.max_steps * config.train.accumulate_grad_batches
+        train = config.train
+        batches = None if train.max_steps == -1 else train.max_steps * train.accumulate_grad_batches
         needed = self.examples_for_batches(batches, world_size) + self.eval_examples
         table = reference_logps_for_run(config, algorithm_cls, self.tokenizer, needed, self.collator, policy,
                                         trainer=trainer)
