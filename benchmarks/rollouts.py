@@ -4,11 +4,12 @@
     python benchmarks/rollouts.py --model-dir smollm2 --split-steps 3 --algorithm ppo
 
 Part 1 samples the same left-padded prompts (the first ``--batch-size`` of ``--prompts``, tokenised
-as training does) with :class:`zoo.generation.Sampler` and with ``model.generate`` given the same
-generation config and seed (KV cache on, sampling at temperature 1, no logits processor of zoo's),
-alternating ``--repeats`` times. It prints generated tokens per second of each (the median run),
-the ratio, and whether both drew the same tokens (the same seed and config must give the same
-samples: then both did identical work).
+as training does) with :class:`zoo.generation.Sampler` (its own decoding loop, :mod:`zoo.decoding`)
+and with ``model.generate`` given the same generation config and seed (KV cache on, sampling at
+``--temperature``, default 1; 0 is greedy), alternating ``--repeats`` times. It prints generated
+tokens per second of each (the median run), the ratio, and whether both produced the same tokens:
+always under greedy decoding; under sampling the draws are the same until the first row stops,
+after which the sampler draws for fewer rows (the same distribution, other draws).
 
 Part 2 (``--split-steps N``) trains an online algorithm (``--algorithm``: ppo or
 rejection_sampling) for N steps after one warm-up step and splits each step's wall time into
@@ -61,14 +62,16 @@ def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
 
     ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length)
     sampler = Sampler(model, tokenizer)
-    config = sampler._generation_config(max_new_tokens=args.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                                        num_return_sequences=1)
+    from zoo.sampling import Sampling
+
+    settings = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0)
+    config = sampler._generation_config(settings)
     times: dict[str, list[float]] = {"zoo": [], "generate": []}
     tokens: dict[str, int] = {}
     same = True
     for repeat in range(args.repeats + 1):  # the first round warms both up and is not timed
         start = time.perf_counter()
-        generation = sampler(ids, mask, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=repeat)
+        generation = sampler(ids, mask, settings, seed=repeat)
         zoo_seconds = time.perf_counter() - start
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(repeat)
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--max-prompt-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy decoding")
     parser.add_argument("--split-steps", type=int, default=0, help="also split N online training steps")
     parser.add_argument("--algorithm", default="ppo", choices=["ppo", "rejection_sampling"])
     parser.add_argument("--threads", type=int, default=1)

@@ -113,7 +113,8 @@ def test_docs_and_configs_never_suggest_a_bare_reference_cache_off():
 
 
 SMOLLM2_RECIPES = sorted((ROOT / "configs" / "smollm2").glob("*.yaml"))
-MEASURED = re.compile(r"^# Measured: \d+\.\d min CPU time, \d+\.\d min wall on 2 CPU cores \(load \d+\.\d\), "
+MEASURED = re.compile(r"^# Measured: \d+\.\d min CPU time, \d+\.\d min wall(?:, peak RSS \d+\.\d GB)? "
+                      r"on 2 CPU cores \(load \d+\.\d\), "
                       r"(\d+) optimiser steps, \d{4}-\d\d-\d\d \(python benchmarks/recipe_times\.py\)\.$")
 #: A recipe added since the last measurement says so, instead of borrowing another recipe's figures.
 NOT_MEASURED = "# Measured: not yet (python benchmarks/recipe_times.py --write-headers measures it)."

@@ -48,6 +48,43 @@ def test_disabled_adapter_is_the_base_model(tokenizer):
     assert trainable and all("lora_" in n for n in trainable)
 
 
+def test_reference_log_probs_take_the_scored_positions_head(tokenizer, monkeypatch):
+    """The adapter-disabled reference is scored like the policy: the LM head at scored positions
+    only (never the ``[rows, positions, vocabulary]`` logits of the wrapper's own forward), with
+    the log-probs of the base model and the policy's mode restored."""
+    from zoo.batch import Batch
+    from zoo.forward import batch_logprobs
+    from zoo.logprobs import token_logps_from_logits
+
+    base = tiny_model(tokenizer, **SMALL)
+    expected_model = copy.deepcopy(base)
+    policy = apply_lora(base, LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, parameter in policy.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    ids = torch.randint(4, 200, (4, 12))
+    loss_mask = torch.zeros_like(ids)
+    loss_mask[:, 6:] = 1
+    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), loss_mask=loss_mask, group_size=2,
+                  valid=torch.ones((2, 2), dtype=torch.bool))
+    with torch.no_grad():
+        token_logps = token_logps_from_logits(expected_model(input_ids=ids).logits, ids)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference was scored through full-sequence logits")
+
+    monkeypatch.setattr("zoo.logprobs.token_logps_from_logits", refuse)
+    policy.train()
+    with torch.no_grad():
+        out = batch_logprobs(AdapterDisabledReference(policy), batch)
+    scored = loss_mask.bool()
+    scored[:, 0] = False
+    expected = (token_logps * scored).sum(-1).view(2, 2)
+    torch.testing.assert_close(out.sum, expected, rtol=1e-5, atol=1e-5)
+    assert policy.training
+
+
 @pytest.mark.parametrize("reference_cache", ["off", "auto"])
 def test_lora_dpo_run_uses_no_second_model_and_saves_merged_and_adapter(tiny_run, tmp_path, monkeypatch,
                                                                         reference_cache):

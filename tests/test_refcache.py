@@ -238,3 +238,44 @@ def test_cache_ls_keeps_paths_and_dates_whole_in_80_columns(tiny_run, tmp_path, 
     assert f"reference: {reference.resolve()}" in out  # the whole path, on one line
     assert f"created: {entry['created']}" in out and len(entry["created"]) >= 19
     assert f"{entry['key'][:12]}  1 examples" in out and "…" not in out
+
+
+class _TrainedIds:
+    """Records the example ids of every training batch (a Lightning callback)."""
+
+    def __init__(self):
+        import lightning as L
+
+        ids = self.ids = []
+
+        class Recorder(L.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                ids.extend(batch.example_ids)
+
+        self.callback = Recorder()
+
+
+@pytest.mark.parametrize("data, train, trained", [
+    ({}, {"max_steps": 2}, 8),                                    # 2 batches of 4 out of 12
+    ({"group_by_length": True}, {"max_steps": 2}, 8),             # length-grouped batches
+    ({}, {"max_steps": 1, "accumulate_grad_batches": 2}, 8),      # one step of two batches
+    ({}, {"max_steps": 5}, 12),                                   # past the epoch: every example
+])
+def test_the_fill_computes_only_the_examples_training_draws(tiny_run, tmp_path, cache_dir, data, train, trained):
+    """12 training and 4 held-out examples, batches of 4: a run of ``max_steps`` × accumulation
+    batches draws ``4 × batches`` examples (all 12 once it reaches past the first epoch); the
+    cache must hold exactly those and the held-out ones, and every trained batch must find its rows."""
+    from zoo.run import fit
+
+    recorder = _TrainedIds()
+    config = load_config(raw=tiny_run("dpo", tmp_path / "run", data=data, train=train))
+    run = build_run(config, callbacks=[recorder.callback])
+    assert run.module.reference is None  # the cache covers training: no reference model
+    fit(run)
+    cached = set(ReferenceCache.for_run(config, run.tokenizer).load().rows)
+    eval_ids = {e.id for e in run.datamodule.eval_examples}
+    train_ids = {e.id for e in run.datamodule.train_examples}
+    assert len(train_ids) == 12 and len(eval_ids) == 4
+    assert eval_ids <= cached
+    assert cached - eval_ids == set(recorder.ids) & train_ids
+    assert len(cached - eval_ids) == trained

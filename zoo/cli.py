@@ -71,6 +71,9 @@ def _warn_failed_plugins() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from zoo.allocator import keep_large_allocations_mapped
+
+    keep_large_allocations_mapped()  # or the resident size grows with every training step (zoo.allocator)
     _quiet_libraries()
     try:
         parser = build_parser()

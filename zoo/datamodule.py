@@ -61,12 +61,41 @@ class AlignmentDataModule(L.LightningDataModule):
         """
         from zoo.refcache import reference_logps_for_run
 
-        table = reference_logps_for_run(config, algorithm, self.tokenizer, self.train_examples + self.eval_examples,
-                                        self.collator, policy, trainer=trainer)
+        world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+        train = config.train
+        batches = None if train.max_steps == -1 else train.max_steps * train.accumulate_grad_batches
+        needed = self.examples_for_batches(batches, world_size) + self.eval_examples
+        table = reference_logps_for_run(config, algorithm, self.tokenizer, needed, self.collator, policy,
+                                        trainer=trainer)
         if table is None:
             return False
         self.collator.reference_logps = table
         return True
+
+    def examples_for_batches(self, batches: int | None, world_size: int = 1) -> list[TokenizedExample]:
+        """The training examples that the first ``batches`` global batches of a run draw.
+
+        A run capped by ``train.max_steps`` trains on a prefix of its first epoch's order, which
+        depends only on the seed (:mod:`zoo.data.sampling`), so work per example (the reference
+        cache) can be limited to those. All examples when ``batches`` is None or reaches past the
+        first epoch, and when several processes share the data without length grouping: Lightning
+        then re-deals the sampler's order through its own distributed sampler.
+        """
+        examples = self.train_examples
+        if batches is None:
+            return list(examples)
+        if self.config.group_by_length:
+            sampler = LengthGroupedBatchSampler([e.num_tokens for e in examples], self.batch_size,
+                                                seed=self.config.seed, num_replicas=world_size)
+            chosen = sampler.global_batches(0)
+            if batches >= len(chosen):
+                return list(examples)
+            keep = {i for batch in chosen[:batches] for i in batch}
+        else:
+            if world_size != 1 or batches * self.batch_size >= len(examples):
+                return list(examples)
+            keep = set(EpochSampler(len(examples), seed=self.config.seed).order(0)[: batches * self.batch_size])
+        return [e for i, e in enumerate(examples) if i in keep]
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Make the next training loader start in ``epoch`` after its first ``batches_done`` batches."""

@@ -9,6 +9,9 @@ Two choices are made here, from the batch and from what the caller asks for, nev
 * the head: without ``hidden_states`` the LM head runs at the scored positions only
   (:mod:`zoo.lm_head`, which falls back to full logits for a model it cannot split); asking for
   hidden states runs the full model output. ``scores`` runs a scalar reward head instead.
+
+A model with a ``scoring_view()`` context manager (:class:`zoo.lora.AdapterDisabledReference`) is
+scored as the model that context yields, so it takes the same path as that model.
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
     With ``scores`` (a scalar-head model, ``Algorithm.output = "scores"``) ``sum`` holds the
     ``[B, k]`` scores.
     """
+    view = getattr(model, "scoring_view", None)
+    if callable(view):  # another model run in a context (LoRA's adapter-disabled reference)
+        with view() as inner:
+            return batch_logprobs(inner, batch, hidden_states=hidden_states, scores=scores)
     if scores:
         from zoo.rewards import sequence_scores
 

@@ -1,7 +1,9 @@
 """Sampling responses from a policy, and turning samples into training batches.
 
-:class:`Sampler` wraps Hugging Face ``generate`` (batched, KV cache, stops each row at EOS) and
-returns a :class:`Generation`, the rollout every online algorithm starts from: the sampled
+:class:`Sampler` samples with :func:`zoo.decoding.decode` for transformers causal LMs (batched
+prefill, KV cache, each row dropped from the batch at its EOS; ``generate``'s tokens under greedy
+decoding, its distribution under sampling) and with Hugging Face ``generate`` for other models,
+and returns a :class:`Generation`, the rollout every online algorithm starts from: the sampled
 sequences, which tokens are the response, whether each response ``finished`` (ended with one of the
 sampler's own stop tokens rather than at ``max_new_tokens``), and, when asked for
 (``record_logps=True``), the log-probability of every sampled token. EOS detection lives here
@@ -41,6 +43,7 @@ from zoo.rollout import (Generation, PaddedRows, encode_prompts, generation_batc
 __all__ = ["BestOfN", "Generation", "PaddedRows", "Sampler", "best_of_n", "count_generation", "encode_prompts",
            "ends_with_stop", "first_eos_mask", "generation_batch", "join_generations", "right_padded",
            "sample_texts", "select_best", "take_rows"]
+from zoo.decoding import decode, supports_decoding
 from zoo.sampling import Sampling
 
 
@@ -71,6 +74,16 @@ class _RawLogpRecorder(LogitsProcessor):
         """``[N, L]`` log-probs of the ``L`` generated tokens."""
         self._gather(last_tokens)
         return torch.stack(self.gathered, dim=1)
+
+
+class _Recorded:
+    """Log-probs :func:`zoo.decoding.decode` recorded, read like a :class:`_RawLogpRecorder`'s."""
+
+    def __init__(self, token_logps: Tensor) -> None:
+        self.token_logps = token_logps
+
+    def finish(self, last_tokens: Tensor) -> Tensor:
+        return self.token_logps
 
 
 class _ProgressTicker(LogitsProcessor):
@@ -204,11 +217,28 @@ class Sampler:
                     (reporter if reporter is not None else contextlib.nullcontext()):
                 if seed is not None:
                     torch.manual_seed(seed)
-                out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_attention_mask,
-                                          generation_config=config, logits_processor=LogitsProcessorList(processors))
+                if supports_decoding(self.model):
+                    sequences, recorder = self._decode(prompt_ids, prompt_attention_mask, sampling, record_logps,
+                                                       reporter)
+                else:
+                    sequences = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_attention_mask,
+                                                    generation_config=config,
+                                                    logits_processor=LogitsProcessorList(processors)).sequences
         finally:
             self.model.train(was_training)
-        return self._assemble(out.sequences, prompt_attention_mask, recorder, sampling.samples_per_prompt)
+        return self._assemble(sequences, prompt_attention_mask, recorder, sampling.samples_per_prompt)
+
+    def _decode(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, sampling: Sampling, record_logps: bool,
+                reporter: Any) -> tuple[Tensor, Any]:
+        """:func:`zoo.decoding.decode` with ``generate``'s settings: (sequences, recorded log-probs or None)."""
+        n = sampling.samples_per_prompt
+        ids, mask = prompt_ids.repeat_interleave(n, dim=0), prompt_attention_mask.repeat_interleave(n, dim=0)
+        decoded = decode(self.model, ids, mask, max_new_tokens=sampling.max_new_tokens, eos_ids=self.eos_ids,
+                         pad_id=self.pad_id, temperature=float(sampling.temperature), top_k=int(sampling.top_k),
+                         top_p=float(sampling.top_p), record_logps=record_logps,
+                         tick=reporter.advance if reporter is not None else None)
+        recorded = None if decoded.token_logps is None else _Recorded(decoded.token_logps)
+        return torch.cat([ids, decoded.tokens], dim=1), recorded
 
     def _assemble(self, sequences: Tensor, prompt_attention_mask: Tensor, recorder: _RawLogpRecorder | None,
                   n: int) -> Generation:

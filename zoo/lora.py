@@ -14,6 +14,8 @@ few MB for a multi-billion-parameter base), loadable onto the base model with
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,11 +55,22 @@ class AdapterDisabledReference(nn.Module):
         return self.policy.config
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self.scoring_view() as model:
+            return model(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def scoring_view(self) -> Iterator[PeftModel]:
+        """The policy itself, in eval mode with its adapter disabled, for the duration of the block.
+
+        :func:`zoo.forward.batch_logprobs` scores through it, so the reference gets the policy's
+        own forward path (the LM head at scored positions only, chunked) instead of the full
+        ``[rows, positions, vocabulary]`` logits a call to this wrapper returns.
+        """
         was_training = self.policy.training
         self.policy.eval()
         try:
             with self.policy.disable_adapter():
-                return self.policy(*args, **kwargs)
+                yield self.policy
         finally:
             self.policy.train(was_training)
 

@@ -25,6 +25,7 @@ from zoo.loss_contract import check_gradient_path, check_loss_output, loss_origi
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import disable_dropout
 from zoo.tracking import RecordingReward, log_completions
+from zoo.optimizer import adamw
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +272,16 @@ class AlignmentModule(L.LightningModule):
             optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
 
     # ----- optimisation ----------------------------------------------------------------------
+    def _scales_gradients(self) -> bool:
+        """Whether the Trainer's precision plugin scales the loss (16-bit mixed precision's GradScaler)."""
+        trainer = self._trainer
+        return trainer is not None and getattr(trainer.precision_plugin, "scaler", None) is not None
+
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.train_config
         parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=c.learning_rate, weight_decay=c.weight_decay,
-                                      betas=tuple(c.adam_betas))
+        optimizer = adamw(parameters, lr=c.learning_rate, weight_decay=c.weight_decay, betas=tuple(c.adam_betas),
+                          scales_gradients=self._scales_gradients())
         total = max(1, int(self.trainer.estimated_stepping_batches))
         name = {"constant": "constant_with_warmup"}.get(c.scheduler, c.scheduler)
         scheduler = get_scheduler(name, optimizer, num_warmup_steps=c.warmup_steps, num_training_steps=total)
