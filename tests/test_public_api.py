@@ -14,7 +14,7 @@ import pytest
 
 import zoo_plugins
 
-FRONT_MODULES = ("zoo", "zoo.eval", "zoo.bench", "zoo.pairs", "zoo.testing")
+FRONT_MODULES = ("zoo", "zoo.eval", "zoo.bench", "zoo.pairs", "zoo.testing", "zoo.losses")
 PLUGIN_ROOT = Path(zoo_plugins.__file__).parent
 PLUGIN_FILES = sorted(PLUGIN_ROOT.rglob("*.py"))
 
