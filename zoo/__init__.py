@@ -24,7 +24,7 @@ import importlib
 from typing import Any
 
 from zoo.accuracy import pair_accuracy
-from zoo.algorithm import Algorithm, ExperienceContext, Hyperparameters
+from zoo.algorithm import Algorithm, DataSummary, ExperienceContext, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
 from zoo.errors import ConfigError, DataError, PluginError, ZooError
@@ -75,7 +75,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "ExperienceContext", "Hyperparameters",
+    "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "DataSummary", "ExperienceContext",
+    "Hyperparameters",
     "LossOutput", "PluginError", "RewardFunction", "Sampling", "SequenceLogProbs", "ZooError", "hookimpl",
     "pair_accuracy", *sorted(_OWNER),
 ]

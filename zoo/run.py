@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_r
 from zoo.swiglu import enable_lean_swiglu
 from zoo.throughput import TokenCounter
 from zoo.trainer import build_trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,6 +127,8 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
+    for advice in algorithm.check_data(datamodule.summary()):
+        log.warning("algorithm %s: %s", config.algorithm, advice)
     fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
     started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None
     if started_on is not None and started_on != fingerprint:

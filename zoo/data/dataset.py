@@ -163,6 +163,19 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     return out, report
 
 
+def arrange(examples: list[TokenizedExample], shape: str, max_length: int, where: str) -> list[TokenizedExample]:
+    """The examples of one split as ``shape``'s batches hold them; only ``unpaired`` data changes
+    (one labelled completion each, with a mismatched pair: :mod:`zoo.data.unpaired`).
+
+    ``where`` names the split in error messages.
+    """
+    if shape == "unpaired":
+        from zoo.data.unpaired import unpaired_examples
+
+        return unpaired_examples(examples, max_length, where)
+    return examples
+
+
 def split_off(examples: list[TokenizedExample], fraction: float, seed: int
               ) -> tuple[list[TokenizedExample], list[TokenizedExample]]:
     """Deterministically hold out ``fraction`` of ``examples``."""
