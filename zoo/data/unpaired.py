@@ -5,20 +5,27 @@ After the rows are read, tokenised and split (so that the two halves of a pair n
 train / evaluation split), every example is laid out as ``k = 2`` responses:
 
 * slot 0, the completion itself, with its label as the score (1 desirable, 0 undesirable);
-* slot 1, the completion of *another* example scored after this example's prompt: the nearest
-  example before it in load order (cyclically, the last before the first) whose prompt differs,
-  cut to fit ``max_length`` after this prompt.
+* slot 1, the completion of *another* example scored after this example's prompt, cut to fit
+  ``max_length`` after it: the completions shifted cyclically by the smallest ``s`` that puts every
+  one after another prompt (example ``i`` takes completion ``i − s``), so that the mismatched
+  completions are the same set as the matched ones. ``s`` is 1 for data whose neighbours have
+  different prompts, as in TRL's ``KTOTrainer`` (which shifts by one, ``[y_n, y_1, ..., y_{n-1}]``,
+  when it prepares the data set), and 2 for pairs read as two completions, whose chosen and rejected
+  completions are neighbours. When no shift up to :data:`MAX_SHIFT` works (long runs of one prompt),
+  each example takes the nearest earlier completion of another prompt.
 
-Slot 1 is what TRL's ``KTOTrainer`` builds for its KL term (the completions shifted by one against
-the prompts, ``[y_n, y_1, ..., y_{n-1}]``, when the data set is prepared), so the mismatched pairs of a batch are fixed per
-example rather than drawn per batch; that is also what lets the reference cache hold their
-reference log-probs. Skipping prompts equal to the example's own matters for data derived from
-pairs, where the chosen and rejected completions of one prompt are neighbours.
+The mismatched pairs are fixed per example when the data is loaded, as in TRL, rather than drawn
+per batch; that is also what lets the reference cache hold their reference log-probs.
 """
 from __future__ import annotations
 
+import torch
+
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import DataError
+
+#: The largest uniform shift tried before falling back to each example's nearest other prompt.
+MAX_SHIFT = 256
 
 
 def single_completions(examples: list[TokenizedExample]) -> list[TokenizedExample]:
@@ -38,18 +45,29 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
     """
     if not examples:
         return []
-    if len({tuple(e.prompt_ids) for e in examples}) < 2:
+    groups: dict[tuple[int, ...], int] = {}
+    keys = torch.tensor([groups.setdefault(tuple(e.prompt_ids), len(groups)) for e in examples])
+    if len(groups) < 2:
         raise DataError(f"{where} has {len(examples)} completion(s) of a single prompt; unpaired data needs at least "
                         f"two distinct prompts in each split, since its KL reference point scores completions after "
                         f"prompts they were not written for", source=examples[0].source)
-    n, out = len(examples), []
-    for i, example in enumerate(examples):
-        j = next(j % n for j in range(i - 1, i - n, -1) if examples[j % n].prompt_ids != example.prompt_ids)
-        mismatched = examples[j].response_ids[0][: max_length - len(example.prompt_ids)]
+    out = []
+    for example, source in zip(examples, mismatched_sources(keys)):
+        mismatched = examples[source].response_ids[0][: max_length - len(example.prompt_ids)]
         out.append(TokenizedExample(example.prompt_ids, [example.response_ids[0], mismatched], example.scores,
                                     example.prompt, example.row, example.source, example.truncated,
                                     example.prompt_cut))
     return out
+
+
+def mismatched_sources(keys: torch.Tensor) -> list[int]:
+    """For prompt keys ``[n]`` (at least two distinct), the index of each example's mismatched completion."""
+    n = len(keys)
+    for shift in range(1, min(n, MAX_SHIFT + 1)):
+        if (keys != keys.roll(shift)).all():
+            return [(i - shift) % n for i in range(n)]
+    key = keys.tolist()
+    return [next(j % n for j in range(i - 1, i - n, -1) if key[j % n] != key[i]) for i in range(n)]
 
 
 def unpaired_examples(examples: list[TokenizedExample], max_length: int, where: str) -> list[TokenizedExample]:
