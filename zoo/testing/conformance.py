@@ -278,8 +278,9 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
         wrong_way = (change * sign < -1e-6).any() or not (change.mean() * sign > 1e-6)
         if wrong_way:
             expected = "lower" if sign < 0 else "raise"
+            article = "an" if cls.data_shape[0] in "aeiou" else "a"
             raise _fail(name, "responsiveness",
-                        f"{description} should {expected} a {cls.data_shape} loss; per-example losses went from "
+                        f"{description} should {expected} {article} {cls.data_shape} loss; per-example losses went from "
                         f"{base_out.losses.tolist()} to {out.losses.tolist()}")
         report.checks.append(f"responsiveness: {description}")
 
