@@ -8,7 +8,8 @@ import from the core is exported here, and nowhere else::
 Online algorithms add ``ExperienceContext``, ``Sampling`` and the rollout helpers
 (``generation_batch``, ``take_rows``, ...). The applications have front modules of their own:
 :mod:`zoo.eval` (evaluation suites), :mod:`zoo.bench` (benchmark tasks and the harness),
-:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.testing` is the kit for plugin tests.
+:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.losses` holds loss math that algorithms
+share, and :mod:`zoo.testing` is the kit for plugin tests.
 ``tests/test_public_api.py`` fails when a built-in plugin imports anything else.
 
 The package's layout (``docs/architecture.md``): the modules directly in ``zoo/`` and
