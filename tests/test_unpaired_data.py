@@ -123,3 +123,11 @@ def test_a_run_warns_when_the_weights_fall_outside_the_papers_ratio(tmp_path, ca
         build_run(load_config(raw=raw))
     assert "algorithm kto: λ_D n_D / (λ_U n_U) = 1·12 / (1·4) = 3" in caplog.text
     assert "undesirable_weight in [2.25, 3]" in caplog.text
+
+
+def test_the_benchmark_has_a_data_file_for_every_shape_and_gives_unpaired_algorithms_the_pairs():
+    from zoo.algorithm import DATA_SHAPES
+    from zoo.bench.stages import DATA_FILES
+
+    assert set(DATA_FILES) == set(DATA_SHAPES)
+    assert DATA_FILES["unpaired"] == DATA_FILES["pairwise"]
