@@ -91,6 +91,8 @@ def test_the_two_completions_of_a_pair_stay_in_one_split(tmp_path, tokenizer):
     assert (len(train), len(held)) == (14, 6) and not set(train) & set(held)
     assert all(train.count(p) == 2 for p in train) and all(held.count(p) == 2 for p in held)
     assert module.summary().desirable == module.summary().undesirable == 7
+    assert module.reports[0].summary().endswith("7 train, 3 held out for evaluation (data.eval_fraction); "
+                                                 "14 labelled completions to train on (7 desirable, 7 undesirable)")
 
 
 def test_a_split_with_a_single_prompt_is_an_error_naming_it(tmp_path, tokenizer):

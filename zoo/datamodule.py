@@ -53,6 +53,9 @@ class AlignmentDataModule(L.LightningDataModule):
         self.train_examples = arrange(train, self.shape, c.max_length, "the training data (data.train)")
         self.eval_examples = arrange(self.eval_examples, self.shape, c.max_length,
                                      "the evaluation data (data.eval, or data.eval_fraction of data.train)")
+        if self.shape == "unpaired":
+            summary = self.summary()
+            report.labelled = (summary.desirable, summary.undesirable)
 
     def summary(self) -> DataSummary:
         """The training data as :meth:`zoo.Algorithm.check_data` sees it."""

@@ -37,6 +37,8 @@ class LoadReport:
     prompt_truncation: str = "keep_end"
     #: ``data.sft_from`` when SFT examples were taken from preference rows.
     sft_from: str | None = None
+    #: Unpaired data: the (desirable, undesirable) completions the training split was read as.
+    labelled: tuple[int, int] | None = None
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
@@ -55,6 +57,9 @@ class LoadReport:
         if self.held_out:
             text += (f"; {self.kept - self.held_out} train, {self.held_out} held out for evaluation "
                      f"(data.eval_fraction)")
+        if self.labelled is not None:
+            text += (f"; {sum(self.labelled)} labelled completions to train on ({self.labelled[0]} desirable, "
+                     f"{self.labelled[1]} undesirable)")
         return text
 
 
