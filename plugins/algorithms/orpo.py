@@ -8,8 +8,8 @@ rejected one, on length-normalised likelihoods ``P(y|x) = exp(mean_t log π_θ(y
     L = L_SFT(y_w) − λ log σ(log odds(y_w) − log odds(y_l))
 
 ``L_SFT`` averages over the chosen tokens of the batch, as the authors' code and TRL do; the math,
-computed in log space, is :func:`zoo.losses.orpo_loss`. It starts from the base model: no SFT stage
-is needed first, which is the method's point.
+computed in log space, is :func:`zoo.losses.orpo_loss`. The paper trains from the base model
+with no separate SFT stage, which the NLL term stands in for.
 
 Hyperparameter: ``odds_ratio_weight`` (λ > 0; the paper's default 0.1, TRL's ``beta``). The
 logged rewards are ``λ · mean log π`` of each completion, as TRL logs them.
