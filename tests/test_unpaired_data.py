@@ -133,3 +133,11 @@ def test_the_benchmark_has_a_data_file_for_every_shape_and_gives_unpaired_algori
 
     assert set(DATA_FILES) == set(DATA_SHAPES)
     assert DATA_FILES["unpaired"] == DATA_FILES["pairwise"]
+
+
+def test_one_held_out_pair_is_an_error_that_says_how_to_hold_out_more(tmp_path, tokenizer):
+    """10 pairs with eval_fraction 0.1 hold out one pair: its two completions share their only prompt."""
+    rows = [{"prompt": f"Review {i}:", "chosen": f" good {i}.", "rejected": f" bad {i}."} for i in range(10)]
+    with pytest.raises(DataError, match=r"the evaluation data \(data.eval, or data.eval_fraction of data.train\) has "
+                                        r"2 completion\(s\) of a single prompt.*raise data.eval_fraction"):
+        datamodule(jsonl(tmp_path / "pairs.jsonl", rows), tokenizer, eval_fraction=0.1)

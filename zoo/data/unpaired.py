@@ -50,7 +50,8 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
     if len(groups) < 2:
         raise DataError(f"{where} has {len(examples)} completion(s) of a single prompt; unpaired data needs at least "
                         f"two distinct prompts in each split, since its KL reference point scores completions after "
-                        f"prompts they were not written for", source=examples[0].source)
+                        f"prompts they were not written for (a held-out split of one pair: raise data.eval_fraction)",
+                        source=examples[0].source)
     out = []
     for example, source in zip(examples, mismatched_sources(keys)):
         mismatched = examples[source].response_ids[0][: max_length - len(example.prompt_ids)]
