@@ -15,6 +15,7 @@ TINY_DATA_FOR_SHAPE = {
     "sft": "builtin:tiny_sft",
     "pairwise": "builtin:tiny_prefs",
     "ranked": "builtin:tiny_ranked",
+    "unpaired": "builtin:tiny_unpaired",
     "prompt": "builtin:tiny_prompts",
 }
 

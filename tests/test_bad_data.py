@@ -19,7 +19,8 @@ from zoo.errors import ConfigError, DataError, ZooError
 PAIR = {"prompt": "Review the soup:", "chosen": " It was great.", "rejected": " It was awful."}
 RANKED = {"prompt": "Review the soup:", "responses": [" Great.", " Fine.", " Awful."], "scores": [2, 1, 0]}
 SFT = {"prompt": "Review the soup:", "completion": " It was great."}
-GOOD = {"pairwise": PAIR, "ranked": RANKED, "sft": SFT}
+UNPAIRED = {"prompt": "Review the soup:", "completion": " It was great.", "label": True}
+GOOD = {"pairwise": PAIR, "ranked": RANKED, "sft": SFT, "unpaired": UNPAIRED}
 
 
 def _jsonl(path: Path, rows: list) -> Path:
@@ -62,6 +63,15 @@ BAD_ROWS = [
     ("sft", {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}, "messages",
      "must be the assistant's"),
     ("sft", {"text": 3.5}, "text", "expected a string, got float"),
+    ("unpaired", {"prompt": "p", "completion": " a"}, "label", "missing field: true for a desirable completion"),
+    ("unpaired", {**UNPAIRED, "label": "yes"}, "label", "expected true (desirable) or false (undesirable), got 'yes'"),
+    ("unpaired", {**UNPAIRED, "label": 2}, "label", "got 2"),
+    ("unpaired", {**UNPAIRED, "label": None}, "label", "got None"),
+    ("unpaired", {"completion": " a", "label": True}, "prompt", "missing field: unpaired rows need prompt"),
+    ("unpaired", {**UNPAIRED, "completion": 5}, "completion", "expected a string, got int"),
+    ("unpaired", {**UNPAIRED, "completion": [{"role": "user", "content": "x"}]}, "completion",
+     "must be one assistant message"),
+    ("unpaired", {"prompt": "p", "chosen": " a"}, "rejected", "missing field"),  # a pair, read as two completions
     # A JSON "\udc80" escape decodes to a lone surrogate, which no tokenizer can encode.
     ("pairwise", {**PAIR, "chosen": "fine \udc80 then"}, "chosen", "lone surrogate"),
     ("pairwise", {**PAIR, "prompt": "\ud83d"}, "prompt", "'\\ud83d' at character 0, a lone surrogate"),
@@ -189,7 +199,7 @@ def _mutations(rng: random.Random, row: dict) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("shape", ["pairwise", "ranked", "sft"])
+@pytest.mark.parametrize("shape", ["pairwise", "ranked", "sft", "unpaired"])
 def test_fuzzed_rows_either_load_or_raise_a_data_error_naming_the_row(tmp_path, tokenizer, shape):
     """Random field deletions and type swaps: each row loads, or fails as a DataError naming row 1."""
     rng = random.Random(shape)

@@ -8,6 +8,7 @@ import pytest
 
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.registry import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 # configs/bench/ holds benchmark definitions and `zoo pairs` configs open with their command; both have their
@@ -138,5 +139,7 @@ def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
     assert config.train.max_steps == -1 and config.train.max_epochs == 1, "one pass over max_examples rows"
     args = config.algorithm_args
     per_batch = int(args.get("ppo_epochs", 1)) * int(args.get("num_minibatches", 1))  # PPO: updates per rollout
-    steps = -(-config.data.max_examples // config.train.batch_size) * per_batch
+    # Unpaired algorithms read each HH pair as two completions (chosen desirable, rejected undesirable).
+    completions = 2 if get_registry().algorithm(config.algorithm).data_shape == "unpaired" else 1
+    steps = -(-config.data.max_examples * completions // config.train.batch_size) * per_batch
     assert unmeasured or int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"

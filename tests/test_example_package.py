@@ -1,4 +1,4 @@
-"""The worked example ``examples/zoo-extra-algorithms`` (SimPO and KTO as a third-party distribution).
+"""The worked example ``examples/zoo-extra-algorithms`` (SimPO as a third-party distribution).
 
 It is installed into a temporary folder, never into the environment running the tests; that folder
 is put on ``sys.path`` only inside :func:`zoo.testing.plugin_path`.
@@ -23,7 +23,7 @@ from zoo.registry import reset_registry
 from zoo.testing import plugin_path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "zoo-extra-algorithms"
-ALGORITHMS = ("simpo", "kto")
+ALGORITHMS = ("simpo",)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -43,7 +43,7 @@ def target(tmp_path_factory) -> Path:
     return site
 
 
-def test_the_registry_lists_both_algorithms_with_their_distribution(target, capsys):
+def test_the_registry_lists_the_algorithm_with_its_distribution(target, capsys):
     with plugin_path(target) as registry:
         for name in ALGORITHMS:
             info = registry.plugins[name]
@@ -53,9 +53,11 @@ def test_the_registry_lists_both_algorithms_with_their_distribution(target, caps
             assert registry.algorithm(name).__module__ == f"zoo_extra_algorithms.{name}"
             assert Path(sys.modules[f"zoo_extra_algorithms.{name}"].__file__).is_relative_to(target.resolve())
         assert main(["plugins", "--json"]) == 0
+        # KTO is built in: one implementation, which the example no longer shadows.
+        assert registry.algorithm("kto").__module__ == "zoo_plugins.algorithms.kto"
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert listed["simpo"]["registers"] == {"algorithms": ["simpo"]}
-    assert listed["kto"]["distribution"] == "zoo-extra-algorithms"
+    assert listed["simpo"]["distribution"] == "zoo-extra-algorithms"
 
 
 def test_without_the_distribution_the_configs_name_an_unknown_algorithm(monkeypatch):
@@ -75,7 +77,7 @@ def test_the_examples_own_tests_pass(target, tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed and int(passed.group(1)) >= 10 and "skipped" not in result.stdout
+    assert passed and int(passed.group(1)) >= 7 and "skipped" not in result.stdout
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -93,11 +95,9 @@ def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
     after = result.metrics_after
     assert math.isfinite(after["val/loss"]) and "val/reward_margin" in after
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
-    if name == "kto":
-        assert after["val/kl"] >= 0
 
 
-def test_the_bench_config_puts_simpo_and_kto_beside_dpo(target, monkeypatch):
+def test_the_bench_config_puts_simpo_beside_the_built_in_dpo_and_kto(target, monkeypatch):
     from zoo.bench.config import expand_runs, load_bench_config
 
     path = EXAMPLE / "configs" / "bench-smoke.yaml"
@@ -115,8 +115,9 @@ def test_the_bench_config_puts_simpo_and_kto_beside_dpo(target, monkeypatch):
         reset_registry()
 
 
-def test_the_smoke_benchmark_runs_simpo_and_kto_beside_dpo(target, tmp_path):
-    """`zoo bench` on the example's bench-smoke.yaml finishes and tables the third-party rows by name."""
+def test_the_smoke_benchmark_runs_simpo_beside_dpo_and_kto(target, tmp_path):
+    """`zoo bench` on the example's bench-smoke.yaml finishes and tables the third-party row by name beside
+    the built-ins, KTO among them on the preference pairs read as unpaired completions."""
     output = tmp_path / "bench"
     with plugin_path(target):
         status = main(["bench", str(EXAMPLE / "configs" / "bench-smoke.yaml"), f"cache_dir={tmp_path / 'cache'}",

@@ -39,6 +39,18 @@ def test_pairwise_batch_puts_chosen_then_rejected_in_rows_b_k_plus_j(tokenizer):
     assert batch.valid.all()
 
 
+def test_unpaired_batch_holds_each_completion_then_its_mismatched_pair(tokenizer):
+    """Slot 0: example b's completion (labels 1, 0, 1 in ``scores[:, 0]``); slot 1: the completion of
+    example b − 1 (cyclically) after example b's prompt."""
+    rows = fake_rows("unpaired", batch_size=3)
+    batch = fake_batch("unpaired", tokenizer, batch_size=3)
+    assert batch.group_size == 2 and batch.valid.all()
+    for b, row in enumerate(rows):
+        assert masked_text(tokenizer, batch, 2 * b) == row["completion"] + "</s>"
+        assert masked_text(tokenizer, batch, 2 * b + 1) == rows[b - 1]["completion"] + "</s>"
+    assert batch.scores[:, 0].tolist() == [1.0, 0.0, 1.0]
+
+
 def test_ranked_batch_has_padding_slots_and_the_best_response_in_different_slots(tokenizer):
     rows = fake_rows("ranked", batch_size=2, k=3)
     batch = fake_batch("ranked", tokenizer, batch_size=2, k=3)
@@ -184,6 +196,23 @@ def test_a_reference_algorithm_is_also_checked_against_the_cache():
     assert report.losses.tolist() == pytest.approx([math.log(2)] * 3, abs=1e-5)  # policy = reference at the start
 
 
+class LabelledLikelihood(Algorithm):
+    """L = ∓ log π(y|x) / |y|: raise desirable completions, lower undesirable ones (unpaired data)."""
+
+    name = "labelled_likelihood"
+    data_shape = "unpaired"
+
+    def loss(self, policy, reference, batch):
+        sign = 1 - 2 * batch.scores[:, 0]
+        return LossOutput(sign * policy.mean[:, 0])
+
+
+def test_a_correct_unpaired_algorithm_passes_both_label_checks():
+    report = assert_algorithm_conforms(LabelledLikelihood)
+    assert {"responsiveness: raising a desirable completion's log-prob",
+            "responsiveness: raising an undesirable completion's log-prob"} <= set(report.checks)
+
+
 def test_a_correct_ranked_algorithm_passes_the_padding_check():
     report = assert_algorithm_conforms(BestOfRanked, k=4)
     assert "padding slots ignored" in report.checks
@@ -220,6 +249,8 @@ def broken(base: type[Algorithm], **overrides) -> type[Algorithm]:
     (broken(BestOfRanked, loss=lambda self, p, r, b: LossOutput(  # padding slots join the logsumexp
         p.mean.logsumexp(-1) - p.mean.gather(-1, b.scores.masked_fill(~b.valid, -1).argmax(-1, keepdim=True))[:, 0])),
      "changing the log-probs of padding slots"),
+    (broken(LabelledLikelihood, loss=lambda self, p, r, b: LossOutput(-p.mean[:, 0])),  # every label desirable
+     "raising an undesirable completion's log-prob should raise an unpaired loss"),
     (broken(Margin, data_shape="prompt"), "prompt-only data has no responses to score"),
     (broken(Margin, generates_online=True), "make_experience\\(\\) is not implemented"),
     (broken(Margin, needs_reference="yes"), "needs_reference must be True or False"),

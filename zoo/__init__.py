@@ -8,7 +8,8 @@ import from the core is exported here, and nowhere else::
 Online algorithms add ``ExperienceContext``, ``Sampling`` and the rollout helpers
 (``generation_batch``, ``take_rows``, ...). The applications have front modules of their own:
 :mod:`zoo.eval` (evaluation suites), :mod:`zoo.bench` (benchmark tasks and the harness),
-:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.testing` is the kit for plugin tests.
+:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.losses` holds loss math that algorithms
+share, and :mod:`zoo.testing` is the kit for plugin tests.
 ``tests/test_public_api.py`` fails when a built-in plugin imports anything else.
 
 The package's layout (``docs/architecture.md``): the modules directly in ``zoo/`` and
@@ -24,7 +25,7 @@ import importlib
 from typing import Any
 
 from zoo.accuracy import pair_accuracy
-from zoo.algorithm import Algorithm, ExperienceContext, Hyperparameters
+from zoo.algorithm import Algorithm, DataSummary, ExperienceContext, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
 from zoo.errors import ConfigError, DataError, PluginError, ZooError
@@ -77,7 +78,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "ExperienceContext", "Hyperparameters",
+    "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "DataSummary", "ExperienceContext",
+    "Hyperparameters",
     "LossOutput", "PluginError", "RewardFunction", "Sampling", "SequenceLogProbs", "ZooError", "hookimpl",
     "pair_accuracy", *sorted(_OWNER),
 ]

@@ -5,7 +5,7 @@ An algorithm is a subclass of :class:`Algorithm` registered through the
 
 * ``name`` and a typed hyperparameter dataclass ``Args`` (a :class:`Hyperparameters`
   subclass that validates its own fields);
-* ``data_shape``: which collator feeds it (``sft``, ``pairwise``, ``ranked`` or ``prompt``);
+* ``data_shape``: which data it reads (``sft``, ``pairwise``, ``ranked``, ``unpaired`` or ``prompt``);
 * capability flags: ``needs_reference`` (the loop computes reference log-probs, or reads them
   from the cache), ``needs_reward`` (the run must configure a reward source),
   ``generates_online`` (the loop calls :meth:`Algorithm.make_experience` on each batch and
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from zoo.generation import Generation, Sampler
     from zoo.rewards import RewardSource
 
-DataShape = Literal["sft", "pairwise", "ranked", "prompt"]
+DataShape = Literal["sft", "pairwise", "ranked", "unpaired", "prompt"]
 DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)
 
 
@@ -128,6 +128,20 @@ class ExperienceContext:
         self.metrics.update(values)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataSummary:
+    """What :meth:`Algorithm.check_data` is told about a run's training data, once it is loaded.
+
+    ``examples``: training examples (for ``unpaired`` data, labelled completions);
+    ``desirable`` / ``undesirable``: how many of them carry each label (``unpaired`` data; 0 otherwise).
+    """
+
+    shape: str
+    examples: int
+    desirable: int = 0
+    undesirable: int = 0
+
+
 class Algorithm:
     """Base class of alignment algorithms. See the module docstring for the contract."""
 
@@ -165,6 +179,11 @@ class Algorithm:
         ``policy.sum`` holds the ``[B, k]`` scores.
         """
         raise TypeError(f"algorithm {self.name!r} does not implement loss()")
+
+    def check_data(self, summary: DataSummary) -> list[str]:
+        """Advice on the training data, one warning per string; called once the data is loaded and
+        before any model is. Raise :class:`zoo.errors.ConfigError` for data the algorithm cannot use."""
+        return []
 
     # ----- optional hooks for online algorithms and extra trainable parts --------------------
     def build_modules(self, policy: nn.Module) -> dict[str, nn.Module]:

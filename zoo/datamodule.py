@@ -10,9 +10,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
+from zoo.algorithm import DataSummary
 from zoo.config import DataConfig, RunConfig
 from zoo.data.collate import Collator
-from zoo.data.dataset import LoadReport, load_examples, split_off
+from zoo.data.dataset import LoadReport, arrange, load_examples, split_off
 from zoo.data.sampling import EpochSampler, LengthGroupedBatchSampler
 from zoo.data.tokenize import TokenizedExample
 
@@ -48,7 +49,19 @@ class AlignmentDataModule(L.LightningDataModule):
         else:
             train, self.eval_examples = split_off(train, c.eval_fraction, c.seed)
             report.held_out = len(self.eval_examples)
-        self.train_examples = train
+        # After the split, so that the completions of one pair land in the same split.
+        self.train_examples = arrange(train, self.shape, c.max_length, "the training data (data.train)")
+        self.eval_examples = arrange(self.eval_examples, self.shape, c.max_length,
+                                     "the evaluation data (data.eval, or data.eval_fraction of data.train)")
+        if self.shape == "unpaired":
+            summary = self.summary()
+            report.labelled = (summary.desirable, summary.undesirable)
+
+    def summary(self) -> DataSummary:
+        """The training data as :meth:`zoo.Algorithm.check_data` sees it."""
+        labels = [e.scores[0] for e in self.train_examples] if self.shape == "unpaired" else []
+        desirable = sum(1 for label in labels if label > 0)
+        return DataSummary(self.shape, len(self.train_examples), desirable, len(labels) - desirable)
 
     def attach_reference_cache(self, config: RunConfig, algorithm: Any, policy: nn.Module,
                                trainer: L.Trainer | None = None) -> bool:

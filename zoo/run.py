@@ -134,6 +134,8 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
     datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
+    for advice in algorithm.check_data(datamodule.summary()):
+        log.warning("algorithm %s: %s", config.algorithm, advice)
     fingerprint = data_fingerprint(datamodule.train_examples + datamodule.eval_examples)
     _warn_about_settings(config, datamodule)
     started_on = read_summary(output_dir).get("data_fingerprint") if point is not None else None

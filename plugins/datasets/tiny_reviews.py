@@ -1,4 +1,4 @@
-"""The built-in tiny review world: four data sets generated deterministically on the fly, and
+"""The built-in tiny review world: five data sets generated deterministically on the fly, and
 ``tiny_sentiment``, the programmatic reward that scores them (CPU demos and tests).
 
 Short product reviews: a prompt names a subject; good responses praise it with words from
@@ -9,6 +9,8 @@ unseen combinations of the same words.
 * ``tiny_sft``: ``prompt`` + ``completion`` (a positive review).
 * ``tiny_prefs``: ``prompt`` + ``chosen`` (positive) + ``rejected`` (negative).
 * ``tiny_ranked``: ``prompt`` + 4 ``responses`` + ``scores`` (the number of positive words).
+* ``tiny_unpaired``: ``prompt`` + ``completion`` + ``label`` (TRL's unpaired format): rows alternate
+  a positive review labelled true (desirable) and a negative one labelled false.
 * ``tiny_prompts``: ``prompt`` only, for online algorithms.
 
 ``tiny_sentiment``, the reward of these reviews: for a response with words w_1..w_n (lower-cased runs of letters):
@@ -77,6 +79,16 @@ def ranked_rows(size: int, seed: int) -> list[dict]:
     return rows
 
 
+def unpaired_rows(size: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(size):
+        subject, desirable = rng.choice(SUBJECTS), i % 2 == 0
+        rows.append({"prompt": _prompt(subject), "completion": _review(rng, subject, 2 if desirable else 0),
+                     "label": desirable})
+    return rows
+
+
 def prompt_rows(size: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     return [{"prompt": _prompt(rng.choice(SUBJECTS))} for _ in range(size)]
@@ -87,6 +99,8 @@ def zoo_register_datasets(register):
     register(BuiltinDataset("tiny_sft", "sft", sft_rows, "tiny reviews: prompt + positive completion"))
     register(BuiltinDataset("tiny_prefs", "pairwise", preference_rows, "tiny reviews: positive chosen, negative rejected"))
     register(BuiltinDataset("tiny_ranked", "ranked", ranked_rows, "tiny reviews: 4 responses scored by positive words"))
+    register(BuiltinDataset("tiny_unpaired", "unpaired", unpaired_rows,
+                            "tiny reviews: positive completions desirable, negative undesirable, alternating"))
     register(BuiltinDataset("tiny_prompts", "prompt", prompt_rows, "tiny review prompts for online algorithms"))
 
 

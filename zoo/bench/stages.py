@@ -35,8 +35,9 @@ from zoo.gguf import file_digest, gguf_file, is_gguf
 from zoo.registry import get_registry
 
 #: The file each data shape reads; ``sft`` and ``prompt`` files come from the task data stage.
+#: Unpaired algorithms read the pairs as a desirable chosen and an undesirable rejected completion.
 DATA_FILES = {"sft": "demonstrations.jsonl", "pairwise": "pairs.jsonl", "ranked": "ranked.jsonl",
-              "prompt": "prompts.jsonl"}
+              "unpaired": "pairs.jsonl", "prompt": "prompts.jsonl"}
 TASK_FILES = ("sft", "prompt")
 SHARED = ("task", "init", "pretrain", "sft", "preferences", "reward_model")
 MODEL = "run/model"

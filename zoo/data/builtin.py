@@ -11,7 +11,8 @@ class BuiltinDataset:
     """A named generator of rows in the usual column conventions.
 
     ``build(size, seed)`` returns ``size`` rows (dicts) and must be deterministic in ``seed``.
-    ``shape`` says which columns the rows carry (``sft``, ``pairwise``, ``ranked`` or ``prompt``).
+    ``shape`` says which columns the rows carry (``sft``, ``pairwise``, ``ranked``, ``unpaired`` or
+    ``prompt``).
     """
 
     name: str

@@ -44,6 +44,8 @@ class LoadReport:
     prompt_truncation: str = "keep_end"
     #: ``data.sft_from`` when SFT examples were taken from preference rows.
     sft_from: str | None = None
+    #: Unpaired data: the (desirable, undesirable) completions the training split was read as.
+    labelled: tuple[int, int] | None = None
 
     def summary(self) -> str:
         text = f"{self.source}: {self.kept}/{self.rows} rows kept, {self.truncated} truncated"
@@ -69,6 +71,9 @@ class LoadReport:
         if self.held_out:
             text += (f"; {self.kept - self.held_out} train, {self.held_out} held out for evaluation "
                      f"(data.eval_fraction)")
+        if self.labelled is not None:
+            text += (f"; {sum(self.labelled)} labelled completions to train on ({self.labelled[0]} desirable, "
+                     f"{self.labelled[1]} undesirable)")
         return text
 
 
@@ -177,6 +182,19 @@ def load_examples(spec: str, split: str, shape: str, config: DataConfig,
     if not out:
         raise DataError(f"no usable rows ({report.rows} read, {len(report.skipped)} skipped)", source=stream.source)
     return out, report
+
+
+def arrange(examples: list[TokenizedExample], shape: str, max_length: int, where: str) -> list[TokenizedExample]:
+    """The examples of one split as ``shape``'s batches hold them; only ``unpaired`` data changes
+    (one labelled completion each, with a mismatched pair: :mod:`zoo.data.unpaired`).
+
+    ``where`` names the split in error messages.
+    """
+    if shape == "unpaired":
+        from zoo.data.unpaired import unpaired_examples
+
+        return unpaired_examples(examples, max_length, where)
+    return examples
 
 
 def split_off(examples: list[TokenizedExample], fraction: float, seed: int

@@ -9,6 +9,11 @@ Accepted columns, by data shape:
   shared prefix up to the last ``\\n\\nAssistant:``.
 * ``ranked``: ``prompt`` + ``responses`` (k ≥ 2) + ``scores`` (k numbers); pairwise rows are
   accepted as k = 2 with scores (1, 0).
+* ``unpaired``: ``prompt`` + ``completion`` (strings or message lists) + ``label`` (true for a
+  desirable completion, false for an undesirable one; 1 and 0, and those words in a CSV file, are
+  read as true and false), TRL's unpaired preference format; pairwise rows are accepted as a
+  desirable chosen and an undesirable rejected completion (one example with two responses scored
+  (1, 0), split in two by :mod:`zoo.data.unpaired` once the rows are read).
 * ``prompt``: ``prompt`` (string or messages), or any pairwise or ``messages`` row, whose prompt is used.
 
 A response given as a message list must be a single assistant message: a longer exchange
@@ -230,6 +235,32 @@ def _ranked(r: _Row) -> tuple[str, list[str], list[float]]:
     return prompt, texts, values
 
 
+def _unpaired(r: _Row) -> tuple[str, list[str], list[float], list[str]]:
+    if not r.has("completion") and (r.has("chosen") or r.has("rejected")):
+        prompt, chosen, rejected = _pair(r)
+        return prompt, [chosen, rejected], [1.0, 0.0], ["chosen", "rejected"]
+    if not r.has("prompt"):
+        raise r.error("prompt", "missing field: unpaired rows need prompt, completion and label (or prompt, chosen "
+                                "and rejected)")
+    prompt, completion = r.prompt_or_chat("prompt"), r.response("completion")
+    if "label" not in r.row:
+        raise r.error("label", "missing field: true for a desirable completion, false for an undesirable one")
+    return prompt, [completion], [_label(r)], ["completion"]
+
+
+#: Spellings of a label in a file without types (CSV), lower-cased.
+_LABEL_TEXT = {"true": 1.0, "1": 1.0, "false": 0.0, "0": 0.0}
+
+
+def _label(r: _Row) -> float:
+    label = r.row["label"]
+    if isinstance(label, bool) or (isinstance(label, int) and label in (0, 1)):
+        return float(label)
+    if isinstance(label, str) and label.strip().lower() in _LABEL_TEXT:
+        return _LABEL_TEXT[label.strip().lower()]
+    raise r.error("label", f"expected true (desirable) or false (undesirable), got {label!r}")
+
+
 def _prompt(r: _Row) -> str:
     """The prompt alone: the responses of a pairwise or chat row are not read, let alone checked."""
     if r.has("prompt"):
@@ -285,6 +316,9 @@ def _normalise(r: _Row, shape: str) -> Example:
         prompt, responses, scores = _ranked(r)
         fields = None if r.has("responses") else ["chosen", "rejected"]
         return Example(prompt, responses, scores, row_no, source, fields)
+    if shape == "unpaired":
+        prompt, responses, labels, fields = _unpaired(r)
+        return Example(prompt, responses, labels, row_no, source, fields)
     if shape == "prompt":
         return Example(_prompt(r), [], None, row_no, source)
     raise ValueError(f"unknown data shape {shape!r}")

@@ -21,7 +21,8 @@ and a fake batch built through the real tokenizer and collator:
   ``output = "scores"``): the loss moves the way its data shape demands — raising the chosen
   response lowers a pairwise loss and raising the rejected one raises it; raising the
   best-scored response lowers a ranked loss, raising the worst-scored one raises it, and padding
-  slots do not change it; raising an SFT response lowers an SFT loss;
+  slots do not change it; raising an SFT response lowers an SFT loss; raising a desirable
+  completion lowers an unpaired loss and raising an undesirable one raises it;
 * cached reference values (``zoo.forward.cached_logprobs``: sequence sums only, no per-token
   values) give the same losses as the reference's full ``SequenceLogProbs``, and the loss does
   not modify its inputs.
@@ -104,8 +105,8 @@ def _check_declarations(cls: type, report: ConformanceReport) -> None:
     if cls.generates_online and cls.make_experience is Algorithm.make_experience:
         raise fail("generates_online is True but make_experience() is not implemented")
     if cls.data_shape == "prompt" and not cls.generates_online:
-        raise fail("prompt-only data has no responses to score; an offline algorithm needs sft, pairwise or "
-                   "ranked data (or set generates_online and implement make_experience)")
+        raise fail("prompt-only data has no responses to score; an offline algorithm needs sft, pairwise, "
+                   "ranked or unpaired data (or set generates_online and implement make_experience)")
     if not (isinstance(cls.Args, type) and issubclass(cls.Args, Hyperparameters) and dataclasses.is_dataclass(cls.Args)):
         raise fail("Args must be a @dataclass subclass of zoo.Hyperparameters")
     report.checks.append("declarations")
@@ -216,6 +217,12 @@ def _responsiveness_targets(cls: type[Algorithm], batch: Batch) -> list[tuple[st
         chosen[:, 0], rejected[:, 1] = True, True
         return [("raising the chosen response's log-prob", chosen, -1),
                 ("raising the rejected response's log-prob", rejected, +1)]
+    if cls.data_shape == "unpaired":  # slot 1, the mismatched pair, sets a reference point: no direction
+        desirable, undesirable = slots.clone(), slots.clone()
+        desirable[:, 0], undesirable[:, 0] = batch.scores[:, 0] > 0, batch.scores[:, 0] <= 0
+        return [(description, target, sign) for description, target, sign in (
+            ("raising a desirable completion's log-prob", desirable, -1),
+            ("raising an undesirable completion's log-prob", undesirable, +1)) if target.any()]
     if batch.scores is None:
         raise ConformanceError("a ranked batch without scores")
     best = batch.scores.masked_fill(~batch.valid, -math.inf).argmax(-1)
@@ -271,8 +278,9 @@ def _check_responsiveness(algorithm: Algorithm, template: SequenceLogProbs, batc
         wrong_way = (change * sign < -1e-6).any() or not (change.mean() * sign > 1e-6)
         if wrong_way:
             expected = "lower" if sign < 0 else "raise"
+            article = "an" if cls.data_shape[0] in "aeiou" else "a"
             raise _fail(name, "responsiveness",
-                        f"{description} should {expected} a {cls.data_shape} loss; per-example losses went from "
+                        f"{description} should {expected} {article} {cls.data_shape} loss; per-example losses went from "
                         f"{base_out.losses.tolist()} to {out.losses.tolist()}")
         report.checks.append(f"responsiveness: {description}")
 

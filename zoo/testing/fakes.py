@@ -10,6 +10,7 @@ from torch import Tensor
 from zoo.algorithm import DATA_SHAPES
 from zoo.batch import Batch, SequenceLogProbs
 from zoo.data.collate import Collator
+from zoo.data.dataset import arrange
 from zoo.data.examples import normalise
 from zoo.data.tokenize import ExampleTokenizer
 from zoo.tiny import tiny_model, tiny_tokenizer
@@ -32,13 +33,14 @@ def tiny_model_and_tokenizer(**sizes: int) -> tuple[torch.nn.Module, Any]:
 def fake_rows(shape: str, batch_size: int = 2, k: int | None = None) -> list[dict[str, Any]]:
     """Raw rows of ``shape`` in the usual column conventions, with responses of unequal lengths.
 
-    ``ranked`` rows get ``k`` responses (default 3) scored so that the best one sits in a different
+    ``unpaired`` rows (``prompt``, ``completion``, ``label``) alternate desirable and undesirable,
+    starting with desirable. ``ranked`` rows get ``k`` responses (default 3) scored so that the best one sits in a different
     slot in each row; when ``k >= 3`` and ``batch_size >= 2`` the last row has only ``k - 1``
     responses, so the batch has padding slots.
     """
     if shape not in DATA_SHAPES:
         raise ValueError(f"unknown data shape {shape!r}; expected one of {', '.join(DATA_SHAPES)}")
-    fixed_k = {"sft": 1, "pairwise": 2}
+    fixed_k = {"sft": 1, "pairwise": 2, "unpaired": 2}
     if shape in fixed_k and k not in (None, fixed_k[shape]):
         raise ValueError(f"{shape} data has k = {fixed_k[shape]} responses per example, not {k}")
     k = k or 3
@@ -52,6 +54,8 @@ def fake_rows(shape: str, batch_size: int = 2, k: int | None = None) -> list[dic
             rows.append({"prompt": prompt, "completion": pick[0]})
         elif shape == "pairwise":
             rows.append({"prompt": prompt, "chosen": pick[0], "rejected": pick[1]})
+        elif shape == "unpaired":
+            rows.append({"prompt": prompt, "completion": pick[0], "label": b % 2 == 0})
         elif shape == "ranked":
             n = k - 1 if (b == batch_size - 1 and batch_size >= 2 and k >= 3) else k
             rows.append({"prompt": prompt, "responses": pick[:n],
@@ -71,6 +75,7 @@ def fake_batch(shape: str, tokenizer: Any, batch_size: int = 2, k: int | None = 
     encode = ExampleTokenizer(tokenizer, max_length, max_prompt_length)
     examples = [encode(normalise(row, i + 1, "zoo.testing", shape))
                 for i, row in enumerate(fake_rows(shape, batch_size, k))]
+    examples = arrange(examples, shape, max_length, "zoo.testing's fake rows")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Collator(pad, train_on_prompt=train_on_prompt and shape == "sft")(examples)
 
