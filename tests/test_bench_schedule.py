@@ -39,10 +39,11 @@ def test_the_estimate_scales_the_mean_unit_and_pipeline_time_to_what_is_left():
 
 
 def test_the_plan_counts_every_unit_the_runner_will_run():
-    """configs/bench/tiny.yaml: 16 table rows x 5 seeds on the test prompts = 80; 13 selected sweeps
-    of 4 settings each on the one tuning seed (1004, not a reported seed) = 52; the SFT model on the
-    validation prompts of that seed, once for all sweeps = 1. 133 units, and one pipeline per seed:
-    5 reported + 1 tuning = 6."""
+    """configs/bench/tiny.yaml: 22 table rows x 5 seeds on the test prompts = 110; 19 selected sweeps
+    of 4 settings each on the one tuning seed (1004, not a reported seed) = 76; the SFT model on the
+    validation prompts of that seed, once for all sweeps = 1; FLOPs are matched, so each of the 76
+    distinct trained settings first gets a calibration run on the first seed (0) = 76. 263 units,
+    and one pipeline per seed: 5 reported + 1 tuning = 6."""
     from pathlib import Path
 
     from zoo.bench.config import load_bench_config
@@ -50,8 +51,15 @@ def test_the_plan_counts_every_unit_the_runner_will_run():
 
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "configs/bench/tiny.yaml"), [])
     schedule = plan(config)
-    assert len(schedule.units) == 133 and schedule.pipelines == 6
-    assert schedule.units[0] == ("SFT", 1004, "validation") and schedule.units[-1] == ("online DPO (gold reward)", 4, "test")
+    assert len(schedule.units) == 263 and schedule.pipelines == 6
+    kinds = [split for _, _, split in schedule.units]
+    assert kinds.count("calibrate") == 76 and kinds.count("validation") == 77 and kinds.count("test") == 110
+    assert schedule.units[0] == ("rejection sampling (samples_per_prompt=4, learning_rate=0.0001)", 0, "calibrate")
+    assert schedule.units[76] == ("SFT", 1004, "validation")
+    assert schedule.units[-1] == ("ORPO", 4, "test")
+    steps = load_bench_config(str(Path(__file__).resolve().parents[1] / "configs/bench/tiny.yaml"),
+                              ["budget.matched=steps"])
+    assert len(plan(steps).units) == 187  # no calibration when steps are what is matched
 
 
 def test_a_unit_the_plan_missed_is_counted_rather_than_overrun():

@@ -25,8 +25,9 @@ from zoo.bench.cache import DONE, Stage, StageCache
 from zoo.bench.config import BenchConfig
 from zoo.errors import ConfigError
 
-#: Files of a stage folder that record how the run went, not what it produced.
-UNCOMPARED = ("run/metrics.json", "run/config.yaml", "run/.zoo-run")
+#: Files of a stage folder that record how the run went, not what it produced (the model card
+#: summarises the config and metrics, and names the upstream stages' folders, whose keys hold the code hash).
+UNCOMPARED = ("run/metrics.json", "run/config.yaml", "run/.zoo-run", "run/model/README.md")
 #: Stage-record keys that are measurements of the run (time, memory), not outputs.
 TIMINGS = ("fingerprint", "stage_seconds", "stage_cpu_seconds", "train_seconds", "tokens_per_second",
            "peak_memory_mib", "memory_kind")

@@ -144,7 +144,7 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
             inputs[pipeline.seed] = _LazyInputs(lambda p=pipeline: _eval_inputs(config, stages, p))
         return pipeline, inputs[pipeline.seed]
 
-    budgets = _fit_budgets(config, stages, lambda: pipeline_of(config.seeds[0])[0])
+    budgets = _fit_budgets(config, stages, lambda: pipeline_of(config.seeds[0])[0], schedule.start)
 
     def run_one(contender: Contender, seed: int, split: str) -> tuple[Stage, Stage | None]:
         schedule.start((contender.label, seed, split))
@@ -181,8 +181,8 @@ def _key(spec: RunSpec) -> str:
     return spec_key(spec.algorithm, spec.algorithm_args, spec.train, spec.reward)
 
 
-def _fit_budgets(config: BenchConfig, stages: Stages, first_pipeline: Callable[[], Pipeline]
-                 ) -> dict[str, Any] | None:
+def _fit_budgets(config: BenchConfig, stages: Stages, first_pipeline: Callable[[], Pipeline],
+                 start: Callable[[Any], None] = lambda unit: None) -> dict[str, Any] | None:
     """Calibrate every trained contender (selection trials included) on the first reported seed's
     pipeline and fit its steps to the matched budget; None when steps are what is matched."""
     budget = config.budget
@@ -192,6 +192,7 @@ def _fit_budgets(config: BenchConfig, stages: Stages, first_pipeline: Callable[[
     trained = [c for c in expand_runs(config) if c.trains]
 
     def calibrate(contender: Contender) -> dict[str, Any]:
+        start((contender.label, pipeline.seed, "calibrate"))
         return stages.align(contender, pipeline.seed, pipeline, budget.calibration_steps, kind="calibrate").record
 
     records = calibrate_all(((_key(c.spec), c) for c in trained), calibrate)
@@ -218,6 +219,12 @@ def plan(config: BenchConfig) -> Schedule:
     runs = expand_runs(config)
     baseline = next(c for c in runs if not c.trains and c.spec.best_of_n is None)
     units: list[tuple[str, int, str]] = []
+    if config.budget.matched != "steps":  # one calibration run per distinct trained setting, on the first seed
+        first: dict[str, str] = {}
+        for c in runs:
+            if c.trains:
+                first.setdefault(_key(c.spec), c.label)
+        units += [(label, config.seeds[0], "calibrate") for label in first.values()]
     for spec in (s for s in config.runs if s.select):
         units += [(baseline.label, seed, "validation") for seed in tuning]
         units += [(c.label, seed, "validation") for c in runs if c.is_trial and c.group == spec.label

@@ -321,6 +321,8 @@ class Stages:
         train = {**alignment.train, **spec.train}
         if max_steps is not None:
             train["max_steps"] = max_steps
+        if kind == "calibrate":  # a cost per step needs no warm-up longer than the few steps measured
+            train["warmup_steps"] = min(int(train.get("warmup_steps", 0)), max_steps or 0)
         inputs = {"algorithm": spec.algorithm, "algorithm_args": spec.algorithm_args, "train": train,
                   "data": alignment.data, "reward": spec.reward if algorithm.needs_reward else None, "seed": seed}
 
