@@ -112,8 +112,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "bench"
 
 @pytest.mark.parametrize("task", ["sentiment", "ifeval"])
 def test_the_cpu_and_gpu_configs_of_each_task(task):
-    """CPU: SmolLM2 with LoRA, 3 or more pipeline seeds, every contender the issue lists (and the gold
-    reward as a verifiable reward), the alignment-tax suites; GPU: the same task fully fine-tuned on one
+    """CPU: SmolLM2 with LoRA, 3 or more pipeline seeds, every contender the issue lists, KTO and ORPO
+    (and the gold reward as a verifiable reward, also of the GRPO family), the alignment-tax suites; GPU: the same task fully fine-tuned on one
     GPU with more prompts and seeds."""
     from zoo.bench.config import expand_runs
 
@@ -125,8 +125,9 @@ def test_the_cpu_and_gpu_configs_of_each_task(task):
         assert config.alignment.data["chat_template"] == "off"
         runs = expand_runs(config)
         assert {c.spec.algorithm for c in runs if c.trains} >= {
-            "rejection_sampling", "ppo", "dpo", "rrhf", "slic_hf", "grpo", "rloo", "online_dpo"}
-        assert {c.spec.algorithm for c in runs if c.spec.reward == "gold"} == {"grpo", "rloo", "online_dpo"}
+            "rejection_sampling", "ppo", "dpo", "rrhf", "slic_hf", "grpo", "rloo", "online_dpo", "kto", "orpo"}
+        assert {c.spec.algorithm for c in runs if c.spec.reward == "gold"} == {
+            "grpo", "rloo", "online_dpo", "gspo", "cispo", "reinforce_pp_baseline"}
         assert any(c.spec.best_of_n for c in runs)
         swept = {c.group for c in runs if c.sweep_key is not None and not c.spec.select}
         assert {"DPO", "GRPO (gold reward)"} <= swept  # unselected sweeps: the frontier
