@@ -273,9 +273,13 @@ class AlignmentModule(L.LightningModule):
 
     # ----- optimisation ----------------------------------------------------------------------
     def _scales_gradients(self) -> bool:
-        """Whether the Trainer's precision plugin scales the loss (16-bit mixed precision's GradScaler)."""
+        """Whether the optimiser must leave gradient unscaling to the Trainer: under a mixed-precision
+        plugin (16-bit with its GradScaler, or bf16), Lightning refuses to clip the gradients of an
+        optimiser that unscales inside its step, as a fused one does."""
+        from lightning.pytorch.plugins.precision import MixedPrecision
+
         trainer = self._trainer
-        return trainer is not None and getattr(trainer.precision_plugin, "scaler", None) is not None
+        return trainer is not None and isinstance(trainer.precision_plugin, MixedPrecision)
 
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.train_config

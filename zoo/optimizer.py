@@ -13,8 +13,9 @@ float rounding (the order of a few operations differs), so runs with it are not 
 runs without it.
 
 It is used when every trainable parameter is a floating-point tensor on the CPU or a CUDA device
-and the Trainer does not scale gradients (16-bit mixed precision with a gradient scaler unscales
-inside a fused step, which Lightning's gradient clipping refuses); otherwise torch chooses.
+and the Trainer does not train in mixed precision (a fused step unscales gradients itself, and
+Lightning's mixed-precision plugin, bf16 included, then refuses to clip them); otherwise torch
+chooses.
 """
 from __future__ import annotations
 
