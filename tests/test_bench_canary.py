@@ -17,8 +17,15 @@ SMOKE = Path(__file__).resolve().parents[1] / "configs" / "bench" / "smoke.yaml"
 
 @pytest.fixture
 def config(tmp_path):
-    yield load_bench_config(SMOKE, [f"cache_dir={tmp_path / 'cache'}", "canary.until=pretrain"])
+    import torch
+
+    threads = torch.get_num_threads()
+    config = load_bench_config(SMOKE, [f"cache_dir={tmp_path / 'cache'}", "canary.until=pretrain"])
+    if config.threads is not None:  # the earlier stages are built as a run builds them
+        torch.set_num_threads(config.threads)
+    yield config
     provenance.use_aliases(None)
+    torch.set_num_threads(threads)
 
 
 def test_a_numerics_neutral_change_carries_the_cache_and_a_moved_number_does_not(config, tmp_path, monkeypatch):
@@ -58,3 +65,21 @@ def test_the_canary_needs_an_earlier_result_to_compare_with(tmp_path, capsys):
     assert main(["bench", str(SMOKE), "--canary", "--output", str(tmp_path / "none")]) == 2
     assert "--canary compares with the result in" in capsys.readouterr().err
     assert main(["bench", "--check", str(tmp_path), "--canary"]) == 2  # the check trains nothing
+
+
+def test_the_canary_rebuilds_with_the_configs_thread_count(config, tmp_path, monkeypatch):
+    """A run with ``threads: 1`` built its stages single-threaded; rebuilt with more threads their
+    float reductions differ, so the canary must use the config's count too."""
+    import dataclasses
+
+    import torch
+
+    from zoo.bench import canary
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)
+    monkeypatch.setattr(canary, "_build_prefix", lambda *args: [])
+    (tmp_path / "cache").mkdir()
+    run_canary(dataclasses.replace(config, threads=1), tmp_path / "cache", "e" * 16)
+    assert calls == [1]

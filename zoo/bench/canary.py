@@ -107,6 +107,10 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
         record["identical"] = True
         record["note"] = "the code hash did not change: nothing to carry over"
         return record
+    if config.threads is not None:  # as the run did: the thread count changes float reductions
+        import torch
+
+        torch.set_num_threads(config.threads)
     provenance.use_aliases(None)
     new = _build_prefix(config, StageCache(cache_root), until)
     provenance._aliases.update({today: {"from": earlier_core_hash}})
