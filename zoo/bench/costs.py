@@ -28,7 +28,7 @@ def _batch(results: dict[str, Any], contender: dict[str, Any]) -> Any:
 
 
 def budget_lines(results: dict[str, Any]) -> list[str]:
-    """Per trained contender: the fitted steps, prompts or pairs drawn, samples and tokens generated,
+    """Per trained contender: the fitted steps, steps × batch size, samples and tokens generated,
     tokens trained and FLOPs, with the matched quantity named and its spread across rows."""
     params = (results["shared_stages"].get("init") or {}).get("parameters") or _trained_parameters(results)
     budget = results.get("budget") or {"matched": "steps", "rows": {}}
@@ -66,10 +66,13 @@ def budget_lines(results: dict[str, Any]) -> list[str]:
                f"it from a {budget.get('calibration_steps')}-step calibration run on the first seed (its cost per "
                f"step), so the other columns follow from it.")
     return (["## Training budget per run (mean per seed)", "",
-             f"{how}{spread} Prompts or pairs drawn: steps × batch size. FLOPs ≈ 6·N per trained token (forward "
+             f"{how}{spread} Steps × batch size counts the prompts or pairs drawn when each batch gives one "
+             f"optimiser step; an online run that takes several steps per rollout (PPO's epochs × minibatches, "
+             f"the GRPO family's policy updates × minibatches) draws that many times fewer prompts, which the "
+             f"samples generated count exactly. FLOPs ≈ 6·N per trained token (forward "
              f"and backward) + 2·N per generated token, N = {n} parameters; the reference and reward-model passes "
              f"are not counted.{note}", ""]
-            + _table(["run", "optimiser steps", "prompts or pairs drawn", "samples generated", "tokens generated",
+            + _table(["run", "optimiser steps", "steps × batch size", "samples generated", "tokens generated",
                       "tokens trained", "FLOPs"], body) + [""])
 
 
