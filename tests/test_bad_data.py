@@ -253,7 +253,7 @@ def test_cli_run_with_skipped_rows_reports_them_on_screen_and_in_metrics(tmp_pat
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert cli.main(["train", str(config)]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long paths at its width
     assert "10/12 rows kept" in out and "2 skipped" in out
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["skipped_rows"] == 2 and "2 skipped" in summary["data"][0]
