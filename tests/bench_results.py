@@ -34,7 +34,7 @@ def seed_values(label: str, seed: str) -> dict:
 
 
 def stored_results(claims: list[dict] | None = None) -> dict:
-    from zoo.bench.config import load_bench_config
+    from zoo.bench.loading import load_bench_config
     from zoo.bench.provenance import package_versions, run_source_hash
     from zoo.bench.results import FORMAT, protocol_hash
 

@@ -5,7 +5,7 @@ import pytest
 
 from zoo import ConfigError
 from zoo.bench.budget import fit_steps, training_flops
-from zoo.bench.config import load_bench_config
+from zoo.bench.loading import load_bench_config
 
 BASE = {"task": {"name": "fables"}, "alignment": {"train": {"max_steps": 10}},
         "runs": [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"}]}

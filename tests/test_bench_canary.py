@@ -9,7 +9,7 @@ import pytest
 from zoo.bench import provenance
 from zoo.bench.cache import StageCache
 from zoo.bench.canary import _build_prefix, _LookupOnly, run_canary
-from zoo.bench.config import load_bench_config
+from zoo.bench.loading import load_bench_config
 from zoo.errors import ConfigError
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "bench" / "smoke.yaml"

@@ -8,7 +8,8 @@ import pytest
 
 from zoo import ConfigError
 from zoo.bench.cache import StageCache, fingerprint
-from zoo.bench.config import expand_runs, headline_labels, load_bench_config, tuning_seeds
+from zoo.bench.config import expand_runs, headline_labels, tuning_seeds
+from zoo.bench.loading import load_bench_config
 
 # Other commands' configs may live beside them; bench configs open with the command that runs them.
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml")

@@ -5,7 +5,8 @@ import copy
 
 from bench_results import derived_results
 
-from zoo.bench.config import load_bench_config, tuning_seeds
+from zoo.bench.config import tuning_seeds
+from zoo.bench.loading import load_bench_config
 from zoo.bench.perturb import perturbation_lines, perturbation_record, shifted, survival, verdicts
 from zoo.bench.report import markdown
 from zoo.bench.results import derive

@@ -46,7 +46,7 @@ def test_the_plan_counts_every_unit_the_runner_will_run():
     and one pipeline per seed: 5 reported + 1 tuning = 6."""
     from pathlib import Path
 
-    from zoo.bench.config import load_bench_config
+    from zoo.bench.loading import load_bench_config
     from zoo.bench.runner import plan
 
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "configs/bench/tiny.yaml"), [])

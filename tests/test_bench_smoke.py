@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from bench_recompute import assert_recomputes
 
-from zoo.bench.config import load_bench_config
+from zoo.bench.loading import load_bench_config
 from zoo.bench.runner import run_bench
 from zoo.cli import main
 from zoo.registry import get_registry

@@ -98,7 +98,8 @@ def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
 
 
 def test_the_bench_config_puts_simpo_beside_the_built_in_dpo_and_kto(target, monkeypatch):
-    from zoo.bench.config import expand_runs, load_bench_config
+    from zoo.bench.config import expand_runs
+    from zoo.bench.loading import load_bench_config
 
     path = EXAMPLE / "configs" / "bench-smoke.yaml"
     with plugin_path(target):

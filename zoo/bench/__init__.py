@@ -43,7 +43,8 @@ from zoo.bench.task import Judge, Task, TaskArgs, TaskData
 #: The harness's names, imported on first use, by owning module.
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.canary": ("run_canary",),
-    "zoo.bench.config": ("BenchConfig", "load_bench_config"),
+    "zoo.bench.config": ("BenchConfig",),
+    "zoo.bench.loading": ("load_bench_config",),
     "zoo.bench.perturb": ("perturbation_record", "shifted"),
     "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
     "zoo.bench.check": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),

@@ -49,7 +49,7 @@ def _differences(recorded: object, recomputed: object, where: str = "") -> list[
 
 def _config_changed(results: dict) -> str | None:
     """Why the config file a result was run from no longer gives its config (None: it still does)."""
-    from zoo.bench.config import load_bench_config
+    from zoo.bench.loading import load_bench_config
     from zoo.errors import ConfigError
 
     name = results.get("config_file")

@@ -1,6 +1,6 @@
 """The bench config's checks that need the registry: tasks, stage algorithms, contenders, sweeps.
 
-Run by :func:`zoo.bench.config.load_bench_config` before anything trains: every stage and every
+Run by :func:`zoo.bench.loading.load_bench_config` before anything trains: every stage and every
 contender is turned into the run config it will train with (:func:`zoo.bench.config.run_config`,
 which checks it like ``zoo train`` does, the algorithm's arguments included), so a bad value in
 any of them fails here, naming where it is.

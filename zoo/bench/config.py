@@ -5,7 +5,8 @@ point (pretraining, SFT, preference data, proxy reward model), the alignment run
 how every model is evaluated. Every key is checked (an unknown key is an error naming it, with a
 suggestion); algorithm names, their ``algorithm_args`` and the task's ``args`` are checked
 against the registry before anything trains (:mod:`zoo.bench.checks`). This module holds the
-dataclasses, loading, the expansion of sweeps into contenders and :func:`run_config`.
+dataclasses, the expansion of sweeps into contenders and :func:`run_config`; reading a file and
+running the checks is :func:`zoo.bench.loading.load_bench_config`.
 """
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ import copy
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from zoo.bench.protocol import (BudgetConfig, CanaryConfig, Claim, DeclaredRun, FailureConfig, PerturbationConfig,
                                 SelectionConfig)
-from zoo.config import ModelConfig, apply_overrides, build_dataclass, load_config, read_yaml
+from zoo.config import ModelConfig, load_config
 from zoo.errors import ConfigError
 
 #: Bench-config keys a sweep may vary (besides ``algorithm_args.*`` and ``train.*``).
@@ -199,19 +199,7 @@ class Contender:
         return self.spec.select and bool(self.setting)
 
 
-# ----- loading and expanding -----------------------------------------------------------------------
-
-
-def load_bench_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                      raw: dict[str, Any] | None = None) -> BenchConfig:
-    """Read, validate and cross-check a bench config (nothing is trained or downloaded)."""
-    data = copy.deepcopy(raw or {}) if path is None else read_yaml(path)
-    data = apply_overrides(data, list(overrides or []))
-    config = build_dataclass(BenchConfig, data)
-    from zoo.bench.checks import validate_bench  # the checks build run configs from this module's types
-
-    validate_bench(config)
-    return config
+# ----- expanding sweeps ----------------------------------------------------------------------------
 
 
 def _set_path(target: RunSpec, key: str, value: Any) -> RunSpec:

@@ -36,7 +36,7 @@ import torch
 
 from zoo.bench.budget import training_flops
 from zoo.bench.judges import judge_fields, judge_values, task_judges
-from zoo.bench.runner import BenchRun
+from zoo.bench.record import BenchRun
 from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
                              proportion_interval, t_interval, versus_best)
 
