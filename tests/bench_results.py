@@ -35,8 +35,9 @@ def seed_values(label: str, seed: str) -> dict:
 
 def stored_results(claims: list[dict] | None = None) -> dict:
     from zoo.bench.loading import load_bench_config
-    from zoo.bench.provenance import package_versions, run_source_hash
+    from zoo.bench.provenance import run_source_hash
     from zoo.bench.results import FORMAT, protocol_hash
+    from zoo.bench.versions import package_versions
 
     runs = [{"label": "SFT"}, {"label": "DPO", "algorithm": "dpo"},
             {"label": "PPO (proxy RM)", "algorithm": "ppo", "algorithm_args": {"max_new_tokens": 24}}]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import provenance
+from zoo.bench import sources
 from zoo.bench.cache import StageCache
 from zoo.bench.canary import _build_prefix, _LookupOnly, run_canary
 from zoo.bench.loading import load_bench_config
@@ -24,39 +24,39 @@ def config(tmp_path):
     if config.threads is not None:  # the earlier stages are built as a run builds them
         torch.set_num_threads(config.threads)
     yield config
-    provenance.use_aliases(None)
+    sources.use_aliases(None)
     torch.set_num_threads(threads)
 
 
 def test_a_numerics_neutral_change_carries_the_cache_and_a_moved_number_does_not(config, tmp_path, monkeypatch):
     root = tmp_path / "cache"
-    earlier = provenance.code_source_hash()
+    earlier = sources.code_source_hash()
     assert run_canary(config, root, earlier)["note"].startswith("the code hash did not change")
     before = _build_prefix(config, StageCache(root), "pretrain")  # the earlier code's stages
     assert [s.kind for s in before] == ["task", "init", "pretrain"]
 
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)  # a refactor: another code hash
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)  # a refactor: another code hash
     with pytest.raises(ConfigError, match="not in"):  # without the alias, today's keys find nothing
         _build_prefix(config, _LookupOnly(root), "pretrain")
     record = run_canary(config, root, earlier)
     assert record["identical"] is True and record["from"] == earlier and record["to"] == "f" * 16
     assert [s["kind"] for s in record["stages"]] == ["task", "init", "pretrain"]
     assert all(s["today"] != s["earlier"] and s["differences"] == [] for s in record["stages"])
-    aliases = json.loads((root / provenance.ALIASES).read_text())
+    aliases = json.loads((root / sources.ALIASES).read_text())
     assert aliases["f" * 16]["from"] == earlier
-    provenance.use_aliases(root)
-    assert provenance.core_source_hash() == earlier and provenance.applied_canary()["identical"]
+    sources.use_aliases(root)
+    assert sources.core_source_hash() == earlier and sources.applied_canary()["identical"]
     reused = _build_prefix(config, _LookupOnly(root), "pretrain")  # the earlier stages, under the alias
     assert [s.key for s in reused] == [s.key for s in before]
 
     weights = next((before[-1].path / "run" / "model").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # the earlier pretraining "differs"
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "e" * 16)
-    provenance.use_aliases(None)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "e" * 16)
+    sources.use_aliases(None)
     moved = run_canary(config, root, earlier)
     assert moved["identical"] is False
     assert moved["stages"][-1]["differences"] == [f"run/model/{weights.name}"]
-    assert "e" * 16 not in json.loads((root / provenance.ALIASES).read_text())
+    assert "e" * 16 not in json.loads((root / sources.ALIASES).read_text())
 
 
 def test_the_canary_needs_an_earlier_result_to_compare_with(tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_the_canary_rebuilds_with_the_configs_thread_count(config, tmp_path, mon
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)
     monkeypatch.setattr(canary, "_build_prefix", lambda *args: [])
     (tmp_path / "cache").mkdir()
     run_canary(dataclasses.replace(config, threads=1), tmp_path / "cache", "e" * 16)

@@ -143,7 +143,7 @@ def test_fingerprints_change_with_inputs_upstream_and_version(monkeypatch):
 def test_fingerprints_change_with_the_source_and_the_packages(monkeypatch, tmp_path):
     import importlib.util
 
-    from zoo.bench import provenance
+    from zoo.bench import sources, versions
 
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text("X = 1\n")
@@ -154,16 +154,29 @@ def test_fingerprints_change_with_the_source_and_the_packages(monkeypatch, tmp_p
     assert base == fingerprint("align", {"lr": 1e-3}, ["a"], [module])
     assert base != fingerprint("align", {"lr": 1e-3}, ["a"])  # the plugin's source is part of it
     plugin.write_text("X = 2\n")
-    provenance._file_digest.cache_clear()
+    sources._file_digest.cache_clear()
     assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
     plugin.write_text("X = 1\n")
-    provenance._file_digest.cache_clear()
+    sources._file_digest.cache_clear()
     assert base == fingerprint("align", {"lr": 1e-3}, ["a"], [module])
-    monkeypatch.setattr(provenance, "core_source_hash", lambda: "0" * 16)  # an edit to the core
+    monkeypatch.setattr(sources, "core_source_hash", lambda: "0" * 16)  # an edit to the core
     assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
     monkeypatch.undo()
-    monkeypatch.setattr(provenance, "package_versions", lambda: {"torch": "0.0"})
+    monkeypatch.setattr(versions, "package_versions", lambda: {"torch": "0.0"})
     assert base != fingerprint("align", {"lr": 1e-3}, ["a"], [module])
+
+
+def test_one_list_of_packages_feeds_the_fingerprints_and_the_results():
+    """Every recorded package is listed once (zoo.bench.versions); the fingerprinted ones are the
+    numerical stack every stage key has always held, so listing them anew moved no cache key."""
+    from zoo.bench import versions
+
+    names = [p.name for p in versions.PACKAGES]
+    assert len(names) == len(set(names))
+    assert set(versions.package_versions()) == {"python", "torch", "transformers", "tokenizers", "lightning", "numpy",
+                                                "safetensors", "peft"}
+    assert set(versions.recorded_versions()) == {"python", "platform", "device", "alignment-zoo", "torch",
+                                                 "transformers", "lightning", "datasets", "peft", "numpy", "scipy"}
 
 
 def test_stage_cache_builds_once_and_rebuilds_an_interrupted_stage(tmp_path):

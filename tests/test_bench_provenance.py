@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from zoo.bench import provenance
+from zoo.bench import sources
 from zoo.bench.check import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_result_file, check_results
-from zoo.bench.provenance import code_digest, git_state
+from zoo.bench.provenance import git_state, run_source_hash
+from zoo.bench.sources import code_digest
 from zoo.bench.report import markdown
 from zoo.cli import main
 
@@ -69,7 +70,7 @@ def test_another_source_hash_or_package_version_fails_the_check(result):
     edit(result, lambda r: r.update(source_hash="0123456789abcdef"))
     verdict = check_result_file(result / "results.json")
     assert verdict.status == CHECK_STALE and "source hash 0123456789abcdef is not today's" in verdict.reasons[0]
-    edit(result, lambda r: r.update(source_hash=provenance.run_source_hash(r["config"])))
+    edit(result, lambda r: r.update(source_hash=run_source_hash(r["config"])))
     assert check_result_file(result / "results.json").status == CHECK_OK
     edit(result, lambda r: r["packages"].update(torch="0.0.1"))
     verdict = check_result_file(result / "results.json")
@@ -129,24 +130,24 @@ def test_source_digests_ignore_comments_docstrings_and_layout_but_not_code():
 def test_a_comment_only_change_to_the_core_stales_nothing(result, monkeypatch):
     import zoo.bench.stages as stages
 
-    path = provenance.module_file(stages)
+    path = sources.module_file(stages)
     original = path.read_bytes()
-    before = provenance.code_source_hash()
+    before = sources.code_source_hash()
     try:
         path.write_bytes(original + b"\n# a comment that changes no number\n")
-        provenance.code_source_hash.cache_clear()
-        provenance._file_digest.cache_clear()
-        assert provenance.code_source_hash() == before
+        sources.code_source_hash.cache_clear()
+        sources._file_digest.cache_clear()
+        assert sources.code_source_hash() == before
         assert check_result_file(result / "results.json").status == CHECK_OK
         path.write_bytes(original + b"\nSOMETHING = 1\n")
-        provenance.code_source_hash.cache_clear()
-        provenance._file_digest.cache_clear()
-        assert provenance.code_source_hash() != before
+        sources.code_source_hash.cache_clear()
+        sources._file_digest.cache_clear()
+        assert sources.code_source_hash() != before
         assert check_result_file(result / "results.json").status == CHECK_STALE
     finally:
         path.write_bytes(original)
-        provenance.code_source_hash.cache_clear()
-        provenance._file_digest.cache_clear()
+        sources.code_source_hash.cache_clear()
+        sources._file_digest.cache_clear()
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -180,13 +181,13 @@ def test_the_check_command_exits_with_the_verdict(result, capsys):
 
 
 def test_a_canary_vouches_for_the_one_code_hash_it_compared(result, monkeypatch):
-    earlier = provenance.code_source_hash()
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)  # a refactor since the run
+    earlier = sources.code_source_hash()
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)  # a refactor since the run
     assert check_result_file(result / "results.json").status == CHECK_STALE
     edit(result, lambda r: r.update(canary={"from": earlier, "to": "f" * 16, "identical": True}))
     assert check_result_file(result / "results.json").status == CHECK_OK
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "e" * 16)  # a further change: not vouched for
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "e" * 16)  # a further change: not vouched for
     assert check_result_file(result / "results.json").status == CHECK_STALE
-    monkeypatch.setattr(provenance, "code_source_hash", lambda: "f" * 16)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)
     edit(result, lambda r: r["canary"].update(identical=False))
     assert check_result_file(result / "results.json").status == CHECK_STALE

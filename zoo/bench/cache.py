@@ -2,8 +2,8 @@
 
 A fingerprint hashes the stage's kind, the config values it reads, the fingerprints of the
 stages it starts from, a hash of the source that produces it (the ``zoo`` core and the plugin
-modules the stage uses, :func:`zoo.bench.provenance.source_hash`) and the versions of the
-numerical packages. Code that could compute a stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with
+modules the stage uses, :func:`zoo.bench.sources.source_hash`) and the versions of the
+numerical packages (:func:`zoo.bench.versions.package_versions`). Code that could compute a stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with
 the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
 run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
 SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
@@ -47,7 +47,8 @@ def fingerprint(kind: str, inputs: Any, upstream: list[str] | tuple[str, ...] = 
                 ) -> str:
     """A hex digest of ``kind``, ``inputs`` (JSON-serialisable), upstream fingerprints, the version,
     the package versions and the source hash of the core plus ``sources`` (modules or classes)."""
-    from zoo.bench.provenance import package_versions, source_hash
+    from zoo.bench.sources import source_hash
+    from zoo.bench.versions import package_versions
 
     payload = json.dumps({"kind": kind, "inputs": inputs, "upstream": list(upstream),
                           "version": package_version(), "packages": package_versions(),

@@ -1,6 +1,6 @@
 """Carrying a stage cache across a code change that moves no number: the canary.
 
-Stage fingerprints hash the code (:func:`zoo.bench.provenance.code_source_hash`), so any change to
+Stage fingerprints hash the code (:func:`zoo.bench.sources.code_source_hash`), so any change to
 what the core does (a refactor included) rebuilds every stage: hours on two cores. The canary
 shows a change to be numerics-neutral instead. It rebuilds a declared prefix of the first seed's
 pipeline (``canary.until``: task data, initial weights, pretraining, SFT, ...) with today's code,
@@ -96,11 +96,11 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
     Returns the canary record for results.json; when every output is identical, also writes the
     alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses it).
     """
-    from zoo.bench import provenance
+    from zoo.bench import sources
 
     announce = announce or (lambda text: None)
     until = config.canary.until
-    today = provenance.code_source_hash()
+    today = sources.code_source_hash()
     record: dict[str, Any] = {"from": earlier_core_hash, "to": today, "until": until, "stages": [],
                               "identical": None}
     if today == earlier_core_hash:
@@ -111,13 +111,13 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
         import torch
 
         torch.set_num_threads(config.threads)
-    provenance.use_aliases(None)
+    sources.use_aliases(None)
     new = _build_prefix(config, StageCache(cache_root), until)
-    provenance._aliases.update({today: {"from": earlier_core_hash}})
+    sources._aliases.update({today: {"from": earlier_core_hash}})
     try:
         old = _build_prefix(config, _LookupOnly(cache_root), until)
     finally:
-        provenance.use_aliases(None)
+        sources.use_aliases(None)
     identical = True
     for a, b in zip(new, old):
         differ = differences(a, b)
@@ -126,7 +126,7 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
         announce(f"canary {a.kind}: " + ("bit-identical" if not differ else "differs in " + ", ".join(differ[:3])))
     record["identical"] = identical
     if identical:
-        aliases_file = Path(cache_root) / provenance.ALIASES
+        aliases_file = Path(cache_root) / sources.ALIASES
         try:
             aliases = json.loads(aliases_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):

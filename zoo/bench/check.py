@@ -3,7 +3,8 @@
 For each ``results.json`` it reruns every statistic from the stored values
 (:func:`zoo.bench.results.derive`) and compares with the recorded ones, compares the recorded
 source hash (:func:`zoo.bench.provenance.run_source_hash`, comments and docstrings aside; a
-canary's alias only for the code hash it vouched for) and numerical packages with today's,
+canary's alias only for the code hash it vouched for) and numerical packages
+(:func:`zoo.bench.versions.package_versions`) with today's,
 reloads the config file it was run from, and re-renders ``results.md`` from the recomputed result;
 all must match, and the tree it was written from must have been clean.
 """
@@ -13,8 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.bench import provenance
-from zoo.bench.provenance import package_versions, repository_root, run_source_hash
+from zoo.bench import sources
+from zoo.bench.provenance import repository_root, run_source_hash
+from zoo.bench.versions import package_versions
 
 #: ``zoo bench --check`` exit statuses.
 CHECK_OK, CHECK_STALE, CHECK_UNKNOWN = 0, 1, 2
@@ -99,7 +101,7 @@ def check_result_file(path: Path) -> CheckResult:
         shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         reasons.append(f"{len(differ)} recorded statistic(s) differ from what its stored values give: {shown}")
     canary = results.get("canary") or {}
-    code = provenance.code_source_hash()
+    code = sources.code_source_hash()
     # A canary vouches for one code hash: the one it compared; any other code is today's own hash.
     core = canary["from"] if canary.get("identical") and canary.get("to") == code else code
     try:

@@ -23,22 +23,20 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.metadata as metadata
 import json
 import math
-import platform
 from statistics import fmean as mean
 from statistics import pstdev
 from typing import Any
 
 import numpy as np
-import torch
 
 from zoo.bench.budget import training_flops
 from zoo.bench.judges import judge_fields, judge_values, task_judges
 from zoo.bench.record import BenchRun
 from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
                              proportion_interval, t_interval, versus_best)
+from zoo.bench.versions import recorded_versions
 
 #: results.json's layout; ``zoo bench --check`` recomputes only this one.
 FORMAT = 2
@@ -51,7 +49,6 @@ PER_PROMPT = ("gold", "kl", "proxy", "length", "win")
 #: Config keys that make up the declared protocol (what a claim's verdict rests on).
 PROTOCOL_KEYS = ("claims", "seeds", "tuning_seeds", "selection", "equivalence_margin", "budget", "alignment",
                  "failure")
-PACKAGES = ("alignment-zoo", "torch", "transformers", "lightning", "datasets", "peft", "numpy", "scipy")
 
 
 def baseline_label(run: BenchRun) -> str:
@@ -88,17 +85,6 @@ def seed_values(record: dict[str, Any], baseline: dict[str, Any], samples_per_pr
     }
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform(),
-           "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
-    for package in PACKAGES:
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def _test_name(seeds: list[int]) -> str:
     if len(seeds) > 1:
         return (f"paired t-test across seeds (per-seed mean gold reward on the test prompts; seeds where either "
@@ -133,7 +119,7 @@ def collect(run: BenchRun) -> dict[str, Any]:
     config = run.config.to_dict()
     judges = task_judges({"name": run.config.task.name, "args": run.config.task.args})
     return {
-        "format": FORMAT, "config": config, "protocol_hash": protocol_hash(config), "versions": versions(),
+        "format": FORMAT, "config": config, "protocol_hash": protocol_hash(config), "versions": recorded_versions(),
         **run.provenance, "baseline": base, "seeds": seeds, "seed_scope": run.config.seed_scope,
         "shared_stages": run.shared, "pipelines": {str(seed): stages for seed, stages in run.pipelines.items()},
         "contenders": contenders, "selections": json.loads(json.dumps(run.selections, default=str)),

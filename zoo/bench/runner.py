@@ -79,8 +79,9 @@ def quiet_training_logs() -> None:
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
               announce: Callable[[str], None] | None = None) -> BenchRun:
     """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
-    from zoo.bench.provenance import (applied_canary, code_source_hash, core_source_hash, git_state, package_versions,
-                                      run_source_hash, use_aliases)
+    from zoo.bench.provenance import git_state, run_source_hash
+    from zoo.bench.sources import applied_canary, code_source_hash, core_source_hash, use_aliases
+    from zoo.bench.versions import package_versions
 
     start, cpu_start = time.perf_counter(), time.process_time()
     out = Path(output_dir or config.output_dir)
