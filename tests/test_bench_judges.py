@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from zoo.bench.judges import disagreements, judge_fields, judge_lines, judge_values
+from zoo.bench.judges import disagreements, judge_fields, judge_values
+from zoo.bench.report.judges import judge_lines
 
 
 def _stored(per_sample: dict[int, list[float]], k: int) -> dict[str, Any]:

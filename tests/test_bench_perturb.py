@@ -7,8 +7,9 @@ from bench_results import derived_results
 
 from zoo.bench.config import tuning_seeds
 from zoo.bench.loading import load_bench_config
-from zoo.bench.perturb import perturbation_lines, perturbation_record, shifted, survival, verdicts
-from zoo.bench.report import markdown
+from zoo.bench.perturb import perturbation_record, shifted, survival, verdicts
+from zoo.bench.report.files import markdown
+from zoo.bench.report.findings import perturbation_lines
 from zoo.bench.results import derive
 from zoo.cli import main
 

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.text import Text
 
-from zoo.bench.plots import frontier_figure, pairwise_figure, training_curves_figure
+from zoo.bench.report.plots import frontier_figure, pairwise_figure, training_curves_figure
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 

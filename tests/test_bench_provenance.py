@@ -12,7 +12,7 @@ from zoo.bench import sources
 from zoo.bench.check import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_result_file, check_results
 from zoo.bench.provenance import git_state, run_source_hash
 from zoo.bench.sources import code_digest
-from zoo.bench.report import markdown
+from zoo.bench.report.files import markdown
 from zoo.cli import main
 
 

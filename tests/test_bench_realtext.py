@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from zoo.bench.loading import load_bench_config
-from zoo.bench.report import write_outputs
+from zoo.bench.report.files import write_outputs
 from zoo.bench.results import summarise
 from zoo.bench.runner import run_bench
 

@@ -17,7 +17,7 @@ COMMITTED = sorted((ROOT / "benchmarks" / "results").rglob("results.json"))
 def test_a_hand_made_result_recomputes():
     from bench_results import derived_results
 
-    from zoo.bench.report import markdown
+    from zoo.bench.report.files import markdown
 
     claims = [{"text": "DPO improves on the SFT model", "better": "DPO", "worse": "SFT"},
               {"text": "PPO collapses more than DPO", "better": "DPO", "worse": "PPO (proxy RM)",
@@ -29,7 +29,7 @@ def test_a_hand_made_result_recomputes():
 def test_the_recomputation_notices_a_wrong_number():
     from bench_results import derived_results
 
-    from zoo.bench.report import markdown
+    from zoo.bench.report.files import markdown
 
     results = derived_results()
     text = markdown(results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.bench.claims import claim_verdicts
-from zoo.bench.comparisons import pairwise_matrix, verdict
+from zoo.bench.report.comparisons import pairwise_matrix, verdict
 
 
 def results_with(pairs, failures=None, claims=()):
@@ -100,7 +100,7 @@ def test_a_collapse_claim_is_tested_by_mcnemar_on_the_seeds():
 def test_a_changed_protocol_keeps_the_earlier_verdicts_in_the_history(tmp_path):
     from bench_results import derived_results
 
-    from zoo.bench.report import write_outputs
+    from zoo.bench.report.files import write_outputs
 
     first = derived_results()
     write_outputs(first, tmp_path)
@@ -124,7 +124,7 @@ def test_a_changed_protocol_keeps_the_earlier_verdicts_in_the_history(tmp_path):
 def test_wilson_interval_matches_scipy():
     from scipy.stats import binomtest
 
-    from zoo.bench.comparisons import wilson_interval
+    from zoo.bench.report.comparisons import wilson_interval
 
     for correct, n in [(20, 40), (3, 40), (40, 40), (0, 12), (19, 50)]:
         expected = binomtest(correct, n).proportion_ci(method="wilson")
@@ -138,7 +138,7 @@ def _contender(label, suites, length, baseline=False):
 
 
 def test_suite_section_shows_each_run_beside_the_baseline_with_intervals():
-    from zoo.bench.comparisons import suite_lines, wilson_interval
+    from zoo.bench.report.comparisons import suite_lines, wilson_interval
 
     results = {"seeds": [0], "config": {"evaluation": {"suite_limit": 40}},
                "contenders": [_contender("unaligned", {"arc_easy": {"acc": 0.5}}, 30.0, baseline=True),
@@ -156,7 +156,7 @@ def test_suite_section_shows_each_run_beside_the_baseline_with_intervals():
 
 
 def test_human_labelled_tasks_say_the_judge_is_the_proxy():
-    from zoo.bench.comparisons import human_labels
+    from zoo.bench.report.comparisons import human_labels
 
     assert human_labels({"shared_stages": {"preferences": {"labels": "human"}}})
     assert not human_labels({"shared_stages": {"preferences": {"pairs": 3}}, "pipelines": {"0": {}}})
@@ -166,7 +166,7 @@ def test_budget_names_the_matched_quantity_and_shows_the_others():
     """No init stage (a pretrained model): N comes from the trained runs. PPO: 32 steps of batch 8 =
     256 prompts drawn, FLOPs 6·2000·1000 + 2·2000·500 = 1.4e7; DPO: 10 steps, 6·2000·1500 = 1.8e7,
     so the FLOPs span 1.8e7 / 1.4e7 = 1.29×."""
-    from zoo.bench.costs import budget_lines
+    from zoo.bench.report.costs import budget_lines
 
     def summary(**values):
         keys = ("steps", "tokens", "samples_generated", "tokens_generated", "parameters", "flops")
@@ -191,7 +191,7 @@ def test_budget_names_the_matched_quantity_and_shows_the_others():
 
 
 def test_time_table_gives_each_contenders_training_and_evaluation_minutes():
-    from zoo.bench.costs import time_lines
+    from zoo.bench.report.costs import time_lines
 
     def contender(label, train, evaluation):
         return {"label": label, "summary": {"train_seconds": {"mean": train}, "eval_seconds": {"mean": evaluation}}}
@@ -206,7 +206,7 @@ def test_time_table_gives_each_contenders_training_and_evaluation_minutes():
 
 
 def test_the_seed_note_names_only_the_stages_a_seed_redraws():
-    from zoo.bench.comparisons import redrawn_stages
+    from zoo.bench.report.comparisons import redrawn_stages
 
     scratch = {"seed_scope": "pipeline", "pipelines": {"0": {
         "task": {}, "init": {}, "pretrain": {}, "sft": {}, "preferences": {"labels": "gold"}, "reward_model": {}}}}

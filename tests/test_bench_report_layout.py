@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.console import Console
 
-from zoo.bench.terminal_report import print_report
+from zoo.bench.report.terminal import print_report
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 

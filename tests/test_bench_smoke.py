@@ -100,7 +100,7 @@ def test_results_record_the_selection_the_comparisons_and_the_provenance(smoke_r
 
 
 def test_the_table_is_a_pure_function_of_results_json(smoke_run):
-    from zoo.bench.report import markdown
+    from zoo.bench.report.files import markdown
 
     output, _ = smoke_run
     results = json.loads((output / "results.json").read_text())

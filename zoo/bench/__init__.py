@@ -5,20 +5,21 @@ Modules, in the order a run uses them:
 * :mod:`zoo.bench.task`: the task contract (data, gold reward, knowledge probes); tasks are plugins;
 * :mod:`zoo.bench.prompts`: helpers for tasks on real text (content-disjoint splits, chat rendering);
 * :mod:`zoo.bench.config`: the bench config (validated dataclasses) and sweep expansion;
-* :mod:`zoo.bench.cache`: stage folders named by fingerprints of their inputs;
+  :mod:`zoo.bench.checks`: its checks that need the registry; :mod:`zoo.bench.loading`: reading one;
+* :mod:`zoo.bench.cache`: stage folders named by fingerprints of their inputs, which hash the code
+  (:mod:`zoo.bench.sources`) and the numerical packages (:mod:`zoo.bench.versions`);
 * :mod:`zoo.bench.stages` and :mod:`zoo.bench.preferences`: task data → pretraining → SFT →
   preference data → proxy reward model → one alignment run per contender and seed;
 * :mod:`zoo.bench.evaluate`: the one evaluation every contender gets;
 * :mod:`zoo.bench.budget`: each contender's steps fitted to the matched budget (FLOPs or samples);
-* :mod:`zoo.bench.runner`: runs all of the above for a config;
-* :mod:`zoo.bench.provenance`, :mod:`zoo.bench.check`: source hashes, and ``zoo bench --check``;
+* :mod:`zoo.bench.runner`: runs all of the above for a config, into a :mod:`zoo.bench.record`;
+* :mod:`zoo.bench.provenance`, :mod:`zoo.bench.check`: where a result came from, and ``zoo bench --check``;
 * :mod:`zoo.bench.canary`: carries the stage cache across a change shown to move no number;
 * :mod:`zoo.bench.stats`, :mod:`zoo.bench.results`: intervals, paired tests, the results (stored
   values, and every statistic derived from them alone);
 * :mod:`zoo.bench.claims`: the declared claims' verdicts and the protocol history;
 * :mod:`zoo.bench.perturb`: the same protocol on shifted seeds, and which verdicts survive it;
-* :mod:`zoo.bench.report`, :mod:`zoo.bench.terminal_report`, :mod:`zoo.bench.plots`: results.json/.md,
-  the terminal's table, the PNGs.
+* :mod:`zoo.bench.report`: every renderer: results.json/.md, the terminal's table, the PNGs.
 
 This package is the front module of the benchmark: task plugins and the ``bench`` command import
 from ``zoo.bench`` only. The harness's own names are imported on first use, so that a task
@@ -46,12 +47,12 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.config": ("BenchConfig",),
     "zoo.bench.loading": ("load_bench_config",),
     "zoo.bench.perturb": ("perturbation_record", "shifted"),
-    "zoo.bench.plots": ("frontier", "pairwise", "training_curves"),
+    "zoo.bench.report.plots": ("frontier", "pairwise", "training_curves"),
     "zoo.bench.check": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
-    "zoo.bench.report": ("write_outputs",),
+    "zoo.bench.report.files": ("write_outputs",),
     "zoo.bench.results": ("summarise",),
     "zoo.bench.runner": ("run_bench",),
-    "zoo.bench.terminal_report": ("print_report",),
+    "zoo.bench.report.terminal": ("print_report",),
 }
 _OWNER = {name: module for module, names in _LAZY_EXPORTS.items() for name in names}
 

@@ -78,7 +78,7 @@ def _config_changed(results: dict) -> str | None:
 def check_result_file(path: Path) -> CheckResult:
     """Does ``path`` (a results.json) recompute from its stored values, hash to today's code and
     packages, and its results.md render from it with today's report code?"""
-    from zoo.bench.report import markdown
+    from zoo.bench.report.files import markdown
     from zoo.bench.results import FORMAT, derive
 
     try:

@@ -1,5 +1,7 @@
-"""The findings section of results.md (the config's declared claims, tested as one family) and the
-protocol history (earlier declarations of the same config and what they gave, never overwritten)."""
+"""The config's declared claims, tested as one family (:func:`claim_verdicts`), and the protocol
+history (earlier declarations of the same config and what they gave, never overwritten).
+
+results.md's findings and history sections are :mod:`zoo.bench.report.findings`."""
 from __future__ import annotations
 
 import json
@@ -7,7 +9,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from zoo.bench.cells import table as _table
 
 
 def _claim_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float, float] | str:
@@ -68,32 +69,6 @@ def claim_rows(claim: dict[str, Any]) -> str:
     return f"{claim['better']} > {claim['worse']}"
 
 
-def findings_lines(results: dict[str, Any]) -> list[str]:
-    claims = results["config"].get("claims") or []
-    if not claims:
-        return []
-    lines = ["## Findings: published shapes, tested", "",
-             f"Each claim was declared in the config before the run (protocol hash {results.get('protocol_hash')}: "
-             f"claims, seeds, selection and budgets) and is tested with the pairwise gold test below, or, for a "
-             f"collapse claim, McNemar's exact test on the seeds where exactly one of the two rows collapsed (the "
-             f"difference shown is then the difference of collapse rates); the {len(claims)} claims are one family, "
-             "Holm-corrected among themselves (the matrix of every pair is exploratory and corrected over all its "
-             "pairs). Reproduced: significantly in the claimed direction; contradicted: significantly the other way; "
-             "not significant: this run cannot tell. No winner is presumed.", ""]
-    from zoo.bench.perturb import survival
-
-    survives = survival(results)
-    body = []
-    for claim, verdict_text in zip(claims, claim_verdicts(results)):
-        row = [claim["text"], claim_rows(claim), verdict_text]
-        if survives:
-            ok = survives.get(f"claim: {claim['text']}")
-            row.append("–" if ok is None else "yes" if ok else "NO")
-        body.append(row)
-    header = ["claim", "rows", "verdict"] + (["survives shifted seeds"] if survives else [])
-    return lines + _table(header, body) + [""]
-
-
 # ----- the protocol history -----------------------------------------------------------------------
 
 
@@ -125,18 +100,3 @@ def carry_history(results: dict[str, Any], output_dir: Path) -> dict[str, Any]:
         if previous.get("protocol_hash") != results.get("protocol_hash"):
             history.append(declaration(previous))
     return {**results, "protocol_history": history}
-
-
-def history_lines(results: dict[str, Any]) -> list[str]:
-    """Earlier declarations of this config (its ``history`` key, then those carried from earlier results)."""
-    entries = [*(results["config"].get("history") or []), *(results.get("protocol_history") or [])]
-    if not entries:
-        return []
-    lines = ["## Protocol history: earlier declarations and what they gave", "",
-             "The claims above are the current declaration. Earlier ones, with the verdicts their own run gave, are "
-             "kept here and never overwritten, so a claim re-targeted after a run can be read as such.", ""]
-    for entry in entries:
-        lines += [f"**{entry['when']}**, seeds {entry['seeds']}. {entry['change']}", ""]
-        lines += _table(["claim", "rows", "verdict then"],
-                        [[c["text"], c["rows"], c["verdict"]] for c in entry["claims"]]) + [""]
-    return lines

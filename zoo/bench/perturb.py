@@ -6,14 +6,14 @@ OUTPUT/perturbed, then records that run's verdicts in the main result (``perturb
 results.json). results.md then marks, for every significant verdict of the headline (a row
 significantly above or below the SFT model, a row below the best, a claim reproduced or
 contradicted), whether the shifted seeds give the same verdict; only the verdicts that survive
-are called findings.
+are called findings (results.md's section: :mod:`zoo.bench.report.findings`).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from zoo.bench.cells import table as _table
+from zoo.bench.claims import claim_verdicts
 from zoo.bench.config import BenchConfig, tuning_seeds
 
 
@@ -26,8 +26,6 @@ def shifted(config: BenchConfig) -> BenchConfig:
 
 def verdicts(results: dict[str, Any]) -> dict[str, str]:
     """Every headline verdict of a result, by what it is about (a word each, sign included)."""
-    from zoo.bench.claims import claim_verdicts
-
     out = {}
     for c in results["contenders"]:
         if c["baseline"]:
@@ -59,19 +57,3 @@ def survival(results: dict[str, Any]) -> dict[str, bool]:
         return {}
     mine = verdicts(results)
     return {key: record["verdicts"].get(key) == word for key, word in mine.items() if word in SIGNIFICANT}
-
-
-def perturbation_lines(results: dict[str, Any]) -> list[str]:
-    record = results.get("perturbation")
-    if not record:
-        return []
-    survives = survival(results)
-    mine = verdicts(results)
-    body = [[key, mine[key], record["verdicts"].get(key, "–"), "yes" if ok else "NO"] for key, ok in survives.items()]
-    kept = sum(survives.values())
-    lines = ["## Perturbation: the verdicts on shifted seeds", "",
-             f"The same protocol run again on seeds {record['seeds']} (every seed shifted, tuning seeds too). Of the "
-             f"{len(survives)} significant verdicts above, {kept} are the same on the shifted seeds; only those are "
-             f"findings. A verdict marked NO is not one.", ""]
-    return lines + (_table(["verdict on", "this run", "shifted seeds", "survives"], body) if body
-                    else ["No verdict above is significant."]) + [""]

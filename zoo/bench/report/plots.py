@@ -5,7 +5,7 @@
   settings of a swept contender (β, KL coefficient, n, ...) are joined into one curve.
   Where the proxy keeps rising while the gold reward falls, the proxy is being over-optimised.
   Each run has its own colour and marker and a number, written beside its point where it
-  overlaps nothing (:mod:`zoo.bench.plot_labels`).
+  overlaps nothing (:mod:`zoo.bench.report.plot_labels`).
 * ``training_curves.png``: every run's training curve (one line per seed) and the shared
   stages', read from each run's ``logs/metrics.csv``: the reward an online run optimised when it
   logs one (``train/reward``, ``train/reward_mean``), else the training loss, against the share
@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from zoo.bench.plot_labels import Label, place_labels  # noqa: E402
+from zoo.bench.report.plot_labels import Label, place_labels  # noqa: E402
 
 
 #: Qualitative colours picked greedily for distance in CIELAB (every pair ΔE76 > 26), none paler than

@@ -1,6 +1,7 @@
 """The parts of ``results.md`` that state verdicts: the headline table, the pairwise matrix,
-hyperparameter selection, KL-matched gold reward, budgets (findings and the protocol history
-are in :mod:`zoo.bench.claims`). A little over 300 lines: each section is one function, and they
+hyperparameter selection, KL-matched gold reward, the suites and the pipelines (findings and the
+protocol history are in :mod:`zoo.bench.report.findings`, the costs in
+:mod:`zoo.bench.report.costs`). A little over 300 lines: each section is one function, and they
 share the cell formats, so splitting them would scatter one table's wording over files.
 
 Everything here is a pure function of ``results.json`` and holds no wall-clock figure, so a
@@ -12,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from zoo.bench.cells import finite as _finite
-from zoo.bench.cells import num as _num
-from zoo.bench.cells import table as _table
+from zoo.bench.report.cells import finite as _finite
+from zoo.bench.report.cells import num as _num
+from zoo.bench.report.cells import table as _table
 
 NOT_SIGNIFICANT = "n.s."
 
@@ -294,28 +295,6 @@ def comparison_lines(results: dict[str, Any]) -> list[str]:
              f"{results['comparisons']['correction']}; \"{NOT_SIGNIFICANT}\": not significant (Holm-adjusted p ≥ "
              f"0.05), otherwise the adjusted p. Also drawn in pairwise.png.", ""]
             + _table(header, body) + [""])
-
-
-def markdown_body(results: dict[str, Any]) -> list[str]:
-    """The verdict sections of results.md, in order, then its cost sections (:mod:`zoo.bench.costs`)."""
-    from zoo.bench.claims import findings_lines, history_lines
-    from zoo.bench.perturb import perturbation_lines
-    from zoo.bench.costs import budget_lines, time_lines
-    from zoo.bench.judges import judge_lines
-
-    lines = _table(list(HEADLINE), headline_rows(results)) + [""]
-    lines += [f"- {line}" for line in headline_notes(results)] + [""]
-    lines += findings_lines(results)
-    lines += judge_lines(results)
-    lines += perturbation_lines(results)
-    lines += history_lines(results)
-    lines += suite_lines(results)
-    lines += comparison_lines(results)
-    lines += selection_lines(results)
-    lines += kl_matched_lines(results)
-    lines += budget_lines(results)
-    lines += time_lines(results)
-    return lines
 
 
 def pipeline_lines(results: dict[str, Any]) -> list[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.bench.cells import finite as _finite
-from zoo.bench.cells import num as _num
-from zoo.bench.cells import table as _table
+from zoo.bench.report.cells import finite as _finite
+from zoo.bench.report.cells import num as _num
+from zoo.bench.report.cells import table as _table
 
 
 def _trained_parameters(results: dict[str, Any]) -> int | None:
