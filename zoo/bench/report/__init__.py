@@ -8,6 +8,7 @@
 * :mod:`zoo.bench.report.terminal`: the terminal's table;
 * :mod:`zoo.bench.report.plots` and :mod:`zoo.bench.report.plot_labels`: the PNGs and their point labels.
 
-Every function here reads a finished ``results.json`` (its statistics are :mod:`zoo.bench.results`).
-The package imports nothing itself, so importing one renderer does not load matplotlib or rich.
+Every function here reads a finished result: ``results.json`` (its statistics are
+:mod:`zoo.bench.results`), and for the training curves the runs' logs. The package imports
+nothing itself, so importing one renderer does not load matplotlib or rich.
 """
