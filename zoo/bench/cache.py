@@ -3,9 +3,10 @@
 A fingerprint hashes the stage's kind, the config values it reads, the fingerprints of the
 stages it starts from, a hash of the source that produces it (the ``zoo`` core and the plugin
 modules the stage uses, :func:`zoo.bench.sources.source_hash`) and the versions of the
-numerical packages (:func:`zoo.bench.versions.package_versions`). Code that could compute a stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with
-the same fingerprint is reused as is; anything else (no folder, or one left by an interrupted
-run) is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
+numerical packages (:func:`zoo.bench.versions.package_versions`). Code that could compute a
+stage differently never reuses its folder. A stage whose folder holds a ``done.json`` with the
+same fingerprint is reused as is; anything else (no folder, or one left by an interrupted run)
+is rebuilt from scratch. So adding a seed or a contender to a config reuses pretraining,
 SFT, the preference data and the reward model, and rerunning an unchanged config trains nothing.
 
 Several ``zoo bench`` processes may share one cache (tiny.yaml and frontier.yaml do): a stage is

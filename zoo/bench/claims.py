@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _claim_pair(results: dict[str, Any], better: str, worse: str) -> tuple[float, float] | str:
     """``better − worse`` in gold reward and its unadjusted p-value, or why the claim cannot be tested."""
     rows = {c["label"]: c for c in results["contenders"]}
