@@ -11,8 +11,8 @@ import pytest
 from zoo.bench import sources
 from zoo.bench.check import CHECK_OK, CHECK_STALE, CHECK_UNKNOWN, check_result_file, check_results
 from zoo.bench.provenance import git_state, run_source_hash
-from zoo.bench.sources import code_digest
 from zoo.bench.report.files import markdown
+from zoo.bench.sources import code_digest
 from zoo.cli import main
 
 
@@ -125,6 +125,12 @@ def test_source_digests_ignore_comments_docstrings_and_layout_but_not_code():
     assert code_digest(code) != code_digest(code.replace(b"x + 1", b"x + 2"))
     assert code_digest(b"def f():\n    'only a docstring'\n") == code_digest(b"def f():\n    pass\n")
     assert code_digest(b"x = 'a string, not a docstring'\n") != code_digest(b"x = 'another'\n")
+
+
+def test_every_module_left_out_of_the_code_hash_exists():
+    """A presentation module that moved without its entry here would silently join the hash."""
+    root = sources.package_root()
+    assert sorted(name for name in sources.PRESENTATION if not (root / name).is_file()) == []
 
 
 def test_a_comment_only_change_to_the_core_stales_nothing(result, monkeypatch):
