@@ -41,6 +41,9 @@ def test_steps_are_fitted_to_the_median_cost_of_the_default_steps():
     declared = fit_steps(calibrations, "flops", default_steps=100, max_steps=2000, target=3e5)
     assert {k: v["steps"] for k, v in declared["contenders"].items()} == {"A": 10, "B": 2, "C": 1}
 
+    assert fit_steps({}, "flops", default_steps=100, max_steps=2000) == {
+        "matched": "flops", "target": None, "contenders": {}}  # nothing trains: nothing to fit, no error
+
 
 def test_samples_are_matched_only_where_samples_are_generated():
     """B samples 8 per 2 steps (4 a step); D 2 a step; target 4 · 100 = 400 (median of 400 and 200 is 300)."""

@@ -83,6 +83,8 @@ def test_the_default_config_lists_every_policy_algorithm_and_five_seeds():
     (config_with(pretrain={"train": {"max_step": 3}}), r"'pretrain.train.max_step' \(did you mean 'max_steps'\?\)"),
     (config_with(reward_model={"algorithm": "dpo"}), r"reward_model.algorithm = .dpo.: this stage needs an algorithm that trains a scalar reward model"),
     (config_with(seeds=[0, 0]), r"seeds = \[0, 0\]: a seed is listed twice"),
+    (config_with(reward_model={"algorithm": "reward", "preferences": "ranking"}),
+     r"reward_model.preferences.*ranking"),
     (config_with(equivalence_margin=0), r"equivalence_margin = 0(\.0)?: must be > 0"),
     (config_with(selection={"criterion": "oracle"}), r"selection.criterion"),
     (config_with(claims=[{"text": "t", "better": "SFT", "worse": "SFT", "outcome": "kl"}]), r"outcome"),
@@ -254,3 +256,29 @@ def test_the_default_benchmark_keeps_its_earlier_declarations():
     assert sum(c["verdict"].startswith("reproduced") for c in second.claims) == 7
     assert config.budget.matched == "flops" and config.selection.criterion == "proxy"
     assert not set(config.tuning_seeds or []) & set(config.seeds)
+
+
+@pytest.mark.parametrize("preferences, data_file", [("pairs", "pairs.jsonl"), ("rankings", "ranked.jsonl")])
+def test_the_proxy_reward_model_learns_from_the_preferences_it_is_told(tmp_path, monkeypatch, preferences, data_file):
+    """``reward_model.preferences: rankings`` trains the proxy on every prompt's whole ranking (ranked.jsonl),
+    ``pairs`` on the one pair per prompt (pairs.jsonl); the two are different stages."""
+    from zoo.bench import evaluate
+    from zoo.bench.stages import Stages
+
+    config = load_bench_config(raw=config_with(reward_model={"algorithm": "reward", "preferences": preferences}))
+    stages = Stages(config, StageCache(tmp_path / "cache"))
+    seen = {}
+    monkeypatch.setattr(stages, "_train", lambda folder, where, algorithm, args, train, data, model, data_file,
+                        **kw: seen.setdefault("file", data_file) and {"steps": 1})
+    monkeypatch.setattr(evaluate, "reward_model_accuracy", lambda model, pairs: 0.5)
+
+    class Upstream:
+        path, key = tmp_path / "preferences", "p" * 16
+
+    stage = stages.reward_model(Upstream, "sft-model", "s" * 16)
+    assert seen["file"] == tmp_path / "preferences" / data_file
+    other_value = "pairs" if preferences == "rankings" else "rankings"
+    other = Stages(load_bench_config(raw=config_with(reward_model={"algorithm": "reward", "preferences": other_value})),
+                   StageCache(tmp_path / "cache"))
+    monkeypatch.setattr(other, "_train", lambda *a, **kw: {"steps": 1})
+    assert other.reward_model(Upstream, "sft-model", "s" * 16).key != stage.key

@@ -61,6 +61,8 @@ def fit_steps(calibrations: dict[str, dict[str, Any]], matched: str, default_ste
         if spent is None or not steps or spent <= 0:
             raise ValueError(f"a calibration run recorded no {matched} (contender {key}); cannot match {matched}")
         per_step[key] = spent / steps
+    if not per_step:  # nothing trains (e.g. only the baseline and best-of-n): nothing to fit
+        return {"matched": matched, "target": target, "contenders": {}}
     if target is None:
         target = median(value * default_steps for value in per_step.values())
     fitted = {}

@@ -91,6 +91,12 @@ def validate_bench(config: BenchConfig) -> None:
     # The proxy learns from the preference pairs, the labels DPO sees; ranked-data algorithms read
     # a pair as a ranking of two.
     _check_stage(config, "reward_model", config.reward_model, ("pairwise", "ranked"), "scores")
+    if config.reward_model.preferences == "rankings":
+        algorithm = get_registry().algorithm(config.reward_model.algorithm)
+        if algorithm.data_shape != "ranked":
+            raise ConfigError(f"reward_model.preferences = 'rankings': reward_model.algorithm = "
+                              f"{config.reward_model.algorithm!r} reads {algorithm.data_shape} data, not rankings; "
+                              f"use preferences: pairs or an algorithm that reads ranked data (e.g. reward)")
     if not config.reward_model.enabled:
         raise ConfigError("reward_model.enabled = false: the proxy reward model cannot be skipped (best-of-n, the "
                           "reward-model score column and runs with reward: proxy need it)")

@@ -48,6 +48,17 @@ class StageConfig:
 
 
 @dataclass
+class RewardModelConfig(StageConfig):
+    """The proxy reward model's stage: a :class:`StageConfig` and what it learns from."""
+
+    algorithm: str = "reward"
+    #: ``pairs``: one pair per training prompt (the labels DPO sees); ``rankings``: the whole
+    #: Plackett–Luce ranking of each prompt's samples, K(K−1)/2 comparisons of K samples (InstructGPT's
+    #: use of rankings), for an algorithm that reads ranked data.
+    preferences: Literal["pairs", "rankings"] = "pairs"
+
+
+@dataclass
 class AlignmentConfig:
     """What every alignment run shares: the same step budget and data settings for all."""
 
@@ -160,7 +171,7 @@ class BenchConfig:
     pretrain: StageConfig = field(default_factory=StageConfig)
     sft: StageConfig = field(default_factory=StageConfig)
     preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
-    reward_model: StageConfig = field(default_factory=lambda: StageConfig(algorithm="reward"))
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)

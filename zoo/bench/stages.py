@@ -39,6 +39,8 @@ from zoo.registry import get_registry
 DATA_FILES = {"sft": "demonstrations.jsonl", "pairwise": "pairs.jsonl", "ranked": "ranked.jsonl",
               "unpaired": "pairs.jsonl", "prompt": "prompts.jsonl"}
 TASK_FILES = ("sft", "prompt")
+#: The preference file the proxy reward model learns from, by ``reward_model.preferences``.
+REWARD_DATA = {"pairs": "pairwise", "rankings": "ranked"}
 SHARED = ("task", "init", "pretrain", "sft", "preferences", "reward_model")
 MODEL = "run/model"
 
@@ -278,7 +280,7 @@ class Stages:
         def build(folder: Path) -> dict[str, Any]:
             record = self._train(folder, "reward_model", stage_config.algorithm, stage_config.algorithm_args,
                                  stage_config.train, stage_config.data, sft_model,
-                                 preferences.path / DATA_FILES["pairwise"], seed=seed)
+                                 preferences.path / DATA_FILES[REWARD_DATA[stage_config.preferences]], seed=seed)
             record["heldout_accuracy"] = reward_model_accuracy(folder / MODEL, preferences.path / "heldout_pairs.jsonl")
             return record
 

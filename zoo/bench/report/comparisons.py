@@ -315,6 +315,9 @@ def pipeline_lines(results: dict[str, Any]) -> list[str]:
               "Preference pairs come from SFT samples on the training prompts, labelled by a noisy Bradley–Terry draw "
               "on the gold reward; the proxy reward model's accuracy is on noise-free gold-labelled pairs of the test "
               "prompts.")
+    if (results.get("config") or {}).get("reward_model", {}).get("preferences") == "rankings":
+        source += (" The proxy reward model learns from each training prompt's whole ranking of its samples (every "
+                   "pair of it), not from the one pair.")
     return (["## Pipelines (one per seed)", "", source, ""]
             + _table(["seed", "pairs", "SFT sample gold", "labels agreeing with gold", "proxy RM held-out acc.",
                       "held-out pairs"], body) + [""])
