@@ -10,6 +10,7 @@ import yaml
 from zoo import cli
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import get_registry
 
 BASE = {"algorithm": "dpo", "model": {"name": "tiny"}, "data": {"max_length": 64, "max_prompt_length": 32},
@@ -17,7 +18,8 @@ BASE = {"algorithm": "dpo", "model": {"name": "tiny"}, "data": {"max_length": 64
 
 
 def _load(*overrides: str, raw: dict | None = None):
-    return load_config(raw=yaml.safe_load(yaml.safe_dump(raw or BASE)), overrides=list(overrides))
+    """The config, loaded and planned (checked against its algorithm) as ``zoo train`` does."""
+    return plan_run(load_config(raw=yaml.safe_load(yaml.safe_dump(raw or BASE)), overrides=list(overrides))).config
 
 
 @pytest.mark.parametrize(("override", "named", "hint"), [

@@ -10,7 +10,7 @@ import torch
 from zoo.errors import ConfigError, DataError
 from zoo.eval import EvalContext, make_suites
 from zoo.eval.results import ratio_metric
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 
 PAIRS = [

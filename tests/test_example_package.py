@@ -18,6 +18,7 @@ import pytest
 
 from zoo.cli import main
 from zoo.config import load_config
+from zoo.planning import plan_run
 from zoo.errors import ConfigError
 from zoo.registry import reset_registry
 from zoo.testing import plugin_path
@@ -65,7 +66,7 @@ def test_without_the_distribution_the_configs_name_an_unknown_algorithm(monkeypa
     reset_registry()
     try:
         with pytest.raises(ConfigError, match="unknown algorithm 'simpo'"):
-            load_config(EXAMPLE / "configs" / "simpo.yaml")
+            plan_run(load_config(EXAMPLE / "configs" / "simpo.yaml"))
     finally:
         monkeypatch.undo()
         reset_registry()

@@ -10,7 +10,7 @@ import torch
 from zoo import ExperienceContext
 from zoo.batch import Batch
 from zoo.generation import encode_prompts
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
 from zoo.losses import group_advantages, kl_k3 as k3

@@ -11,7 +11,7 @@ from zoo import ExperienceContext, SequenceLogProbs
 from zoo.batch import Batch
 from zoo.generation import encode_prompts
 from zoo.logprobs import sequence_logprobs
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
 from zoo.losses import dpo_loss as preference_loss

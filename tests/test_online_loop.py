@@ -15,7 +15,7 @@ from zoo.config import RewardConfig, load_config
 from zoo.generation import encode_prompts
 from zoo.models import frozen
 from zoo.module import AlignmentModule
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
 from zoo.config import TrainConfig

@@ -179,7 +179,7 @@ def test_a_model_that_ignores_sequence_boundaries_is_refused(tokenizer):
 
 def test_padding_free_is_refused_for_algorithms_without_offline_logprobs():
     from zoo.algorithm import Algorithm
-    from zoo.config import check_scale_options
+    from zoo.planning import check_scale_options
 
     class Online(Algorithm):
         name = "online_example"
@@ -189,10 +189,10 @@ def test_padding_free_is_refused_for_algorithms_without_offline_logprobs():
 
     config = load_config(raw={"algorithm": "dpo", "data": {"padding_free": True}})
     with pytest.raises(ConfigError, match="data.padding_free"):
-        check_scale_options(config, Online)
+        check_scale_options(config, Online())
     config = load_config(raw={"algorithm": "dpo", "train": {"reference_cache": "required"}})
     with pytest.raises(ConfigError, match="train.reference_cache"):
-        check_scale_options(config, Online)
+        check_scale_options(config, Online())
 
 
 @pytest.mark.parametrize("attention", ["sdpa", VARLEN])

@@ -14,7 +14,7 @@ from zoo.data.dataset import load_examples
 from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
 from zoo.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from zoo.config import RewardConfig, load_config
 from zoo.generation import encode_prompts
 from zoo.logprobs import sequence_logprobs
 from zoo.models import frozen
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
 from zoo.tiny import tiny_model
 from zoo.train import train
 from zoo.losses import clipped_surrogate, gae, kl_k3, whiten

@@ -181,7 +181,7 @@ def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
 
     import torch
 
-    import zoo.rewards as rewards
+    import zoo.rewards.model as rewards
 
     batches = [SimpleNamespace(input_ids=torch.zeros(2, 3), attention_mask=torch.ones(2, 3),
                                loss_mask=torch.ones(2, 3), group_size=2, valid=torch.tensor([True, True]),

@@ -193,7 +193,7 @@ def test_gguf_errors_name_the_key_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_a_gguf_file_is_no_reward_model():
-    from zoo.rewards import load_reward_model
+    from zoo.rewards.model import load_reward_model
 
     with pytest.raises(ConfigError, match="no reward head.*configs/smollm2/reward.yaml"):
         load_reward_model("smollm2")

@@ -11,7 +11,7 @@ from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import load_config
 from zoo.generation import Sampler, encode_prompts, select_best
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 from zoo.train import train
 from zoo_plugins.algorithms.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll

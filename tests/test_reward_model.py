@@ -12,7 +12,9 @@ from transformers import AutoModelForSequenceClassification
 
 from zoo.config import ModelConfig, RewardConfig, TinyModelConfig, load_config
 from zoo.models import load_scalar_model
-from zoo.rewards import SCORE_MEAN, load_reward_source, sequence_scores
+from zoo.forward import sequence_scores
+from zoo.rewards.loading import load_reward_source
+from zoo.rewards.model import SCORE_MEAN
 from zoo.train import train
 from zoo_plugins.algorithms.reward import bradley_terry_loss, regression_loss
 from zoo_plugins.datasets.tiny_reviews import NEGATIVE, POSITIVE, SUBJECTS, sentiment_score

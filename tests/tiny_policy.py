@@ -55,7 +55,7 @@ def sampled_rewards(model_dir: Path, prompts: list[str], *, seed: int = 7, max_n
 
     from zoo.config import RewardConfig
     from zoo.generation import Sampler, encode_prompts
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)

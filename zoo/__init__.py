@@ -30,10 +30,10 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
 from zoo.errors import ConfigError, DataError, PluginError, ZooError
 from zoo.hookspecs import hookimpl
-from zoo.rewards import RewardFunction
+from zoo.rewards.sources import RewardFunction
 from zoo.sampling import Sampling
+from zoo.version import __version__
 
-__version__ = "0.1.0"
 
 #: Exported names imported on first use, by owning module.
 _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
@@ -48,7 +48,7 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.generation": ("Sampler",),
     "zoo.rollout": ("encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
                     "take_rows"),
-    "zoo.rewards": ("load_reward_source",),
+    "zoo.rewards.loading": ("load_reward_source",),
     # data
     "zoo.data.examples": ("Example", "normalise"),
     "zoo.data.sources": ("read_rows",),

@@ -40,7 +40,7 @@ from zoo.validation import Validated
 
 if TYPE_CHECKING:
     from zoo.generation import Generation, Sampler
-    from zoo.rewards import RewardSource
+    from zoo.rewards.sources import RewardSource
 
 DataShape = Literal["sft", "pairwise", "ranked", "unpaired", "prompt"]
 DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)

@@ -15,6 +15,7 @@ scored as the model that context yields, so it takes the same path as that model
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from zoo.batch import Batch, SequenceLogProbs
@@ -33,8 +34,6 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
         with view() as inner:
             return batch_logprobs(inner, batch, hidden_states=hidden_states, scores=scores)
     if scores:
-        from zoo.rewards import sequence_scores
-
         return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
     if batch.packed is not None:
         from zoo.packing import packed_sequence_logprobs  # transformers' attention registry: only when packed
@@ -57,3 +56,17 @@ def cached_logprobs(sums: Tensor, batch: Batch) -> SequenceLogProbs:
     lengths = mask.sum(-1).view(-1, batch.group_size).to(sums.device)
     sums = sums.float()
     return SequenceLogProbs(token_logps=None, mask=mask, sum=sums, mean=sums / lengths.clamp(min=1), lengths=lengths)
+
+
+def sequence_scores(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor,
+                    group_size: int) -> SequenceLogProbs:
+    """Scalar scores of ``[B*k, T]`` sequences as a :class:`SequenceLogProbs` for ``output = "scores"``.
+
+    ``sum`` and ``mean`` both hold the ``[B, k]`` scores; ``token_logps`` is zero (there are no
+    token log-probs); ``mask`` and ``lengths`` describe the response tokens as usual.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    scores = logits[:, 0].float().view(-1, group_size)
+    mask = loss_mask.bool()
+    return SequenceLogProbs(token_logps=torch.zeros(mask.shape, dtype=torch.float32, device=mask.device),
+                            mask=mask, sum=scores, mean=scores, lengths=mask.sum(-1).view(-1, group_size))

@@ -282,7 +282,7 @@ def score_with_progress(reward: Any, prompts: list[str], responses: list[str]) -
 
 def make_pairs(config: PairsConfig) -> PairsResult:
     """Sample, score and write the pairs file as configured."""
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
     from zoo.writable import check_writable_file
 
     check_writable_file(config.output, "output")  # before any sampling, not after

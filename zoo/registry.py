@@ -28,7 +28,7 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
+import zoo.hookspecs as hookspecs
 from zoo.errors import ConfigError, PluginError, did_you_mean
 from zoo.safety import is_safe_name
 

@@ -187,7 +187,7 @@ def reward_model_accuracy(model_dir: Path, heldout_pairs: Path) -> float | None:
     """Accuracy of a saved reward model on the noise-free held-out pairs (the ``preference`` suite)."""
     from zoo.config import RewardConfig
     from zoo.eval import evaluate
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
 
     if not heldout_pairs.exists() or not heldout_pairs.read_text().strip():
         return None

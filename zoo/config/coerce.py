@@ -117,7 +117,7 @@ def _home(value: Any) -> Any:
 def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     renamed = getattr(cls, "renamed_keys", {})  # old spelling -> today's, for a helpful error
     kwargs = {}
     for key, value in values.items():

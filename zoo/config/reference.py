@@ -187,8 +187,6 @@ def section_keys(cls: type, prefix: str) -> Iterator[KeyDoc]:
     ranges = _ranges(cls)
     nested = []
     for field in dataclasses.fields(cls):
-        if field.metadata.get("derived"):
-            continue
         key = f"{prefix}{field.name}"
         section = _section_class(field)
         if section is not None:

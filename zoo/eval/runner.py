@@ -91,7 +91,7 @@ def run_header(**settings: Any) -> dict[str, Any]:
     import torch
     import transformers
 
-    from zoo import __version__
+    from zoo.version import __version__
 
     return {**settings, "versions": {"zoo": __version__, "torch": torch.__version__,
                                      "transformers": transformers.__version__, "python": platform.python_version()},
