@@ -8,6 +8,6 @@
 
 Every module of these folders is loaded as a plugin named after the module (``dpo``,
 ``mmlu``, ``train``). They import only the front modules ``zoo``, ``zoo.eval``, ``zoo.bench``,
-``zoo.pairs`` and ``zoo.testing``, as a third-party plugin would, and no plugin imports
+``zoo.app.pairs`` and ``zoo.testing``, as a third-party plugin would, and no plugin imports
 another (``tests/test_public_api.py``).
 """

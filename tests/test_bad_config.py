@@ -201,7 +201,7 @@ def test_missing_config_file_and_malformed_override(tmp_path):
 
 def test_lora_target_module_the_model_lacks_names_the_key_and_the_choices(tmp_path, tiny_run):
     """Only the model knows its module names, so this is checked once it is built, before anything is written."""
-    from zoo.train import train
+    from zoo.training_guard import train
 
     raw = tiny_run("sft", tmp_path / "run", steps=1, model={"lora": {"target_modules": ["qq_proj"]}})
     with pytest.raises(ConfigError, match=r"model\.lora\.target_modules = \['qq_proj'\].*q_proj") as error:

@@ -83,7 +83,7 @@ def test_the_examples_own_tests_pass(target, tmp_path):
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     overrides = ["train.max_steps=2", "train.batch_size=4", "train.progress_bar=false", "data.builtin_size=24",
                  "data.eval_fraction=0.2", "train.val_check_interval=null", f"output_dir={tmp_path / 'run'}"]

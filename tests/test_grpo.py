@@ -9,7 +9,7 @@ import torch
 
 from zoo import ExperienceContext
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
+from zoo.rollout.batches import encode_prompts
 from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model

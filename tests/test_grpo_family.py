@@ -9,8 +9,8 @@ import torch
 
 from zoo import ConfigError, ExperienceContext
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
+from zoo.rollout.batches import encode_prompts
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.losses import RewardShaping, batch_normalised_advantages, shape_rewards
 from zoo.models import frozen
 from zoo.registry import get_registry

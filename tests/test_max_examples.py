@@ -8,7 +8,7 @@ import pytest
 
 from zoo.config import DataConfig
 from zoo.data.dataset import load_examples
-from zoo.datamodule import AlignmentDataModule
+from zoo.data.datamodule import AlignmentDataModule
 from zoo.errors import DataError
 
 

@@ -21,7 +21,7 @@ from zoo import registry as registry_module
 from zoo.config import load_config
 from zoo.module import NonFiniteLossError
 from zoo.registry import PluginInfo, reset_registry
-from zoo.train import train
+from zoo.training_guard import train
 
 
 @dataclass

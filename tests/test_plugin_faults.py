@@ -22,7 +22,7 @@ from zoo.planning import plan_run
 from zoo.errors import PluginError
 from zoo.registry import get_registry
 from zoo.testing import plugin_path
-from zoo.train import train
+from zoo.training_guard import train
 
 DIST = "zoo-faulty-plugins"
 MODULES = {

@@ -1,7 +1,7 @@
 """Built-in plugins use the public API only: the front modules, nothing deeper, no other plugin.
 
 A built-in plugin gets no back door a third-party plugin lacks (docs/architecture.md): it may
-import ``zoo``, ``zoo.losses``, ``zoo.eval``, ``zoo.bench``, ``zoo.pairs`` and ``zoo.testing``, and every name it
+import ``zoo``, ``zoo.losses``, ``zoo.eval``, ``zoo.bench``, ``zoo.app.pairs`` and ``zoo.testing``, and every name it
 imports from them must be one they export.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 import zoo_plugins
 
-FRONT_MODULES = ("zoo", "zoo.losses", "zoo.eval", "zoo.bench", "zoo.pairs", "zoo.testing")
+FRONT_MODULES = ("zoo", "zoo.losses", "zoo.eval", "zoo.bench", "zoo.app.pairs", "zoo.testing")
 PLUGIN_ROOT = Path(zoo_plugins.__file__).parent
 PLUGIN_FILES = sorted(PLUGIN_ROOT.rglob("*.py"))
 

@@ -15,7 +15,7 @@ from zoo.models import load_scalar_model
 from zoo.forward import sequence_scores
 from zoo.rewards.loading import load_reward_source
 from zoo.rewards.model import SCORE_MEAN
-from zoo.train import train
+from zoo.training_guard import train
 from zoo_plugins.algorithms.reward import bradley_terry_loss, regression_loss
 from zoo_plugins.datasets.tiny_reviews import NEGATIVE, POSITIVE, SUBJECTS, sentiment_score
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)

@@ -9,8 +9,8 @@ import torch
 
 from zoo import ExperienceContext, SequenceLogProbs
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
+from zoo.rollout.batches import encode_prompts
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model

@@ -55,7 +55,7 @@ def test_every_logger_records_the_run_and_the_completions_table(tiny_run, tmp_pa
     """GRPO, 2 steps of 4 prompts x 4 samples, a table every step: 32 rows whose rewards are the
     tiny_sentiment scores of their own (prompt, completion), recomputed here."""
     from zoo.rewards.loading import load_reward_source
-    from zoo.train import train
+    from zoo.training_guard import train
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -8,13 +8,13 @@ import from the core is exported here, and nowhere else::
 Online algorithms add ``ExperienceContext``, ``Sampling`` and the rollout helpers
 (``generation_batch``, ``take_rows``, ...). The applications have front modules of their own:
 :mod:`zoo.eval` (evaluation suites), :mod:`zoo.bench` (benchmark tasks and the harness),
-:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.losses` holds loss math that algorithms
+:mod:`zoo.app.pairs` (preference data from samples); :mod:`zoo.losses` holds loss math that algorithms
 share, and :mod:`zoo.testing` is the kit for plugin tests.
 ``tests/test_public_api.py`` fails when a built-in plugin imports anything else.
 
 The package's layout (``docs/architecture.md``): the modules directly in ``zoo/`` and
 ``zoo/data/`` are the training core (config → data → models → one LightningModule → a run
-directory); ``zoo/eval/``, ``zoo/bench/`` and ``zoo/pairs.py`` are applications built on it.
+directory); ``zoo/eval/``, ``zoo/bench/`` and ``zoo/app/pairs.py`` are applications built on it.
 
 The names below the first group are imported on first use, so that ``import zoo`` (which every
 plugin does when the registry loads it) does not pull in transformers, the CLI or the trainer.
@@ -24,14 +24,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from zoo.accuracy import pair_accuracy
+from zoo.losses.accuracy import pair_accuracy
 from zoo.algorithm import Algorithm, DataSummary, ExperienceContext, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.data.builtin import BuiltinDataset
 from zoo.errors import ConfigError, DataError, PluginError, ZooError
 from zoo.hookspecs import hookimpl
 from zoo.rewards.sources import RewardFunction
-from zoo.sampling import Sampling
+from zoo.rollout.settings import Sampling
 from zoo.version import __version__
 
 
@@ -44,9 +44,9 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     # models, log-probs and sampling
     "zoo.models": ("frozen", "load_causal_lm", "load_tokenizer"),
     "zoo.forward": ("batch_logprobs",),
-    "zoo.logprobs": ("sequence_logprobs",),
-    "zoo.generation": ("Sampler",),
-    "zoo.rollout": ("encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
+    "zoo.forward.logprobs": ("sequence_logprobs",),
+    "zoo.rollout.sampler": ("Sampler",),
+    "zoo.rollout.batches": ("encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
                     "take_rows"),
     "zoo.rewards.loading": ("load_reward_source",),
     # data
@@ -57,10 +57,10 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.registry": ("get_registry",),
     "zoo.terminal": ("console", "err_console"),
     "zoo.progress": ("to_stderr",),
-    "zoo.scaffold": ("add_new_command",),
+    "zoo.app.scaffold": ("add_new_command",),
 }
-#: Exported under another name: ``zoo.train`` is the module, so its ``train()`` is ``run_training``.
-_RENAMED = {"run_training": ("zoo.train", "train")}
+#: Exported under another name: ``zoo.training_guard`` is the module, so its ``train()`` is ``run_training``.
+_RENAMED = {"run_training": ("zoo.training_guard", "train")}
 _OWNER = {name: (module, name) for module, names in _LAZY_EXPORTS.items() for name in names} | _RENAMED
 
 

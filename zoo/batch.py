@@ -35,7 +35,7 @@ class Batch:
             ``input_ids``, when an online algorithm computed them once for its whole rollout
             (the loop then reads them on every minibatch); None otherwise. Set together with
             ``reference_logps``.
-        packed: the same sequences packed into few rows (:class:`zoo.packing.PackedSequences`) when
+        packed: the same sequences packed into few rows (:class:`zoo.forward.packing.PackedSequences`) when
             ``data.padding_free`` is on; the model then runs on those, and its outputs are scattered
             back to the padded layout above. None otherwise.
         prompt_ids / prompt_attention_mask: ``[B, P]`` left-padded prompts, for online

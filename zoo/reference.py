@@ -32,7 +32,7 @@ def reference_model(config: RunConfig, policy: nn.Module, tokenizer: Any, *, cop
 
 def training_reference(config: RunConfig, policy: nn.Module, tokenizer: Any) -> nn.Module:
     """The frozen reference the training loop runs on every batch (packed batches patched in)."""
-    from zoo.attention import enable_varlen_attention
+    from zoo.forward.attention import enable_varlen_attention
 
     reference, loaded = reference_model(config, policy, tokenizer, copy_policy=True)
     if loaded and config.data.padding_free:

@@ -30,7 +30,7 @@ import pluggy
 
 import zoo.hookspecs as hookspecs
 from zoo.errors import ConfigError, PluginError, did_you_mean
-from zoo.safety import is_safe_name
+from zoo.paths import is_safe_name
 
 ENTRY_POINT_GROUP = "zoo"
 BUILTIN_PACKAGE = "zoo_plugins"

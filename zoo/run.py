@@ -4,7 +4,7 @@
 algorithm by :func:`zoo.planning.plan_run`), a bad data row or a model that does not load fails
 there, with the output directory untouched. ``fit`` is the only
 part that writes: the run directory, the "before" metrics, training, the "after" metrics and the
-saved model. :func:`zoo.train.train` (``zoo train``) wraps the two with the run directory's lock,
+saved model. :func:`zoo.training_guard.train` (``zoo train``) wraps the two with the run directory's lock,
 signal handling and the messages a failed write gets; tests, the conformance kit and the
 benchmark build their runs with ``build_run`` too, so every run is wired in one place.
 """
@@ -30,10 +30,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 
 from zoo.algorithm import Algorithm
-from zoo.attention import enable_varlen_attention
+from zoo.forward.attention import enable_varlen_attention
 from zoo.checkpointing import WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig
-from zoo.datamodule import AlignmentDataModule
+from zoo.data.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
 from zoo.integrity import data_fingerprint
@@ -42,15 +42,15 @@ from zoo.model_card import write_model_card
 from zoo.model_output import OutputKind
 from zoo.models import load_tokenizer
 from zoo.module import AlignmentModule
-from zoo.packing import check_packing_support
+from zoo.forward.packing import check_packing_support
 from zoo.planning import RunPlan, plan_run
 from zoo.quiet import no_transformers_bars
 from zoo.reference import training_reference
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
 from zoo.run_files import record
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
-from zoo.swiglu import enable_lean_swiglu
-from zoo.throughput import TokenCounter
+from zoo.forward.swiglu import enable_lean_swiglu
+from zoo.trainer.token_counter import TokenCounter
 from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
 
@@ -110,7 +110,7 @@ def build_run(config: RunConfig | RunPlan, *, overwrite: bool = False, resume: b
     ``config`` is a run config, planned here (:func:`zoo.planning.plan_run`), or the plan of one.
     ``overwrite`` and ``resume`` are ``zoo train``'s flags (``resume: auto`` in the config also
     resumes); ``callbacks`` are extra Lightning callbacks. ``lock`` and ``seen`` come from a
-    caller that already checked and locked the output directory (:func:`zoo.train.train`).
+    caller that already checked and locked the output directory (:func:`zoo.training_guard.train`).
     """
     plan = config if isinstance(config, RunPlan) else plan_run(config)
     config, algorithm, kind = plan.config, plan.algorithm, plan.kind

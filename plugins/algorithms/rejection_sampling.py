@@ -16,7 +16,7 @@ reward) are run state that survives a resume; finished rounds are kept in ``hist
 
 Validation samples and scores the same way but keeps every prompt (``min_score`` filters training
 data only), so ``val/reward_best`` and ``val/reward_mean`` measure best-of-n and average reward
-of the current policy. Best-of-n *decoding* without training is :func:`zoo.generation.best_of_n`.
+of the current policy. Best-of-n *decoding* without training is :func:`zoo.rollout.sampler.best_of_n`.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``zoo train CONFIG [KEY=VALUE ...]``: one training run from a YAML config (:func:`zoo.train.train`)."""
+"""``zoo train CONFIG [KEY=VALUE ...]``: one training run from a YAML config (:func:`zoo.training_guard.train`)."""
 from __future__ import annotations
 
 import argparse

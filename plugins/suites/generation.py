@@ -31,7 +31,7 @@ from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, inference, 
 
 @dataclass
 class GenerationOptions(SuiteOptions, Sampling):
-    """The sampling settings (:class:`zoo.sampling.Sampling`) and where the prompts come from."""
+    """The sampling settings (:class:`zoo.rollout.settings.Sampling`) and where the prompts come from."""
 
     key_prefix: ClassVar[str] = "option generation"
     samples_per_prompt: int = 4

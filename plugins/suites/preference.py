@@ -9,7 +9,7 @@ Each pair (x, y_w, y_l) gets a score per response, and the margin ``m = r(x, y_w
 * ``scorer: auto`` (default): ``reward`` when a reward source is given, else ``implicit`` when
   a reference is given, else ``logprob``.
 
-Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie (``|m| ≤ 1e-5``, :mod:`zoo.accuracy`)
+Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie (``|m| ≤ 1e-5``, :mod:`zoo.losses.accuracy`)
 counting one half, so a policy equal to its reference scores 0.5 rather than 0), ``margin`` (mean m), ``chosen`` and ``rejected``
 (mean scores), each ± its standard error. Pairs come from the ``data`` option (a file, a
 directory or a hub data set; TRL columns or Anthropic HH dialogues), else

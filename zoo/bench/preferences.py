@@ -32,7 +32,7 @@ def sample_responses(model_dir: str | Path, prompts: list[str], *, n: int, tempe
                      seed: int, batch_size: int = 64) -> list[list[str]]:
     """``n`` sampled responses per prompt from the model saved in ``model_dir``."""
     from zoo.bench.evaluate import load_policy
-    from zoo.generation import Sampler, sample_texts
+    from zoo.rollout.sampler import Sampler, sample_texts
 
     model, tokenizer = load_policy(model_dir)
     chunks = sample_texts(Sampler(model, tokenizer), prompts, n=n, batch_size=batch_size, seed=seed,

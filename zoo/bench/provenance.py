@@ -38,7 +38,7 @@ TRACKED = ("zoo", "plugins", "configs/bench")
 PRESENTATION = frozenset({"bench/report.py", "bench/plots.py", "bench/results.py", "bench/stats.py",
                           "bench/provenance.py", "bench/check.py", "bench/comparisons.py", "bench/cells.py",
                           "bench/costs.py", "bench/claims.py", "bench/canary.py", "bench/perturb.py", "cli.py",
-                          "scaffold.py"})
+                          "app/scaffold.py"})
 #: The numerical stack whose versions are part of every fingerprint.
 FINGERPRINT_PACKAGES = ("torch", "transformers", "tokenizers", "lightning", "numpy", "safetensors", "peft")
 

@@ -6,8 +6,11 @@ section checks its own ranges. The package knows nothing of plugins: the checks 
 selected algorithm (its ``algorithm_args``, data shape, reward and reference needs) are
 :func:`zoo.planning.plan_run`'s. One module per job:
 
+* :mod:`zoo.config.sections`: :class:`~zoo.config.sections.Validated`, the base of every section
+  (and of algorithm ``Args``): range checks whose errors name ``SECTION.KEY``;
 * :mod:`zoo.config.schema`: the sections (``model``, ``data``, ``train``...), each checking its own fields;
 * :mod:`zoo.config.coerce`: dataclasses from plain mappings, with types coerced and keys checked;
+* :mod:`zoo.config.yaml_dialect`: the YAML configs are read as (no duplicated keys, no YAML 1.1 booleans);
 * :mod:`zoo.config.loading`: YAML files, overrides and :func:`load_config`.
 """
 from zoo.config.coerce import build_dataclass

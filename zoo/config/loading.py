@@ -1,7 +1,7 @@
 """Reading run configs: YAML files, ``key.sub=value`` overrides, and :func:`load_config`.
 
 Configs are read with a ``yaml.SafeLoader`` that refuses duplicated keys and keeps ``off``/``yes``...
-as words (:mod:`zoo.yaml_loader`); :func:`load_config` builds the :class:`RunConfig` with
+as words (:mod:`zoo.config.yaml_dialect`); :func:`load_config` builds the :class:`RunConfig` with
 :func:`zoo.config.coerce.build_dataclass` and runs the sections' own checks. The checks that need the
 selected algorithm come next, in :func:`zoo.planning.plan_run`.
 """
@@ -15,7 +15,7 @@ import yaml
 from zoo.config.coerce import build_dataclass
 from zoo.config.schema import RunConfig
 from zoo.errors import ConfigError
-from zoo.yaml_loader import load as load_yaml
+from zoo.config.yaml_dialect import load as load_yaml
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` → (["a", "b"], value parsed as YAML)."""

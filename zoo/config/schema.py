@@ -1,6 +1,6 @@
 """The run config's schema: one typed dataclass per section, each checking its own fields.
 
-Every section is a :class:`zoo.validation.Validated` (like algorithm ``Args``): its
+Every section is a :class:`zoo.config.sections.Validated` (like algorithm ``Args``): its
 :meth:`validate` raises a :class:`zoo.errors.ConfigError` naming ``SECTION.KEY`` and the value.
 :meth:`RunConfig.validate` runs them and the checks across sections; the checks that need the
 selected algorithm (what it declares) are :func:`zoo.planning.plan_run`'s.
@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from zoo.gguf import check as check_gguf_name
 from zoo.errors import ConfigError, did_you_mean
 from zoo.tracking import LOGGERS
-from zoo.validation import Validated
+from zoo.config.sections import Validated
 
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16")
@@ -106,7 +106,7 @@ class ModelConfig(Validated):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     #: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``,
     #: ``flex_attention``, ...); None keeps transformers' choice (sdpa). With ``data.padding_free``
-    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.attention`).
+    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.forward.attention`).
     attn_implementation: str | None = None
     #: Recompute activations in the backward pass: less memory, about 30 % more time.
     gradient_checkpointing: bool = False

@@ -15,7 +15,7 @@ class Collator:
     responses get their first response repeated in the empty slots, marked invalid.
 
     With ``pack_capacity`` set (``data.padding_free``), the batch also carries the same sequences
-    packed into rows of that many tokens (:mod:`zoo.packing`). With ``reference_logps`` set (a
+    packed into rows of that many tokens (:mod:`zoo.forward.packing`). With ``reference_logps`` set (a
     :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
     """
 
@@ -30,7 +30,7 @@ class Collator:
         if self.reference_logps is not None:
             batch.reference_logps = self.reference_logps.lookup(batch.example_ids, batch.group_size)
         if self.pack_capacity is not None:
-            from zoo.packing import pack_sequences  # imports transformers' attention registry
+            from zoo.forward.packing import pack_sequences  # imports transformers' attention registry
 
             batch.packed = pack_sequences(batch.input_ids, batch.attention_mask.sum(-1).tolist(), self.pack_capacity,
                                           self.pad_token_id)

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo.accuracy import pair_accuracy
+from zoo.losses.accuracy import pair_accuracy
 from zoo.batch import LossOutput
 
 PreferenceLoss = Literal["sigmoid", "ipo"]

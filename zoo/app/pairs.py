@@ -40,7 +40,7 @@ import torch
 
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
-from zoo.sampling import Sampling
+from zoo.rollout.settings import Sampling
 
 __all__ = ["PairsConfig", "PairsModel", "PairsResult", "Sample", "load_pairs_config", "make_pairs",
            "samples_per_prompt"]
@@ -169,7 +169,7 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     and what each prompt is written as: its messages, its text, or None when it was truncated."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
-    from zoo.generation import Sampler
+    from zoo.rollout.sampler import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
     from zoo.progress import track
 

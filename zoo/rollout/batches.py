@@ -1,6 +1,6 @@
 """Turning sampled responses into training batches: the half of sampling that needs no model.
 
-:class:`Generation` is what :class:`zoo.generation.Sampler` returns; the functions here re-lay
+:class:`Generation` is what :class:`zoo.rollout.sampler.Sampler` returns; the functions here re-lay
 its rows the way the collators do (:func:`right_padded`, :func:`generation_batch`), pick rows
 (:func:`take_rows`, :func:`select_best`) and encode prompts. Online algorithm plugins import
 these at load time, so this module stays free of transformers (``zoo plugins`` and ``zoo --help``

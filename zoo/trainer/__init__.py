@@ -1,4 +1,11 @@
-"""The Lightning Trainer of a run, built from ``train.*`` (checked first by :mod:`zoo.trainer_settings`)."""
+"""The Lightning Trainer of a run, built from ``train.*`` by :func:`build_trainer`, and its parts:
+
+* :mod:`zoo.trainer.settings`: the ``train.*`` checks that run before Lightning sees them, and the
+  message of a setting it refuses;
+* :mod:`zoo.trainer.token_counter`: the callback that counts the tokens trained on;
+* :mod:`zoo.trainer.progress_bar`: the training progress bar (rich, or plain lines in a log);
+* :mod:`zoo.trainer.lightning_private`: the one place that reads Lightning's private state.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +19,8 @@ from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from zoo.config import RunConfig
 from zoo.resume import TrainingPosition
 from zoo.tracking import build_loggers
-from zoo.trainer_settings import check_trainer_names, trainer_settings_error
-from zoo.trainprogress import training_progress_bar
+from zoo.trainer.settings import check_trainer_names, trainer_settings_error
+from zoo.trainer.progress_bar import training_progress_bar
 
 
 def build_trainer(config: RunConfig, algorithm: Algorithm, output_dir: Path, extra_callbacks: list | None = None, *,
