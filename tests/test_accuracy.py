@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo import pair_accuracy
+from zoo.losses import pair_accuracy
 from zoo.losses.accuracy import TIE_TOLERANCE
 
 

@@ -149,7 +149,8 @@ def test_log_probs_are_recorded_only_when_asked(model, tokenizer, prompts):
 
 
 def test_sampling_settings_check_themselves():
-    from zoo import ConfigError, Sampling
+    from zoo import ConfigError
+    from zoo.rollout import Sampling
 
     with pytest.raises(ConfigError, match=r"sampling\.top_p = 1\.5"):
         Sampling(top_p=1.5)

@@ -113,7 +113,7 @@ def test_conforms():
 
 def test_reward_accuracy_counts_a_tie_as_one_half():
     """A policy equal to its reference gives equal implicit rewards: a tie scores 1/2
-    (:func:`zoo.pair_accuracy`), not 0."""
+    (:func:`zoo.losses.pair_accuracy`), not 0."""
     sums = torch.tensor([[-3.0, -2.0], [-1.0, -4.0]])
     values = SequenceLogProbs(None, torch.ones(4, 3, dtype=torch.bool), sums, sums, torch.ones(2, 2))
     out = OnlineDPO(OnlineDPOArgs()).loss(values, values, None)

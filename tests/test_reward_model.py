@@ -68,7 +68,7 @@ def test_regression_loss_is_squared_not_absolute_error():
 
 def test_accuracy_counts_a_tied_prediction_as_one_half():
     """Scores (1, 0) with equal predicted rewards: the model does not order the pair, so it counts one half
-    (zoo.pair_accuracy); with a correctly ordered second pair the accuracy is (0.5 + 1) / 2 = 0.75.
+    (zoo.losses.pair_accuracy); with a correctly ordered second pair the accuracy is (0.5 + 1) / 2 = 0.75.
     ``>=`` would give 1.0 and ``>`` 0.5."""
     for loss in (bradley_terry_loss, regression_loss):
         out = loss(torch.tensor([[0.7, 0.7], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]),

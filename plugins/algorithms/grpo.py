@@ -60,16 +60,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, join_generations, right_padded, take_rows)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RatioLevel, RewardShaping, aggregate, batch_normalised_advantages,
                         cispo_objective, clip_fraction, clipped_surrogate, group_advantages, masked_sums,
                         placement_problem, sequence_kl, sequence_mean, shape_rewards, token_kl)
+from zoo.rollout import Sampling, generation_batch, join_generations, right_padded, take_rows
 
 
 @dataclass
 class GRPOArgs(Hyperparameters, Sampling, RewardShaping):
-    """GRPO's settings; the sampling keys come from :class:`zoo.Sampling` (``samples_per_prompt`` is G),
+    """GRPO's settings; the sampling keys come from :class:`zoo.rollout.Sampling` (``samples_per_prompt`` is G),
     the reward shaping keys from :class:`zoo.losses.RewardShaping`."""
 
     samples_per_prompt: int = 4

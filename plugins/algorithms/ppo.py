@@ -60,16 +60,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, take_rows)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, gae,
                         kl_estimate, kl_k3, masked_mean, placement_problem, shape_rewards, token_kl, whiten)
+from zoo.rollout import Sampling, generation_batch, take_rows
 
 
 @dataclass
 class PPOArgs(Hyperparameters, Sampling, RewardShaping):
     """PPO's settings; the sampling keys (``samples_per_prompt``, ``max_new_tokens``, ``temperature``,
-    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`, the reward shaping keys
+    ``top_k``, ``top_p``) come from :class:`zoo.rollout.Sampling`, the reward shaping keys
     (``missing_eos_penalty``, ``overlong_window``, ``overlong_penalty``) from :class:`zoo.losses.RewardShaping`."""
 
     #: β_KL, the per-token KL penalty toward the reference (the initial value when adaptive).

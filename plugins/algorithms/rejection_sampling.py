@@ -26,14 +26,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, select_best)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import token_mean_nll
+from zoo.rollout import Sampling, generation_batch, select_best
 
 
 @dataclass
 class RejectionSamplingArgs(Hyperparameters, Sampling):
-    """The sampling keys come from :class:`zoo.Sampling`; ``samples_per_prompt`` is n."""
+    """The sampling keys come from :class:`zoo.rollout.Sampling`; ``samples_per_prompt`` is n."""
 
     renamed_keys: ClassVar[dict[str, str]] = {"n": "samples_per_prompt"}
     samples_per_prompt: int = 4

@@ -34,7 +34,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import pair_accuracy
 
 
 @dataclass

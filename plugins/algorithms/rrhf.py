@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import pair_accuracy
 
 
 @dataclass

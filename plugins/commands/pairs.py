@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from zoo.app.pairs import load_pairs_config, make_pairs, samples_per_prompt
+    from zoo.app import load_pairs_config, make_pairs, samples_per_prompt
 
     config = load_pairs_config(args.config, args.overrides)
     result = make_pairs(config)

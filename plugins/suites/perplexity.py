@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from zoo import ConfigError, Example, batch_logprobs, hookimpl
+from zoo import ConfigError, batch_logprobs, hookimpl
+from zoo.data import Example
 from zoo.eval import (EvalContext, Metric, Suite, SuiteOptions, SuiteResult, batches, inference, ratio_metric,
                       read_examples, resolve_source, with_tokenizer)
 

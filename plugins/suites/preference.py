@@ -22,9 +22,10 @@ from typing import Literal
 
 import torch
 
-from zoo import ConfigError, DataError, batch_logprobs, hookimpl, pair_accuracy
+from zoo import ConfigError, DataError, batch_logprobs, hookimpl
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, batches, inference, mean_metric, read_examples,
                       resolve_source, with_tokenizer)
+from zoo.losses import pair_accuracy
 
 
 @dataclass

@@ -20,7 +20,7 @@ Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
 
     prompts: builtin:tiny_prompts      # any data with a prompt column (builtin:, file, hub name)
     models: [{name: runs/tiny-sft/model}]
-    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.Sampling; a model may set its own count
+    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.rollout.Sampling; a model may set its own count
     reward: {function: tiny_sentiment}
     mode: ranked
     output: runs/tiny-pairs/ranked.jsonl

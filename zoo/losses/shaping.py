@@ -13,7 +13,7 @@ With L_max = ``max_new_tokens``, |y| the response's token count and R its score:
 
   added to R: a linear ramp from 0 to −c, so length is discouraged before the cut, not only at it.
 
-Online algorithms inherit :class:`RewardShaping` in their ``Args`` next to :class:`zoo.Sampling`
+Online algorithms inherit :class:`RewardShaping` in their ``Args`` next to :class:`zoo.rollout.Sampling`
 and call :func:`shape_rewards` on the scores of a rollout.
 """
 from __future__ import annotations
