@@ -32,16 +32,15 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from torch import Tensor, nn
-
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.rollout.settings import Sampling
 from zoo.config.sections import Validated
+from zoo.rollout.settings import Sampling
 
-if TYPE_CHECKING:
-    from zoo.rollout.batches import Generation
-    from zoo.rollout.sampler import Sampler
+if TYPE_CHECKING:  # torch is imported by what runs an algorithm, not by registering one
+    from torch import Tensor, nn
+
     from zoo.rewards.sources import RewardSource
+    from zoo.rollout.batches import Generation
 
 DataShape = Literal["sft", "pairwise", "ranked", "unpaired", "prompt"]
 DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)

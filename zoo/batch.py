@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported by what builds and moves batches, not by an algorithm's import
+    import torch
+    from torch import Tensor
 
 
 @dataclass
@@ -64,6 +65,8 @@ class Batch:
         return self.valid.shape[0]
 
     def to(self, device: torch.device | str) -> "Batch":
+        from torch import Tensor
+
         def move(value: Any) -> Any:
             if isinstance(value, Tensor):
                 return value.to(device)

@@ -30,10 +30,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor, nn
 
 from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import PreferenceLoss, dpo_loss
@@ -100,6 +100,8 @@ class OnlineDPO(Algorithm):
         return self.snapshot
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
+        import torch
+
         a = self.args
         n = a.samples_per_prompt
         generation = ctx.generate(batch, a, model=self._sampling_model(ctx))

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
 from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import token_mean_nll
@@ -93,6 +94,8 @@ class RejectionSampling(Algorithm):
         self.stats.best_reward_sum += float(best.sum())
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
+        import torch
+
         a = self.args
         n = a.samples_per_prompt
         generation = ctx.generate(batch, a)

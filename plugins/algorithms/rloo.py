@@ -35,10 +35,13 @@ Logged per rollout: reward (the score), kl_ref (Σ_t log π_old − log π_ref),
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, kl_k1,

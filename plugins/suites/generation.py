@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from zoo import ConfigError, hookimpl, sequence_logprobs
+from zoo import ConfigError, hookimpl
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, inference, mean_metric, pad_id, read_examples,
                       resolve_source, with_tokenizer)
 from zoo.rollout import Sampling
@@ -86,6 +86,7 @@ class GenerationSuite(Suite):
         return sampler(ids, mask, o, seed=seed, record_logps=True)  # the KL estimate reads the log-probs
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
+        from zoo import sequence_logprobs
         from zoo.rollout import Sampler, right_padded
 
         o, n = self.options, self.options.samples_per_prompt

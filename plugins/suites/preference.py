@@ -18,11 +18,12 @@ directory or a hub data set; TRL columns or Anthropic HH dialogues), else
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import ConfigError, DataError, batch_logprobs, hookimpl
+from zoo import ConfigError, DataError, hookimpl
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, batches, inference, mean_metric, read_examples,
                       resolve_source, with_tokenizer)
 from zoo.losses import pair_accuracy
@@ -103,6 +104,8 @@ class Preference(Suite):
                                               "beta": self.options.beta if scorer == "implicit" else None})
 
     def _reward_scores(self, context: EvalContext) -> torch.Tensor:
+        import torch
+
         out = []
         for start in range(0, len(self.examples), context.batch_size):
             chunk = self.examples[start: start + context.batch_size]
@@ -115,6 +118,10 @@ class Preference(Suite):
         return torch.cat(out)
 
     def _logprob_scores(self, model, tokenizer, context: EvalContext, scorer: str) -> torch.Tensor:
+        import torch
+
+        from zoo import batch_logprobs
+
         o = self.options
         out = []
         with inference(model) as device:

@@ -1,8 +1,6 @@
 """Collators: one for every data shape, all producing the flattened :class:`zoo.Batch` layout."""
 from __future__ import annotations
 
-import torch
-
 from zoo.batch import Batch
 from zoo.data.tokenize import TokenizedExample
 
@@ -38,6 +36,8 @@ class Collator:
 
     def pad(self, examples: list[TokenizedExample]) -> Batch:
         """The padded batch alone (no packing, no cached reference log-probs)."""
+        import torch
+
         k = max(1, max(len(e.response_ids) for e in examples))
         sequences, prompt_lengths, valid = [], [], []
         for example in examples:

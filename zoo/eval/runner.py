@@ -6,9 +6,10 @@ import platform
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import nn
 
 from zoo.errors import ConfigError
 from zoo.eval.results import SuiteResult, write_results, write_samples

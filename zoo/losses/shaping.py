@@ -19,9 +19,10 @@ and call :func:`shape_rewards` on the scores of a rollout.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.errors import ConfigError
 
