@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 import pytest
 
 from zoo.app.config_reference import render, section_keys
-from zoo.registry import reset_registry
 from zoo.config.sections import Validated
+from zoo.registry import reset_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 7

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from zoo.rollout.decoding import decode, supports_decoding
 from zoo.rollout.batches import encode_prompts
+from zoo.rollout.decoding import decode, supports_decoding
 from zoo.rollout.sampler import Sampler
 from zoo.tiny import tiny_model, tiny_tokenizer
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.rollout.batches import encode_prompts, generation_batch, right_padded, take_rows
 from zoo.rollout.sampler import Sampler, best_of_n, first_eos_mask
-from zoo.forward.logprobs import sequence_logprobs
 from zoo.tiny import tiny_model
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 

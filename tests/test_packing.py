@@ -8,13 +8,13 @@ import random
 import pytest
 import torch
 
-from zoo.forward.attention import VARLEN, enable_varlen_attention
 from zoo.config import DataConfig, load_config
 from zoo.data.collate import Collator
 from zoo.data.dataset import load_examples
 from zoo.errors import ConfigError
-from zoo.module import AlignmentModule
+from zoo.forward.attention import VARLEN, enable_varlen_attention
 from zoo.forward.packing import check_packing_support, first_fit_decreasing, unpack
+from zoo.module import AlignmentModule
 from zoo.registry import get_registry
 from zoo.tiny import tiny_model
 

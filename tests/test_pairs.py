@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from zoo.app.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
 from zoo.cli import main
 from zoo.config import DataConfig, ModelConfig, RewardConfig, TinyModelConfig
 from zoo.data.dataset import load_examples
 from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
-from zoo.app.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
 from zoo.rewards.loading import load_reward_source
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import torch
 
 import zoo.app.pairs
+from zoo.app.pairs import _ended_with_eos, load_pairs_config, make_pairs
 from zoo.config import DataConfig
 from zoo.data.dataset import load_examples
-from zoo.app.pairs import _ended_with_eos, load_pairs_config, make_pairs
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 

@@ -18,8 +18,8 @@ import yaml
 
 from zoo import cli
 from zoo.config import load_config
-from zoo.planning import plan_run
 from zoo.errors import PluginError
+from zoo.planning import plan_run
 from zoo.registry import get_registry
 from zoo.testing import plugin_path
 from zoo.training_guard import train

@@ -13,8 +13,8 @@ import pytest
 
 from zoo import cli
 from zoo.config import load_config
-from zoo.planning import plan_run
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import reset_registry
 from zoo.testing import plugin_path
 

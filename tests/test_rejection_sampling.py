@@ -10,9 +10,9 @@ from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import load_config
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.rollout.batches import encode_prompts, select_best
 from zoo.rollout.sampler import Sampler
-from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 from zoo.training_guard import train
 from zoo_plugins.algorithms.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll

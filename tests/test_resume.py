@@ -17,7 +17,8 @@ import yaml
 from safetensors.torch import load_file
 
 from zoo import cli
-from zoo.checkpointing import AtomicCheckpointIO, NonFiniteWeightsError, WriteError, atomic_torch_save, atomic_write_text
+from zoo.checkpointing import (AtomicCheckpointIO, NonFiniteWeightsError, WriteError, atomic_torch_save,
+                               atomic_write_text)
 from zoo.config import load_config
 from zoo.data.order import EpochSampler, LengthGroupedBatchSampler
 from zoo.errors import ConfigError, PluginError

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from zoo.config import ModelConfig, RewardConfig, TinyModelConfig, load_config
-from zoo.models import load_scalar_model
 from zoo.forward import sequence_scores
+from zoo.models import load_scalar_model
 from zoo.rewards.loading import load_reward_source
 from zoo.rewards.model import SCORE_MEAN
 from zoo.training_guard import train

@@ -23,8 +23,8 @@ import yaml
 
 from zoo.cli import main
 from zoo.config import load_config
-from zoo.planning import plan_run
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import get_registry, reset_registry
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "zoo-thirdparty-demo"

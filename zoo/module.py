@@ -20,12 +20,12 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.forward import batch_logprobs, cached_logprobs
-from zoo.trainer.lightning_private import writes_logs_now
 from zoo.loss_contract import check_gradient_path, check_loss_output, loss_origin
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import disable_dropout
-from zoo.tracking import RecordingReward, log_completions
 from zoo.optimizer import adamw
+from zoo.tracking import RecordingReward, log_completions
+from zoo.trainer.lightning_private import writes_logs_now
 
 log = logging.getLogger(__name__)
 

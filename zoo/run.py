@@ -30,29 +30,29 @@ from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 
 from zoo.algorithm import Algorithm
-from zoo.forward.attention import enable_varlen_attention
 from zoo.checkpointing import WriteError, atomic_write_text, make_readable, require_finite
 from zoo.config import RunConfig
 from zoo.data.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
+from zoo.forward.attention import enable_varlen_attention
+from zoo.forward.packing import check_packing_support
+from zoo.forward.swiglu import enable_lean_swiglu
 from zoo.integrity import data_fingerprint
 from zoo.lora import apply_lora, save_policy
 from zoo.model_card import write_model_card
 from zoo.model_output import OutputKind
 from zoo.models import load_tokenizer
 from zoo.module import AlignmentModule
-from zoo.forward.packing import check_packing_support
 from zoo.planning import RunPlan, plan_run
 from zoo.quiet import no_transformers_bars
 from zoo.reference import training_reference
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
-from zoo.run_files import record
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
-from zoo.forward.swiglu import enable_lean_swiglu
-from zoo.trainer.token_counter import TokenCounter
+from zoo.run_files import record
 from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
+from zoo.trainer.token_counter import TokenCounter
 
 log = logging.getLogger(__name__)
 

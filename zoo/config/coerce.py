@@ -15,8 +15,8 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from zoo.errors import ConfigError, did_you_mean
 from zoo.config.yaml_dialect import yaml_1_1_bool
+from zoo.errors import ConfigError, did_you_mean
 
 #: Integers beyond a C ``int64`` (e.g. ``batch_size=99999999999999999999``) would fail deep in torch.
 _INT_LIMIT = 2 ** 63

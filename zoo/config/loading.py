@@ -14,8 +14,8 @@ import yaml
 
 from zoo.config.coerce import build_dataclass
 from zoo.config.schema import RunConfig
-from zoo.errors import ConfigError
 from zoo.config.yaml_dialect import load as load_yaml
+from zoo.errors import ConfigError
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` → (["a", "b"], value parsed as YAML)."""

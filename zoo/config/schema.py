@@ -13,10 +13,10 @@ import copy
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from zoo.gguf import check as check_gguf_name
-from zoo.errors import ConfigError, did_you_mean
-from zoo.tracking import LOGGERS
 from zoo.config.sections import Validated
+from zoo.errors import ConfigError, did_you_mean
+from zoo.gguf import check as check_gguf_name
+from zoo.tracking import LOGGERS
 
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16")

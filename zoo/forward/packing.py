@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.forward.attention import packed_call, sequence_starts, uses_varlen_attention
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
+from zoo.forward.attention import packed_call, sequence_starts, uses_varlen_attention
 from zoo.forward.lm_head import scored_token_logps
 from zoo.forward.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
 

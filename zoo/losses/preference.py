@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
     import torch
 
-from zoo.losses.accuracy import pair_accuracy
 from zoo.batch import LossOutput
+from zoo.losses.accuracy import pair_accuracy
 
 PreferenceLoss = Literal["sigmoid", "ipo"]
 

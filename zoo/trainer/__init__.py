@@ -19,8 +19,8 @@ from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from zoo.config import RunConfig
 from zoo.resume import TrainingPosition
 from zoo.tracking import build_loggers
-from zoo.trainer.settings import check_trainer_names, trainer_settings_error
 from zoo.trainer.progress_bar import training_progress_bar
+from zoo.trainer.settings import check_trainer_names, trainer_settings_error
 
 
 def build_trainer(config: RunConfig, algorithm: Algorithm, output_dir: Path, extra_callbacks: list | None = None, *,
