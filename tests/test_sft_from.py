@@ -45,7 +45,8 @@ def test_best_of_ranked_rows_first_on_a_tie(tmp_path, tokenizer):
 def test_only_sft_takes_the_option():
     from zoo.planning import plan_run
 
-    assert plan_run(load_config(raw={"algorithm": "sft", "data": {"sft_from": "chosen"}})).config.data.sft_from == "chosen"
+    plan = plan_run(load_config(raw={"algorithm": "sft", "data": {"sft_from": "chosen"}}))
+    assert plan.config.data.sft_from == "chosen"
     with pytest.raises(ConfigError, match=r"data.sft_from = 'chosen'.*algorithm 'dpo' reads 'pairwise' data"):
         plan_run(load_config(raw={"algorithm": "dpo", "data": {"sft_from": "chosen"}}))
     with pytest.raises(ConfigError, match="data.sft_from"):
