@@ -19,7 +19,10 @@ per batch; that is also what lets the reference cache hold their reference log-p
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import DataError
@@ -43,6 +46,8 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
 
     ``where`` names the split in the error raised when it holds fewer than two distinct prompts.
     """
+    import torch
+
     if not examples:
         return []
     groups: dict[tuple[int, ...], int] = {}

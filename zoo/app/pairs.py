@@ -20,7 +20,7 @@ Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
 
     prompts: builtin:tiny_prompts      # any data with a prompt column (builtin:, file, hub name)
     models: [{name: runs/tiny-sft/model}]
-    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.Sampling; a model may set its own count
+    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.rollout.Sampling; a model may set its own count
     reward: {function: tiny_sentiment}
     mode: ranked
     output: runs/tiny-pairs/ranked.jsonl
@@ -40,7 +40,7 @@ import torch
 
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
-from zoo.sampling import Sampling
+from zoo.rollout.settings import Sampling
 
 __all__ = ["PairsConfig", "PairsModel", "PairsResult", "Sample", "load_pairs_config", "make_pairs",
            "samples_per_prompt"]
@@ -169,7 +169,7 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     and what each prompt is written as: its messages, its text, or None when it was truncated."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
-    from zoo.generation import Sampler
+    from zoo.rollout.sampler import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
     from zoo.progress import track
 
@@ -282,7 +282,7 @@ def score_with_progress(reward: Any, prompts: list[str], responses: list[str]) -
 
 def make_pairs(config: PairsConfig) -> PairsResult:
     """Sample, score and write the pairs file as configured."""
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
     from zoo.writable import check_writable_file
 
     check_writable_file(config.output, "output")  # before any sampling, not after
