@@ -165,7 +165,8 @@ class ModelReward(RewardSource):
         encode = ExampleTokenizer(self.tokenizer, self.max_length, p.max_prompt_length, p.truncation, setting=p.setting)
         rows = []
         for i, (prompt, response) in enumerate(zip(prompts, responses)):
-            example = encode(Example(prompt, [response], None, i + 1, "reward", prompt_messages=prompt_messages(prompt)))
+            example = encode(Example(prompt, [response], None, i + 1, "reward",
+                                     prompt_messages=prompt_messages(prompt)))
             rows.append(example.prompt_ids + example.response_ids[0])
         pad = self.tokenizer.pad_token_id
         width = max(1, max(len(r) for r in rows))
