@@ -19,14 +19,14 @@ longer prompt (``truncation``) and the config key that set the budget (named in 
 * A plain string prompt is cut token by token.
 
 Who applies it: training (:class:`zoo.data.tokenize.ExampleTokenizer`, with ``data.max_prompt_length``
-and ``data.prompt_truncation``); online algorithms sample from the prompt ids training built
-(``batch.prompt_ids``); :func:`zoo.rollout.encode_prompts` (``zoo pairs``' reward model, the
-``generation`` suite, the benchmark's samplers, best-of-n) and reward models
-(:class:`zoo.rewards.ModelReward`, with the run's policy) encode through it. Prompt texts reach the
-latter two as strings; one rendered from messages is a :class:`zoo.data.examples.ChatPrompt`, which
-carries them, so the turn-aware cut applies there too. The messages are used only when they render
-to the prompt's text with the encoding tokenizer's template (a reward model with another template
-cuts the text as a plain prompt, as before).
+and ``data.prompt_truncation``; ``zoo pairs`` reads its prompts the same way); online algorithms
+sample from the prompt ids training built (``batch.prompt_ids``); :func:`zoo.rollout.encode_prompts`
+(the ``generation`` suite, best-of-n, the benchmark's samplers) and reward models
+(:class:`zoo.rewards.ModelReward`, with the policy of the run or of ``zoo pairs``) encode through
+it. Prompt texts reach the latter two as strings; one rendered from messages is a
+:class:`zoo.data.examples.ChatPrompt`, which carries them, so the turn-aware cut applies there too.
+The messages are used only when they render to the prompt's text with the encoding tokenizer's
+template (a reward model with another template cuts the text as a plain prompt, as before).
 """
 from __future__ import annotations
 
