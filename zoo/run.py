@@ -154,9 +154,11 @@ def build_run(config: RunConfig | RunPlan, *, overwrite: bool = False, resume: b
         reference = training_reference(config, policy, tokenizer)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):
+        from zoo.data.truncation import PromptPolicy
         from zoo.rewards.loading import load_reward_source
 
-        reward = load_reward_source(config.reward, tokenizer=tokenizer)
+        # A reward model cuts prompts as this run's data did: it scores the prompts the policy saw.
+        reward = load_reward_source(config.reward, tokenizer=tokenizer, prompts=PromptPolicy.from_data(config.data))
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer,
                              output=kind)
     return Run(config, output_dir, algorithm, kind, tokenizer, datamodule, module, trainer, tokens, fingerprint,

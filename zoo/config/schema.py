@@ -153,7 +153,8 @@ class DataConfig(Validated):
     max_length: int = 256
     #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
     #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
-    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
+    #: (``drop``, counted in the data summary). Samplers and the run's reward model cut prompts
+    #: the same way. See :mod:`zoo.data.truncation`.
     max_prompt_length: int = 128
     #: How an over-long prompt is shortened (see ``max_prompt_length``).
     prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
@@ -314,7 +315,8 @@ class RewardConfig(Validated):
     function: str | None = None
     #: A saved reward model folder (a ``reward`` run's ``model/``).
     model: str | None = None
-    #: Arguments of the function, or the reward model's (``normalize``, ``batch_size``, ``max_length``).
+    #: Arguments of the function, or the reward model's (``normalize``, ``batch_size``, ``max_length``;
+    #: ``max_prompt_length`` and ``prompt_truncation``, by default the run's ``data`` settings).
     args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:

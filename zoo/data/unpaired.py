@@ -37,7 +37,8 @@ def single_completions(examples: list[TokenizedExample]) -> list[TokenizedExampl
     for example in examples:
         for ids, label in zip(example.response_ids, example.scores or []):
             out.append(TokenizedExample(example.prompt_ids, [ids], [label], example.prompt, example.row,
-                                        example.source, example.truncated, example.prompt_cut))
+                                        example.source, example.truncated, example.prompt_cut,
+                                        example.prompt_messages))
     return out
 
 
@@ -62,7 +63,7 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
         mismatched = examples[source].response_ids[0][: max_length - len(example.prompt_ids)]
         out.append(TokenizedExample(example.prompt_ids, [example.response_ids[0], mismatched], example.scores,
                                     example.prompt, example.row, example.source, example.truncated,
-                                    example.prompt_cut))
+                                    example.prompt_cut, example.prompt_messages))
     return out
 
 

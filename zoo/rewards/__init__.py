@@ -7,7 +7,8 @@ A run's ``reward`` config selects one:
 * ``reward: {model: PATH, args: {...}}``: a reward model saved by ``zoo train`` with
   ``algorithm: reward`` (or any ``AutoModelForSequenceClassification`` with one label). Its
   ``args``: ``normalize`` (default true: subtract the training-data mean score stored with the
-  model), ``batch_size`` (32), ``max_length`` (512 tokens).
+  model), ``batch_size`` (32), ``max_length`` (512 tokens), ``max_prompt_length`` and
+  ``prompt_truncation`` (:mod:`zoo.rewards.model`).
 
 Both give a :class:`RewardSource`: ``source.score(prompts, responses)`` returns a float32 ``[N]``
 tensor, one reward per (prompt, response) pair.

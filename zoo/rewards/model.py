@@ -4,17 +4,29 @@ and the score statistics stored with a trained one.
 ``reward: {model: PATH, args: {...}}`` selects a reward model saved by ``zoo train`` with
 ``algorithm: reward`` (or any ``AutoModelForSequenceClassification`` with one label). Its ``args``:
 ``normalize`` (default true: subtract the training-data mean score stored with the model),
-``batch_size`` (32), ``max_length`` (512 tokens).
+``batch_size`` (32), ``max_length`` (512 tokens), ``max_prompt_length`` and ``prompt_truncation``
+(see below).
 
 A learned reward model scores the token after which nothing but padding follows (the EOS of
 ``prompt + response + EOS``), exactly as ``AutoModelForSequenceClassification`` pools, so the
 scores seen during reward-model training and when it is used as a reward are the same numbers.
+
+It tokenises ``(prompt, response)`` as training does (:class:`zoo.data.tokenize.ExampleTokenizer`):
+the prompt fitted to ``max_prompt_length`` tokens by the one prompt truncation policy
+(:mod:`zoo.data.truncation`; a prompt rendered from chat messages, a
+:class:`zoo.data.examples.ChatPrompt`, loses whole turns and keeps its template), then the
+response cut to the room ``max_length`` leaves. ``max_prompt_length`` and ``prompt_truncation``
+come from ``reward.args`` when set there, else from the caller's policy: a training run's
+``data.max_prompt_length`` and ``data.prompt_truncation`` (``drop`` cuts as ``keep_end``: the run's
+data holds no longer prompt), ``zoo pairs``' ``max_prompt_length``; with neither, half of
+``max_length`` and ``keep_end``. So a reward model used by a run sees the prompt ids the run's
+policy was trained and sampled on.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -24,16 +36,31 @@ from zoo.forward import sequence_scores
 from zoo.gguf import is_gguf
 from zoo.rewards.sources import RewardSource
 
+if TYPE_CHECKING:
+    from zoo.data.truncation import PromptPolicy
+
 #: Config attributes a trained reward model carries (written into its ``config.json``).
 SCORE_MEAN = "zoo_score_mean"
 SCORE_STD = "zoo_score_std"
 
 
+def default_prompt_policy(max_length: int) -> PromptPolicy:
+    """A reward model's prompt policy when neither ``reward.args`` nor its caller gives one: half of
+    ``max_length``, ``keep_end``."""
+    from zoo.data.truncation import PromptPolicy
+
+    return PromptPolicy(max(1, max_length // 2), "keep_end", "reward.args.max_prompt_length")
+
+
 class ModelReward(RewardSource):
-    """A learned scalar reward model loaded from a directory."""
+    """A learned scalar reward model loaded from a directory.
+
+    ``prompts``: the prompt truncation policy it scores with (see the module docstring); None: half
+    of ``max_length``, ``keep_end``.
+    """
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str = "reward_model", normalize: bool = True,
-                 batch_size: int = 32, max_length: int = 512):
+                 batch_size: int = 32, max_length: int = 512, prompts: PromptPolicy | None = None):
         self.model = model.eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -41,6 +68,11 @@ class ModelReward(RewardSource):
         self.name = name
         self.batch_size = batch_size
         self.max_length = max_length
+        self.prompts = (prompts or default_prompt_policy(max_length)).never_dropping()
+        if self.prompts.max_prompt_length >= max_length:
+            raise ConfigError(f"{self.prompts.setting} = {self.prompts.max_prompt_length} leaves the reward model no "
+                              f"room for a response within reward.args.max_length = {max_length}: raise "
+                              f"reward.args.max_length, or set reward.args.max_prompt_length below it")
         self.offset = float(getattr(model.config, SCORE_MEAN, 0.0) or 0.0) if normalize else 0.0
 
     def to(self, device: torch.device | str) -> "ModelReward":
@@ -48,13 +80,15 @@ class ModelReward(RewardSource):
         return self
 
     def _encode(self, prompts: list[str], responses: list[str]) -> tuple[Tensor, Tensor]:
-        from zoo.data.examples import Example
+        from zoo.data.examples import Example, prompt_messages
         from zoo.data.tokenize import ExampleTokenizer
 
-        encode = ExampleTokenizer(self.tokenizer, self.max_length, max(1, self.max_length // 2))
+        p = self.prompts
+        encode = ExampleTokenizer(self.tokenizer, self.max_length, p.max_prompt_length, p.truncation, setting=p.setting)
         rows = []
         for i, (prompt, response) in enumerate(zip(prompts, responses)):
-            example = encode(Example(prompt, [response], None, i, "reward"))
+            example = encode(Example(prompt, [response], None, i + 1, "reward",
+                                     prompt_messages=prompt_messages(prompt)))
             rows.append(example.prompt_ids + example.response_ids[0])
         pad = self.tokenizer.pad_token_id
         width = max(1, max(len(r) for r in rows))
@@ -113,14 +147,15 @@ def record_score_statistics(model: nn.Module, batches: Iterable[Any], max_respon
     return stats
 
 
-MODEL_ARGS = ("normalize", "batch_size", "max_length")
+MODEL_ARGS = ("normalize", "batch_size", "max_length", "max_prompt_length", "prompt_truncation")
 
 
 def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: bool = True, batch_size: int = 32,
-                      max_length: int = 512) -> ModelReward:
+                      max_length: int = 512, prompts: PromptPolicy | None = None) -> ModelReward:
     """A :class:`ModelReward` from a saved ``AutoModelForSequenceClassification`` directory.
 
-    The directory's own tokenizer is used when it has one, else ``tokenizer``.
+    The directory's own tokenizer is used when it has one, else ``tokenizer``. ``prompts``: the
+    prompt truncation policy it scores with (None: half of ``max_length``, ``keep_end``).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -152,4 +187,4 @@ def load_reward_model(path: str | Path, *, tokenizer: Any = None, normalize: boo
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return ModelReward(model, tokenizer, name=path.parent.name if path.name == "model" else path.name,
-                       normalize=normalize, batch_size=batch_size, max_length=max_length)
+                       normalize=normalize, batch_size=batch_size, max_length=max_length, prompts=prompts)

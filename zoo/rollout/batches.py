@@ -88,15 +88,22 @@ def join_generations(first: Generation, second: Generation, *, pad_id: int) -> G
         stop_ids=first.stop_ids)
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: int = 128) -> tuple[Tensor, Tensor]:
-    """Left-padded ``[B, P]`` prompt ids and mask, tokenised the way the data pipeline does it."""
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: int = 128,
+                   prompt_truncation: str = "keep_end") -> tuple[Tensor, Tensor]:
+    """Left-padded ``[B, P]`` prompt ids and mask, fitted to ``max_prompt_length`` tokens as training fits them.
+
+    The one prompt truncation policy (:mod:`zoo.data.truncation`): ``keep_end`` / ``keep_start``
+    (``drop`` cuts as ``keep_end``: a prompt given to a sampler is never left out), and a
+    :class:`zoo.data.examples.ChatPrompt` is cut in whole turns with its template kept, so a row's
+    prompt encodes to the ids its training example holds.
+    """
     import torch
 
-    from zoo.data.examples import Example
-    from zoo.data.tokenize import ExampleTokenizer
+    from zoo.data.examples import prompt_messages
+    from zoo.data.truncation import PromptPolicy
 
-    encode = ExampleTokenizer(tokenizer, max_prompt_length + 1, max_prompt_length)
-    rows = [encode(Example(prompt, [], None, i, "prompts")).prompt_ids for i, prompt in enumerate(prompts)]
+    fit = PromptPolicy(max_prompt_length, prompt_truncation, "max_prompt_length").never_dropping().encoder(tokenizer)
+    rows = [fit(prompt, prompt_messages(prompt), source="prompts", row=i + 1)[0] for i, prompt in enumerate(prompts)]
     width = max(1, max(len(row) for row in rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
