@@ -7,7 +7,7 @@ Trains ``--algorithm`` (ppo, grpo, rloo, online_dpo or rejection_sampling) for o
 ``--steps`` timed steps on the built-in prompts with the ``tiny_sentiment`` reward, and splits each
 step's wall time into
 
-* generation: inside :class:`zoo.generation.Sampler` (prefill and decoding);
+* generation: inside :class:`zoo.rollout.sampler.Sampler` (prefill and decoding);
 * reference: the reference model's log-probs of the samples (``ExperienceContext.logprobs`` on
   the reference);
 * other scoring: the rest of ``make_experience`` (the policy's and a value head's forward passes,
@@ -40,10 +40,10 @@ def profile(args: argparse.Namespace, model_dir: Path) -> list[dict[str, float]]
     import lightning as L
 
     import zoo.algorithm as algorithm
-    import zoo.generation as generation
+    import zoo.rollout.sampler as generation
     from zoo.config import load_config
     from zoo.registry import get_registry
-    from zoo.train import train
+    from zoo.training_guard import train
 
     spent = {"generation": 0.0, "reference": 0.0, "experience": 0.0, "start": 0.0}
 

@@ -19,7 +19,7 @@ mask comes from transformers, built from the restarting ``position_ids``); the s
 forward pass, every row as wide as the fullest; every sequence of the batch in one single row
 with sdpa (what ``DataCollatorWithFlattening`` produces; on CPU the mask is dense, so attention
 grows with the square of the whole batch's tokens); and that single row with zoo's per-sequence
-attention (``zoo_varlen``, :mod:`zoo.attention`: attention grows with each sequence's own square),
+attention (``zoo_varlen``, :mod:`zoo.forward.attention`: attention grows with each sequence's own square),
 which is what ``data.padding_free`` runs for sdpa models, and so what part 1's packed layouts ran.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def padding_share(meter_tokens: list[int], positions: list[int]) -> float:
 def train_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, dict[str, float]]:
     import lightning as L
 
-    from zoo.packing import run_layout
+    from zoo.forward.packing import run_layout
 
     rates: dict[str, list[float]] = {name: [] for name in LAYOUTS}
     shares: dict[str, float] = {}
@@ -100,13 +100,13 @@ def time_layouts(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
 
     from transformers import AutoModelForCausalLM
 
-    from zoo.attention import enable_varlen_attention
+    from zoo.forward.attention import enable_varlen_attention
     from zoo.config import DataConfig, ModelConfig
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
-    from zoo.logprobs import sequence_logprobs
+    from zoo.forward.logprobs import sequence_logprobs
     from zoo.models import load_tokenizer
-    from zoo.packing import pack_sequences, packed_sequence_logprobs
+    from zoo.forward.packing import pack_sequences, packed_sequence_logprobs
 
     tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
     config = DataConfig(train=str(args.data), max_length=args.max_length, max_prompt_length=args.max_prompt_length,

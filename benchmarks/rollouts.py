@@ -4,7 +4,7 @@
     python benchmarks/rollouts.py --model-dir smollm2 --split-steps 3 --algorithm ppo
 
 Part 1 samples the same left-padded prompts (the first ``--batch-size`` of ``--prompts``, tokenised
-as training does) with :class:`zoo.generation.Sampler` (its own decoding loop, :mod:`zoo.decoding`)
+as training does) with :class:`zoo.rollout.sampler.Sampler` (its own decoding loop, :mod:`zoo.rollout.decoding`)
 and with ``model.generate`` given the same generation config and seed (KV cache on, sampling at
 ``--temperature``, default 1; 0 is greedy), alternating ``--repeats`` times. It prints generated
 tokens per second of each (the median run), the ratio, and whether both produced the same tokens:
@@ -42,7 +42,7 @@ def load(model_dir: Path):
 
 
 def prompts_for(tokenizer, count: int, max_prompt_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from zoo.generation import encode_prompts
+    from zoo.rollout.batches import encode_prompts
 
     return encode_prompts(tokenizer, (PROMPTS * (count // len(PROMPTS) + 1))[:count], max_prompt_length)
 
@@ -58,11 +58,11 @@ PROMPTS = [
 
 
 def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
-    from zoo.generation import Sampler
+    from zoo.rollout.sampler import Sampler
 
     ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length)
     sampler = Sampler(model, tokenizer)
-    from zoo.sampling import Sampling
+    from zoo.rollout.settings import Sampling
 
     settings = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0)
     config = sampler._generation_config(settings)
@@ -81,7 +81,7 @@ def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
         hf_response = out.sequences[:, ids.shape[1]:]
         zoo_response = generation.sequences[:, ids.shape[1]:]
         zoo_tokens = int(generation.response_mask.sum())
-        from zoo.generation import first_eos_mask
+        from zoo.rollout.sampler import first_eos_mask
 
         hf_tokens = int(first_eos_mask(hf_response, sampler.eos_ids).sum())
         same &= zoo_tokens == hf_tokens and bool(
@@ -105,10 +105,10 @@ def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
 def split_step(args: argparse.Namespace, model_dir: Path) -> dict:
     import lightning as L
 
-    import zoo.generation as generation
+    import zoo.rollout.sampler as generation
     from zoo.config import load_config
     from zoo.registry import get_registry
-    from zoo.train import train
+    from zoo.training_guard import train
 
     spent = {"generation": 0.0, "experience": 0.0}
     original_call = generation.Sampler.__call__

@@ -225,7 +225,7 @@ def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
     """Train with zoo; returns the step meter, or the peak tensor memory in bytes when ``memory``."""
     import lightning as L
 
-    from zoo.train import train
+    from zoo.training_guard import train
 
     meter = StepMeter()
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from zoo import pair_accuracy
-from zoo.accuracy import TIE_TOLERANCE
+from zoo.losses import pair_accuracy
+from zoo.losses.accuracy import TIE_TOLERANCE
 
 
 def test_hand_worked_margins():

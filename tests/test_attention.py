@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.attention import enable_varlen_attention, sequence_starts, uses_varlen_attention, varlen_attention_forward
-from zoo.packing import check_packing_support, packed_forward
+from zoo.forward.attention import (enable_varlen_attention, sequence_starts, uses_varlen_attention,
+                                   varlen_attention_forward)
+from zoo.forward.packing import check_packing_support, packed_forward
 from zoo.tiny import tiny_model
 
 

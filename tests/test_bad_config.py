@@ -10,6 +10,7 @@ import yaml
 from zoo import cli
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import get_registry
 
 BASE = {"algorithm": "dpo", "model": {"name": "tiny"}, "data": {"max_length": 64, "max_prompt_length": 32},
@@ -17,7 +18,8 @@ BASE = {"algorithm": "dpo", "model": {"name": "tiny"}, "data": {"max_length": 64
 
 
 def _load(*overrides: str, raw: dict | None = None):
-    return load_config(raw=yaml.safe_load(yaml.safe_dump(raw or BASE)), overrides=list(overrides))
+    """The config, loaded and planned (checked against its algorithm) as ``zoo train`` does."""
+    return plan_run(load_config(raw=yaml.safe_load(yaml.safe_dump(raw or BASE)), overrides=list(overrides))).config
 
 
 @pytest.mark.parametrize(("override", "named", "hint"), [
@@ -199,7 +201,7 @@ def test_missing_config_file_and_malformed_override(tmp_path):
 
 def test_lora_target_module_the_model_lacks_names_the_key_and_the_choices(tmp_path, tiny_run):
     """Only the model knows its module names, so this is checked once it is built, before anything is written."""
-    from zoo.train import train
+    from zoo.training_guard import train
 
     raw = tiny_run("sft", tmp_path / "run", steps=1, model={"lora": {"target_modules": ["qq_proj"]}})
     with pytest.raises(ConfigError, match=r"model\.lora\.target_modules = \['qq_proj'\].*q_proj") as error:

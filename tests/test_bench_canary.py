@@ -83,3 +83,40 @@ def test_the_canary_rebuilds_with_the_configs_thread_count(config, tmp_path, mon
     (tmp_path / "cache").mkdir()
     run_canary(dataclasses.replace(config, threads=1), tmp_path / "cache", "e" * 16)
     assert calls == [1]
+
+
+def test_the_canary_can_reach_the_preference_data_and_the_proxy_reward_model(tmp_path, monkeypatch):
+    """``canary.until: reward_model`` rebuilds the first seed's pipeline through the proxy reward model
+    (a task without pretraining or SFT, as the real-text tasks run, samples its starting model); a
+    changed preference label is caught there and in nothing upstream."""
+    import torch
+
+    threads = torch.get_num_threads()
+    config = load_bench_config(SMOKE, [f"cache_dir={tmp_path / 'cache'}", "canary.until=reward_model",
+                                       "sft.enabled=false"])
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        root = tmp_path / "cache"
+        earlier = sources.code_source_hash()
+        before = _build_prefix(config, StageCache(root), "reward_model")
+        assert [s.kind for s in before] == ["task", "init", "pretrain", "preferences", "reward_model"]
+        monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)
+        record = run_canary(config, root, earlier)
+        assert record["identical"] is True
+        assert [s["kind"] for s in record["stages"]] == ["task", "init", "pretrain", "preferences", "reward_model"]
+
+        pairs = before[3].path / "pairs.jsonl"
+        rows = pairs.read_text().splitlines()
+        first = json.loads(rows[0])
+        first["chosen"], first["rejected"] = first["rejected"], first["chosen"]
+        pairs.write_text("\n".join([json.dumps(first)] + rows[1:]) + "\n")  # the earlier labels "differ"
+        monkeypatch.setattr(sources, "code_source_hash", lambda: "e" * 16)
+        sources.use_aliases(None)
+        moved = run_canary(config, root, earlier)
+        assert moved["identical"] is False
+        assert [s["kind"] for s in moved["stages"] if s["differences"]] == ["preferences"]
+        assert moved["stages"][3]["differences"] == ["pairs.jsonl"]
+    finally:
+        sources.use_aliases(None)
+        torch.set_num_threads(threads)

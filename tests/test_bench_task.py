@@ -8,7 +8,7 @@ import pytest
 from zoo.bench.preferences import distinct_responses, heldout_pairs, label, plackett_luce_order
 from zoo.eval.mmlu import build_prompt
 from zoo.registry import get_registry
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
 from zoo.config import RewardConfig
 from zoo.bench.task import check_splits
 from zoo_plugins.tasks.fables import (ALL_PROMPTS, ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer,

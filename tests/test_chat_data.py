@@ -151,7 +151,7 @@ def test_responses_end_at_im_end_not_at_the_templates_newline(smollm2):
 
 
 def test_a_template_end_of_turn_token_other_than_eos_ends_responses_and_stops_sampling():
-    from zoo.generation import _eos_ids
+    from zoo.rollout.sampler import _eos_ids
     from zoo.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo import chunked_head, lm_head
-from zoo.chunked_head import linear_log_probs
-from zoo.lm_head import chunked_head_refusal, scored_token_logps
-from zoo.logprobs import token_logps_from_logits
+from zoo.forward import chunked_head, lm_head
+from zoo.forward.chunked_head import linear_log_probs
+from zoo.forward.lm_head import chunked_head_refusal, scored_token_logps
+from zoo.forward.logprobs import token_logps_from_logits
 from zoo.tiny import tiny_model
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1}
@@ -120,7 +120,7 @@ def test_a_lora_wrapped_head_falls_back_to_applying_the_head(tokenizer, monkeypa
                 parameter.normal_(0, 0.5)
     head = policy.get_base_model().get_output_embeddings()
     assert "not a plain torch.nn.Linear" in chunked_head_refusal(head)
-    with caplog.at_level("INFO", logger="zoo.lm_head"):
+    with caplog.at_level("INFO", logger="zoo.forward.lm_head"):
         _compare_with_full_pass(policy, monkeypatch)
     assert "computed whole" in caplog.text
 

@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from zoo.config.reference import render, section_keys
+from zoo.app.config_reference import render, section_keys
+from zoo.config.sections import Validated
 from zoo.registry import reset_registry
-from zoo.validation import Validated
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 7
@@ -59,7 +59,8 @@ def test_the_page_matches_the_code(monkeypatch):
     finally:
         reset_registry()
     committed = (ROOT / "docs" / "config-reference.md").read_text(encoding="utf-8")
-    assert page == committed, "docs/config-reference.md is stale: python -m zoo.config.reference > docs/config-reference.md"
+    assert page == committed, ("docs/config-reference.md is stale: "
+                               "python -m zoo.app.config_reference > docs/config-reference.md")
 
 
 @pytest.mark.parametrize("key, text", [

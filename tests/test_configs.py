@@ -8,6 +8,7 @@ import pytest
 
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def test_run_configs_are_found():
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_config_validates_and_names_its_command(path):
-    config = load_config(path)
+    config = plan_run(load_config(path)).config
     header = "\n".join(header_lines(path))
     command = f"zoo train {path.relative_to(ROOT).as_posix()}"
     assert command in header, f"{path.name} should open with a comment showing `{command}`"
@@ -54,12 +55,12 @@ def test_unknown_key_is_named_with_a_suggestion():
 
 def test_unknown_algorithm_argument_is_named_with_a_suggestion():
     with pytest.raises(ConfigError, match=r"'algorithm_args.bta'.*did you mean 'beta'"):
-        load_config(raw={"algorithm": "dpo", "algorithm_args": {"bta": 0.1}})
+        plan_run(load_config(raw={"algorithm": "dpo", "algorithm_args": {"bta": 0.1}}))
 
 
 def test_unknown_algorithm_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown algorithm 'slic_fh'.*did you mean 'slic_hf'.*Available:.*rrhf"):
-        load_config(raw={"algorithm": "slic_fh"})
+        plan_run(load_config(raw={"algorithm": "slic_fh"}))
 
 
 def test_wrong_type_names_key_and_expected_type():
@@ -90,7 +91,7 @@ def test_reward_algorithms_require_a_reward_source():
     needing = [n for n in registry.names("algorithms") if registry.algorithm(n).needs_reward]
     for name in needing:
         with pytest.raises(ConfigError, match="needs a reward source"):
-            load_config(raw={"algorithm": name})
+            plan_run(load_config(raw={"algorithm": name}))
 
 
 def test_a_bare_yaml_off_gets_a_quoting_hint():
@@ -143,3 +144,37 @@ def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
     completions = 2 if get_registry().algorithm(config.algorithm).data_shape == "unpaired" else 1
     steps = -(-config.data.max_examples * completions // config.train.batch_size) * per_batch
     assert unmeasured or int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"
+
+
+def test_the_config_package_knows_no_plugins():
+    """zoo.config parses and checks sections only: loading a config resolves no plugin, loads no
+    model and no registry (the algorithm is resolved by zoo.planning.plan_run, the step above it)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom zoo.config import load_config\n"
+            "config = load_config(raw={'algorithm': 'not_installed', 'algorithm_args': {'anything': 1}})\n"
+            "print(json.dumps([config.algorithm, sorted(m for m in sys.modules if m.startswith(('zoo', 'torch')))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    algorithm, modules = json.loads(out.splitlines()[-1])
+    assert algorithm == "not_installed"
+    reached = [m for m in modules if m in ("zoo.registry", "zoo.models", "zoo.planning", "torch")
+               or m.startswith("zoo_plugins")]
+    assert reached == []
+    with pytest.raises(ConfigError, match="unknown algorithm 'not_installed'"):
+        plan_run(load_config(raw={"algorithm": "not_installed"}))
+
+
+def test_planning_reads_capability_flags_from_the_instance():
+    """GRPO with kl_coef 0 sets needs_reference = False in __init__: the plan's algorithm says so."""
+    plan = plan_run(load_config(raw={"algorithm": "grpo", "algorithm_args": {"kl_coef": 0.0},
+                                     "reward": {"function": "tiny_sentiment"}}))
+    assert type(plan.algorithm).needs_reference and not plan.algorithm.needs_reference
+    assert plan.args.kl_coef == 0.0 and plan.kind.name == "logprobs"
+    with pytest.raises(ConfigError, match="needs no reference model"):
+        plan_run(load_config(raw={"algorithm": "grpo", "algorithm_args": {"kl_coef": 0.0},
+                                  "reward": {"function": "tiny_sentiment"},
+                                  "train": {"reference_cache": "required"}}))

@@ -1,7 +1,7 @@
 """Every registered algorithm trains end to end on the tiny model.
 
 The list comes from the registry, so an algorithm added by any plugin is covered without
-touching this file. Each one runs ``zoo.train.train`` for 2 optimiser steps; offline log-prob
+touching this file. Each one runs ``zoo.training_guard.train`` for 2 optimiser steps; offline log-prob
 algorithms are also taken through collate → loss → backward → optimiser step by hand, on a batch
 of the built-in data set that matches their data shape, in the run :func:`zoo.run.build_run`
 builds for them.
@@ -18,7 +18,7 @@ from zoo.algorithm import DATA_SHAPES
 from zoo.config import load_config
 from zoo.registry import get_registry
 from zoo.run import build_run
-from zoo.train import train
+from zoo.training_guard import train
 
 ALGORITHMS = get_registry().names("algorithms")
 OFFLINE_LOGPROB = [name for name in ALGORITHMS

@@ -11,7 +11,7 @@ import yaml
 from zoo import cli
 from zoo.config import ModelConfig, load_config
 from zoo.errors import ConfigError
-from zoo.train import train
+from zoo.training_guard import train
 
 
 def _config(tmp_path: Path, raw: dict) -> Path:
@@ -86,7 +86,7 @@ def test_an_output_dir_the_file_system_cannot_hold_is_refused(tmp_path, tiny_run
 
 
 def test_greedy_pairs_with_several_samples_per_prompt_are_refused():
-    from zoo.pairs import load_pairs_config
+    from zoo.app.pairs import load_pairs_config
 
     raw = {"prompts": "builtin:tiny_prompts", "models": [{"name": "tiny"}], "reward": {"function": "tiny_sentiment"},
            "mode": "ranked", "sampling": {"samples_per_prompt": 4, "temperature": 0}, "output": "x.jsonl"}

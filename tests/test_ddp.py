@@ -35,7 +35,7 @@ def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, launcher
     }
     if devices == 1:
         from zoo.config import load_config
-        from zoo.train import train
+        from zoo.training_guard import train
 
         train(load_config(raw=config))
         output = ""

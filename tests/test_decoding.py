@@ -1,12 +1,13 @@
-"""zoo.decoding: the sampler's decoding loop against transformers' ``generate``."""
+"""zoo.rollout.decoding: the sampler's decoding loop against transformers' ``generate``."""
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import GenerationConfig
 
-from zoo.decoding import decode, supports_decoding
-from zoo.generation import Sampler, encode_prompts
+from zoo.rollout.batches import encode_prompts
+from zoo.rollout.decoding import decode, supports_decoding
+from zoo.rollout.sampler import Sampler
 from zoo.tiny import tiny_model, tiny_tokenizer
 
 NEVER = 10**6  # an EOS id no model here emits: every row runs to max_new_tokens
@@ -88,7 +89,7 @@ def test_recorded_log_probs_are_the_models_own(setup):
 def test_the_sampler_decodes_with_the_loop_and_matches_generate(setup, monkeypatch):
     """Sampler under greedy decoding: the loop (not ``generate``) ran, and the sequences are those
     of ``generate`` with the sampler's own settings (its EOS ids included)."""
-    from zoo.sampling import Sampling
+    from zoo.rollout.settings import Sampling
 
     model, tokenizer, ids, mask = setup
     sampler = Sampler(model, tokenizer)

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from zoo.config import load_config
-from zoo.train import train
+from zoo.training_guard import train
 
 
 def _run(tiny_run, output_dir):

@@ -15,8 +15,8 @@ import pytest
 from torch.utils.data import DistributedSampler
 
 from zoo.config import DataConfig
-from zoo.data.sampling import LengthGroupedBatchSampler, _epoch_seed
-from zoo.datamodule import AlignmentDataModule
+from zoo.data.datamodule import AlignmentDataModule
+from zoo.data.order import LengthGroupedBatchSampler, _epoch_seed
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

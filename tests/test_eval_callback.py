@@ -49,7 +49,7 @@ def test_callback_logs_suite_metrics_during_training(tmp_path, mmlu_dir, tiny_ru
 def test_run_config_evaluation_section(tmp_path, mmlu_dir, tiny_run):
     from zoo.config import load_config
     from zoo.errors import ConfigError
-    from zoo.train import train
+    from zoo.training_guard import train
 
     evaluation = {"suites": ["mmlu"], "every_n_steps": 1, "data_dir": str(mmlu_dir), "num_fewshot": 0,
                   "options": {"mmlu": {"subjects": ["virology"]}}}

@@ -10,7 +10,7 @@ import torch
 from zoo.errors import ConfigError, DataError
 from zoo.eval import EvalContext, make_suites
 from zoo.eval.results import ratio_metric
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from zoo.tiny import tiny_model
 
 PAIRS = [
@@ -114,7 +114,8 @@ def test_ratio_metric_on_hand_numbers():
 
 
 def test_generation_reward_win_rate_and_kl(tokenizer, pairs_file):
-    from zoo.generation import Sampler, encode_prompts, right_padded
+    from zoo.rollout.batches import encode_prompts, right_padded
+    from zoo.rollout.sampler import Sampler
 
     policy, reference = small_model(tokenizer, 0), small_model(tokenizer, 1)
     options = {"generation": {"data": str(pairs_file), "samples_per_prompt": 2, "max_new_tokens": 5}}

@@ -19,6 +19,7 @@ import pytest
 from zoo.cli import main
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import reset_registry
 from zoo.testing import plugin_path
 
@@ -65,7 +66,7 @@ def test_without_the_distribution_the_configs_name_an_unknown_algorithm(monkeypa
     reset_registry()
     try:
         with pytest.raises(ConfigError, match="unknown algorithm 'simpo'"):
-            load_config(EXAMPLE / "configs" / "simpo.yaml")
+            plan_run(load_config(EXAMPLE / "configs" / "simpo.yaml"))
     finally:
         monkeypatch.undo()
         reset_registry()
@@ -82,7 +83,7 @@ def test_the_examples_own_tests_pass(target, tmp_path):
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_each_trains_by_name_from_its_yaml(name, target, tmp_path):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     overrides = ["train.max_steps=2", "train.batch_size=4", "train.progress_bar=false", "data.builtin_size=24",
                  "data.eval_fraction=0.2", "train.val_check_interval=null", f"output_dir={tmp_path / 'run'}"]

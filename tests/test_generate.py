@@ -10,7 +10,7 @@ import torch
 
 from zoo.cli import main
 from zoo.config import load_config
-from zoo.train import train
+from zoo.training_guard import train
 
 PROMPTS = ["Review the soup:", "Review the film: It was"]
 

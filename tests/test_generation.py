@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.generation import (Sampler, best_of_n, encode_prompts, first_eos_mask, generation_batch, right_padded,
-                            take_rows)
-from zoo.logprobs import sequence_logprobs
+from zoo.forward.logprobs import sequence_logprobs
+from zoo.rollout.batches import encode_prompts, generation_batch, right_padded, take_rows
+from zoo.rollout.sampler import Sampler, best_of_n, first_eos_mask
 from zoo.tiny import tiny_model
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
@@ -149,7 +149,8 @@ def test_log_probs_are_recorded_only_when_asked(model, tokenizer, prompts):
 
 
 def test_sampling_settings_check_themselves():
-    from zoo import ConfigError, Sampling
+    from zoo import ConfigError
+    from zoo.rollout import Sampling
 
     with pytest.raises(ConfigError, match=r"sampling\.top_p = 1\.5"):
         Sampling(top_p=1.5)

@@ -9,11 +9,11 @@ import torch
 
 from zoo import ExperienceContext
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.losses import group_advantages, kl_k3 as k3
+from zoo.rewards.sources import FunctionReward, RewardFunction
+from zoo.rollout.batches import encode_prompts
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo.losses import group_advantages, kl_k3 as k3
 from zoo_plugins.algorithms.grpo import GRPO, GRPOArgs, grpo_loss
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 

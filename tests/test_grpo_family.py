@@ -9,12 +9,12 @@ import torch
 
 from zoo import ConfigError, ExperienceContext
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.losses import RewardShaping, batch_normalised_advantages, shape_rewards
 from zoo.models import frozen
 from zoo.registry import get_registry
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
+from zoo.rollout.batches import encode_prompts
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
 from zoo_plugins.algorithms.grpo import GRPO, GRPOArgs, ReinforcePP, ReinforcePPArgs, grpo_loss

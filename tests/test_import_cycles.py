@@ -156,8 +156,6 @@ def test_no_import_cycle_within(scope):
     assert not found, f"import cycles among the modules of {scope}:\n{describe(graph, found)}"
 
 
-@pytest.mark.xfail(strict=True, reason="the core's cycle through zoo, zoo.config, zoo.run, zoo.registry, ... is "
-                                       "being removed separately; drop this mark once that has merged")
 def test_the_whole_tree_has_no_import_cycle():
     graph = import_graph()
     found = cycles(graph)

@@ -20,7 +20,7 @@ from zoo.errors import ConfigError
 from zoo.integrity import checksum_path
 from zoo.refcache import ReferenceCache, ReferenceTable, cache_root
 from zoo.resume import find_resume_point
-from zoo.train import train
+from zoo.training_guard import train
 
 
 def _flip_a_byte_in_the_weights(path: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import zoo.pairs
+import zoo.app.pairs
 from zoo.cli import main
 from zoo.config import load_config
 from zoo.errors import ConfigError
-from zoo.train import train
+from zoo.training_guard import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "bench" / "smoke.yaml"
@@ -58,7 +58,7 @@ def test_eval_output_in_a_read_only_place_is_refused_before_any_suite_runs(tmp_p
 
 @pytest.mark.parametrize("where", ["under_a_file", "a_folder"])
 def test_pairs_output_that_cannot_be_written_is_refused_before_sampling(tmp_path, monkeypatch, capsys, where):
-    monkeypatch.setattr(zoo.pairs, "_sample_model", _no_work)
+    monkeypatch.setattr(zoo.app.pairs, "_sample_model", _no_work)
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder.jsonl").mkdir()
     output = tmp_path / ("file/pairs.jsonl" if where == "under_a_file" else "folder.jsonl")
@@ -125,7 +125,7 @@ def test_eval_pairs_and_bench_stop_on_a_signal_with_a_message(tmp_path, monkeypa
         (data / "arc_easy.jsonl").write_text(json.dumps({"query": "Q?", "choices": ["a", "b"], "gold": 0}) + "\n")
         argv += ["--data-dir", str(tmp_path)]
     elif command == "pairs":
-        monkeypatch.setattr(zoo.pairs, "_sample_model", _signal_self(signum))
+        monkeypatch.setattr(zoo.app.pairs, "_sample_model", _signal_self(signum))
         argv = ["pairs", str(_pairs_config(tmp_path, tmp_path / "pairs.jsonl"))]
     else:
         monkeypatch.setattr(zoo.bench.runner, "Stages", _signal_self(signum))

@@ -1,4 +1,4 @@
-"""Lightning's private state is read in one module, :mod:`zoo.lightning_private`, and each read is pinned here.
+"""Lightning's private state is read in one module, :mod:`zoo.trainer.lightning_private`, and each read is pinned here.
 
 When a Lightning upgrade renames what that module reads, these tests fail, instead of its
 fallback (log on every step) silently taking over.
@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 
 import zoo
-from zoo.lightning_private import writes_logs_now
+from zoo.trainer.lightning_private import writes_logs_now
 
 PRIVATE_READ = re.compile(r"\b(trainer|_trainer)\._[a-z]\w*|_logger_connector")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from zoo.lm_head import scored_token_logps, split_head
-from zoo.logprobs import token_logps_from_logits
+from zoo.forward.lm_head import scored_token_logps, split_head
+from zoo.forward.logprobs import token_logps_from_logits
 from zoo.tiny import tiny_model
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1}

@@ -13,7 +13,7 @@ import torch
 from zoo.data.collate import Collator
 from zoo.data.examples import Example
 from zoo.data.tokenize import ExampleTokenizer
-from zoo.logprobs import reduce_sequences, sequence_logprobs, token_logps_from_logits
+from zoo.forward.logprobs import reduce_sequences, sequence_logprobs, token_logps_from_logits
 from zoo.tiny import tiny_model
 
 
@@ -132,7 +132,7 @@ def test_token_logps_from_logits_alignment():
 
 
 def test_right_padded_batches_run_without_a_mask_and_left_padded_ones_keep_it(model, tokenizer, monkeypatch):
-    from zoo import logprobs
+    from zoo.forward import logprobs
 
     right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
     left = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])

@@ -54,7 +54,7 @@ def test_reference_log_probs_take_the_scored_positions_head(tokenizer, monkeypat
     the log-probs of the base model and the policy's mode restored."""
     from zoo.batch import Batch
     from zoo.forward import batch_logprobs
-    from zoo.logprobs import token_logps_from_logits
+    from zoo.forward.logprobs import token_logps_from_logits
 
     base = tiny_model(tokenizer, **SMALL)
     expected_model = copy.deepcopy(base)
@@ -74,7 +74,7 @@ def test_reference_log_probs_take_the_scored_positions_head(tokenizer, monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("the reference was scored through full-sequence logits")
 
-    monkeypatch.setattr("zoo.logprobs.token_logps_from_logits", refuse)
+    monkeypatch.setattr("zoo.forward.logprobs.token_logps_from_logits", refuse)
     policy.train()
     with torch.no_grad():
         out = batch_logprobs(AdapterDisabledReference(policy), batch)
@@ -88,7 +88,7 @@ def test_reference_log_probs_take_the_scored_positions_head(tokenizer, monkeypat
 @pytest.mark.parametrize("reference_cache", ["off", "auto"])
 def test_lora_dpo_run_uses_no_second_model_and_saves_merged_and_adapter(tiny_run, tmp_path, monkeypatch,
                                                                         reference_cache):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     _forbid_model_copies(monkeypatch)
     config = load_config(raw=tiny_run("dpo", tmp_path / "run", steps=3,
@@ -114,7 +114,7 @@ def test_lora_dpo_run_uses_no_second_model_and_saves_merged_and_adapter(tiny_run
 
 
 def test_lora_works_for_every_algorithm(tiny_run, tmp_path):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     registry = get_registry()
     for name in registry.names("algorithms"):
@@ -127,7 +127,7 @@ def test_lora_works_for_every_algorithm(tiny_run, tmp_path):
 
 
 def test_gradient_checkpointing_is_applied_and_changes_no_number(tiny_run, tmp_path, tokenizer):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     config = load_config(raw=tiny_run("dpo", tmp_path / "run", steps=1, model={"gradient_checkpointing": True}))
     assert train(config).module.policy.is_activation_checkpointing

@@ -9,7 +9,7 @@ from zoo.batch import LossOutput
 from zoo.config import load_config
 from zoo.errors import PluginError
 from zoo.registry import get_registry
-from zoo.train import train
+from zoo.training_guard import train
 
 BROKEN = {
     "per-token losses (B, 3)": (lambda out: LossOutput(out.losses[:, None].expand(-1, 3), out.metrics),

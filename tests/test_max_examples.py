@@ -7,8 +7,8 @@ import json
 import pytest
 
 from zoo.config import DataConfig
+from zoo.data.datamodule import AlignmentDataModule
 from zoo.data.dataset import load_examples
-from zoo.datamodule import AlignmentDataModule
 from zoo.errors import DataError
 
 

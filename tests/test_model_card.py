@@ -56,7 +56,7 @@ def test_a_local_start_is_no_hub_base_model_and_no_metrics_are_said_plainly():
 
 
 def test_a_finished_run_writes_the_card_with_its_own_numbers(tmp_path, tiny_run):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     out = tmp_path / "run"
     train(load_config(raw=tiny_run("dpo", out, steps=2)))

@@ -16,12 +16,11 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 
-from zoo import Algorithm, Hyperparameters, LossOutput, cli, hookimpl
-from zoo import registry as registry_module
+from zoo import Algorithm, Hyperparameters, LossOutput, cli, hookimpl, registry as registry_module
 from zoo.config import load_config
 from zoo.module import NonFiniteLossError
 from zoo.registry import PluginInfo, reset_registry
-from zoo.train import train
+from zoo.training_guard import train
 
 
 @dataclass

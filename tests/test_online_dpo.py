@@ -9,12 +9,12 @@ import torch
 
 from zoo import ExperienceContext, SequenceLogProbs
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.forward.logprobs import sequence_logprobs
+from zoo.losses import dpo_loss as preference_loss
+from zoo.rewards.sources import FunctionReward, RewardFunction
+from zoo.rollout.batches import encode_prompts
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo.losses import dpo_loss as preference_loss
 from zoo_plugins.algorithms.online_dpo import OnlineDPO, OnlineDPOArgs, label_pairs
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
@@ -113,7 +113,7 @@ def test_conforms():
 
 def test_reward_accuracy_counts_a_tie_as_one_half():
     """A policy equal to its reference gives equal implicit rewards: a tie scores 1/2
-    (:func:`zoo.pair_accuracy`), not 0."""
+    (:func:`zoo.losses.pair_accuracy`), not 0."""
     sums = torch.tensor([[-3.0, -2.0], [-1.0, -4.0]])
     values = SequenceLogProbs(None, torch.ones(4, 3, dtype=torch.bool), sums, sums, torch.ones(2, 2))
     out = OnlineDPO(OnlineDPOArgs()).loss(values, values, None)

@@ -11,15 +11,14 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
-from zoo.config import RewardConfig, load_config
-from zoo.generation import encode_prompts
+from zoo.config import RewardConfig, TrainConfig, load_config
 from zoo.models import frozen
 from zoo.module import AlignmentModule
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
+from zoo.rollout.batches import encode_prompts
+from zoo.rollout.sampler import ends_with_stop, first_eos_mask
 from zoo.tiny import tiny_model
-from zoo.train import train
-from zoo.config import TrainConfig
-from zoo.generation import ends_with_stop, first_eos_mask
+from zoo.training_guard import train
 from zoo_plugins.algorithms.ppo import PPO, PPOArgs
 
 

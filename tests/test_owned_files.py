@@ -18,7 +18,7 @@ from zoo.integrity import checksum_problem
 from zoo.run_dir import MARKER
 from zoo.run_files import FILES
 from zoo.signals import Stop, stop_on_signals
-from zoo.train import train
+from zoo.training_guard import train
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:

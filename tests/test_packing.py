@@ -8,13 +8,13 @@ import random
 import pytest
 import torch
 
-from zoo.attention import VARLEN, enable_varlen_attention
 from zoo.config import DataConfig, load_config
 from zoo.data.collate import Collator
 from zoo.data.dataset import load_examples
 from zoo.errors import ConfigError
+from zoo.forward.attention import VARLEN, enable_varlen_attention
+from zoo.forward.packing import check_packing_support, first_fit_decreasing, unpack
 from zoo.module import AlignmentModule
-from zoo.packing import check_packing_support, first_fit_decreasing, unpack
 from zoo.registry import get_registry
 from zoo.tiny import tiny_model
 
@@ -64,7 +64,7 @@ def test_first_fit_decreasing_places_every_item_once_within_capacity():
 
 
 def test_rows_are_grouped_by_fill_into_cheaper_forward_passes():
-    from zoo.packing import _call_cost, group_rows
+    from zoo.forward.packing import _call_cost, group_rows
 
     fills = [512, 510, 500, 480, 450, 400, 380, 350, 300, 260, 200, 160, 150]
     groups = group_rows(fills)
@@ -149,8 +149,8 @@ def test_hidden_states_and_entropy_are_unpacked_to_the_padded_layout(tokenizer, 
     examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=4)
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)
-    from zoo.logprobs import sequence_logprobs
-    from zoo.packing import packed_sequence_logprobs
+    from zoo.forward.logprobs import sequence_logprobs
+    from zoo.forward.packing import packed_sequence_logprobs
 
     with torch.no_grad():
         padded = sequence_logprobs(module.policy, padded_batch.input_ids, padded_batch.attention_mask,
@@ -179,7 +179,7 @@ def test_a_model_that_ignores_sequence_boundaries_is_refused(tokenizer):
 
 def test_padding_free_is_refused_for_algorithms_without_offline_logprobs():
     from zoo.algorithm import Algorithm
-    from zoo.config import check_scale_options
+    from zoo.planning import check_scale_options
 
     class Online(Algorithm):
         name = "online_example"
@@ -189,10 +189,10 @@ def test_padding_free_is_refused_for_algorithms_without_offline_logprobs():
 
     config = load_config(raw={"algorithm": "dpo", "data": {"padding_free": True}})
     with pytest.raises(ConfigError, match="data.padding_free"):
-        check_scale_options(config, Online)
+        check_scale_options(config, Online())
     config = load_config(raw={"algorithm": "dpo", "train": {"reference_cache": "required"}})
     with pytest.raises(ConfigError, match="train.reference_cache"):
-        check_scale_options(config, Online)
+        check_scale_options(config, Online())
 
 
 @pytest.mark.parametrize("attention", ["sdpa", VARLEN])
@@ -201,8 +201,8 @@ def test_hidden_states_without_entropy_take_the_scored_head_and_match_the_full_p
     examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=4)
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)
-    from zoo.logprobs import sequence_logprobs
-    from zoo.packing import packed_sequence_logprobs
+    from zoo.forward.logprobs import sequence_logprobs
+    from zoo.forward.packing import packed_sequence_logprobs
 
     policy = module.policy
     # the full pass (entropy asks for every position's logits), as the reference numbers
@@ -215,7 +215,7 @@ def test_hidden_states_without_entropy_take_the_scored_head_and_match_the_full_p
 
     loss(full).backward()
     expected = {n: p.grad.clone() for n, p in policy.named_parameters()}
-    from zoo.lm_head import split_head
+    from zoo.forward.lm_head import split_head
 
     assert split_head(policy) is not None  # checked (with the model's own forward) before it is barred
     original_forward = policy.forward

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from zoo.app.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
 from zoo.cli import main
 from zoo.config import DataConfig, ModelConfig, RewardConfig, TinyModelConfig
 from zoo.data.dataset import load_examples
 from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
-from zoo.pairs import Sample, best_vs_random_row, load_pairs_config, make_pairs, ranked_row, strong_vs_weak_rows
-from zoo.rewards import load_reward_source
+from zoo.rewards.loading import load_reward_source
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_best_vs_random_file_is_pairwise_training_data(tmp_path, reward_model, t
 
 
 def test_scoring_reports_progress_in_the_sources_batches(monkeypatch, capsys):
-    from zoo.pairs import score_with_progress
+    from zoo.app.pairs import score_with_progress
 
     class Counting:
         name, batch_size = "counting", 4

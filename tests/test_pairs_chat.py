@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import torch
 
-import zoo.pairs
+import zoo.app.pairs
+from zoo.app.pairs import _ended_with_eos, load_pairs_config, make_pairs
 from zoo.config import DataConfig
 from zoo.data.dataset import load_examples
-from zoo.pairs import _ended_with_eos, load_pairs_config, make_pairs
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 
@@ -61,7 +61,7 @@ def test_responses_cut_at_max_new_tokens_are_counted_and_can_be_left_out(tmp_pat
         cut_texts.update(t for t, done in zip(generation.texts, flags) if not done)
         return flags
 
-    monkeypatch.setattr(zoo.pairs, "_ended_with_eos", every_other_was_cut)
+    monkeypatch.setattr(zoo.app.pairs, "_ended_with_eos", every_other_was_cut)
     prompts = _prompts(tmp_path, ["Say something nice.", "Tell me about rain.", "Describe a cat."])
     kept = make_pairs(_config(tmp_path, prompts))
     assert kept.unfinished == 5  # 9 samples, rows 0, 2, 4, 6, 8 cut

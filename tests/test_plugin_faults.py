@@ -19,9 +19,10 @@ import yaml
 from zoo import cli
 from zoo.config import load_config
 from zoo.errors import PluginError
+from zoo.planning import plan_run
 from zoo.registry import get_registry
 from zoo.testing import plugin_path
-from zoo.train import train
+from zoo.training_guard import train
 
 DIST = "zoo-faulty-plugins"
 MODULES = {
@@ -162,14 +163,14 @@ def test_selecting_a_failed_plugins_algorithm_says_which_plugin_failed_and_why(f
         with pytest.raises(PluginError, match=r"'half_done' comes from the plugin 'broken_hook' "
                                               r"\(zoo-faulty-plugins 0.1.0\), which failed to load: "
                                               r"zoo_register_algorithms raised RuntimeError"):
-            load_config(raw={"algorithm": "half_done"})
+            plan_run(load_config(raw={"algorithm": "half_done"}))
         with pytest.raises(PluginError, match=r"'broken_import' comes from the plugin 'broken_import'.*ImportError"):
-            load_config(raw={"algorithm": "broken_import"})
+            plan_run(load_config(raw={"algorithm": "broken_import"}))
         with pytest.raises(PluginError, match="registered by two plugins"):  # never a silent pick
-            load_config(raw={"algorithm": "dpo"})
+            plan_run(load_config(raw={"algorithm": "dpo"}))
         with pytest.raises(Exception, match=r"Plugins that failed to load .*broken_import \(zoo-faulty-plugins "
                                             r"0.1.0\): import failed"):
-            load_config(raw={"algorithm": "nope"})
+            plan_run(load_config(raw={"algorithm": "nope"}))
 
 
 def test_other_work_goes_on_while_faulty_plugins_are_installed(faulty_site, tmp_path, tiny_run, capsys):

@@ -14,6 +14,7 @@ import pytest
 from zoo import cli
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import reset_registry
 from zoo.testing import plugin_path
 
@@ -104,7 +105,7 @@ def test_a_disabled_plugins_algorithm_is_called_disabled(monkeypatch, tmp_path):
     reset_registry()
     try:
         with pytest.raises(ConfigError) as raised:
-            load_config(raw={"algorithm": "dpo", "output_dir": str(tmp_path / "run")})
+            plan_run(load_config(raw={"algorithm": "dpo", "output_dir": str(tmp_path / "run")}))
     finally:
         monkeypatch.delenv("ZOO_DISABLE_PLUGINS")
         reset_registry()

@@ -13,13 +13,13 @@ from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import RewardConfig, load_config
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
-from zoo.models import frozen
-from zoo.rewards import load_reward_source
-from zoo.tiny import tiny_model
-from zoo.train import train
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.losses import clipped_surrogate, gae, kl_k3, whiten
+from zoo.models import frozen
+from zoo.rewards.loading import load_reward_source
+from zoo.rollout.batches import encode_prompts
+from zoo.tiny import tiny_model
+from zoo.training_guard import train
 from zoo_plugins.algorithms.ppo import (PPO, KLController, PPOArgs, explained_variance, kl_penalized_rewards, ppo_loss,
                              ppo_value_loss, value_estimates)
 from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zoo.config import load_config
-from zoo.logprobs import sequence_logprobs
+from zoo.forward.logprobs import sequence_logprobs
 from zoo.tiny import tiny_model
 
 
@@ -30,7 +30,7 @@ def test_log_probs_are_float32_under_bf16_autocast(tokenizer):
 def test_dpo_trains_in_bf16_and_saves_finite_weights(tiny_run, tmp_path, precision, dtype, padding_free):
     from safetensors.torch import load_file
 
-    from zoo.train import train
+    from zoo.training_guard import train
 
     raw = tiny_run("dpo", tmp_path / "run", steps=3, train={"precision": precision, "learning_rate": 1e-2},
                    model={"dtype": dtype}, data={"padding_free": padding_free})

@@ -151,7 +151,8 @@ def test_a_phase_that_does_not_announce_itself_is_silent_unless_it_takes_long():
 def test_online_sampling_reports_generated_tokens_and_samples_the_same(monkeypatch, capsys, tokenizer):
     """The sampler's progress counts the responses' real tokens (not decoding steps: 4 responses
     of up to 6 tokens are up to 24 tokens, not 6) and changes no sample."""
-    from zoo.generation import Sampler, encode_prompts
+    from zoo.rollout.batches import encode_prompts
+    from zoo.rollout.sampler import Sampler
     from zoo.tiny import tiny_model
 
     import torch
@@ -181,7 +182,7 @@ def test_reward_model_score_statistics_report_progress(monkeypatch, capsys):
 
     import torch
 
-    import zoo.rewards as rewards
+    import zoo.rewards.model as rewards
 
     batches = [SimpleNamespace(input_ids=torch.zeros(2, 3), attention_mask=torch.ones(2, 3),
                                loss_mask=torch.ones(2, 3), group_size=2, valid=torch.tensor([True, True]),
@@ -204,7 +205,7 @@ def test_the_sampling_ticker_counts_one_token_per_response_still_going():
     and [9, 0] (a pad after an EOS) only the second is still going, so the step adds 1 token."""
     import torch
 
-    from zoo.generation import _ProgressTicker
+    from zoo.rollout.sampler import _ProgressTicker
 
     class Count:
         total = 0
@@ -226,7 +227,7 @@ def test_online_sampling_phases_say_which_step_and_which_model(monkeypatch):
 
     import torch
 
-    import zoo.generation
+    import zoo.rollout.sampler
     from zoo.algorithm import ExperienceContext
 
     labels = []
@@ -238,7 +239,7 @@ def test_online_sampling_phases_say_which_step_and_which_model(monkeypatch):
         def __call__(self, *args, progress=None, **kwargs):
             labels.append(progress)
 
-    monkeypatch.setattr(zoo.generation, "Sampler", Recording)
+    monkeypatch.setattr(zoo.rollout.sampler, "Sampler", Recording)
     batch = SimpleNamespace(prompt_ids=torch.zeros(3, 2, dtype=torch.long), prompt_attention_mask=torch.ones(3, 2))
     sampling = SimpleNamespace(samples_per_prompt=4)
     ExperienceContext.for_run(torch.nn.Linear(1, 1), None, step=7).generate(batch, sampling)

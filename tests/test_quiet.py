@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from zoo.quiet import LoadReportSummary
-from zoo.trainprogress import StepProgressBar
+from zoo.trainer.progress_bar import StepProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
 

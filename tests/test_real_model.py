@@ -82,7 +82,7 @@ def test_logprobs_equal_a_plain_forward_of_the_gguf_file(package_file, model_dir
     from zoo.config import DataConfig
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
-    from zoo.logprobs import sequence_logprobs
+    from zoo.forward.logprobs import sequence_logprobs
 
     config = ModelConfig(name="smollm2")
     tokenizer = load_tokenizer(config)
@@ -126,7 +126,7 @@ OFFLINE = [("sft", {}, None), ("reward", {}, None), ("dpo", {"loss": "sigmoid"},
 @pytest.mark.parametrize("name,args,loss_at_start", OFFLINE, ids=["sft", "reward", "dpo", "ipo", "cdpo", "rrhf",
                                                                   "slic_hf"])
 def test_one_lora_step_of_each_offline_algorithm(name, args, loss_at_start, model_dir, hh_rows, tmp_path):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     if name == "sft":  # the chosen side of each pair as a demonstration
         data = tmp_path / "sft.jsonl"
@@ -193,7 +193,7 @@ def test_gguf_errors_name_the_key_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_a_gguf_file_is_no_reward_model():
-    from zoo.rewards import load_reward_model
+    from zoo.rewards.model import load_reward_model
 
     with pytest.raises(ConfigError, match="no reward head.*configs/smollm2/reward.yaml"):
         load_reward_model("smollm2")
@@ -207,7 +207,7 @@ ONLINE = [("ppo", {"ppo_epochs": 1}), ("rejection_sampling", {"samples_per_promp
 @pytest.mark.parametrize("name,args", ONLINE, ids=[name for name, _ in ONLINE])
 def test_one_lora_step_of_each_online_algorithm(name, args, model_dir, hh_rows, tmp_path):
     """Sampling with the KV cache, scoring and one update on the real model, from the chat-rendered HH prompts."""
-    from zoo.train import train
+    from zoo.training_guard import train
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in hh_rows))

@@ -69,7 +69,7 @@ def test_cached_and_uncached_dpo_losses_are_identical(tiny_run, tmp_path, cache_
 
 def test_second_run_reads_the_cache_and_never_loads_the_reference(tiny_run, tmp_path, cache_dir, monkeypatch):
     from zoo.tiny import tiny_model, tiny_tokenizer
-    from zoo.train import train
+    from zoo.training_guard import train
 
     reference_dir = tmp_path / "reference"
     tokenizer = tiny_tokenizer()
@@ -214,7 +214,7 @@ def test_the_fill_reports_progress_and_returns_tensors_autograd_can_use(tiny_run
     with torch.no_grad():
         for example in examples[:3]:  # each example alone, unpadded: the same numbers
             batch = datamodule.collator.pad([example])
-            from zoo.logprobs import sequence_logprobs
+            from zoo.forward.logprobs import sequence_logprobs
 
             alone = sequence_logprobs(policy, batch.input_ids, batch.attention_mask, batch.loss_mask,
                                       batch.group_size).sum[0]

@@ -10,10 +10,11 @@ from zoo.algorithm import ExperienceContext
 from zoo.batch import Batch
 from zoo.bench.stats import mean_ci
 from zoo.config import load_config
-from zoo.generation import Sampler, encode_prompts, select_best
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.rewards.sources import FunctionReward, RewardFunction
+from zoo.rollout.batches import encode_prompts, select_best
+from zoo.rollout.sampler import Sampler
 from zoo.tiny import tiny_model
-from zoo.train import train
+from zoo.training_guard import train
 from zoo_plugins.algorithms.rejection_sampling import RejectionSampling, RejectionSamplingArgs, best_response_nll
 from tiny_policy import heldout_prompts, one_torch_thread, sampled_rewards, tiny_sft_model  # noqa: F401
 

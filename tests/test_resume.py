@@ -17,12 +17,13 @@ import yaml
 from safetensors.torch import load_file
 
 from zoo import cli
-from zoo.checkpointing import AtomicCheckpointIO, NonFiniteWeightsError, WriteError, atomic_torch_save, atomic_write_text
+from zoo.checkpointing import (AtomicCheckpointIO, NonFiniteWeightsError, WriteError, atomic_torch_save,
+                               atomic_write_text)
 from zoo.config import load_config
-from zoo.data.sampling import EpochSampler, LengthGroupedBatchSampler
+from zoo.data.order import EpochSampler, LengthGroupedBatchSampler
 from zoo.errors import ConfigError, PluginError
 from zoo.resume import TrainingPosition, changed_keys, find_resume_point, log_version, plan_resume
-from zoo.train import train
+from zoo.training_guard import train
 
 STEPS = 16
 EVERY = 3

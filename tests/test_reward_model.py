@@ -11,9 +11,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from zoo.config import ModelConfig, RewardConfig, TinyModelConfig, load_config
+from zoo.forward import sequence_scores
 from zoo.models import load_scalar_model
-from zoo.rewards import SCORE_MEAN, load_reward_source, sequence_scores
-from zoo.train import train
+from zoo.rewards.loading import load_reward_source
+from zoo.rewards.model import SCORE_MEAN
+from zoo.training_guard import train
 from zoo_plugins.algorithms.reward import bradley_terry_loss, regression_loss
 from zoo_plugins.datasets.tiny_reviews import NEGATIVE, POSITIVE, SUBJECTS, sentiment_score
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
@@ -66,7 +68,7 @@ def test_regression_loss_is_squared_not_absolute_error():
 
 def test_accuracy_counts_a_tied_prediction_as_one_half():
     """Scores (1, 0) with equal predicted rewards: the model does not order the pair, so it counts one half
-    (zoo.pair_accuracy); with a correctly ordered second pair the accuracy is (0.5 + 1) / 2 = 0.75.
+    (zoo.losses.pair_accuracy); with a correctly ordered second pair the accuracy is (0.5 + 1) / 2 = 0.75.
     ``>=`` would give 1.0 and ``>`` 0.5."""
     for loss in (bradley_terry_loss, regression_loss):
         out = loss(torch.tensor([[0.7, 0.7], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]),

@@ -9,7 +9,9 @@ from zoo.config import ModelConfig, RewardConfig, TinyModelConfig
 from zoo.errors import ConfigError, ZooError
 from zoo.models import load_scalar_model
 from zoo.registry import get_registry
-from zoo.rewards import SCORE_MEAN, FunctionReward, RewardFunction, load_reward_source
+from zoo.rewards.loading import load_reward_source
+from zoo.rewards.model import SCORE_MEAN
+from zoo.rewards.sources import FunctionReward, RewardFunction
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 
 SMALL = TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)

@@ -9,12 +9,12 @@ import torch
 
 from zoo import ExperienceContext, SequenceLogProbs
 from zoo.batch import Batch
-from zoo.generation import encode_prompts
-from zoo.logprobs import sequence_logprobs
-from zoo.rewards import FunctionReward, RewardFunction
+from zoo.forward.logprobs import sequence_logprobs
+from zoo.losses import leave_one_out_advantages
+from zoo.rewards.sources import FunctionReward, RewardFunction
+from zoo.rollout.batches import encode_prompts
 from zoo.testing import assert_algorithm_conforms
 from zoo.tiny import tiny_model
-from zoo.losses import leave_one_out_advantages
 from zoo_plugins.algorithms.rloo import RLOO, RLOOArgs, rloo_loss
 from tiny_policy import one_torch_thread  # noqa: F401  (autouse)
 

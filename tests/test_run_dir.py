@@ -17,7 +17,7 @@ from zoo.config import load_config
 from zoo.errors import ConfigError
 from zoo.run_dir import MARKER, RunLock, check_output_dir, resolve_output_dir
 from zoo.run_files import FILES
-from zoo.train import train
+from zoo.training_guard import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

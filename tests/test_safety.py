@@ -14,8 +14,8 @@ import torch
 from zoo import models
 from zoo.config import ModelConfig, load_config
 from zoo.errors import ConfigError, DataError
-from zoo.safety import contained_path, is_safe_name, require_safe_name
-from zoo.train import train
+from zoo.paths import contained_path, is_safe_name, require_safe_name
+from zoo.training_guard import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,8 +43,11 @@ def test_best_of_ranked_rows_first_on_a_tie(tmp_path, tokenizer):
 
 
 def test_only_sft_takes_the_option():
-    assert load_config(raw={"algorithm": "sft", "data": {"sft_from": "chosen"}}).data.sft_from == "chosen"
+    from zoo.planning import plan_run
+
+    plan = plan_run(load_config(raw={"algorithm": "sft", "data": {"sft_from": "chosen"}}))
+    assert plan.config.data.sft_from == "chosen"
     with pytest.raises(ConfigError, match=r"data.sft_from = 'chosen'.*algorithm 'dpo' reads 'pairwise' data"):
-        load_config(raw={"algorithm": "dpo", "data": {"sft_from": "chosen"}})
+        plan_run(load_config(raw={"algorithm": "dpo", "data": {"sft_from": "chosen"}}))
     with pytest.raises(ConfigError, match="data.sft_from"):
         load_config(raw={"algorithm": "sft", "data": {"sft_from": "chosn"}})

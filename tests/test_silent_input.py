@@ -10,10 +10,10 @@ import pytest
 from zoo import cli
 from zoo.cli import build_parser
 from zoo.config import load_config
+from zoo.config.yaml_dialect import load as load_yaml
 from zoo.data.sources import read_rows
 from zoo.errors import ConfigError
-from zoo.train import train
-from zoo.yaml_loader import load as load_yaml
+from zoo.training_guard import train
 
 
 def test_a_data_folder_with_two_files_for_a_split_is_refused_naming_them(tmp_path):

@@ -16,7 +16,7 @@ def _rows(run_dir) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("progress_bar", [False, True])
 def test_metrics_are_logged_on_logging_steps_only(tiny_run, tmp_path, monkeypatch, progress_bar):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     calls: list[str] = []
     original = AlignmentModule.log
@@ -38,7 +38,7 @@ def test_metrics_are_logged_on_logging_steps_only(tiny_run, tmp_path, monkeypatc
 
 
 def test_ppo_logs_the_mean_over_a_steps_minibatches(tiny_run, tmp_path, monkeypatch):
-    from zoo.train import train
+    from zoo.training_guard import train
 
     losses: list[float] = []
     original = AlignmentModule.compute_loss

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.swiglu import SiluMul, enable_lean_swiglu, silu_mul
+from zoo.forward.swiglu import SiluMul, enable_lean_swiglu, silu_mul
 from zoo.tiny import tiny_model
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1}

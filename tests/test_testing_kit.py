@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo import Algorithm, Batch, ConfigError, Hyperparameters, LossOutput, RewardFunction, Sampling, hookimpl
-from zoo.generation import generation_batch
+from zoo import Algorithm, Batch, ConfigError, Hyperparameters, LossOutput, RewardFunction, hookimpl
+from zoo.rollout import Sampling
+from zoo.rollout.batches import generation_batch
 from zoo.testing import (ConformanceError, assert_algorithm_conforms, fake_batch, fake_rows, make_logprobs,
                          registered_by, tiny_model_and_tokenizer)
 

@@ -24,6 +24,7 @@ import yaml
 from zoo.cli import main
 from zoo.config import load_config
 from zoo.errors import ConfigError
+from zoo.planning import plan_run
 from zoo.registry import get_registry, reset_registry
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "zoo-thirdparty-demo"
@@ -115,7 +116,7 @@ def test_disabled_by_empty_zoo_plugins(installed, monkeypatch):
     try:
         assert "thirdparty_demo" not in get_registry().plugins
         with pytest.raises(ConfigError, match="unknown algorithm 'unlikelihood'"):
-            load_config(raw={"algorithm": "unlikelihood"})
+            plan_run(load_config(raw={"algorithm": "unlikelihood"}))
     finally:
         monkeypatch.delenv("ZOO_PLUGINS")
         reset_registry()

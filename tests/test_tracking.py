@@ -31,8 +31,10 @@ def test_bad_logger_lists_are_config_errors(tiny_run, tmp_path, loggers, message
 
 
 def test_a_completions_table_needs_an_online_algorithm(tiny_run, tmp_path):
+    from zoo.planning import plan_run
+
     with pytest.raises(ConfigError, match=r"algorithm 'dpo' samples no completions"):
-        _config(tiny_run, tmp_path, "dpo", log_completions_every_n_steps=1)
+        plan_run(_config(tiny_run, tmp_path, "dpo", log_completions_every_n_steps=1))
 
 
 def test_a_logger_that_is_not_installed_says_what_to_install(monkeypatch):
@@ -52,8 +54,8 @@ def test_a_logger_that_is_not_installed_says_what_to_install(monkeypatch):
 def test_every_logger_records_the_run_and_the_completions_table(tiny_run, tmp_path, monkeypatch):
     """GRPO, 2 steps of 4 prompts x 4 samples, a table every step: 32 rows whose rewards are the
     tiny_sentiment scores of their own (prompt, completion), recomputed here."""
-    from zoo.rewards import load_reward_source
-    from zoo.train import train
+    from zoo.rewards.loading import load_reward_source
+    from zoo.training_guard import train
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -12,9 +12,9 @@ import yaml
 
 from zoo import cli
 from zoo.config import DataConfig, load_config
+from zoo.data.datamodule import AlignmentDataModule
 from zoo.data.examples import normalise
 from zoo.data.unpaired import mismatched_sources
-from zoo.datamodule import AlignmentDataModule
 from zoo.errors import DataError
 
 

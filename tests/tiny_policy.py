@@ -33,7 +33,7 @@ def one_torch_thread():
 def tiny_sft_model(tmp_path_factory) -> Path:
     """The model directory of a short SFT run, trained on first use in the session."""
     from zoo.config import load_config
-    from zoo.train import train
+    from zoo.training_guard import train
 
     root = tmp_path_factory.getbasetemp() / "tiny-sft-policy"
     model = root / "model"
@@ -54,8 +54,9 @@ def sampled_rewards(model_dir: Path, prompts: list[str], *, seed: int = 7, max_n
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from zoo.config import RewardConfig
-    from zoo.generation import Sampler, encode_prompts
-    from zoo.rewards import load_reward_source
+    from zoo.rollout.batches import encode_prompts
+    from zoo.rollout.sampler import Sampler
+    from zoo.rewards.loading import load_reward_source
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)

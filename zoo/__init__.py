@@ -1,85 +1,49 @@
 """alignment-zoo: train and compare LLM alignment algorithms as plugins on one Lightning loop.
 
-``zoo`` is the front module of the training core: what a plugin (built-in or third-party) may
-import from the core is exported here, and nowhere else::
+``zoo`` is the front module of the training core for plugins, built-in and third-party: the
+algorithm contract, the errors to raise, what the hooks register, and the few core functions a
+suite or a task calls on a model (docs/writing-plugins.md lists each name)::
 
     from zoo import Algorithm, Hyperparameters, Batch, LossOutput, SequenceLogProbs, hookimpl
 
-Online algorithms add ``ExperienceContext``, ``Sampling`` and the rollout helpers
-(``generation_batch``, ``take_rows``, ...). The applications have front modules of their own:
-:mod:`zoo.eval` (evaluation suites), :mod:`zoo.bench` (benchmark tasks and the harness),
-:mod:`zoo.pairs` (preference data from samples); :mod:`zoo.losses` holds loss math that algorithms
-share, and :mod:`zoo.testing` is the kit for plugin tests.
-``tests/test_public_api.py`` fails when a built-in plugin imports anything else.
+The other front modules a plugin imports from: :mod:`zoo.losses` (loss math algorithms share),
+:mod:`zoo.rollout` (sampling and rollout helpers of online algorithms), :mod:`zoo.data` (data sets
+and rows), :mod:`zoo.eval` (evaluation suites), :mod:`zoo.bench` (benchmark tasks) and
+:mod:`zoo.testing` (the kit for plugin tests). The commands and scripts that drive runs import
+from :mod:`zoo.app`. ``tests/test_public_api.py`` fails when a built-in plugin imports anything
+else.
 
-The package's layout (``docs/architecture.md``): the modules directly in ``zoo/`` and
-``zoo/data/`` are the training core (config → data → models → one LightningModule → a run
-directory); ``zoo/eval/``, ``zoo/bench/`` and ``zoo/pairs.py`` are applications built on it.
+The package's layout (``docs/architecture.md``): the training core (config → planning → data →
+models → one LightningModule → a run directory), and the applications built on it: ``zoo/eval/``,
+``zoo/bench/`` and ``zoo/app/``.
 
-The names below the first group are imported on first use, so that ``import zoo`` (which every
-plugin does when the registry loads it) does not pull in transformers, the CLI or the trainer.
+The functions below the first group are imported on first use, so that ``import zoo`` (which every
+plugin does when the registry loads it) does not pull in transformers or the trainer.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from zoo.accuracy import pair_accuracy
 from zoo.algorithm import Algorithm, DataSummary, ExperienceContext, Hyperparameters
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.data.builtin import BuiltinDataset
-from zoo.errors import ConfigError, DataError, PluginError, ZooError
+from zoo.errors import ConfigError, DataError, ZooError
 from zoo.hookspecs import hookimpl
-from zoo.rewards import RewardFunction
-from zoo.sampling import Sampling
+from zoo.lazy import lazy_exports
+from zoo.rewards.sources import RewardFunction
+from zoo.version import __version__
 
-__version__ = "0.1.0"
-
-#: Exported names imported on first use, by owning module.
-_LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
-    # runs
-    "zoo.config": ("ModelConfig", "RewardConfig", "RunConfig", "load_config", "parse_override"),
-    "zoo.run": ("Run", "RunResult", "build_run", "fit"),
-    "zoo.signals": ("RunInterrupted",),
-    # models, log-probs and sampling
+__getattr__, __dir__ = lazy_exports(globals(), {
+    "zoo.config": ("ModelConfig", "RewardConfig"),
     "zoo.models": ("frozen", "load_causal_lm", "load_tokenizer"),
     "zoo.forward": ("batch_logprobs",),
-    "zoo.logprobs": ("sequence_logprobs",),
-    "zoo.generation": ("Sampler",),
-    "zoo.rollout": ("encode_prompts", "generation_batch", "join_generations", "right_padded", "select_best",
-                    "take_rows"),
-    "zoo.rewards": ("load_reward_source",),
-    # data
-    "zoo.data.examples": ("Example", "normalise"),
-    "zoo.data.sources": ("read_rows",),
-    # the reference cache, the registry, the terminal
-    "zoo.refcache": ("cache_root", "describe_cache_files"),
-    "zoo.registry": ("get_registry",),
-    "zoo.terminal": ("console", "err_console"),
-    "zoo.progress": ("to_stderr",),
-    "zoo.scaffold": ("add_new_command",),
-}
-#: Exported under another name: ``zoo.train`` is the module, so its ``train()`` is ``run_training``.
-_RENAMED = {"run_training": ("zoo.train", "train")}
-_OWNER = {name: (module, name) for module, names in _LAZY_EXPORTS.items() for name in names} | _RENAMED
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _OWNER:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    module, attribute = _OWNER[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_OWNER))
-
+    "zoo.forward.logprobs": ("sequence_logprobs",),
+})
 
 __all__ = [
-    "Algorithm", "Batch", "BuiltinDataset", "ConfigError", "DataError", "DataSummary", "ExperienceContext",
-    "Hyperparameters",
-    "LossOutput", "PluginError", "RewardFunction", "Sampling", "SequenceLogProbs", "ZooError", "hookimpl",
-    "pair_accuracy", *sorted(_OWNER),
+    # the algorithm contract
+    "Algorithm", "Hyperparameters", "Batch", "LossOutput", "SequenceLogProbs", "DataSummary", "ExperienceContext",
+    # hooks, what they register, errors
+    "hookimpl", "RewardFunction", "ConfigError", "DataError", "ZooError",
+    # config sections a plugin builds
+    "ModelConfig", "RewardConfig",
+    # models and their log-probs
+    "load_causal_lm", "load_tokenizer", "frozen", "batch_logprobs", "sequence_logprobs",
 ]

@@ -18,7 +18,7 @@ An algorithm is a subclass of :class:`Algorithm` registered through the
 
 Online algorithms sample through :class:`ExperienceContext` (``ctx.generate``), score with
 ``ctx.reward``, compute log-probs with ``ctx.logprobs`` and report rollout statistics with
-``ctx.log``; their sampling settings are the :class:`zoo.sampling.Sampling` fields, inherited by
+``ctx.log``; their sampling settings are the :class:`zoo.rollout.settings.Sampling` fields, inherited by
 their ``Args`` (``class MyArgs(Hyperparameters, Sampling)``).
 
 The core never branches on algorithm names: everything it does differently follows from these
@@ -32,15 +32,15 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from torch import Tensor, nn
-
 from zoo.batch import Batch, LossOutput, SequenceLogProbs
-from zoo.sampling import Sampling
-from zoo.validation import Validated
+from zoo.config.sections import Validated
+from zoo.rollout.settings import Sampling
 
-if TYPE_CHECKING:
-    from zoo.generation import Generation, Sampler
-    from zoo.rewards import RewardSource
+if TYPE_CHECKING:  # torch is imported by what runs an algorithm, not by registering one
+    from torch import Tensor, nn
+
+    from zoo.rewards.sources import RewardSource
+    from zoo.rollout.batches import Generation
 
 DataShape = Literal["sft", "pairwise", "ranked", "unpaired", "prompt"]
 DATA_SHAPES: tuple[str, ...] = typing.get_args(DataShape)
@@ -52,8 +52,8 @@ class Hyperparameters(Validated):
 
     Subclasses declare typed fields with defaults and override :meth:`validate` to check
     ranges, raising :class:`zoo.errors.ConfigError` through :meth:`require` (and
-    :meth:`require_positive`, :meth:`require_fraction`; :class:`zoo.validation.Validated`).
-    Online algorithms add the sampling keys by also inheriting :class:`zoo.sampling.Sampling`,
+    :meth:`require_positive`, :meth:`require_fraction`; :class:`zoo.config.sections.Validated`).
+    Online algorithms add the sampling keys by also inheriting :class:`zoo.rollout.settings.Sampling`,
     which checks them. ``renamed_keys`` maps keys an earlier version spelled differently to
     today's spelling, so a config using them gets an error that says what to write.
     """
@@ -106,9 +106,9 @@ class ExperienceContext:
 
         From the policy, or from ``model`` (e.g. a snapshot of it); row ``i * n + j`` is sample
         ``j`` of prompt ``i``. ``record_logps`` keeps each sampled token's log-prob under the
-        sampling model (:mod:`zoo.generation`), which saves a forward pass when π_old is needed.
+        sampling model (:mod:`zoo.rollout.sampler`), which saves a forward pass when π_old is needed.
         """
-        from zoo.generation import Sampler  # generation is only needed by online algorithms
+        from zoo.rollout.sampler import Sampler  # generation is only needed by online algorithms
 
         sampler: Sampler = Sampler(self.policy if model is None else model, self.tokenizer)
         count = batch.prompt_ids.shape[0] * sampling.samples_per_prompt

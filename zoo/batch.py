@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported by what builds and moves batches, not by an algorithm's import
+    import torch
+    from torch import Tensor
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Batch:
             ``input_ids``, when an online algorithm computed them once for its whole rollout
             (the loop then reads them on every minibatch); None otherwise. Set together with
             ``reference_logps``.
-        packed: the same sequences packed into few rows (:class:`zoo.packing.PackedSequences`) when
+        packed: the same sequences packed into few rows (:class:`zoo.forward.packing.PackedSequences`) when
             ``data.padding_free`` is on; the model then runs on those, and its outputs are scattered
             back to the padded layout above. None otherwise.
         prompt_ids / prompt_attention_mask: ``[B, P]`` left-padded prompts, for online
@@ -64,6 +65,8 @@ class Batch:
         return self.valid.shape[0]
 
     def to(self, device: torch.device | str) -> "Batch":
+        from torch import Tensor
+
         def move(value: Any) -> Any:
             if isinstance(value, Tensor):
                 return value.to(device)

@@ -36,7 +36,7 @@ def zoo_register_algorithms(register: Callable) -> None:
 def zoo_register_datasets(register: Callable) -> None:
     """Register built-in data sets that need no download.
 
-    Call ``register(zoo.BuiltinDataset(...))``. A config selects one as ``data.train:
+    Call ``register(zoo.data.BuiltinDataset(...))``. A config selects one as ``data.train:
     builtin:NAME``.
     """
 

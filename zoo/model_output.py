@@ -9,6 +9,7 @@ no other module tests the declaration's value.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import nn
@@ -17,7 +18,6 @@ from zoo.batch import Batch, SequenceLogProbs
 
 if TYPE_CHECKING:
     from zoo.config import ModelConfig
-    from zoo.run import Run
 
 
 class OutputKind(abc.ABC):
@@ -44,8 +44,13 @@ class OutputKind(abc.ABC):
     def forward(self, model: nn.Module, batch: Batch, *, hidden_states: bool = False) -> SequenceLogProbs:
         """The per-sequence values of ``batch`` that the algorithm's loss receives."""
 
-    def after_fit(self, run: Run) -> None:
-        """Anything stored with the trained model beyond its weights (called on rank 0, before saving)."""
+    def after_fit(self, model: nn.Module, examples: Sequence[Any], collate: Callable[[list[Any]], Batch], *,
+                  batch_size: int, seed: int) -> None:
+        """Anything stored with the trained ``model`` beyond its weights (called on rank 0, before saving).
+
+        ``examples`` are every training example, batched ``batch_size`` at a time by ``collate`` in
+        the order ``seed`` shuffles them to.
+        """
 
 
 class LogProbOutput(OutputKind):
@@ -89,20 +94,19 @@ class ScoreOutput(OutputKind):
 
         return batch_logprobs(model, batch, scores=True)
 
-    def after_fit(self, run: Run) -> None:
+    def after_fit(self, model: nn.Module, examples: Sequence[Any], collate: Callable[[list[Any]], Batch], *,
+                  batch_size: int, seed: int) -> None:
         """The mean and spread of the trained model's scores, stored in its config for reward-source
-        normalisation (:func:`zoo.rewards.record_score_statistics`)."""
+        normalisation (:func:`zoo.rewards.model.record_score_statistics`)."""
         import torch
         from torch.utils.data import DataLoader
 
-        from zoo.rewards import record_score_statistics
+        from zoo.rewards.model import record_score_statistics
 
-        config, datamodule = run.config, run.datamodule
         # Every training example, in one process: not this process's share of a sharded loader.
-        every_example = DataLoader(datamodule.train_examples, batch_size=config.train.batch_size,
-                                   collate_fn=datamodule.collator, shuffle=True,
-                                   generator=torch.Generator().manual_seed(config.data.seed))
-        record_score_statistics(run.module.policy, every_example)
+        every_example = DataLoader(examples, batch_size=batch_size, collate_fn=collate, shuffle=True,
+                                   generator=torch.Generator().manual_seed(seed))
+        record_score_statistics(model, every_example)
 
 
 OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (LogProbOutput(), ScoreOutput())}

@@ -20,12 +20,12 @@ from zoo.batch import Batch, LossOutput, SequenceLogProbs
 from zoo.config import TrainConfig
 from zoo.errors import ZooError
 from zoo.forward import batch_logprobs, cached_logprobs
-from zoo.lightning_private import writes_logs_now
 from zoo.loss_contract import check_gradient_path, check_loss_output, loss_origin
 from zoo.model_output import OutputKind, output_kind
 from zoo.models import disable_dropout
-from zoo.tracking import RecordingReward, log_completions
 from zoo.optimizer import adamw
+from zoo.tracking import RecordingReward, log_completions
+from zoo.trainer.lightning_private import writes_logs_now
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class AlignmentModule(L.LightningModule):
         """Whether the logger writes this step's on-step metrics; Lightning drops them on other steps.
 
         Each ``self.log`` call costs about 2 ms of Python on CPU: a tiny PPO step logging a dozen
-        metrics per minibatch spent a quarter of its time there (:mod:`zoo.lightning_private`).
+        metrics per minibatch spent a quarter of its time there (:mod:`zoo.trainer.lightning_private`).
         """
         return writes_logs_now(self._trainer)
 
@@ -195,7 +195,7 @@ class AlignmentModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | dict[str, Any] | None:
         """Offline: the loss (None skips the step). Online: ``{"loss", "tokens"}``, the last stepped
-        minibatch's loss and the real tokens of every minibatch (:mod:`zoo.throughput` counts them)."""
+        minibatch's loss and the real tokens of every minibatch (:mod:`zoo.trainer.token_counter` counts them)."""
         if self.automatic_optimization:
             out = self._step_loss(batch)
             if not torch.isfinite(out.losses.mean()):

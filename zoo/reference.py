@@ -20,18 +20,19 @@ def reference_model(config: RunConfig, policy: nn.Module, tokenizer: Any, *, cop
     ``copy_policy``: the reference must stay fixed while the policy trains (the training loop),
     rather than be read once before training starts (the reference cache).
     """
-    from zoo import lora, models
+    from zoo.lora import AdapterDisabledReference, is_lora
+    from zoo.models import load_reference
 
-    if lora.is_lora(policy):
-        return lora.AdapterDisabledReference(policy), False
+    if is_lora(policy):
+        return AdapterDisabledReference(policy), False
     if config.model.reference is None and not copy_policy:
         return policy, False
-    return models.load_reference(config.model, policy, tokenizer), True
+    return load_reference(config.model, policy, tokenizer), True
 
 
 def training_reference(config: RunConfig, policy: nn.Module, tokenizer: Any) -> nn.Module:
     """The frozen reference the training loop runs on every batch (packed batches patched in)."""
-    from zoo.attention import enable_varlen_attention
+    from zoo.forward.attention import enable_varlen_attention
 
     reference, loaded = reference_model(config, policy, tokenizer, copy_policy=True)
     if loaded and config.data.padding_free:

@@ -28,9 +28,9 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
+import zoo.hookspecs as hookspecs
 from zoo.errors import ConfigError, PluginError, did_you_mean
-from zoo.safety import is_safe_name
+from zoo.paths import is_safe_name
 
 ENTRY_POINT_GROUP = "zoo"
 BUILTIN_PACKAGE = "zoo_plugins"

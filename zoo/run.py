@@ -1,9 +1,10 @@
 """A training run in two calls: :func:`build_run` (config → data, models, Trainer) and :func:`fit`.
 
-``build_run`` checks and loads everything and writes nothing: a bad config, a bad data row or a
-model that does not load fails there, with the output directory untouched. ``fit`` is the only
+``build_run`` checks and loads everything and writes nothing: a bad config (checked against its
+algorithm by :func:`zoo.planning.plan_run`), a bad data row or a model that does not load fails
+there, with the output directory untouched. ``fit`` is the only
 part that writes: the run directory, the "before" metrics, training, the "after" metrics and the
-saved model. :func:`zoo.train.train` (``zoo train``) wraps the two with the run directory's lock,
+saved model. :func:`zoo.training_guard.train` (``zoo train``) wraps the two with the run directory's lock,
 signal handling and the messages a failed write gets; tests, the conformance kit and the
 benchmark build their runs with ``build_run`` too, so every run is wired in one place.
 """
@@ -29,29 +30,29 @@ from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 
 from zoo.algorithm import Algorithm
-from zoo.attention import enable_varlen_attention
 from zoo.checkpointing import WriteError, atomic_write_text, make_readable, require_finite
-from zoo.config import RunConfig, checked_args
-from zoo.datamodule import AlignmentDataModule
+from zoo.config import RunConfig
+from zoo.data.datamodule import AlignmentDataModule
 from zoo.errors import ConfigError, ZooError
 from zoo.eval.callback import callback_from_config
+from zoo.forward.attention import enable_varlen_attention
+from zoo.forward.packing import check_packing_support
+from zoo.forward.swiglu import enable_lean_swiglu
 from zoo.integrity import data_fingerprint
 from zoo.lora import apply_lora, save_policy
 from zoo.model_card import write_model_card
-from zoo.model_output import OutputKind, output_kind
+from zoo.model_output import OutputKind
 from zoo.models import load_tokenizer
 from zoo.module import AlignmentModule
-from zoo.packing import check_packing_support
+from zoo.planning import RunPlan, plan_run
 from zoo.quiet import no_transformers_bars
 from zoo.reference import training_reference
-from zoo.registry import get_registry
 from zoo.resume import ResumePoint, log_version, plan_resume, read_summary
-from zoo.run_files import record
 from zoo.run_dir import RunLock, check_output_dir, clear_run, contents, create_run_dir, resolve_output_dir
-from zoo.swiglu import enable_lean_swiglu
-from zoo.throughput import TokenCounter
+from zoo.run_files import record
 from zoo.tracking import attach_mlflow
 from zoo.trainer import build_trainer
+from zoo.trainer.token_counter import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Run:
 
     config: RunConfig
     output_dir: Path
-    #: The algorithm, holding its typed ``Args`` (parsed once, when the config was checked).
+    #: The algorithm, holding its typed ``Args`` (parsed once, when the config was planned).
     algorithm: Algorithm
     #: What the algorithm's ``output`` means: the model kind, its loader, forward and after-fit step.
     kind: OutputKind
@@ -102,14 +103,17 @@ class Run:
     owns_lock: bool = True
 
 
-def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = False, callbacks: list | None = None,
-              lock: RunLock | None = None, seen: set[str] | None = None) -> Run:
+def build_run(config: RunConfig | RunPlan, *, overwrite: bool = False, resume: bool = False,
+              callbacks: list | None = None, lock: RunLock | None = None, seen: set[str] | None = None) -> Run:
     """Check ``config`` and build its run: data, models, module and Trainer. Writes nothing.
 
+    ``config`` is a run config, planned here (:func:`zoo.planning.plan_run`), or the plan of one.
     ``overwrite`` and ``resume`` are ``zoo train``'s flags (``resume: auto`` in the config also
     resumes); ``callbacks`` are extra Lightning callbacks. ``lock`` and ``seen`` come from a
-    caller that already checked and locked the output directory (:func:`zoo.train.train`).
+    caller that already checked and locked the output directory (:func:`zoo.training_guard.train`).
     """
+    plan = config if isinstance(config, RunPlan) else plan_run(config)
+    config, algorithm, kind = plan.config, plan.algorithm, plan.kind
     output_dir = resolve_output_dir(config.output_dir)
     if str(output_dir) != config.output_dir:
         config = dataclasses.replace(config, output_dir=str(output_dir))
@@ -118,20 +122,18 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
         if rank_zero_only.rank == 0:
             check_output_dir(output_dir, overwrite=overwrite, resume=resume)
         seen = contents(output_dir)
-    algorithm_cls = get_registry().algorithm(config.algorithm)
-    algorithm = algorithm_cls(checked_args(config))
-    kind = output_kind(algorithm_cls)
     point = plan_resume(output_dir, config.to_dict()) if resume else None
     replace = point is None and overwrite  # an earlier run's files are removed once everything is checked
     evaluation = callback_from_config(config.evaluation)  # unknown suites and their options fail here
     tokens = TokenCounter()
     # Built now so that a Trainer setting Lightning refuses fails before any data or model loads.
-    trainer = build_trainer(config, output_dir, [*(callbacks or []), *([evaluation] if evaluation else []), tokens],
+    trainer = build_trainer(config, algorithm, output_dir,
+                            [*(callbacks or []), *([evaluation] if evaluation else []), tokens],
                             logs_version="" if replace else log_version(output_dir))
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(config.model)
-    datamodule = AlignmentDataModule(config.data, tokenizer, algorithm_cls.data_shape, config.train.batch_size,
+    datamodule = AlignmentDataModule(config.data, tokenizer, algorithm.data_shape, config.train.batch_size,
                                      config.train.eval_batch_size)
     datamodule.setup("fit")  # data errors surface before any model is loaded
     for advice in algorithm.check_data(datamodule.summary()):
@@ -152,9 +154,11 @@ def build_run(config: RunConfig, *, overwrite: bool = False, resume: bool = Fals
         reference = training_reference(config, policy, tokenizer)
     reward = None
     if config.reward is not None and (config.reward.function or config.reward.model):
-        from zoo.rewards import load_reward_source
+        from zoo.data.truncation import PromptPolicy
+        from zoo.rewards.loading import load_reward_source
 
-        reward = load_reward_source(config.reward, tokenizer=tokenizer)
+        # A reward model cuts prompts as this run's data did: it scores the prompts the policy saw.
+        reward = load_reward_source(config.reward, tokenizer=tokenizer, prompts=PromptPolicy.from_data(config.data))
     module = AlignmentModule(policy, algorithm, config.train, reference=reference, reward=reward, tokenizer=tokenizer,
                              output=kind)
     return Run(config, output_dir, algorithm, kind, tokenizer, datamodule, module, trainer, tokens, fingerprint,
@@ -268,7 +272,8 @@ def _fit(run: Run, lead: bool) -> RunResult:
     require_finite(module.state_dict(), f"the trained model to {output_dir / 'model'}")
 
     if trainer.is_global_zero:
-        run.kind.after_fit(run)
+        run.kind.after_fit(module.policy, datamodule.train_examples, datamodule.collator,
+                           batch_size=config.train.batch_size, seed=config.data.seed)
         try:
             save_run(module, run.tokenizer, output_dir)
         except BaseException as exc:

@@ -135,7 +135,7 @@ def create_run_dir(path: Path) -> None:
                           f"choose another output_dir=PATH.") from None
     if is_run_dir(path):
         return
-    from zoo import __version__
+    from zoo.version import __version__
 
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     text = json.dumps({"written_by": f"alignment-zoo {__version__}", "created": stamp}) + "\n"

@@ -13,7 +13,7 @@ Rafailov et al. 2023, "Direct Preference Optimization" (arXiv:2305.18290).
     L = (h − 1/(2τ))²
 
 Implicit reward ``r = β (log π_θ − log π_ref)``; ``reward_accuracy`` is the share of pairs whose
-chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.pair_accuracy`).
+chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.losses.pair_accuracy`).
 The loss itself is :func:`zoo.losses.dpo_loss`, shared with online DPO.
 """
 from __future__ import annotations

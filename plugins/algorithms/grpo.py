@@ -55,21 +55,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, join_generations, right_padded, take_rows)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RatioLevel, RewardShaping, aggregate, batch_normalised_advantages,
                         cispo_objective, clip_fraction, clipped_surrogate, group_advantages, masked_sums,
                         placement_problem, sequence_kl, sequence_mean, shape_rewards, token_kl)
+from zoo.rollout import Sampling, generation_batch, join_generations, right_padded, take_rows
 
 
 @dataclass
 class GRPOArgs(Hyperparameters, Sampling, RewardShaping):
-    """GRPO's settings; the sampling keys come from :class:`zoo.Sampling` (``samples_per_prompt`` is G),
+    """GRPO's settings; the sampling keys come from :class:`zoo.rollout.Sampling` (``samples_per_prompt`` is G),
     the reward shaping keys from :class:`zoo.losses.RewardShaping`."""
 
     samples_per_prompt: int = 4
@@ -205,6 +205,8 @@ class GRPO(Algorithm):
                 rewards: Tensor) -> tuple:
         """Dynamic sampling: resample the prompts whose groups are still missing, at most ``refill_rounds``
         times; the rewards of every round's groups, in order (the caller keeps the first B with signal)."""
+        import torch
+
         a = self.args
         prompts = batch.prompt_ids.shape[0]
         rounds = 0
@@ -223,6 +225,8 @@ class GRPO(Algorithm):
         return generation, scores, rewards, rounds
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
+        import torch
+
         a = self.args
         group = a.samples_per_prompt
         several_steps = a.policy_updates * a.num_minibatches > 1
@@ -270,6 +274,8 @@ class GRPO(Algorithm):
         return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:
+        import torch
+
         rows = experience.input_ids.shape[0]
         if rows == 0:  # every group of this batch was dropped
             return

@@ -22,7 +22,7 @@ are regenerated once per round; the snapshot costs one more copy of the policy's
 round is run state; after a resume the snapshot is retaken from the resumed policy.
 
 Logged per batch: reward_chosen, reward_rejected (the scores), tied_fraction (pairs dropped),
-round; per step: reward_margin and reward_accuracy (a tie counting one half, :func:`zoo.pair_accuracy`)
+round; per step: reward_margin and reward_accuracy (a tie counting one half, :func:`zoo.losses.pair_accuracy`)
 of the implicit reward β (log π_θ − log π_ref). The loss is :func:`zoo.losses.dpo_loss`, DPO's own.
 """
 from __future__ import annotations
@@ -30,19 +30,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor, nn
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import PreferenceLoss, dpo_loss
+from zoo.rollout import Sampling, generation_batch
 
 
 @dataclass
 class OnlineDPOArgs(Hyperparameters, Sampling):
-    """Online DPO's settings; the sampling keys come from :class:`zoo.Sampling`."""
+    """Online DPO's settings; the sampling keys come from :class:`zoo.rollout.Sampling`."""
 
     samples_per_prompt: int = 2
     #: β, the strength of the implicit KL constraint (``loss: sigmoid``).
@@ -100,6 +100,8 @@ class OnlineDPO(Algorithm):
         return self.snapshot
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
+        import torch
+
         a = self.args
         n = a.samples_per_prompt
         generation = ctx.generate(batch, a, model=self._sampling_model(ctx))

@@ -55,21 +55,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor, nn
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, take_rows)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, gae,
                         kl_estimate, kl_k3, masked_mean, placement_problem, shape_rewards, token_kl, whiten)
+from zoo.rollout import Sampling, generation_batch, take_rows
 
 
 @dataclass
 class PPOArgs(Hyperparameters, Sampling, RewardShaping):
     """PPO's settings; the sampling keys (``samples_per_prompt``, ``max_new_tokens``, ``temperature``,
-    ``top_k``, ``top_p``) come from :class:`zoo.Sampling`, the reward shaping keys
+    ``top_k``, ``top_p``) come from :class:`zoo.rollout.Sampling`, the reward shaping keys
     (``missing_eos_penalty``, ``overlong_window``, ``overlong_penalty``) from :class:`zoo.losses.RewardShaping`."""
 
     #: β_KL, the per-token KL penalty toward the reference (the initial value when adaptive).
@@ -130,6 +130,8 @@ def kl_penalized_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask:
         logps, ref_logps: ``[N, T]`` token log-probs under the sampling policy and the reference.
         mask: ``[N, T]`` bool, one contiguous run of response tokens per row (T = its last one).
     """
+    import torch
+
     mask = mask.bool()
     kl = kl_estimate(logps, ref_logps, estimator) * mask
     rewards = -kl_coef * kl
@@ -145,6 +147,8 @@ def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Te
                    clip_range_value: float) -> tuple[Tensor, Tensor]:
     """Per-token clipped value loss ``½ max((V − R̂)², (clip(V, V_old ± ε_v) − R̂)²)`` and where the
     clipped term was the larger one."""
+    import torch
+
     clipped_values = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
     unclipped_loss = (values - returns) ** 2
     clipped_loss = (clipped_values - returns) ** 2
@@ -196,6 +200,8 @@ class KLController:
 
 def value_estimates(head: nn.Module, hidden_states: Tensor, mask: Tensor) -> Tensor:
     """``[N, T]`` V(s_t) for the token at t, read from the hidden state at t − 1; 0 outside ``mask``."""
+    import torch
+
     values = head(hidden_states.to(head.weight.dtype)).squeeze(-1).float()
     values = torch.cat([values.new_zeros(values.shape[0], 1), values[:, :-1]], dim=1)
     return values * mask
@@ -219,6 +225,8 @@ class PPO(Algorithm):
         self.disables_dropout = self.args.disable_dropout
 
     def build_modules(self, policy: nn.Module) -> dict[str, nn.Module]:
+        from torch import nn
+
         head = nn.Linear(policy.config.hidden_size, 1)
         # A zero critic starts at V = 0 everywhere instead of at random values it must first unlearn.
         nn.init.zeros_(head.weight)
@@ -260,6 +268,8 @@ class PPO(Algorithm):
         return experience
 
     def minibatches(self, experience: Batch) -> Iterator[Batch]:
+        import torch
+
         rows = experience.input_ids.shape[0]
         chunks = min(self.args.num_minibatches, rows)
         for _ in range(self.args.ppo_epochs):

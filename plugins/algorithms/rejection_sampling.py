@@ -16,24 +16,25 @@ reward) are run state that survives a resume; finished rounds are kept in ``hist
 
 Validation samples and scores the same way but keeps every prompt (``min_score`` filters training
 data only), so ``val/reward_best`` and ``val/reward_mean`` measure best-of-n and average reward
-of the current policy. Best-of-n *decoding* without training is :func:`zoo.generation.best_of_n`.
+of the current policy. Best-of-n *decoding* without training is :func:`zoo.rollout.sampler.best_of_n`.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, select_best)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import token_mean_nll
+from zoo.rollout import Sampling, generation_batch, select_best
 
 
 @dataclass
 class RejectionSamplingArgs(Hyperparameters, Sampling):
-    """The sampling keys come from :class:`zoo.Sampling`; ``samples_per_prompt`` is n."""
+    """The sampling keys come from :class:`zoo.rollout.Sampling`; ``samples_per_prompt`` is n."""
 
     renamed_keys: ClassVar[dict[str, str]] = {"n": "samples_per_prompt"}
     samples_per_prompt: int = 4
@@ -93,6 +94,8 @@ class RejectionSampling(Algorithm):
         self.stats.best_reward_sum += float(best.sum())
 
     def make_experience(self, ctx: ExperienceContext, batch: Batch) -> Batch:
+        import torch
+
         a = self.args
         n = a.samples_per_prompt
         generation = ctx.generate(batch, a)

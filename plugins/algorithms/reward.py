@@ -29,12 +29,13 @@ standard deviation of its scores on the training responses are stored in its con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, DataError, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import pair_accuracy
 
 
 @dataclass
@@ -70,6 +71,8 @@ def bradley_terry_loss(rewards: torch.Tensor, scores: torch.Tensor, valid: torch
         losses ``[B]``: mean over the example's ordered pairs of −log σ(r_i − r_j), 0 when it has
         none; metrics ``accuracy`` and ``margin`` (scalars), ``reward`` (``[B]`` mean prediction).
     """
+    import torch.nn.functional as F
+
     pairs = _ordered_pairs(scores, valid)
     diff = rewards[:, :, None] - rewards[:, None, :]
     per_pair = -F.logsigmoid(diff) * pairs

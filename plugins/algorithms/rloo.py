@@ -35,21 +35,24 @@ Logged per rollout: reward (the score), kl_ref (Σ_t log π_old − log π_ref),
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
-from zoo import (Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, Sampling, SequenceLogProbs,
-                 generation_batch, hookimpl, right_padded)
+from zoo import Algorithm, Batch, ExperienceContext, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
 from zoo.losses import (KLEstimator, KLPlacement, RewardShaping, aggregate, clip_fraction, clipped_surrogate, kl_k1,
                         leave_one_out_advantages, placement_problem, sequence_kl, sequence_reinforce, shape_rewards,
                         token_kl)
+from zoo.rollout import Sampling, generation_batch, right_padded
 
 
 @dataclass
 class RLOOArgs(Hyperparameters, Sampling, RewardShaping):
-    """RLOO's settings; the sampling keys come from :class:`zoo.Sampling` (``samples_per_prompt`` is k),
+    """RLOO's settings; the sampling keys come from :class:`zoo.rollout.Sampling` (``samples_per_prompt`` is k),
     the reward shaping keys from :class:`zoo.losses.RewardShaping`."""
 
     samples_per_prompt: int = 4

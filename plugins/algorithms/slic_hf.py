@@ -20,11 +20,15 @@ No reference model is needed. TRL's ``loss_type="hinge"`` is not this loss: it i
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import pair_accuracy
 
 
 @dataclass

@@ -41,7 +41,7 @@ def _list(as_json: bool) -> int:
 
     A table would cut paths and dates to its column widths in an 80-column terminal.
     """
-    from zoo import cache_root, describe_cache_files
+    from zoo.app import cache_root, describe_cache_files
 
     entries = describe_cache_files()
     if as_json:
@@ -63,7 +63,7 @@ def _list(as_json: bool) -> int:
 
 
 def _clear(keys: list[str], everything: bool) -> int:
-    from zoo import cache_root
+    from zoo.app import cache_root
 
     root = cache_root()
     files = sorted(root.glob("*.safetensors")) if root.exists() else []

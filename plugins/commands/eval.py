@@ -50,7 +50,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(texts: list[str]) -> dict[str, dict[str, Any]]:
     """``SUITE.KEY=VALUE`` strings (values parsed as YAML) → suite → {key: value}."""
-    from zoo import parse_override
+    from zoo.app import parse_override
 
     options: dict[str, dict[str, Any]] = {}
     for text in texts:
@@ -62,7 +62,7 @@ def parse_options(texts: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _reward_args(texts: list[str]) -> dict[str, Any]:
-    from zoo import parse_override
+    from zoo.app import parse_override
 
     args = {}
     for text in texts:
@@ -72,7 +72,7 @@ def _reward_args(texts: list[str]) -> dict[str, Any]:
 
 
 def _list_suites(as_json: bool = False) -> int:
-    from zoo import console, get_registry
+    from zoo.app import console, get_registry
 
     suites = [{"name": name, "num_fewshot": entry.obj.default_num_fewshot, "plugin": entry.plugin,
                "description": entry.obj.description} for name, entry in get_registry().entries("suites").items()]
@@ -105,7 +105,7 @@ def _device(name: str):
 def _run(args: argparse.Namespace) -> int:
     if not args.json:
         return _evaluate(args)
-    from zoo import to_stderr
+    from zoo.app import to_stderr
 
     to_stderr()  # standard output is the JSON
     try:
@@ -119,7 +119,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _list_suites(args.json)
     if not args.suites:
         raise ConfigError("zoo eval needs --suites (zoo eval --list shows the suites)")
-    from zoo import ModelConfig, RewardConfig, console, err_console, frozen, load_causal_lm, load_tokenizer
+    from zoo import ModelConfig, RewardConfig, frozen, load_causal_lm, load_tokenizer
+    from zoo.app import console, err_console
     from zoo.eval import check_output_dir, check_settings, make_suites, run_header, run_suites, write_outputs
 
     if args.output:
@@ -155,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         reference = frozen(load_causal_lm(model_config, tokenizer, name=args.reference, key="--reference")).to(device)
     reward = None
     if args.reward_function or args.reward_model:
-        from zoo import load_reward_source
+        from zoo.app import load_reward_source
 
         reward = load_reward_source(RewardConfig(function=args.reward_function, model=args.reward_model,
                                                  args=reward_args), tokenizer=tokenizer).to(device)
@@ -184,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _print_table(suites, results) -> None:
     from rich.table import Table
 
-    from zoo import console
+    from zoo.app import console
 
     table = Table(title="evaluation")
     for column, justify in (("suite", "left"), ("shots", "right"), ("metric", "left"), ("value", "right"),
@@ -212,7 +213,7 @@ def _print_details(suites, results) -> None:
     """The metrics the summary table leaves out (MMLU: per subject, gold letters), with 95% intervals."""
     from rich.table import Table
 
-    from zoo import console
+    from zoo.app import console
 
     for suite in suites:
         result = results[suite.name]

@@ -56,7 +56,7 @@ def _prompts(args: argparse.Namespace) -> list[str]:
 
 def _run_config(model: str) -> Any:
     """The config of the run whose ``model/`` folder ``model`` is (None when it is not one)."""
-    from zoo import load_config
+    from zoo.app import load_config
 
     saved = Path(model).expanduser() / ".." / "config.yaml"
     return load_config(saved.resolve()) if Path(model).is_dir() and saved.is_file() else None
@@ -97,8 +97,8 @@ def _render(tokenizer: Any, prompts: list[str], mode: str) -> list[str]:
 
 
 def generate_texts(model: Any, tokenizer: Any, prompts: list[str], args: argparse.Namespace) -> list[str]:
-    """One response per prompt, sampled as the online algorithms sample (:class:`zoo.Sampler`)."""
-    from zoo import Sampler, Sampling, encode_prompts
+    """One response per prompt, sampled as the online algorithms sample (:class:`zoo.rollout.Sampler`)."""
+    from zoo.rollout import Sampler, Sampling, encode_prompts
 
     texts = _render(tokenizer, prompts, args.chat_template)
     longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + 1
@@ -108,7 +108,7 @@ def generate_texts(model: Any, tokenizer: Any, prompts: list[str], args: argpars
 
 
 def _run(args: argparse.Namespace) -> int:
-    from zoo import to_stderr
+    from zoo.app import to_stderr
 
     prompts = _prompts(args)
     to_stderr(args.json)  # with --json, standard output is the JSON document

@@ -1,4 +1,4 @@
-"""``zoo pairs CONFIG``: sample, score and write preference pairs (see :mod:`zoo.pairs`)."""
+"""``zoo pairs CONFIG``: sample, score and write preference pairs (see :mod:`zoo.app.pairs`)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from zoo.pairs import load_pairs_config, make_pairs, samples_per_prompt
+    from zoo.app import load_pairs_config, make_pairs, samples_per_prompt
 
     config = load_pairs_config(args.config, args.overrides)
     result = make_pairs(config)

@@ -9,7 +9,7 @@ from zoo import hookimpl
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    from zoo import add_new_command
+    from zoo.app import add_new_command
 
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_new_command(parser)  # `zoo plugins new NAME`
@@ -17,7 +17,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plugins_payload() -> list[dict]:
     """One entry per plugin (loaded or failed): its distribution, what it registers, its error."""
-    from zoo import get_registry
+    from zoo.app import get_registry
 
     registry = get_registry()
     algorithms = registry.entries("algorithms")
@@ -31,7 +31,7 @@ def plugins_payload() -> list[dict]:
 def _run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from zoo import console
+    from zoo.app import console
 
     payload = plugins_payload()
     if args.json:

@@ -1,4 +1,4 @@
-"""``zoo train CONFIG [KEY=VALUE ...]``: one training run from a YAML config (:func:`zoo.train.train`)."""
+"""``zoo train CONFIG [KEY=VALUE ...]``: one training run from a YAML config (:func:`zoo.training_guard.train`)."""
 from __future__ import annotations
 
 import argparse
@@ -19,11 +19,11 @@ def _run(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
     from rich.table import Table
 
-    from zoo import RunInterrupted, console, load_config, run_training
+    from zoo.app import RunInterrupted, console, load_config, train
 
     config = load_config(args.config, args.overrides)
     try:
-        result = run_training(config, overwrite=args.overwrite, resume=args.resume)
+        result = train(config, overwrite=args.overwrite, resume=args.resume)
     except RunInterrupted as exc:
         if exc.resumable:
             command = shlex.join(["zoo", "train", args.config, *args.overrides, "--resume"])

@@ -30,7 +30,8 @@ from __future__ import annotations
 import random
 import re
 
-from zoo import BuiltinDataset, RewardFunction, hookimpl
+from zoo import RewardFunction, hookimpl
+from zoo.data import BuiltinDataset
 
 SUBJECTS = ["the soup", "this phone", "the hotel", "my new shoes", "the film", "that book", "the train",
             "our garden", "the concert", "this laptop", "the coffee", "the museum", "the bike", "the game"]

@@ -24,14 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from zoo import ConfigError, Sampling, hookimpl, sequence_logprobs
+from zoo import ConfigError, hookimpl
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, inference, mean_metric, pad_id, read_examples,
                       resolve_source, with_tokenizer)
+from zoo.rollout import Sampling
 
 
 @dataclass
 class GenerationOptions(SuiteOptions, Sampling):
-    """The sampling settings (:class:`zoo.sampling.Sampling`) and where the prompts come from."""
+    """The sampling settings (:class:`zoo.rollout.settings.Sampling`) and where the prompts come from."""
 
     key_prefix: ClassVar[str] = "option generation"
     samples_per_prompt: int = 4
@@ -78,14 +79,15 @@ class GenerationSuite(Suite):
         return model.to(device) if device is not None else model
 
     def _sample(self, sampler, tokenizer, prompts: list[str], seed: int):
-        from zoo import encode_prompts
+        from zoo.rollout import encode_prompts
 
         o = self.options
         ids, mask = encode_prompts(tokenizer, prompts, o.max_prompt_length)
         return sampler(ids, mask, o, seed=seed, record_logps=True)  # the KL estimate reads the log-probs
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
-        from zoo import Sampler, right_padded
+        from zoo import sequence_logprobs
+        from zoo.rollout import Sampler, right_padded
 
         o, n = self.options, self.options.samples_per_prompt
         if model is None:

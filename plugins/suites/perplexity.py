@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from zoo import ConfigError, Example, batch_logprobs, hookimpl
+from zoo import ConfigError, hookimpl
+from zoo.data import Example
 from zoo.eval import (EvalContext, Metric, Suite, SuiteOptions, SuiteResult, batches, inference, ratio_metric,
                       read_examples, resolve_source, with_tokenizer)
 
@@ -53,6 +54,8 @@ class Perplexity(Suite):
         return len(self.examples)
 
     def run(self, model, tokenizer, context: EvalContext) -> SuiteResult:
+        from zoo import batch_logprobs  # the forward pass: torch, only when the suite runs
+
         if model is None:
             raise ConfigError("the perplexity suite needs a model")
         o = self.options

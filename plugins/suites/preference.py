@@ -9,7 +9,7 @@ Each pair (x, y_w, y_l) gets a score per response, and the margin ``m = r(x, y_w
 * ``scorer: auto`` (default): ``reward`` when a reward source is given, else ``implicit`` when
   a reference is given, else ``logprob``.
 
-Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie (``|m| ≤ 1e-5``, :mod:`zoo.accuracy`)
+Metrics: ``accuracy`` (share of pairs with ``m > 0``, a tie (``|m| ≤ 1e-5``, :mod:`zoo.losses.accuracy`)
 counting one half, so a policy equal to its reference scores 0.5 rather than 0), ``margin`` (mean m), ``chosen`` and ``rejected``
 (mean scores), each ± its standard error. Pairs come from the ``data`` option (a file, a
 directory or a hub data set; TRL columns or Anthropic HH dialogues), else
@@ -18,13 +18,15 @@ directory or a hub data set; TRL columns or Anthropic HH dialogues), else
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import ConfigError, DataError, batch_logprobs, hookimpl, pair_accuracy
+from zoo import ConfigError, DataError, hookimpl
 from zoo.eval import (EvalContext, Suite, SuiteOptions, SuiteResult, batches, inference, mean_metric, read_examples,
                       resolve_source, with_tokenizer)
+from zoo.losses import pair_accuracy
 
 
 @dataclass
@@ -102,6 +104,8 @@ class Preference(Suite):
                                               "beta": self.options.beta if scorer == "implicit" else None})
 
     def _reward_scores(self, context: EvalContext) -> torch.Tensor:
+        import torch
+
         out = []
         for start in range(0, len(self.examples), context.batch_size):
             chunk = self.examples[start: start + context.batch_size]
@@ -114,6 +118,10 @@ class Preference(Suite):
         return torch.cat(out)
 
     def _logprob_scores(self, model, tokenizer, context: EvalContext, scorer: str) -> torch.Tensor:
+        import torch
+
+        from zoo import batch_logprobs
+
         o = self.options
         out = []
         with inference(model) as device:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
 from zoo import hookimpl
 from zoo.eval import ChoiceItem, Line, MultipleChoiceSuite, load_hub, local_root, read_json_list
 
@@ -45,6 +43,8 @@ def context(question: str) -> str:
 
 def mc2_true_mass(loglikelihoods: list[float], labels: list[int]) -> float:
     """The normalised probability of the true answers (see the module docstring)."""
+    import torch
+
     probabilities = torch.tensor(loglikelihoods, dtype=torch.float64).softmax(0)
     return float(probabilities[torch.tensor(labels) == 1].sum())
 

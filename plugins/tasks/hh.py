@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zoo import ConfigError, RewardConfig, hookimpl, normalise, read_rows
+from zoo import ConfigError, RewardConfig, hookimpl
 from zoo.bench import Task, TaskData
+from zoo.data import normalise, read_rows
 
 
 @dataclass

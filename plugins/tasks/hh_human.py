@@ -29,8 +29,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from zoo import ConfigError, hookimpl, read_rows
+from zoo import ConfigError, hookimpl
 from zoo.bench import Task, TaskData
+from zoo.data import read_rows
 
 TURN = re.compile(r"\n\n(Human|Assistant): ?")
 
@@ -94,7 +95,7 @@ class HHHuman(Task):
         return render, tokenizer
 
     def build(self) -> TaskData:
-        from zoo import normalise
+        from zoo.data import normalise
 
         a = self.args
         render, tokenizer = self._renderer()

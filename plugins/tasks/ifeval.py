@@ -45,8 +45,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl, read_rows
+from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl
 from zoo.bench import Judge, Task, TaskData, chat_renderer, content_key, split_order
+from zoo.data import read_rows
 
 GOLD_REWARD = "ifeval_strict"
 LOOSE = "ifeval_loose"

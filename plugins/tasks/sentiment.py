@@ -33,8 +33,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl, read_rows
+from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl
 from zoo.bench import Judge, Task, TaskData, content_key, split_order
+from zoo.data import read_rows
 
 GOLD_REWARD = "vader_compound"
 SECOND_JUDGE = "textblob_polarity"

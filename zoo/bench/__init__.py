@@ -30,7 +30,7 @@ prompt, the sample the proxy reward prefers kept) are the one kind of contender 
 registered algorithm: they train nothing, so no ``zoo train`` run stands behind them. They are
 the one special case of the harness, and it is read in four places only: the bench config
 (``Contender.best_of_n``, validated and sweepable), the runner (which reward picks the sample),
-the evaluation (:func:`zoo.generation.best_of_n`) and the results (the baseline is the contender
+the evaluation (:func:`zoo.rollout.sampler.best_of_n`) and the results (the baseline is the contender
 that neither trains nor decodes best-of-n). Every other contender is an algorithm plugin.
 """
 from __future__ import annotations

@@ -39,7 +39,7 @@ def read_json(path: Path) -> Any:
 
 
 def package_version() -> str:
-    from zoo import __version__
+    from zoo.version import __version__
 
     return __version__
 

@@ -3,8 +3,8 @@
 Stage fingerprints hash the code (:func:`zoo.bench.sources.code_source_hash`), so any change to
 what the core does (a refactor included) rebuilds every stage: hours on two cores. The canary
 shows a change to be numerics-neutral instead. It rebuilds a declared prefix of the first seed's
-pipeline (``canary.until``: task data, initial weights, pretraining, SFT, ...) with today's code,
-under today's fingerprints, and compares every output file bit for bit with the same stages the
+pipeline (``canary.until``: task data, initial weights, pretraining, SFT, the preference data, the
+proxy reward model) with today's code, under today's fingerprints, and compares every output file bit for bit with the same stages the
 earlier code built (found under the earlier code's fingerprints). Only when all are identical is
 today's code hash recorded as an alias of the earlier one (``source-aliases.json`` in the cache),
 so every other stage of that cache is reused; results.json records the canary (which hashes,
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo.bench.cache import DONE, Stage, StageCache
+from zoo.bench.cache import DONE, Stage, StageCache, fingerprint
 from zoo.bench.config import BenchConfig
 from zoo.errors import ConfigError
 
@@ -70,7 +70,7 @@ def differences(new: Stage, old: Stage) -> list[str]:
 
 def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[Stage]:
     """The first seed's shared stages, in pipeline order, up to and including ``until``."""
-    from zoo.bench.stages import SHARED, Stages
+    from zoo.bench.stages import MODEL, SHARED, Stages
 
     stages = Stages(config, cache)
     seed = stages.pipeline_seed(config.seeds[0])
@@ -86,6 +86,13 @@ def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[St
     if "sft" in wanted:
         sft = stages.sft(data, model, upstream, seed)
         built += [sft] if sft is not None else []
+    if "preferences" in wanted:  # as Stages.pipeline chains them
+        sft_model, sft_key = ((str(sft.path / MODEL), sft.key) if sft is not None else
+                              (model, fingerprint("start", {"pipeline_seed": seed}, upstream)))
+        preferences = stages.preferences(data, sft_model, sft_key, seed)
+        built.append(preferences)
+        if "reward_model" in wanted:
+            built.append(stages.reward_model(preferences, sft_model, sft_key, seed))
     return [stage for stage in built if stage.kind in wanted]
 
 

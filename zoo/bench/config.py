@@ -271,7 +271,8 @@ def run_config(config: BenchConfig, algorithm: str, algorithm_args: dict[str, An
                data: dict[str, Any], *, where: str, model: str = "model", data_file: str = "data.jsonl",
                eval_file: str | None = None, output_dir: str = "out", reward: dict[str, Any] | None = None,
                seed: int = 0):
-    """The :class:`zoo.config.RunConfig` one stage trains with, validated, errors naming ``where``."""
+    """The :class:`zoo.config.RunConfig` one stage trains with, checked against its algorithm
+    (:func:`zoo.planning.plan_run`), errors naming ``where``."""
     model_section = {k: v for k, v in dataclasses.asdict(config.model).items() if k not in ("name", "tiny")}
     model_section["name"] = model
     raw = {
@@ -283,7 +284,11 @@ def run_config(config: BenchConfig, algorithm: str, algorithm_args: dict[str, An
     }
     if reward is not None:
         raw["reward"] = reward
+    from zoo.planning import plan_run  # the registry and the algorithms: only when a stage is checked
+
     try:
-        return load_config(raw=raw)
+        stage_config = load_config(raw=raw)
+        plan_run(stage_config)
+        return stage_config
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

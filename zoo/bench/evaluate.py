@@ -74,7 +74,8 @@ def load_policy(model_dir: str | Path) -> tuple[nn.Module, Any]:
 @torch.no_grad()
 def sample_and_score(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, list[float] | list[str]]:
     """Samples of ``model`` on the evaluation prompts with their gold, proxy, KL and length."""
-    from zoo.generation import Sampler, encode_prompts, generation_batch
+    from zoo.rollout.batches import encode_prompts, generation_batch
+    from zoo.rollout.sampler import Sampler
     from zoo.progress import track
 
     c = inputs.config
@@ -97,7 +98,7 @@ def sample_and_score(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[st
 
 def best_of_n_samples(inputs: EvalInputs, n: int, reward: Any, seed: int) -> dict[str, list]:
     """Best-of-n decoding from the SFT model, ``samples_per_prompt`` selections per prompt."""
-    from zoo.generation import Sampler, best_of_n
+    from zoo.rollout.sampler import Sampler, best_of_n
 
     c = inputs.config
     result = best_of_n(Sampler(inputs.sft_model, inputs.tokenizer), reward, inputs.repeated_prompts, n=n,
@@ -187,7 +188,7 @@ def reward_model_accuracy(model_dir: Path, heldout_pairs: Path) -> float | None:
     """Accuracy of a saved reward model on the noise-free held-out pairs (the ``preference`` suite)."""
     from zoo.config import RewardConfig
     from zoo.eval import evaluate
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
 
     if not heldout_pairs.exists() or not heldout_pairs.read_text().strip():
         return None

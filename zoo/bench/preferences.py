@@ -32,7 +32,7 @@ def sample_responses(model_dir: str | Path, prompts: list[str], *, n: int, tempe
                      seed: int, batch_size: int = 64) -> list[list[str]]:
     """``n`` sampled responses per prompt from the model saved in ``model_dir``."""
     from zoo.bench.evaluate import load_policy
-    from zoo.generation import Sampler, sample_texts
+    from zoo.rollout.sampler import Sampler, sample_texts
 
     model, tokenizer = load_policy(model_dir)
     chunks = sample_texts(Sampler(model, tokenizer), prompts, n=n, batch_size=batch_size, seed=seed,
@@ -95,7 +95,7 @@ def heldout_pairs(prompts: list[str], samples: list[list[str]], gold: Any, limit
 def build_preferences(folder: Path, sft_model: str, data: Any, gold_config: RewardConfig, p: PreferenceConfig, *,
                       max_new_tokens: int) -> dict[str, Any]:
     """Write ``pairs.jsonl``, ``ranked.jsonl`` and ``heldout_pairs.jsonl`` into ``folder``; return statistics."""
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
 
     gold = load_reward_source(gold_config).to("cuda" if torch.cuda.is_available() else "cpu")
     train_prompts = [json.loads(line)["prompt"] for line in open(data.path / "prompts.jsonl", encoding="utf-8")]

@@ -31,8 +31,9 @@ class BudgetConfig:
 class CanaryConfig:
     """What ``zoo bench CONFIG --canary`` rebuilds to show a code change moves no number (:mod:`zoo.bench.canary`)."""
 
-    #: The last shared stage of the first seed's pipeline it rebuilds: task, init, pretrain or sft.
-    until: Literal["task", "init", "pretrain", "sft"] = "sft"
+    #: The last shared stage of the first seed's pipeline it rebuilds: task, init, pretrain, sft,
+    #: preferences (the SFT model's samples and their labels) or reward_model (the proxy trained on them).
+    until: Literal["task", "init", "pretrain", "sft", "preferences", "reward_model"] = "sft"
 
 
 @dataclass

@@ -44,7 +44,7 @@ class _LazyInputs:
 
 def _eval_inputs(config: BenchConfig, stages: Stages, pipeline: Pipeline) -> dict[str, EvalInputs]:
     """The evaluation inputs of one pipeline, by split (``test`` and ``validation``)."""
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
 
     data = pipeline.data
     model, tokenizer = load_policy(pipeline.sft_model)
@@ -276,7 +276,7 @@ def _evaluate(contender: Contender, seed: int, aligned: Stage | None, stages: St
     suites = tuple(plugin_module("suites", name) for name in ("preference", *config.evaluation.suites))
 
     def build(folder: Path) -> dict[str, Any]:
-        from zoo.rewards import load_reward_source
+        from zoo.rewards.loading import load_reward_source
 
         model = load_policy(aligned.path / MODEL)[0] if aligned else None
         shared = inputs.get()[split]

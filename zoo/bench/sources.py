@@ -31,7 +31,7 @@ PRESENTATION = frozenset({"bench/report/__init__.py", "bench/report/files.py", "
                           "bench/report/comparisons.py", "bench/report/cells.py", "bench/report/costs.py",
                           "bench/report/findings.py", "bench/results.py", "bench/stats.py", "bench/provenance.py",
                           "bench/sources.py", "bench/versions.py", "bench/check.py", "bench/claims.py",
-                          "bench/canary.py", "bench/perturb.py", "cli.py", "scaffold.py"})
+                          "bench/canary.py", "bench/perturb.py", "cli.py", "app/scaffold.py"})
 
 
 def package_root() -> Path:

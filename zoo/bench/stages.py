@@ -3,7 +3,7 @@
     task data → initial model → pretraining → SFT → preference data → proxy reward model
                                                   └──────────→ one alignment run per contender and seed
 
-Every training stage is an ordinary ``zoo train`` run (:func:`zoo.train.train`) of the algorithm
+Every training stage is an ordinary ``zoo train`` run (:func:`zoo.training_guard.train`) of the algorithm
 the config names, so a stage's folder holds the usual ``run/model``, ``run/metrics.json`` and
 ``run/logs/metrics.csv``. Which data file an alignment run gets follows from its algorithm's
 ``data_shape``; which reward it gets, from ``needs_reward`` and the run's ``reward`` key.
@@ -145,8 +145,8 @@ class Stages:
                data: dict[str, Any], model: str, data_file: Path, *, reward: RewardConfig | None = None,
                seed: int = 0) -> dict[str, Any]:
         """One ``zoo train`` run into ``folder/run``; its cost, for the report."""
-        from zoo.generation import count_generation
-        from zoo.train import train as run_training
+        from zoo.rollout.sampler import count_generation
+        from zoo.training_guard import train as run_training
 
         config = run_config(self.config, algorithm, algorithm_args, train, data, where=where, model=model,
                             data_file=str(data_file), output_dir=str(folder / "run"),

@@ -15,8 +15,8 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from zoo.config.yaml_dialect import yaml_1_1_bool
 from zoo.errors import ConfigError, did_you_mean
-from zoo.yaml_loader import yaml_1_1_bool
 
 #: Integers beyond a C ``int64`` (e.g. ``batch_size=99999999999999999999``) would fail deep in torch.
 _INT_LIMIT = 2 ** 63
@@ -79,7 +79,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a mapping of {tp.__name__} fields")
         return build_dataclass(tp, value, prefix=key)
     if tp is bool:
-        value = yaml_1_1_bool(value)  # `yes`/`off`... stay words in YAML (zoo.yaml_loader) but mean a boolean here
+        # `yes`/`off`... stay words in YAML (zoo.config.yaml_dialect) but mean a boolean here
+        value = yaml_1_1_bool(value)
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} = {value!r}: expected true or false")
@@ -117,7 +118,7 @@ def _home(value: Any) -> Any:
 def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``values``, checking every key and type."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     renamed = getattr(cls, "renamed_keys", {})  # old spelling -> today's, for a helpful error
     kwargs = {}
     for key, value in values.items():

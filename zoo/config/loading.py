@@ -1,8 +1,9 @@
 """Reading run configs: YAML files, ``key.sub=value`` overrides, and :func:`load_config`.
 
 Configs are read with a ``yaml.SafeLoader`` that refuses duplicated keys and keeps ``off``/``yes``...
-as words (:mod:`zoo.yaml_loader`); :func:`load_config` builds the :class:`RunConfig` with
-:func:`zoo.config.coerce.build_dataclass` and checks it with :func:`zoo.config.checks.validate_run`.
+as words (:mod:`zoo.config.yaml_dialect`); :func:`load_config` builds the :class:`RunConfig` with
+:func:`zoo.config.coerce.build_dataclass` and runs the sections' own checks. The checks that need the
+selected algorithm come next, in :func:`zoo.planning.plan_run`.
 """
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from typing import Any
 
 import yaml
 
-from zoo.config.checks import validate_run
 from zoo.config.coerce import build_dataclass
 from zoo.config.schema import RunConfig
+from zoo.config.yaml_dialect import load as load_yaml
 from zoo.errors import ConfigError
-from zoo.yaml_loader import load as load_yaml
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` → (["a", "b"], value parsed as YAML)."""
@@ -71,12 +71,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 raw: dict[str, Any] | None = None) -> RunConfig:
-    """Load and validate a run config, including the selected algorithm's arguments."""
+    """Load a run config and check every section (the algorithm's arguments are checked by
+    :func:`zoo.planning.plan_run`)."""
     data = dict(raw or {}) if path is None else read_yaml(path)
     data = apply_overrides(data, list(overrides or []))
     if path is not None and "algorithm" not in data:
         raise ConfigError(f"config file {str(path)!r} does not set algorithm; add e.g. `algorithm: dpo` (or the "
                           f"override algorithm=NAME). Without it the defaults would train 'sft' on preference data.")
     config = build_dataclass(RunConfig, data)
-    validate_run(config)
+    config.validate()
     return config

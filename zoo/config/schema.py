@@ -1,9 +1,9 @@
 """The run config's schema: one typed dataclass per section, each checking its own fields.
 
-Every section is a :class:`zoo.validation.Validated` (like algorithm ``Args``): its
+Every section is a :class:`zoo.config.sections.Validated` (like algorithm ``Args``): its
 :meth:`validate` raises a :class:`zoo.errors.ConfigError` naming ``SECTION.KEY`` and the value.
 :meth:`RunConfig.validate` runs them and the checks across sections; the checks that need the
-registry (the algorithm and what it declares) are in :mod:`zoo.config.checks`.
+selected algorithm (what it declares) are :func:`zoo.planning.plan_run`'s.
 
 Over 300 lines because every key carries the comment that documents it; the code is short.
 """
@@ -13,10 +13,10 @@ import copy
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from zoo import gguf
+from zoo.config.sections import Validated
 from zoo.errors import ConfigError, did_you_mean
+from zoo.gguf import check as check_gguf_name
 from zoo.tracking import LOGGERS
-from zoo.validation import Validated
 
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16")
@@ -106,7 +106,7 @@ class ModelConfig(Validated):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     #: transformers' ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``,
     #: ``flex_attention``, ...); None keeps transformers' choice (sdpa). With ``data.padding_free``
-    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.attention`).
+    #: an sdpa model runs packed batches through per-sequence attention (:mod:`zoo.forward.attention`).
     attn_implementation: str | None = None
     #: Recompute activations in the backward pass: less memory, about 30 % more time.
     gradient_checkpointing: bool = False
@@ -116,9 +116,9 @@ class ModelConfig(Validated):
     lora: LoraConfig | None = None
 
     def validate(self) -> None:
-        gguf.check(self.name, "model.name")
+        check_gguf_name(self.name, "model.name")
         if self.reference:
-            gguf.check(self.reference, "model.reference")
+            check_gguf_name(self.reference, "model.reference")
         if self.name == "tiny":
             self.tiny.validate()
         if self.lora is not None:
@@ -153,7 +153,8 @@ class DataConfig(Validated):
     max_length: int = 256
     #: Longest prompt, in tokens; longer prompts lose their beginning (``keep_end``) or end
     #: (``keep_start``), chat prompts in whole turns with the template kept, or are dropped
-    #: (``drop``, counted in the data summary). See :mod:`zoo.data.tokenize`.
+    #: (``drop``, counted in the data summary). Samplers and the run's reward model cut prompts
+    #: the same way. See :mod:`zoo.data.truncation`.
     max_prompt_length: int = 128
     #: How an over-long prompt is shortened (see ``max_prompt_length``).
     prompt_truncation: Literal["keep_end", "keep_start", "drop"] = "keep_end"
@@ -314,7 +315,8 @@ class RewardConfig(Validated):
     function: str | None = None
     #: A saved reward model folder (a ``reward`` run's ``model/``).
     model: str | None = None
-    #: Arguments of the function, or the reward model's (``normalize``, ``batch_size``, ``max_length``).
+    #: Arguments of the function, or the reward model's (``normalize``, ``batch_size``, ``max_length``;
+    #: ``max_prompt_length`` and ``prompt_truncation``, by default the run's ``data`` settings).
     args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
@@ -367,14 +369,10 @@ class RunConfig(Validated):
     output_dir: str = "runs/default"
     #: ``auto``: continue from ``output_dir/checkpoints`` when it holds a checkpoint (like ``--resume``).
     resume: Literal["never", "auto"] = "never"
-    #: Not a config key: the algorithm's typed ``Args`` as :func:`validate_run` built them from
-    #: ``algorithm_args`` (:func:`checked_args` reads them, so a run parses its arguments once).
-    checked: CheckedArgs | None = dataclasses.field(default=None, repr=False, compare=False,
-                                                    metadata={"derived": True})
 
     def validate(self) -> None:
-        """The sections' own checks, then those across sections (the registry-aware ones are
-        :func:`zoo.config.checks.validate_run`'s)."""
+        """The sections' own checks, then those across sections (those that depend on the algorithm
+        are :func:`zoo.planning.check_run`'s)."""
         self.train.validate()
         self.data.validate()
         self.model.validate()
@@ -385,18 +383,8 @@ class RunConfig(Validated):
             self.reward.validate()
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain data (what ``config.yaml`` holds), without derived fields."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if not f.metadata.get("derived")}
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckedArgs:
-    """An algorithm's parsed ``Args`` and the ``algorithm`` / ``algorithm_args`` they were parsed from."""
-
-    algorithm: str
-    source: dict[str, Any]
-    args: Any
+        """The config as plain data (what ``config.yaml`` holds)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def _plain(value: Any) -> Any:

@@ -1,8 +1,6 @@
 """Collators: one for every data shape, all producing the flattened :class:`zoo.Batch` layout."""
 from __future__ import annotations
 
-import torch
-
 from zoo.batch import Batch
 from zoo.data.tokenize import TokenizedExample
 
@@ -15,7 +13,7 @@ class Collator:
     responses get their first response repeated in the empty slots, marked invalid.
 
     With ``pack_capacity`` set (``data.padding_free``), the batch also carries the same sequences
-    packed into rows of that many tokens (:mod:`zoo.packing`). With ``reference_logps`` set (a
+    packed into rows of that many tokens (:mod:`zoo.forward.packing`). With ``reference_logps`` set (a
     :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
     """
 
@@ -30,7 +28,7 @@ class Collator:
         if self.reference_logps is not None:
             batch.reference_logps = self.reference_logps.lookup(batch.example_ids, batch.group_size)
         if self.pack_capacity is not None:
-            from zoo.packing import pack_sequences  # imports transformers' attention registry
+            from zoo.forward.packing import pack_sequences  # imports transformers' attention registry
 
             batch.packed = pack_sequences(batch.input_ids, batch.attention_mask.sum(-1).tolist(), self.pack_capacity,
                                           self.pad_token_id)
@@ -38,6 +36,8 @@ class Collator:
 
     def pad(self, examples: list[TokenizedExample]) -> Batch:
         """The padded batch alone (no packing, no cached reference log-probs)."""
+        import torch
+
         k = max(1, max(len(e.response_ids) for e in examples))
         sequences, prompt_lengths, valid = [], [], []
         for example in examples:

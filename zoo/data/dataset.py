@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from zoo.config import DataConfig
 from zoo.data.examples import Example, normalise, sft_target
 from zoo.data.sources import stream_rows
-from zoo.data.tokenize import DroppedRow, ExampleTokenizer, TokenizedExample, check_tokenized
+from zoo.data.tokenize import ExampleTokenizer, TokenizedExample, check_tokenized
+from zoo.data.truncation import DroppedRow, chat_renderer
 from zoo.errors import ConfigError, DataError
 from zoo.progress import Progress
 
@@ -92,16 +93,6 @@ def warn_untemplated(source: str, count: int, total: int) -> None:
                 "(data.chat_template: auto). An instruct model expects its template: set "
                 "data.chat_template: on to render each prompt as a user turn (HH dialogues as their turns), "
                 "or off to keep the strings and silence this warning.", source, count, total)
-
-
-def chat_renderer(tokenizer: PreTrainedTokenizerBase):
-    if getattr(tokenizer, "chat_template", None) is None:
-        return None
-
-    def render(messages, add_generation_prompt):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-    return render
 
 
 def load_examples(spec: str, split: str, shape: str, config: DataConfig,

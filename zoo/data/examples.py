@@ -30,14 +30,46 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.data.truncation import RenderChat
 from zoo.errors import DataError
 
 HH_ASSISTANT = "\n\nAssistant:"
-RenderChat = Callable[[list[dict[str, str]], bool], str]
+
+
+class ChatPrompt(str):
+    """A prompt rendered from chat messages, carrying them.
+
+    It is the rendered text to every reader (reward functions, logs, JSON), and gives whoever fits
+    it to a token budget (a sampler, a reward model: :mod:`zoo.data.truncation`) the messages, so a
+    long chat prompt is cut in whole turns, as training cuts it, not through its template.
+    :class:`Example` and the tokenised example hold their prompt as one whenever they know its
+    messages, so ``batch.prompts`` and the prompts a suite reads carry them.
+    """
+
+    messages: list[dict[str, str]]
+
+    def __new__(cls, text: str, messages: list[dict[str, str]]) -> "ChatPrompt":
+        prompt = super().__new__(cls, text)
+        prompt.messages = messages
+        return prompt
+
+    def __reduce__(self):  # pickled (data loader workers, deep copies) with its messages
+        return ChatPrompt, (str(self), self.messages)
+
+    @staticmethod
+    def of(text: str, messages: list[dict[str, str]] | None) -> str:
+        """``text`` as a ChatPrompt of ``messages``, or as a plain string when there are none."""
+        if messages is None:
+            return str(text) if isinstance(text, ChatPrompt) else text
+        return text if isinstance(text, ChatPrompt) and text.messages is messages else ChatPrompt(text, messages)
+
+
+def prompt_messages(prompt: str) -> list[dict[str, str]] | None:
+    """The messages a prompt was rendered from (a :class:`ChatPrompt`'s), else None."""
+    return prompt.messages if isinstance(prompt, ChatPrompt) else None
 
 
 @dataclass
@@ -56,6 +88,9 @@ class Example:
     prompt_messages: list[dict[str, str]] | None = None
     #: A non-empty string prompt used as it is, without the chat template.
     untemplated: bool = False
+
+    def __post_init__(self) -> None:
+        self.prompt = ChatPrompt.of(self.prompt, self.prompt_messages)
 
     def field_of(self, index: int) -> str:
         return self.fields[index] if self.fields else f"responses[{index}]"
@@ -300,6 +335,7 @@ def normalise(row: dict[str, Any], row_no: int, source: str, shape: str,
     r = _Row(row, row_no, source, render_chat, template_strings and render_chat is not None)
     example = _normalise(r, shape)
     example.prompt_messages, example.untemplated = r.prompt_messages, r.untemplated and bool(example.prompt)
+    example.prompt = ChatPrompt.of(example.prompt, example.prompt_messages)
     return example
 
 

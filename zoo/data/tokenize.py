@@ -1,15 +1,11 @@
 """Tokenising examples with an explicit truncation policy.
 
 Prompt and responses are tokenised separately (no BPE merge across the boundary, as in TRL) and
-concatenated: ``[BOS] prompt response END``. A prompt longer than ``max_prompt_length`` loses its
-beginning (``keep_end``, the default: the last turns matter most) or its end (``keep_start``),
-or its row is dropped (``drop``, as TRL does); then each response is cut to
-``max_length - len(prompt)`` tokens.
-
-A prompt rendered from messages with the chat template is never cut through the template: it
-loses whole turns (the oldest first for ``keep_end``, keeping a system message; the newest first
-for ``keep_start``), and only when one turn alone is too long is that turn's *content* cut, its
-role header and the generation prompt kept, so every row still starts with the template's header.
+concatenated: ``[BOS] prompt response END``. The prompt is fitted to ``max_prompt_length`` by the
+one prompt truncation policy (:mod:`zoo.data.truncation`: ``keep_end``, ``keep_start`` or ``drop``;
+a chat prompt loses whole turns or the start of one message's content, never its template); then
+each response is cut to ``max_length - len(prompt)`` tokens. Sampling and reward models fit prompts
+through the same policy, so all three see the same prompt ids.
 
 END, the token a response ends with, is the chat template's end-of-turn token when the template
 ends an assistant turn with a special token (``<|im_end|>`` for ChatML; the template's trailing
@@ -20,11 +16,12 @@ evaluation scores responses through this same tokenizer, so all three agree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zoo.data.examples import Example
+from zoo.data.examples import ChatPrompt, Example
+from zoo.data.truncation import DroppedRow  # noqa: F401  (re-exported: the data loader catches it from here)
+from zoo.data.truncation import PromptPolicy, RenderChat, bos_prefix
 from zoo.errors import DataError
 
 if TYPE_CHECKING:  # transformers is imported by whoever passes a tokenizer
@@ -47,6 +44,9 @@ class TokenizedExample:
     #: The chat messages the prompt was rendered from (None: a plain-text prompt).
     prompt_messages: list[dict[str, str]] | None = None
 
+    def __post_init__(self) -> None:
+        self.prompt = ChatPrompt.of(self.prompt, self.prompt_messages)
+
     @property
     def id(self) -> str:
         """A stable id of the token content (the reference cache keys on it)."""
@@ -59,14 +59,8 @@ class TokenizedExample:
         return sum(len(self.prompt_ids) + len(r) for r in self.response_ids) or len(self.prompt_ids)
 
 
-def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """[BOS] if the tokenizer adds it by default, else []."""
-    with_special = tokenizer("a")["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    if bos is not None and len(with_special) > len(plain) and with_special[0] == bos:
-        return [bos]
-    return []
+#: [BOS] if the tokenizer adds it by default, else [] (:func:`zoo.data.truncation.bos_prefix`).
+_bos_prefix = bos_prefix
 
 
 def response_end_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
@@ -86,85 +80,36 @@ def response_end_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     return end
 
 
-class DroppedRow(DataError):
-    """A row left out by ``prompt_truncation: drop`` (counted apart from malformed rows)."""
-
-
 class ExampleTokenizer:
+    """``[BOS] prompt`` and ``response END`` ids of an example: the prompt fitted by :class:`PromptPolicy`
+    (``max_prompt_length``, ``prompt_truncation``; ``setting`` names the budget's config key in
+    errors), then each response cut to the room ``max_length`` leaves."""
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, max_prompt_length: int,
-                 prompt_truncation: str = "keep_end", render_chat: Callable[..., str] | None = None):
+                 prompt_truncation: str = "keep_end", render_chat: RenderChat | None = None, *,
+                 setting: str = "data.max_prompt_length"):
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.max_prompt_length = max_prompt_length
-        self.prompt_truncation = prompt_truncation
-        self.render_chat = render_chat
-        self.bos = _bos_prefix(tokenizer)
+        self.prompt_encoder = PromptPolicy(max_prompt_length, prompt_truncation, setting).encoder(tokenizer,
+                                                                                                 render_chat)
+        self.bos = self.prompt_encoder.bos
         end = response_end_id(tokenizer)
         self.eos = [end] if end is not None else []
 
+    @property
+    def max_prompt_length(self) -> int:
+        return self.prompt_encoder.policy.max_prompt_length
+
+    @property
+    def prompt_truncation(self) -> str:
+        return self.prompt_encoder.policy.truncation
+
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-    def _prompt_ids(self, example: Example) -> tuple[list[int], str | None]:
-        prompt_ids = self.bos + self.encode(example.prompt)
-        if len(prompt_ids) <= self.max_prompt_length:
-            return prompt_ids, None
-        if self.prompt_truncation == "drop":
-            raise DroppedRow(f"prompt of {len(prompt_ids)} tokens is longer than data.max_prompt_length = "
-                             f"{self.max_prompt_length} (data.prompt_truncation: drop)",
-                             source=example.source, row=example.row)
-        if example.prompt_messages is not None and self.render_chat is not None:
-            fitted = self._fit_turns(example.prompt_messages, keep_end=self.prompt_truncation == "keep_end")
-            if fitted is not None:
-                return fitted
-            raise DataError(f"the chat template's own text takes more than data.max_prompt_length = "
-                            f"{self.max_prompt_length} tokens; raise data.max_prompt_length",
-                            source=example.source, row=example.row, field="prompt")
-        if self.prompt_truncation == "keep_end":
-            return prompt_ids[len(prompt_ids) - self.max_prompt_length:], "tokens"
-        return prompt_ids[: self.max_prompt_length], "tokens"
-
-    def _rendered(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.bos + self.encode(self.render_chat(messages, True))
-
-    def _fit_turns(self, messages: list[dict[str, str]], keep_end: bool) -> tuple[list[int], str] | None:
-        """The prompt with whole turns dropped (``turns``), else one turn's content cut (``message``), to
-        fit; None if impossible."""
-        system = messages[:1] if messages and messages[0]["role"] == "system" else []
-        turns = list(messages[len(system):])
-        while len(turns) > 1:
-            turns = turns[1:] if keep_end else turns[:-1]
-            if keep_end:
-                while len(turns) > 1 and turns[0]["role"] != "user":  # a kept exchange starts with the user
-                    turns = turns[1:]
-            ids = self._rendered(system + turns)
-            if len(ids) <= self.max_prompt_length:
-                return ids, "turns"
-        if not turns:
-            return None
-        # One turn is left and too long: cut its content (from its start for keep_end), keep its header.
-        content = self.encode(turns[0]["content"])
-
-        def render_with(k: int) -> list[int]:
-            kept = content[len(content) - k:] if keep_end else content[:k]
-            text = self.tokenizer.decode(kept) if k else ""
-            # A cut through a multi-byte character decodes to U+FFFD at the cut: not part of the message.
-            text = text.lstrip("\ufffd") if keep_end else text.rstrip("\ufffd")
-            return self._rendered(system + [{**turns[0], "content": text}])
-
-        low, high = 0, len(content)  # the most content tokens that fit, by bisection
-        if len(render_with(0)) > self.max_prompt_length:
-            return None
-        while low < high:
-            middle = (low + high + 1) // 2
-            if len(render_with(middle)) <= self.max_prompt_length:
-                low = middle
-            else:
-                high = middle - 1
-        return render_with(low), "message"
+        return self.prompt_encoder.encode(text)
 
     def __call__(self, example: Example) -> TokenizedExample:
-        prompt_ids, prompt_cut = self._prompt_ids(example)
+        prompt_ids, prompt_cut = self.prompt_encoder(example.prompt, example.prompt_messages, source=example.source,
+                                                     row=example.row)
         truncated = prompt_cut is not None
         room = self.max_length - len(prompt_ids)
         responses = []

@@ -19,7 +19,10 @@ per batch; that is also what lets the reference cache hold their reference log-p
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
 from zoo.data.tokenize import TokenizedExample
 from zoo.errors import DataError
@@ -34,7 +37,8 @@ def single_completions(examples: list[TokenizedExample]) -> list[TokenizedExampl
     for example in examples:
         for ids, label in zip(example.response_ids, example.scores or []):
             out.append(TokenizedExample(example.prompt_ids, [ids], [label], example.prompt, example.row,
-                                        example.source, example.truncated, example.prompt_cut))
+                                        example.source, example.truncated, example.prompt_cut,
+                                        example.prompt_messages))
     return out
 
 
@@ -43,6 +47,8 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
 
     ``where`` names the split in the error raised when it holds fewer than two distinct prompts.
     """
+    import torch
+
     if not examples:
         return []
     groups: dict[tuple[int, ...], int] = {}
@@ -57,7 +63,7 @@ def with_mismatched_pairs(examples: list[TokenizedExample], max_length: int, whe
         mismatched = examples[source].response_ids[0][: max_length - len(example.prompt_ids)]
         out.append(TokenizedExample(example.prompt_ids, [example.response_ids[0], mismatched], example.scores,
                                     example.prompt, example.row, example.source, example.truncated,
-                                    example.prompt_cut))
+                                    example.prompt_cut, example.prompt_messages))
     return out
 
 

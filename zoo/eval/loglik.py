@@ -32,14 +32,17 @@ over 300 lines.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
 import copy
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
+    from torch import Tensor, nn
 
 DEFAULT_MAX_LENGTH = 2048
 #: transformers' sentinel for "no limit" in ``tokenizer.model_max_length``.
@@ -111,6 +114,8 @@ def make_requests(tokenizer, context: str, continuations: Sequence[str]) -> list
 @contextlib.contextmanager
 def inference(model: nn.Module) -> Iterator[torch.device]:
     """Eval mode, no gradients and, on a GPU, half-precision autocast; restores the mode after."""
+    import torch
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -230,6 +235,8 @@ class LoglikScorer:
     # ----- running -----------------------------------------------------------------------------
     def _score_group(self, prefix_length: int, rows: list[_Row], requests: Sequence[Request],
                      results: list, device: torch.device) -> None:
+        import torch
+
         cache = None
         if prefix_length:
             prefix = torch.tensor([rows[0].tokens[:prefix_length]], dtype=torch.long, device=device)
@@ -258,6 +265,8 @@ class LoglikScorer:
 
         Returns the logits ``[B, K, V]`` and a map from a suffix position to its column in ``K``.
         """
+        import torch
+
         suffixes = [row.tokens[offset:] for row in batch]
         width = max(len(s) for s in suffixes)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import nn
 
 from zoo.errors import ConfigError, DataError, did_you_mean
 from zoo.eval.files import load_hub, local_root, read_csv_rows

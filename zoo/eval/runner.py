@@ -6,9 +6,10 @@ import platform
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import nn
 
 from zoo.errors import ConfigError
 from zoo.eval.results import SuiteResult, write_results, write_samples
@@ -91,7 +92,7 @@ def run_header(**settings: Any) -> dict[str, Any]:
     import torch
     import transformers
 
-    from zoo import __version__
+    from zoo.version import __version__
 
     return {**settings, "versions": {"zoo": __version__, "torch": torch.__version__,
                                      "transformers": transformers.__version__, "python": platform.python_version()},

@@ -15,12 +15,15 @@ masks and returns tensors (or a :class:`zoo.LossOutput`); none runs a model or r
 * :mod:`zoo.losses.advantages`: whitening, GAE, group-normalised, batch-normalised and
   leave-one-out advantages;
 * :mod:`zoo.losses.shaping`: the missing-EOS penalty and over-long shaping of rewards, with
-  :class:`RewardShaping`, the option set online algorithms inherit.
+  :class:`RewardShaping`, the option set online algorithms inherit;
+* :mod:`zoo.losses.accuracy`: :func:`pair_accuracy`, the preference accuracy of a margin, a
+  metric preference losses and the preference suite report.
 
 Plugins import these names from ``zoo.losses`` (a front module, like ``zoo``).
 """
 from __future__ import annotations
 
+from zoo.losses.accuracy import pair_accuracy
 from zoo.losses.advantages import (batch_normalised_advantages, gae, group_advantages, leave_one_out_advantages,
                                    whiten)
 from zoo.losses.aggregation import Aggregation, aggregate, masked_mean, masked_sums, sequence_mean, token_mean
@@ -38,7 +41,8 @@ __all__ = [
     "aggregate", "Aggregation", "batch_normalised_advantages", "cispo_objective", "clip_fraction",
     "clipped_surrogate", "dpo_loss", "gae", "group_advantages", "kl_estimate", "KL_ESTIMATORS", "kl_k1", "kl_k2",
     "kl_k3", "kl_reference_point", "KLEstimator", "KLPlacement", "kto_loss", "leave_one_out_advantages",
-    "log_importance_ratio", "log_odds", "masked_mean", "masked_sums", "orpo_loss", "placement_problem",
-    "PreferenceLoss", "RatioLevel", "RewardShaping", "sequence_kl", "sequence_mean", "sequence_reinforce", "shape_rewards", "Surrogate", "token_kl", "token_mean",
-    "token_mean_nll", "weight_ratio_advice", "whiten",
+    "log_importance_ratio", "log_odds", "masked_mean", "masked_sums", "orpo_loss", "pair_accuracy",
+    "placement_problem", "PreferenceLoss", "RatioLevel", "RewardShaping", "sequence_kl", "sequence_mean",
+    "sequence_reinforce", "shape_rewards", "Surrogate", "token_kl", "token_mean", "token_mean_nll",
+    "weight_ratio_advice", "whiten",
 ]

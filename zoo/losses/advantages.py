@@ -9,14 +9,18 @@
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.losses.aggregation import masked_mean
 
 
 def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     """``(values − mean) / std`` over the masked entries (population variance); 0 elsewhere."""
+    import torch
+
     mean = masked_mean(values, mask)
     variance = masked_mean((values - mean) ** 2, mask)
     return (values - mean) * torch.rsqrt(variance + eps) * mask
@@ -32,6 +36,8 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
     Returns:
         advantages ``Â_t = Σ_l (γλ)^l δ_{t+l}`` and returns ``Â_t + V(s_t)``, both ``[N, T]``.
     """
+    import torch
+
     mask = mask.to(values.dtype)
     steps = rewards.shape[1]
     advantages = torch.zeros_like(values)
@@ -65,5 +71,7 @@ def leave_one_out_advantages(rewards: Tensor) -> Tensor:
 def batch_normalised_advantages(rewards: Tensor, *, subtract_group_mean: bool) -> Tensor:
     """``[B, G]`` rewards → advantages whitened over all ``B·G`` responses (population std), after
     subtracting each group's mean when ``subtract_group_mean``."""
+    import torch
+
     centred = rewards - rewards.mean(dim=1, keepdim=True) if subtract_group_mean else rewards
     return whiten(centred, torch.ones_like(centred, dtype=torch.bool))

@@ -14,9 +14,10 @@ also returns the token count behind a token mean, which the loop carries in
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 Aggregation = Literal["sequence_mean", "token_mean", "constant"]
 

@@ -19,10 +19,10 @@ So "k1 in the reward" and "k2 in the loss" both follow ∇KL(π_θ ‖ π_ref).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 KLEstimator = Literal["k1", "k2", "k3"]
 #: Where a KL term acts: subtracted from the sequence reward, or added to the token loss.
@@ -41,6 +41,8 @@ def kl_k2(logps: Tensor, ref_logps: Tensor) -> Tensor:
 
 def kl_k3(logps: Tensor, ref_logps: Tensor) -> Tensor:
     """``π_ref/π_θ − log(π_ref/π_θ) − 1`` (≥ 0)."""
+    import torch
+
     log_ratio = ref_logps - logps
     return torch.exp(log_ratio) - log_ratio - 1
 

@@ -20,8 +20,10 @@ The paper's weighting guidance: with ``n_D`` desirable and ``n_U`` undesirable e
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.batch import LossOutput
 
@@ -52,6 +54,8 @@ def kto_loss(policy: Tensor, reference: Tensor, desirable: Tensor, policy_mismat
         (``β r``, ``[B]``), and the batch's mean reward of each label (scalar; 0 when the batch has
         none of that label).
     """
+    import torch
+
     desirable = desirable.bool()
     z = kl_reference_point(policy_mismatched, reference_mismatched)
     ratio = policy - reference

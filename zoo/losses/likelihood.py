@@ -7,7 +7,10 @@ their batch mean is the token mean while each example's share stays proportional
 """
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.batch import LossOutput
 from zoo.losses.aggregation import sequence_mean, token_mean

@@ -20,11 +20,12 @@ half), so a longer chosen completion weighs more. Per example that is
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.batch import LossOutput
 
@@ -34,6 +35,8 @@ MAX_MEAN_LOGP = -1e-6
 
 def log1mexp(x: Tensor) -> Tensor:
     """``log(1 − exp(x))`` for ``x < 0``, accurate over the whole range (Mächler 2012)."""
+    import torch
+
     return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
@@ -57,6 +60,8 @@ def orpo_loss(chosen_sum: Tensor, chosen_lengths: Tensor, chosen_mean: Tensor, r
         log-odds difference), ``log_odds_chosen`` (the difference), and the rewards ``λ m`` of both
         completions with their margin, as TRL logs them.
     """
+    import torch.nn.functional as F
+
     tokens = chosen_lengths.float().clamp(min=1)
     nll = -chosen_sum * (tokens.numel() / tokens.sum())
     difference = log_odds(chosen_mean) - log_odds(rejected_mean)

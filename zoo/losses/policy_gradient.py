@@ -22,10 +22,10 @@ with Â > 0 (the other side of the clip is never the minimum); for CISPO it is a
 """
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 RatioLevel = Literal["token", "sequence"]
 
@@ -62,6 +62,8 @@ def _token_advantages(advantages: Tensor, like: Tensor) -> Tensor:
 def clipped_surrogate(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *, clip_low: float,
                       clip_high: float | None = None, level: RatioLevel = "token") -> Surrogate:
     """PPO's clipped surrogate (module docstring); ``clip_high`` None is ``clip_low`` (the symmetric clip)."""
+    import torch
+
     clip_high = clip_low if clip_high is None else clip_high
     mask = mask.bool()
     weights = mask.to(logps.dtype)
@@ -76,6 +78,8 @@ def clipped_surrogate(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask
 def cispo_objective(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *, clip_low: float,
                     clip_high: float) -> Surrogate:
     """CISPO's token losses ``−sg[clip(ρ_t, 1 − ε_low, 1 + ε_high)] Â log π_θ(y_t)`` (module docstring)."""
+    import torch
+
     mask = mask.bool()
     weights = mask.to(logps.dtype)
     log_ratio = log_importance_ratio(logps, old_logps, mask)
@@ -93,4 +97,6 @@ def sequence_reinforce(logps: Tensor, advantages: Tensor, mask: Tensor) -> Tenso
 
 def clip_fraction(clipped: Tensor, mask: Tensor) -> Tensor:
     """Scalar share of the masked tokens where ``clipped`` is True."""
+    import torch
+
     return (clipped & mask.bool()).float().sum() / mask.to(torch.float32).sum().clamp(min=1)

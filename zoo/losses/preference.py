@@ -13,17 +13,17 @@ Rafailov et al. 2023, "Direct Preference Optimization" (arXiv:2305.18290). With
     L = (h − 1/(2τ))²
 
 Implicit reward ``r = β (log π_θ − log π_ref)``; ``reward_accuracy`` is the share of pairs whose
-chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.pair_accuracy`).
+chosen implicit reward exceeds the rejected one, a tie counting one half (:func:`zoo.losses.pair_accuracy`).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo.accuracy import pair_accuracy
 from zoo.batch import LossOutput
+from zoo.losses.accuracy import pair_accuracy
 
 PreferenceLoss = Literal["sigmoid", "ipo"]
 
@@ -32,6 +32,8 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
              reference_rejected: torch.Tensor, *, beta: float, loss: str = "sigmoid",
              label_smoothing: float = 0.0, tau: float = 0.1) -> LossOutput:
     """Per-pair DPO / cDPO / IPO losses from ``[B]`` sequence log-probs (module docstring)."""
+    import torch.nn.functional as F
+
     chosen_ratio = policy_chosen - reference_chosen
     rejected_ratio = policy_rejected - reference_rejected
     h = chosen_ratio - rejected_ratio

@@ -13,15 +13,16 @@ With L_max = ``max_new_tokens``, |y| the response's token count and R its score:
 
   added to R: a linear ramp from 0 to −c, so length is discouraged before the cut, not only at it.
 
-Online algorithms inherit :class:`RewardShaping` in their ``Args`` next to :class:`zoo.Sampling`
+Online algorithms inherit :class:`RewardShaping` in their ``Args`` next to :class:`zoo.rollout.Sampling`
 and call :func:`shape_rewards` on the scores of a rollout.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.errors import ConfigError
 

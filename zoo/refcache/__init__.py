@@ -19,12 +19,18 @@ log line, an unreadable file with a warning; neither is ever used.
 
 Two modules: :mod:`zoo.refcache.storage` (the slot and fingerprint of a run, the file format,
 reading and writing) and :mod:`zoo.refcache.compute` (filling missing rows on the Trainer's
-device and at its precision).
+device and at its precision), imported on first use so that listing the cache (``zoo cache ls``)
+runs no model code.
 """
-from zoo.refcache.compute import collator_group_size, compute_reference_logps, fill_batches, reference_logps_for_run
+from zoo.lazy import lazy_exports
 from zoo.refcache.storage import (FORMAT_VERSION, ReferenceCache, ReferenceTable, cache_root, describe_cache_files,
                                   fingerprint, read_cache_file, slot_fields, tokenizer_identity, values_checksum,
                                   weights_identity)
+
+__getattr__, __dir__ = lazy_exports(globals(), {
+    "zoo.refcache.compute": ("collator_group_size", "compute_reference_logps", "fill_batches",
+                             "reference_logps_for_run"),
+})
 
 __all__ = [
     "FORMAT_VERSION", "ReferenceCache", "ReferenceTable", "cache_root", "collator_group_size",

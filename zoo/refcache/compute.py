@@ -3,7 +3,7 @@
 :func:`reference_logps_for_run` is what a run calls (:func:`zoo.run.build_run`): it reads the
 run's cache file (:mod:`zoo.refcache.storage`), computes the missing rows with the reference
 :func:`zoo.reference.reference_model` chooses, stores them, and returns the table the DataModule
-attaches to every batch (:meth:`zoo.datamodule.AlignmentDataModule.attach_reference_cache`).
+attaches to every batch (:meth:`zoo.data.datamodule.AlignmentDataModule.attach_reference_cache`).
 """
 from __future__ import annotations
 

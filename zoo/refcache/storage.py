@@ -13,12 +13,10 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.cache_home import user_cache
 from zoo.config import RunConfig
@@ -57,6 +55,8 @@ def tokenizer_identity(tokenizer: Any) -> str:
 
 def weights_identity(config: RunConfig) -> dict[str, Any]:
     """What tells two reference weights apart without reading them (cheap, conservative)."""
+    import torch
+
     m = config.model
     name = m.reference or m.name
     if name == "tiny":
@@ -136,6 +136,8 @@ class ReferenceTable:
 
     def lookup(self, example_ids: list[str], group_size: int) -> Tensor:
         """``[B, group_size]``; slots past an example's own responses (invalid slots) are 0."""
+        import torch
+
         out = torch.zeros((len(example_ids), group_size), dtype=torch.float32)
         for i, example_id in enumerate(example_ids):
             values = self.rows[example_id]
@@ -177,6 +179,9 @@ class ReferenceCache:
 
     def save(self, table: ReferenceTable) -> None:
         """Write ``table`` atomically (a reader never sees a half-written file)."""
+        import torch
+        from safetensors.torch import save_file
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ids = list(table.rows)
         width = max((v.numel() for v in table.rows.values()), default=1)
@@ -218,6 +223,9 @@ def values_checksum(ids: Tensor, logps: Tensor, counts: Tensor) -> str:
 
 def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(fingerprint, rows) of a cache file; raises on any inconsistency."""
+    import torch
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
         ids, logps, counts = (handle.get_tensor(k) for k in ("example_ids", "logps", "counts"))
@@ -238,12 +246,15 @@ def read_cache_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
 
 def describe_cache_files(root: Path | None = None) -> list[dict[str, Any]]:
     """One summary per file under the cache root (for ``zoo cache ls``)."""
+    from safetensors import safe_open
+
     root = root or cache_root()
     out = []
     for path in sorted(root.glob("*.safetensors")) if root.exists() else []:
         entry: dict[str, Any] = {"path": str(path), "key": path.stem, "bytes": path.stat().st_size}
         try:
-            with safe_open(str(path), framework="pt") as handle:
+            # numpy, not torch: only the header and a shape are read, and listing stays light
+            with safe_open(str(path), framework="numpy") as handle:
                 metadata = handle.metadata() or {}
                 entry["examples"] = handle.get_slice("counts").get_shape()[0]
             stored = json.loads(metadata["fingerprint"])

@@ -301,9 +301,10 @@ def _distinct_words(prompts: list[str], responses: list[str]) -> list[float]:
 
 
 def _reward_source(reward: Any) -> Any:
-    """A :class:`zoo.rewards.RewardSource` from a registered name, a RewardFunction, a function or a source."""
+    """A :class:`zoo.rewards.sources.RewardSource` from a registered name, a RewardFunction, a function or a source."""
     from zoo.config import RewardConfig
-    from zoo.rewards import FunctionReward, RewardFunction, RewardSource, load_reward_source
+    from zoo.rewards.loading import load_reward_source
+    from zoo.rewards.sources import FunctionReward, RewardFunction, RewardSource
 
     if isinstance(reward, RewardSource):
         return reward
@@ -320,15 +321,15 @@ def _reward_source(reward: Any) -> Any:
 def _build_module(algorithm: Algorithm, reward: Any) -> Any:
     """The training loop's module with the tiny model, its policy and reference loaded as
     ``zoo train`` loads them (:func:`zoo.run.load_policy`, :func:`zoo.reference.training_reference`)."""
-    from zoo import models
     from zoo.config import ModelConfig, RunConfig
+    from zoo.models import load_tokenizer
     from zoo.module import AlignmentModule
     from zoo.reference import training_reference
     from zoo.run import load_policy
 
     config = RunConfig(model=ModelConfig(name="tiny"))
     kind = output_kind(algorithm)
-    tokenizer = models.load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model)
     policy = load_policy(config, kind, tokenizer)
     reference = training_reference(config, policy, tokenizer) if algorithm.needs_reference else None
     source = None if reward is None else _reward_source(reward)
@@ -349,7 +350,7 @@ def assert_algorithm_conforms(name_or_class: str | type[Algorithm], *,
         batch_size, k: size of the fake batch (``k`` for ranked data; default 3).
         reward: for algorithms that declare ``needs_reward``: a registered reward function's name,
             a :class:`zoo.RewardFunction`, a function ``fn(prompts, responses) -> list[float]`` or a
-            :class:`zoo.rewards.RewardSource`. Default: the number of distinct words in each response.
+            :class:`zoo.rewards.sources.RewardSource`. Default: the number of distinct words in each response.
     Returns:
         a :class:`ConformanceReport` listing the checks that ran. Raises :class:`ConformanceError`.
     """

@@ -10,7 +10,7 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
+import zoo.hookspecs as hookspecs
 from zoo.errors import did_you_mean
 from zoo.testing.conformance import ConformanceError
 

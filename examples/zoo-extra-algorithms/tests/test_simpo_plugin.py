@@ -56,7 +56,7 @@ def test_loss_on_a_real_batch_uses_length_normalised_logprobs():
     """On real log-probs of the tiny model, the loss equals −log σ(β(mean_w − mean_l) − γ)."""
     model, tokenizer = tiny_model_and_tokenizer()
     batch = fake_batch("pairwise", tokenizer, batch_size=3)
-    from zoo.logprobs import sequence_logprobs
+    from zoo import sequence_logprobs
 
     with torch.no_grad():
         policy = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, 2)

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
-from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl, pair_accuracy
+from zoo import Algorithm, Batch, Hyperparameters, LossOutput, SequenceLogProbs, hookimpl
+from zoo.losses import pair_accuracy
 
 
 @dataclass
@@ -57,6 +59,8 @@ def simpo_loss(chosen_mean_logps: torch.Tensor, rejected_mean_logps: torch.Tenso
         ``losses`` ``[B]``; metrics (``[B]``): the rewards ``β/|y| log π``, their margin and
         whether the chosen reward is the larger one.
     """
+    import torch.nn.functional as F
+
     chosen_reward = beta * chosen_mean_logps
     rejected_reward = beta * rejected_mean_logps
     losses = -F.logsigmoid(chosen_reward - rejected_reward - gamma)

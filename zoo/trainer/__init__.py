@@ -1,4 +1,11 @@
-"""The Lightning Trainer of a run, built from ``train.*`` (checked first by :mod:`zoo.trainer_settings`)."""
+"""The Lightning Trainer of a run, built from ``train.*`` by :func:`build_trainer`, and its parts:
+
+* :mod:`zoo.trainer.settings`: the ``train.*`` checks that run before Lightning sees them, and the
+  message of a setting it refuses;
+* :mod:`zoo.trainer.token_counter`: the callback that counts the tokens trained on;
+* :mod:`zoo.trainer.progress_bar`: the training progress bar (rich, or plain lines in a log);
+* :mod:`zoo.trainer.lightning_private`: the one place that reads Lightning's private state.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,18 +14,19 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from zoo.algorithm import Algorithm
 from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from zoo.config import RunConfig
-from zoo.registry import get_registry
 from zoo.resume import TrainingPosition
 from zoo.tracking import build_loggers
-from zoo.trainer_settings import check_trainer_names, trainer_settings_error
-from zoo.trainprogress import training_progress_bar
+from zoo.trainer.progress_bar import training_progress_bar
+from zoo.trainer.settings import check_trainer_names, trainer_settings_error
 
 
-def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | None = None, *,
+def build_trainer(config: RunConfig, algorithm: Algorithm, output_dir: Path, extra_callbacks: list | None = None, *,
                   logs_version: str = "") -> L.Trainer:
-    """The Trainer for ``config``, logging to ``output_dir/logs``; a setting Lightning refuses is a ConfigError."""
+    """The Trainer for ``config`` training ``algorithm``, logging to ``output_dir/logs``; a setting
+    Lightning refuses is a ConfigError."""
     t = config.train
     callbacks: list = [*(extra_callbacks or []), TrainingPosition()]
     if t.checkpoint_every_n_steps:
@@ -31,18 +39,20 @@ def build_trainer(config: RunConfig, output_dir: Path, extra_callbacks: list | N
         callbacks.append(training_progress_bar())
     check_trainer_names(t)
     try:
-        return _trainer(t, config, output_dir, callbacks, t.val_check_interval, logs_version)
+        # An online algorithm optimises manually and clips its gradients in its own loop.
+        clip = None if algorithm.generates_online else t.gradient_clip_val
+        return _trainer(t, config, output_dir, callbacks, t.val_check_interval, logs_version, clip)
     except (ValueError, TypeError, RuntimeError, MisconfigurationException) as exc:
         raise trainer_settings_error(t, exc) from None
 
 
 def _trainer(t: Any, config: RunConfig, output_dir: Path, callbacks: list, val_check: Any,
-             logs_version: str) -> L.Trainer:
+             logs_version: str, gradient_clip_val: float | None) -> L.Trainer:
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, max_steps=t.max_steps, max_epochs=t.max_epochs if t.max_steps == -1 else None,
         accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val if not get_registry().algorithm(config.algorithm).generates_online else None,
+        gradient_clip_val=gradient_clip_val,
         val_check_interval=val_check, check_val_every_n_epoch=None if isinstance(val_check, int) else 1,
         log_every_n_steps=t.log_every_n_steps,
         logger=build_loggers(t.loggers, output_dir, version=logs_version, project=t.tracking_project,

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.attention import packed_call, sequence_starts, uses_varlen_attention
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
-from zoo.lm_head import scored_token_logps
-from zoo.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
+from zoo.forward.attention import packed_call, sequence_starts, uses_varlen_attention
+from zoo.forward.lm_head import scored_token_logps
+from zoo.forward.logprobs import assemble, token_entropy_from_logits, token_logps_from_logits
 
 
 @dataclass
@@ -179,7 +179,7 @@ def unpack(values: Tensor, packed: PackedSequences) -> Tensor:
 def _packed_inputs(model: torch.nn.Module, position_ids: Tensor) -> Iterator[dict[str, Tensor]]:
     """The forward kwargs that keep packed sequences apart, for this model's attention.
 
-    :data:`zoo.attention.VARLEN` attention: the rows as one, boundaries as ``cu_seq_lens_q``, and no
+    :data:`zoo.forward.attention.VARLEN` attention: the rows as one, boundaries as ``cu_seq_lens_q``, and no
     mask built while inside. Otherwise: the ``position_ids`` alone, from which transformers derives
     each sequence's causal block.
     """
@@ -193,8 +193,8 @@ def _packed_inputs(model: torch.nn.Module, position_ids: Tensor) -> Iterator[dic
 def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tensor, **kwargs) -> object:
     """The model's forward pass over packed rows (the one way both training and the check call it).
 
-    With :data:`zoo.attention.VARLEN` attention the rows run as one, each sequence attending to
-    itself through ``cu_seq_lens_q`` (:mod:`zoo.attention`); the logits come back as ``[R, L, V]``.
+    With :data:`zoo.forward.attention.VARLEN` attention the rows run as one, each sequence attending to
+    itself through ``cu_seq_lens_q`` (:mod:`zoo.forward.attention`); the logits come back as ``[R, L, V]``.
     Otherwise: no attention mask and no cache, and transformers derives each sequence's causal block
     from the restarting ``position_ids`` (a measured alternative, zoo's own additive block-diagonal
     mask, ran no faster on CPU; see ``benchmarks/padding.py``).
@@ -209,13 +209,13 @@ def packed_forward(model: torch.nn.Module, input_ids: Tensor, position_ids: Tens
 
 
 def run_layout(model: torch.nn.Module, packed: PackedSequences) -> PackedSequences:
-    """The rows ``model`` actually runs: all in one row for :data:`zoo.attention.VARLEN` attention."""
+    """The rows ``model`` actually runs: all in one row for :data:`zoo.forward.attention.VARLEN` attention."""
     return packed.as_one_row() if uses_varlen_attention(model) else packed
 
 
 def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, group_size: int,
                              *, hidden_states: bool = False, entropy: bool = False) -> SequenceLogProbs:
-    """:func:`zoo.logprobs.sequence_logprobs` for a packed batch, with the same outputs and layout.
+    """:func:`zoo.forward.logprobs.sequence_logprobs` for a packed batch, with the same outputs and layout.
 
     A token's log-prob comes from the logits of the token before it in the packed row, which is
     the same sequence's previous token except at a sequence's first token; those positions map to
@@ -253,7 +253,7 @@ def packed_sequence_logprobs(model: torch.nn.Module, packed: PackedSequences, lo
 def _scored_packed_logps(model: torch.nn.Module, packed: PackedSequences, loss_mask: Tensor, inside: Tensor,
                          *, with_hidden: bool = False) -> tuple[Tensor, Tensor | None] | None:
     """Padded-layout token log-probs (and last hidden states when asked) with the LM head at scored
-    tokens only (:mod:`zoo.lm_head`)."""
+    tokens only (:mod:`zoo.forward.lm_head`)."""
     width = packed.input_ids.shape[1]
     real = packed.source >= 0
     scored = loss_mask.reshape(-1)[packed.source.clamp(min=0)].bool() & inside & real

@@ -15,13 +15,18 @@ model's ``accuracy``, SLiC-HF's ``pair_accuracy``, RRHF's ``ranking_accuracy``),
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    import torch
 
 TIE_TOLERANCE = 1e-5
 
 
 def pair_accuracy(margin: torch.Tensor | float, tolerance: float = TIE_TOLERANCE) -> torch.Tensor | float:
     """1, 1/2 or 0 per margin (a tensor of any shape, or one float), as the module docstring defines."""
+    import torch
+
     if isinstance(margin, torch.Tensor):
         margin = margin.detach().float()
         return (margin > tolerance).float() + 0.5 * (margin.abs() <= tolerance).float()

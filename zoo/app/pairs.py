@@ -20,7 +20,7 @@ Config (YAML, validated like run configs; see ``configs/tiny/pairs.yaml``)::
 
     prompts: builtin:tiny_prompts      # any data with a prompt column (builtin:, file, hub name)
     models: [{name: runs/tiny-sft/model}]
-    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.Sampling; a model may set its own count
+    sampling: {samples_per_prompt: 4, max_new_tokens: 48}   # zoo.rollout.Sampling; a model may set its own count
     reward: {function: tiny_sentiment}
     mode: ranked
     output: runs/tiny-pairs/ranked.jsonl
@@ -34,13 +34,16 @@ import dataclasses
 import json
 import random
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
 from zoo.config import DataConfig, ModelConfig, RewardConfig, apply_overrides, build_dataclass, read_yaml
 from zoo.errors import ConfigError
-from zoo.sampling import Sampling
+from zoo.rollout.settings import Sampling
+
+if TYPE_CHECKING:
+    from zoo.data.truncation import PromptPolicy
 
 __all__ = ["PairsConfig", "PairsModel", "PairsResult", "Sample", "load_pairs_config", "make_pairs",
            "samples_per_prompt"]
@@ -124,6 +127,13 @@ def validate_pairs_config(config: PairsConfig) -> None:
         raise ConfigError(f"output = {config.output!r}: must be a .jsonl file")
 
 
+def prompt_policy(config: PairsConfig) -> PromptPolicy:
+    """How the prompts are fitted to ``max_prompt_length`` for sampling, and for a reward model scoring them."""
+    from zoo.data.truncation import PromptPolicy
+
+    return PromptPolicy(config.max_prompt_length, "keep_end", "max_prompt_length")
+
+
 def samples_per_prompt(config: PairsConfig, model_index: int) -> int:
     """Responses sampled per prompt from ``models[model_index]``."""
     own = config.models[model_index].samples_per_prompt
@@ -169,15 +179,16 @@ def _sample_model(config: PairsConfig, model_index: int, prompts: list[str] | No
     and what each prompt is written as: its messages, its text, or None when it was truncated."""
     from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
-    from zoo.generation import Sampler
+    from zoo.rollout.sampler import Sampler
     from zoo.models import load_causal_lm, load_tokenizer
     from zoo.progress import track
 
     spec = config.models[model_index]
     model_config = spec.model_config()
     tokenizer = load_tokenizer(model_config)
+    policy = prompt_policy(config)
     data = DataConfig(train=config.prompts, builtin_size=config.builtin_size, seed=config.seed,
-                      max_prompt_length=config.max_prompt_length,
+                      max_prompt_length=policy.max_prompt_length, prompt_truncation=policy.truncation,
                       max_length=config.max_prompt_length + config.sampling.max_new_tokens,
                       on_bad_rows=config.on_bad_rows, chat_template=config.chat_template)
     examples, report = load_examples(config.prompts, config.split, "prompt", data, tokenizer,
@@ -282,7 +293,7 @@ def score_with_progress(reward: Any, prompts: list[str], responses: list[str]) -
 
 def make_pairs(config: PairsConfig) -> PairsResult:
     """Sample, score and write the pairs file as configured."""
-    from zoo.rewards import load_reward_source
+    from zoo.rewards.loading import load_reward_source
     from zoo.writable import check_writable_file
 
     check_writable_file(config.output, "output")  # before any sampling, not after
@@ -302,7 +313,8 @@ def make_pairs(config: PairsConfig) -> PairsResult:
 
     mean_scores: dict[str, list[float]] = {model.name: [] for model in config.models}
     if config.reward is not None and (config.reward.function or config.reward.model):
-        reward = load_reward_source(config.reward)
+        # A reward model cuts prompts as the sampling did (max_prompt_length, keep_end, chat prompts in turns).
+        reward = load_reward_source(config.reward, prompts=prompt_policy(config))
         if torch.cuda.is_available():
             reward.to("cuda")
         flat = [(prompt, sample) for prompt, samples in zip(prompts, per_prompt) for sample in samples]

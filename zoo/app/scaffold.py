@@ -4,7 +4,7 @@ The skeleton is a working plugin, not a stub: a small real algorithm registered 
 through the ``zoo`` entry point, its tests (a hand-computed loss and
 :func:`zoo.testing.assert_algorithm_conforms`), a config selecting it by name and a README. Its
 tests pass as generated, so an author starts from green and sees the moment a change breaks the
-contract. The files are rendered from ``zoo/templates/plugin/``.
+contract. The files are rendered from ``zoo/app/templates/plugin/``.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from zoo.checkpointing import WriteError
 from zoo.config import RunConfig
 from zoo.errors import ConfigError
+from zoo.planning import RunPlan, plan_run
 from zoo.run import RunResult, build_run, fit
 from zoo.run_dir import (WRITE_ERRNOS, RunLock, check_output_dir, contents, interrupted_error, is_run_dir,
                          resolve_output_dir, resume_hint)
@@ -27,14 +28,17 @@ from zoo.signals import Stop, stop_on_signals
 __all__ = ["RunResult", "train"]
 
 
-def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
+def train(config: RunConfig | RunPlan, *, overwrite: bool = False, resume: bool = False,
           callbacks: list | None = None) -> RunResult:
-    """Run one training job as configured and save its outputs.
+    """Run one training job as configured (a run config or its plan) and save its outputs.
 
-    ``callbacks`` are extra Lightning callbacks (e.g. the throughput meter of ``benchmarks/``).
+    The config is planned (checked against its algorithm) before the output directory is looked
+    at. ``callbacks`` are extra Lightning callbacks (e.g. the throughput meter of ``benchmarks/``).
     """
-    output_dir = resolve_output_dir(config.output_dir)
-    config = dataclasses.replace(config, output_dir=str(output_dir))
+    plan = config if isinstance(config, RunPlan) else plan_run(config)
+    output_dir = resolve_output_dir(plan.config.output_dir)
+    plan = plan.with_config(dataclasses.replace(plan.config, output_dir=str(output_dir)))
+    config = plan.config
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: --resume continues the run in output_dir, "
                           "--overwrite starts it again from scratch. Pass one of them.")
@@ -50,7 +54,7 @@ def train(config: RunConfig, *, overwrite: bool = False, resume: bool = False,
         if lead and is_run_dir(output_dir):
             lock.acquire()  # a second run into a run directory is refused before anything loads
         with stop_on_signals():
-            run = build_run(config, overwrite=overwrite, resume=resume, callbacks=callbacks, lock=lock, seen=seen)
+            run = build_run(plan, overwrite=overwrite, resume=resume, callbacks=callbacks, lock=lock, seen=seen)
             return fit(run)
     except Stop as stop:
         raise interrupted_error(output_dir, stop.signum, wrote=lock.held and lead) from None

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.chunked_head import linear_log_probs
+from zoo.forward.chunked_head import linear_log_probs
 
 log = logging.getLogger(__name__)
 _checked: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Module, nn.Module] | None] = weakref.WeakKeyDictionary()
@@ -77,7 +77,7 @@ def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
 
 
 def chunked_head_refusal(head: nn.Module) -> str | None:
-    """Why ``head`` cannot run through :func:`zoo.chunked_head.linear_log_probs` (None: it can)."""
+    """Why ``head`` cannot run through :func:`zoo.forward.chunked_head.linear_log_probs` (None: it can)."""
     if type(head) is not nn.Linear:
         return f"the output layer is a {type(head).__name__}, not a plain torch.nn.Linear"
     if head._forward_hooks or head._forward_pre_hooks or nn.modules.module._global_forward_hooks \

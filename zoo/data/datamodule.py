@@ -14,7 +14,7 @@ from zoo.algorithm import DataSummary
 from zoo.config import DataConfig, RunConfig
 from zoo.data.collate import Collator
 from zoo.data.dataset import LoadReport, arrange, load_examples, split_off
-from zoo.data.sampling import EpochSampler, LengthGroupedBatchSampler
+from zoo.data.order import EpochSampler, LengthGroupedBatchSampler
 from zoo.data.tokenize import TokenizedExample
 
 
@@ -89,7 +89,7 @@ class AlignmentDataModule(L.LightningDataModule):
         """The training examples that the first ``batches`` global batches of a run draw.
 
         A run capped by ``train.max_steps`` trains on a prefix of its first epoch's order, which
-        depends only on the seed (:mod:`zoo.data.sampling`), so work per example (the reference
+        depends only on the seed (:mod:`zoo.data.order`), so work per example (the reference
         cache) can be limited to those. All examples when ``batches`` is None or reaches past the
         first epoch, and when several processes share the data without length grouping: Lightning
         then re-deals the sampler's order through its own distributed sampler.

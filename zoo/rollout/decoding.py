@@ -1,4 +1,4 @@
-"""The decoding loop behind :class:`zoo.generation.Sampler`: prefill once, then one token per step
+"""The decoding loop behind :class:`zoo.rollout.sampler.Sampler`: prefill once, then one token per step
 for the rows that are still generating.
 
 ``generate`` keeps every row in the batch until the last one stops: a row that emitted EOS at

@@ -1,6 +1,6 @@
 """Turning sampled responses into training batches: the half of sampling that needs no model.
 
-:class:`Generation` is what :class:`zoo.generation.Sampler` returns; the functions here re-lay
+:class:`Generation` is what :class:`zoo.rollout.sampler.Sampler` returns; the functions here re-lay
 its rows the way the collators do (:func:`right_padded`, :func:`generation_batch`), pick rows
 (:func:`take_rows`, :func:`select_best`) and encode prompts. Online algorithm plugins import
 these at load time, so this module stays free of transformers (``zoo plugins`` and ``zoo --help``
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
+    from torch import Tensor
 
 from zoo.batch import Batch
 
@@ -65,6 +65,8 @@ def join_generations(first: Generation, second: Generation, *, pad_id: int) -> G
     (masked out). ``prompt_index`` is kept as given: a caller that sampled ``second`` for a subset
     of the prompts maps its indices back first.
     """
+    import torch
+
     if first.prompt_length != second.prompt_length:
         raise ValueError(f"cannot join generations of prompt widths {first.prompt_length} and {second.prompt_length}")
     if (first.token_logps is None) != (second.token_logps is None):
@@ -86,13 +88,22 @@ def join_generations(first: Generation, second: Generation, *, pad_id: int) -> G
         stop_ids=first.stop_ids)
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: int = 128) -> tuple[Tensor, Tensor]:
-    """Left-padded ``[B, P]`` prompt ids and mask, tokenised the way the data pipeline does it."""
-    from zoo.data.examples import Example
-    from zoo.data.tokenize import ExampleTokenizer
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: int = 128,
+                   prompt_truncation: str = "keep_end") -> tuple[Tensor, Tensor]:
+    """Left-padded ``[B, P]`` prompt ids and mask, fitted to ``max_prompt_length`` tokens as training fits them.
 
-    encode = ExampleTokenizer(tokenizer, max_prompt_length + 1, max_prompt_length)
-    rows = [encode(Example(prompt, [], None, i, "prompts")).prompt_ids for i, prompt in enumerate(prompts)]
+    The one prompt truncation policy (:mod:`zoo.data.truncation`): ``keep_end`` / ``keep_start``
+    (``drop`` cuts as ``keep_end``: a prompt given to a sampler is never left out), and a
+    :class:`zoo.data.examples.ChatPrompt` is cut in whole turns with its template kept, so a row's
+    prompt encodes to the ids its training example holds.
+    """
+    import torch
+
+    from zoo.data.examples import prompt_messages
+    from zoo.data.truncation import PromptPolicy
+
+    fit = PromptPolicy(max_prompt_length, prompt_truncation, "max_prompt_length").never_dropping().encoder(tokenizer)
+    rows = [fit(prompt, prompt_messages(prompt), source="prompts", row=i + 1)[0] for i, prompt in enumerate(prompts)]
     width = max(1, max(len(row) for row in rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -122,6 +133,8 @@ def right_padded(generation: Generation, rows: Tensor | None = None, *, pad_id: 
     passes then see the same positions as ``generate`` did (which counts positions from the
     first real prompt token), for any kind of position embedding.
     """
+    import torch
+
     index = torch.arange(generation.sequences.shape[0], device=generation.sequences.device) if rows is None else rows
     sequences = generation.sequences[index]
     real = generation.attention_mask[index].bool()
@@ -147,6 +160,8 @@ def generation_batch(generation: Generation, prompts: Sequence[str] | None, *, r
     batch layout (consecutive rows form one example). ``prompts`` are the texts of the original
     prompts, indexed by ``generation.prompt_index``.
     """
+    import torch
+
     index = torch.arange(generation.sequences.shape[0], device=generation.sequences.device) if rows is None else rows
     input_ids, attention_mask, loss_mask, _ = right_padded(generation, index, pad_id=pad_id)
     n = input_ids.shape[0]
@@ -166,6 +181,8 @@ def take_rows(batch: Batch, index: Tensor) -> Batch:
 
     Tensors whose first dimension is the number of rows are indexed; everything else is kept.
     """
+    from torch import Tensor
+
     if batch.group_size != 1:
         raise ValueError("take_rows needs a batch with one response per example")
     n = batch.input_ids.shape[0]
@@ -202,6 +219,8 @@ def select_best(scores: Tensor, min_score: float | None = None) -> tuple[Tensor,
     Returns:
         ``index`` ``[B]`` of the best sample (the first one on ties) and ``keep`` ``[B]`` bool.
     """
+    import torch
+
     best, index = scores.max(dim=1)
     keep = torch.ones_like(best, dtype=torch.bool) if min_score is None else best >= min_score
     return index, keep

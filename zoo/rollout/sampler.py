@@ -1,6 +1,6 @@
-"""Sampling responses from a policy, and turning samples into training batches.
+"""Sampling responses from a policy.
 
-:class:`Sampler` samples with :func:`zoo.decoding.decode` for transformers causal LMs (batched
+:class:`Sampler` samples with :func:`zoo.rollout.decoding.decode` for transformers causal LMs (batched
 prefill, KV cache, each row dropped from the batch at its EOS; ``generate``'s tokens under greedy
 decoding, its distribution under sampling) and with Hugging Face ``generate`` for other models,
 and returns a :class:`Generation`, the rollout every online algorithm starts from: the sampled
@@ -8,7 +8,7 @@ sequences, which tokens are the response, whether each response ``finished`` (en
 sampler's own stop tokens rather than at ``max_new_tokens``), and, when asked for
 (``record_logps=True``), the log-probability of every sampled token. EOS detection lives here
 only: :func:`first_eos_mask` and :func:`ends_with_stop` read the sampler's stop set. Settings come as
-one :class:`zoo.sampling.Sampling` (or its fields as keywords).
+one :class:`zoo.rollout.settings.Sampling` (or its fields as keywords).
 
 What ``token_logps`` means: ``log π(y_t | x, y_<t)`` under the model's *own* distribution, the
 raw logits at temperature 1 with no top-k / top-p truncation, even when the tokens were drawn
@@ -24,7 +24,7 @@ stream is left untouched); ``seed=None`` draws from the global RNG. ``temperatur
 decoding.
 
 Turning samples into training batches (:func:`generation_batch`, :func:`right_padded`, ...) lives
-in :mod:`zoo.rollout`, which needs no transformers, and is re-exported here.
+in :mod:`zoo.rollout.batches`, which needs no transformers.
 """
 from __future__ import annotations
 
@@ -37,14 +37,9 @@ import torch
 from torch import Tensor
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from zoo.rollout import (Generation, PaddedRows, encode_prompts, generation_batch, join_generations, right_padded,
-                         select_best, take_rows)
-
-__all__ = ["BestOfN", "Generation", "PaddedRows", "Sampler", "best_of_n", "count_generation", "encode_prompts",
-           "ends_with_stop", "first_eos_mask", "generation_batch", "join_generations", "right_padded",
-           "sample_texts", "select_best", "take_rows"]
-from zoo.decoding import decode, supports_decoding
-from zoo.sampling import Sampling
+from zoo.rollout.batches import Generation, encode_prompts, select_best
+from zoo.rollout.decoding import decode, supports_decoding
+from zoo.rollout.settings import Sampling
 
 
 class _RawLogpRecorder(LogitsProcessor):
@@ -77,7 +72,7 @@ class _RawLogpRecorder(LogitsProcessor):
 
 
 class _Recorded:
-    """Log-probs :func:`zoo.decoding.decode` recorded, read like a :class:`_RawLogpRecorder`'s."""
+    """Log-probs :func:`zoo.rollout.decoding.decode` recorded, read like a :class:`_RawLogpRecorder`'s."""
 
     def __init__(self, token_logps: Tensor) -> None:
         self.token_logps = token_logps
@@ -189,7 +184,7 @@ class Sampler:
                  **settings: Any) -> Generation:
         """Sample ``sampling.samples_per_prompt`` responses per prompt.
 
-        ``settings`` are :class:`zoo.sampling.Sampling` fields given as keywords instead of
+        ``settings`` are :class:`zoo.rollout.settings.Sampling` fields given as keywords instead of
         ``sampling``; ``record_logps`` fills :attr:`Generation.token_logps`. ``progress`` names
         the phase for a progress report counted in generated tokens (tokens/s), which in a log
         file appears only when the sampling takes longer than the progress interval
@@ -230,7 +225,7 @@ class Sampler:
 
     def _decode(self, prompt_ids: Tensor, prompt_attention_mask: Tensor, sampling: Sampling, record_logps: bool,
                 reporter: Any) -> tuple[Tensor, Any]:
-        """:func:`zoo.decoding.decode` with ``generate``'s settings: (sequences, recorded log-probs or None)."""
+        """:func:`zoo.rollout.decoding.decode` with ``generate``'s settings: (sequences, recorded log-probs or None)."""
         n = sampling.samples_per_prompt
         ids, mask = prompt_ids.repeat_interleave(n, dim=0), prompt_attention_mask.repeat_interleave(n, dim=0)
         decoded = decode(self.model, ids, mask, max_new_tokens=sampling.max_new_tokens, eos_ids=self.eos_ids,
@@ -294,7 +289,7 @@ def sample_texts(sampler: Sampler, prompts: Sequence[str], *, n: int, batch_size
 
     Chunk ``j`` holds ``batch_size`` prompts and is sampled with seed ``seed + j * batch_size``, so
     a result depends on the seed and the batch size, not on who asks. ``sampling`` holds the other
-    :class:`zoo.sampling.Sampling` fields (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``).
+    :class:`zoo.rollout.settings.Sampling` fields (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``).
     """
     settings = Sampling(samples_per_prompt=n, **sampling)
     for start in range(0, len(prompts), batch_size):

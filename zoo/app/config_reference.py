@@ -1,6 +1,6 @@
 """The config reference (``docs/config-reference.md``), generated from the config dataclasses.
 
-    python -m zoo.config.reference > docs/config-reference.md
+    python -m zoo.app.config_reference > docs/config-reference.md
 
 One row per key: its type, its default, its allowed range and what it means. Everything comes
 from the code, so the page cannot drift from it (``tests/test_config_reference.py`` regenerates it
@@ -29,7 +29,7 @@ from zoo.config.schema import RunConfig
 HEADER = """# Config reference
 
 Every key of a run config (`zoo train CONFIG`), with its type, default and allowed range. Generated
-from the config dataclasses by `python -m zoo.config.reference > docs/config-reference.md`; a test
+from the config dataclasses by `python -m zoo.app.config_reference > docs/config-reference.md`; a test
 fails when this page and the code disagree. A key given on the command line (`zoo train CONFIG
 train.learning_rate=1e-4`) takes the same values. An unknown key is an error that suggests the
 nearest known one.
@@ -187,8 +187,6 @@ def section_keys(cls: type, prefix: str) -> Iterator[KeyDoc]:
     ranges = _ranges(cls)
     nested = []
     for field in dataclasses.fields(cls):
-        if field.metadata.get("derived"):
-            continue
         key = f"{prefix}{field.name}"
         section = _section_class(field)
         if section is not None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.batch import SequenceLogProbs
-from zoo.lm_head import scored_token_logps
+from zoo.forward.lm_head import scored_token_logps
 
 
 def token_logps_from_logits(logits: Tensor, input_ids: Tensor) -> Tensor:
@@ -64,7 +64,7 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask:
                       entropy: bool = False) -> SequenceLogProbs:
     """Run ``model`` once over all ``[B*k, T]`` sequences and reduce to per-sequence log-probs.
 
-    Without ``entropy``, the LM head runs at scored positions only (:mod:`zoo.lm_head`) where the
+    Without ``entropy``, the LM head runs at scored positions only (:mod:`zoo.forward.lm_head`) where the
     model allows it. Right-padded batches run without a mask (:func:`mask_for_forward`).
     """
     attention_mask = mask_for_forward(attention_mask)
