@@ -117,6 +117,14 @@ def test_a_changed_config_file_fails_the_check(result, tmp_path):
     verdict = check_result_file(result / "results.json")
     assert verdict.status == CHECK_STALE and "changed since the run (keys: preferences)" in verdict.reasons[0]
 
+    # A setting added to the schema after the run, at its default, changes nothing; set otherwise, it does.
+    config.write_text(config.read_text().replace("heldout_pairs: 17", "heldout_pairs: 16"))
+    edit(result, lambda r: r["config"]["reward_model"].pop("preferences", None))
+    assert check_result_file(result / "results.json").status == CHECK_OK
+    config.write_text(config.read_text().replace("reward_model:\n", "reward_model:\n  preferences: rankings\n", 1))
+    verdict = check_result_file(result / "results.json")
+    assert verdict.status == CHECK_STALE and "changed since the run (keys: reward_model)" in verdict.reasons[0]
+
 
 def test_source_digests_ignore_comments_docstrings_and_layout_but_not_code():
     code = b'"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return x + 1  # why\n'

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zoo.bench import sources
 from zoo.bench.provenance import repository_root, run_source_hash
@@ -68,6 +69,8 @@ def _config_changed(results: dict) -> str | None:
         today = (shifted(config) if results.get("perturbed") else config).to_dict()
     except ConfigError as exc:
         return f"its config file {name} no longer loads: {exc}"
+    # A key added to the config schema since the run, at its default, is not a change to the config.
+    today = _without_new_defaults(today, results["config"], type(config)().to_dict())
     if json.dumps(today, sort_keys=True, default=str) != json.dumps(results["config"], sort_keys=True, default=str):
         keys = sorted(k for k in today if json.dumps(today[k], sort_keys=True, default=str)
                       != json.dumps(results["config"].get(k), sort_keys=True, default=str))
@@ -154,3 +157,13 @@ def check_results(directory: Path) -> list[CheckResult]:
         return [check_result_file(directory)]
     files = sorted(directory.rglob("results.json"))
     return [check_result_file(path) for path in files]
+
+
+def _without_new_defaults(today: Any, recorded: Any, default: Any) -> Any:
+    """``today`` without the keys the recorded config lacks whose value is the schema's default
+    (a setting added after the run, left as it was then)."""
+    if not isinstance(today, dict) or not isinstance(recorded, dict):
+        return today
+    defaults = default if isinstance(default, dict) else {}
+    return {key: _without_new_defaults(value, recorded.get(key), defaults.get(key)) for key, value in today.items()
+            if key in recorded or key not in defaults or defaults[key] != value}
