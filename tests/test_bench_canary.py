@@ -120,3 +120,20 @@ def test_the_canary_can_reach_the_preference_data_and_the_proxy_reward_model(tmp
     finally:
         sources.use_aliases(None)
         torch.set_num_threads(threads)
+
+
+def test_an_adapter_config_is_compared_as_the_set_it_is(tmp_path):
+    """peft writes a LoRA adapter's target_modules from a set, in an order that varies between
+    processes; the canary compares the set, and still sees any other change."""
+    from zoo.bench.canary import _outputs
+
+    def adapter(folder, modules, r=16):
+        (folder / "run" / "model" / "adapter").mkdir(parents=True)
+        (folder / "run" / "model" / "adapter" / "adapter_config.json").write_text(
+            json.dumps({"r": r, "target_modules": modules}))
+        return _outputs(folder)
+
+    one = adapter(tmp_path / "a", ["q_proj", "v_proj", "k_proj"])
+    assert adapter(tmp_path / "b", ["k_proj", "q_proj", "v_proj"]) == one
+    assert adapter(tmp_path / "c", ["k_proj", "q_proj", "v_proj"], r=8) != one
+    assert adapter(tmp_path / "d", ["k_proj", "q_proj"]) != one

@@ -46,12 +46,27 @@ class _LookupOnly(StageCache):
         return found
 
 
+#: JSON files whose lists are sets written in an order that varies between processes (peft writes
+#: ``target_modules`` from a Python set): compared with every list sorted.
+UNORDERED_JSON = ("adapter_config.json",)
+
+
+def _sorted_lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_lists(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return sorted((_sorted_lists(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
+    return value
+
+
 def _outputs(folder: Path) -> dict[str, bytes]:
     out = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and relative != DONE and relative not in UNCOMPARED and not relative.startswith("run/logs/"):
             out[relative] = path.read_bytes()
+            if path.name in UNORDERED_JSON:
+                out[relative] = json.dumps(_sorted_lists(json.loads(out[relative])), sort_keys=True).encode()
     return out
 
 
