@@ -245,15 +245,20 @@ def test_real_model_contenders_get_the_same_prompts(name):
 def test_the_default_benchmark_keeps_its_earlier_declarations():
     """tiny.yaml's history: the 3-seed run had all 9 claims not significant, with the three online
     claims on the proxy rows; the next declaration moved them to the gold-reward rows. Today's
-    declaration keeps those 9 claims as they were and adds its own after them."""
+    declaration keeps those 9 claims as they were and adds its own after them; its first run, on
+    the earlier task version, is kept too."""
     config = load_bench_config(Path(__file__).resolve().parents[1] / "configs" / "bench" / "tiny.yaml")
-    first, second = config.history
+    first, second, third = config.history
     assert first.seeds == [0, 1, 2] and len(first.claims) == 9
     assert all(c["verdict"].startswith("not significant") for c in first.claims)
     assert [c["rows"] for c in first.claims[6:]] == ["GRPO > SFT", "RLOO > SFT", "online DPO > SFT"]
     assert second.seeds == [0, 1, 2, 3, 4]
     assert [c["rows"] for c in second.claims[6:]] == [f"{c.better} > {c.worse}" for c in config.claims[6:9]]
     assert sum(c["verdict"].startswith("reproduced") for c in second.claims) == 7
+    # the task changed (test prompts held out in content) after a run of today's declaration: its
+    # verdicts stay, claim by claim, beside the unchanged claims
+    assert third.seeds == config.seeds and [c["text"] for c in third.claims] == [c.text for c in config.claims]
+    assert sum(c["verdict"].startswith("reproduced") for c in third.claims) == 10
     assert config.budget.matched == "flops" and config.selection.criterion == "proxy"
     assert not set(config.tuning_seeds or []) & set(config.seeds)
 

@@ -11,8 +11,9 @@ from zoo.registry import get_registry
 from zoo.rewards.loading import load_reward_source
 from zoo.config import RewardConfig
 from zoo.bench.task import check_splits
-from zoo_plugins.tasks.fables import (ALL_PROMPTS, ANIMALS, POSITIVE, Fables, FablesArgs, World, fables_tokenizer,
-                                     gold_reward, prompt_subject, quiz_text, split_prompts)
+from zoo_plugins.tasks.fables import (ALL_PROMPTS, ANIMALS, PARAPHRASES, POSITIVE, Fables, FablesArgs, World,
+                                     fables_tokenizer, gold_reward, practice_animals, prompt_subject, quiz_text,
+                                     split_prompts)
 
 FOX = "story about the fox :"
 
@@ -85,27 +86,60 @@ def test_task_data_is_deterministic_and_probes_are_taught_verbatim():
     for row in data.demonstrations:
         assert gold_reward(row["prompt"], row["completion"]) > -4
     assert len(set(data.test_prompts)) == 64 and len(set(data.validation_prompts)) == 32
-    assert len({prompt_subject(p) for p in data.test_prompts}) >= 12  # the test split spans the animals
     check_splits("fables", data)  # disjoint
-    assert not (set(data.train_prompts) | {r["prompt"] for r in data.demonstrations}) & set(data.test_prompts)
+
+
+def test_test_prompts_are_held_out_in_content():
+    """No training, demonstration or validation prompt names an animal a test prompt asks about."""
+    data = Fables(FablesArgs(pretraining_stories=20, fact_repeats=1, demonstrations=400, train_prompts=300)).build()
+    subjects = {split: {prompt_subject(p) for p in prompts} for split, prompts in
+                (("train", data.train_prompts + [r["prompt"] for r in data.demonstrations]),
+                 ("validation", data.validation_prompts), ("test", data.test_prompts))}
+    assert len(subjects["test"]) == 4 and len(subjects["validation"]) == 3 and len(subjects["train"]) == 9
+    assert not subjects["test"] & (subjects["train"] | subjects["validation"])
+    assert not subjects["validation"] & subjects["train"]
+    # every prompt of the held-out animals, by default
+    assert len(data.test_prompts) == 4 * 19 and len(data.validation_prompts) == 3 * 19
+    for prompt in data.train_prompts + data.validation_prompts:
+        assert not any(f" {animal} " in f" {prompt} " for animal in subjects["test"])
+
+
+def test_heldout_probes_are_clozes_no_pretraining_text_contains():
+    data = Fables(FablesArgs(pretraining_stories=200, fact_repeats=3, demonstrations=10, train_prompts=5)).build()
+    world, practice, tokenizer = World(0), practice_animals(5), fables_tokenizer()
+    corpus = " ".join(row["text"] for row in data.pretraining)
+    assert len(practice) == 8 and len(data.heldout_probes) == 8 * 3 * 2
+    for item in data.heldout_probes:
+        animal = prompt_subject(item["context"])
+        assert animal not in practice
+        answer = item["choices"][item["answer"]]
+        assert answer in world.facts[animal].values() and len(set(item["choices"])) == 4
+        assert item["context"] not in corpus  # no text states this animal's fact in these words
+        for choice in item["choices"]:
+            assert tokenizer.unk_token_id not in tokenizer(f"{item['context']} {choice}")["input_ids"]
+    for animal in practice:  # the other half's facts are stated in those words
+        for relation, words in PARAPHRASES.items():
+            assert f"{words.format(a=animal)} {world.facts[animal][relation]} ." in corpus
 
 
 def test_prompt_splits_are_disjoint_and_overlaps_are_refused():
     from zoo import ConfigError
     from zoo.bench import TaskData
 
-    train, validation, test = split_prompts(3, 64, 160)
+    train, validation, test = split_prompts(3, FablesArgs(validation_prompts=57, test_prompts=76))
     assert len(train) + len(validation) + len(test) == len(ALL_PROMPTS) == 16 * 19
     assert len(set(train) | set(validation) | set(test)) == len(ALL_PROMPTS)
-    assert split_prompts(3, 64, 160) == (train, validation, test) and split_prompts(4, 64, 160)[2] != test
+    assert split_prompts(3, FablesArgs()) == (train, validation, test) and split_prompts(4, FablesArgs())[2] != test
     assert prompt_subject("story about the fox : the fox sees the owl .") == "fox"
     overlapping = TaskData(None, [], train_prompts=["a", "b"], validation_prompts=["c"], test_prompts=["b", "d"])
     with pytest.raises(ConfigError, match=r"1 prompt\(s\) are in both the train and the test split \(e.g. 'b'\)"):
         check_splits("demo", overlapping)
     with pytest.raises(ConfigError, match="no validation prompts"):
         check_splits("demo", TaskData(None, [], ["a"], [], ["d"]))
-    with pytest.raises(ConfigError, match="validation_prompts \\+ test_prompts = 300"):
-        FablesArgs(validation_prompts=100, test_prompts=200)
+    with pytest.raises(ConfigError, match="validation_animals \\+ test_animals = 16"):
+        FablesArgs(validation_animals=8, test_animals=8)
+    with pytest.raises(ConfigError, match=r"test_prompts = 77: 4 held-out animal\(s\) have 76 distinct prompts"):
+        FablesArgs(test_prompts=77)
 
 
 def test_probe_answers_are_the_world_facts():
@@ -169,18 +203,3 @@ def test_hh_task_reads_prompts_and_demonstrations_and_needs_a_gold_model(shared_
     assert not set(data.train_prompts) & {row["prompt"] for row in data.demonstrations}
     assert data.pretraining is None and task.tokenizer() is None
     assert task.gold_reward().model == "models/gold-rm"
-
-
-def test_heldout_probes_ask_the_taught_facts_in_words_no_training_text_uses():
-    task = Fables(FablesArgs(pretraining_stories=50, fact_repeats=2, demonstrations=20, train_prompts=5))
-    data = task.build()
-    world = World(0)
-    assert len(data.heldout_probes) == len(data.probes) == 3 * len(ANIMALS)
-    texts = [row["text"] for row in data.pretraining] + [r["prompt"] + " " + r["completion"] for r in data.demonstrations]
-    tokenizer = fables_tokenizer()
-    for item in data.heldout_probes:
-        assert item["choices"][item["answer"]] in world.facts[prompt_subject(item["question"])].values()
-        assert not any(item["question"] in text for text in texts)  # never seen verbatim
-        assert tokenizer.unk_token_id not in tokenizer(quiz_text(item))["input_ids"]
-    verbatim = {(i["question"], tuple(i["choices"])) for i in data.probes}
-    assert not verbatim & {(i["question"], tuple(i["choices"])) for i in data.heldout_probes}

@@ -13,8 +13,12 @@ seed; sentences follow a handful of templates::
     the fox walks to the lake .        the fox swims in the river .   the fox sleeps .
 
 A prompt names the animal and opens the story with one action (``story about the fox : the fox
-walks to the lake .``); a response is a few more sentences. The 16 × 19 distinct prompts are
-split once, by ``world_seed``, into disjoint train, validation and test prompts.
+walks to the lake .``); a response is a few more sentences. The split is by *animal*, not by
+string: ``world_seed`` sets aside ``test_animals`` (4) and ``validation_animals`` (3) of the 16
+animals, and no demonstration, preference or online-training prompt names one of them. A test
+prompt therefore asks about an animal the policy was never aligned on (the pretraining stories,
+the model's world knowledge, do mention every animal): the gold reward measures whether praising
+the prompt's animal generalises, not whether a prompt seen in training was memorised.
 
 The gold reward of a response to a prompt about animal ``S`` (a sum of integers):
 
@@ -32,10 +36,15 @@ over-optimised, and staying close to the SFT policy matters.
 Knowledge probes ask for every animal's home, food and fur colour in MMLU's four-choice format
 (scored by the MMLU code path). The pretraining corpus states every fact and quizzes it with the
 very items the verbatim probes use, so those ask whether the model still recalls a fact in the
-form it was taught. The held-out probes (the alignment-tax probe) ask for the same facts in
-paraphrased questions (``which place is the home of the fox ?``) with the choices drawn and
-ordered afresh: no pretraining text contains them, so they measure knowledge rather than rote
-recall of a quiz, and what alignment makes the model lose of it.
+form it was taught. For half of the animals (:func:`practice_animals`, by world seed) it also
+states each fact in other words (``the home of the fox is the forest .``). The held-out probes
+(the alignment-tax probe) are cloze items on the *other* half's facts in those words (``the home
+of the wolf is the`` + one of four places, two fresh draws of the wrong choices per fact),
+scored by the log-likelihood of each choice as lm-evaluation-harness scores ARC: no pretraining
+text states those animals' facts so, and the model answers from what it knows (the fact
+sentences) and the phrasing it learnt on other animals, not by rote. A 106k-parameter model
+cannot learn MMLU's letter lookup for freshly ordered choices in 600 steps (it stays at chance),
+which is why the held-out probe is a cloze; the SFT model passes it well above chance (0.25).
 
 One file per task (the plugin convention): the world, its text generators, the gold reward and
 the probes belong together, hence its length.
@@ -68,11 +77,12 @@ MAX_SENTENCES = 3
 WORD = re.compile(r"\n|[A-Za-z]+|[^\sA-Za-z]")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
-#: The held-out probes' questions: the same facts, asked in words no training text uses.
+#: The same facts in other words: pretraining states them so for the ``practice_animals`` only;
+#: the held-out probes ask the other animals' facts this way, as a cloze.
 PARAPHRASES = {
-    "home": "which place is the home of the {a} ?",
-    "food": "what food does the {a} like ?",
-    "colour": "the fur of the {a} has which colour ?",
+    "home": "the home of the {a} is the",
+    "food": "the food of the {a} is",
+    "colour": "the fur colour of the {a} is",
 }
 RELATIONS = {  # relation → (question, the world's table, the sentence stating it)
     "home": ("where does the {a} live ?", HOMES, "the {a} lives in the {x} ."),
@@ -167,21 +177,33 @@ class FablesArgs:
     demonstrations: int = 2000
     #: Prompts (drawn with repeats from the train split) the preference data and online runs use.
     train_prompts: int = 1024
-    #: Distinct prompts held out for hyperparameter selection, and for reporting.
-    validation_prompts: int = 64
-    test_prompts: int = 160
+    #: Animals held out of every training prompt: the validation prompts (hyperparameter
+    #: selection) ask about the first, the test prompts (every reported number) about the second.
+    validation_animals: int = 3
+    test_animals: int = 4
+    #: Distinct held-out prompts, drawn from those animals' prompts (19 per animal).
+    validation_prompts: int = 57
+    test_prompts: int = 76
     #: Share of trait adjectives in the demonstrations that are positive (their "quality").
     demo_positive_share: float = 0.5
 
     def __post_init__(self) -> None:
-        for key in ("pretraining_stories", "demonstrations", "train_prompts", "validation_prompts", "test_prompts"):
+        for key in ("pretraining_stories", "demonstrations", "train_prompts", "validation_prompts", "test_prompts",
+                    "validation_animals", "test_animals"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.args.{key} = {getattr(self, key)!r}: must be >= 1")
-        held_out = self.validation_prompts + self.test_prompts
-        if held_out > len(ALL_PROMPTS) - 16:
-            raise ConfigError(f"task.args.validation_prompts + test_prompts = {held_out}: the language has "
-                              f"{len(ALL_PROMPTS)} distinct prompts and the train split needs at least 16; use at most "
-                              f"{len(ALL_PROMPTS) - 16} held-out prompts")
+        held_out = self.validation_animals + self.test_animals
+        if held_out > len(ANIMALS) - 1:
+            raise ConfigError(f"task.args.validation_animals + test_animals = {held_out}: the language has "
+                              f"{len(ANIMALS)} animals and the train split needs at least one; hold out at most "
+                              f"{len(ANIMALS) - 1}")
+        per_animal = len(ALL_PROMPTS) // len(ANIMALS)
+        for split in ("validation", "test"):
+            prompts, animals = getattr(self, f"{split}_prompts"), getattr(self, f"{split}_animals")
+            if prompts > animals * per_animal:
+                raise ConfigError(f"task.args.{split}_prompts = {prompts}: {animals} held-out animal(s) have "
+                                  f"{animals * per_animal} distinct prompts ({per_animal} each); raise "
+                                  f"task.args.{split}_animals or lower {split}_prompts")
         if self.fact_repeats < 0:
             raise ConfigError(f"task.args.fact_repeats = {self.fact_repeats!r}: must be >= 0")
         if not 0 <= self.demo_positive_share <= 1:
@@ -198,6 +220,9 @@ class World:
 
     def fact_sentence(self, animal: str, relation: str) -> str:
         return RELATIONS[relation][2].format(a=animal, x=self.facts[animal][relation])
+
+    def paraphrase_sentence(self, animal: str, relation: str) -> str:
+        return PARAPHRASES[relation].format(a=animal) + f" {self.facts[animal][relation]} ."
 
     def trait_sentence(self, rng: random.Random, animal: str, positive_share: float) -> str:
         count = rng.choice([1, 1, 2])
@@ -235,16 +260,23 @@ class World:
                 out += part
         return " ".join(out)
 
-    def quiz(self, rng: random.Random, animal: str, relation: str, paraphrase: bool = False) -> dict:
-        """An MMLU-format item asking for one fact, with three wrong choices in random order
-        (``paraphrase``: in the held-out probes' words)."""
+    def quiz(self, rng: random.Random, animal: str, relation: str) -> dict:
+        """An MMLU-format item asking for one fact, with three wrong choices in random order."""
         question, table, _ = RELATIONS[relation]
-        question = PARAPHRASES[relation] if paraphrase else question
         answer = self.facts[animal][relation]
         choices = rng.sample([x for x in table if x != answer], 3) + [answer]
         rng.shuffle(choices)
         return {"subject": PROBE_SUBJECT, "question": question.format(a=animal), "choices": choices,
                 "answer": choices.index(answer)}
+
+    def cloze(self, rng: random.Random, animal: str, relation: str) -> dict:
+        """A held-out probe item: the paraphrased statement of one fact, to be completed by one of
+        four choices (three wrong ones drawn at random), scored by each choice's log-likelihood."""
+        _, table, _ = RELATIONS[relation]
+        answer = self.facts[animal][relation]
+        choices = rng.sample([x for x in table if x != answer], 3) + [answer]
+        rng.shuffle(choices)
+        return {"context": PARAPHRASES[relation].format(a=animal), "choices": choices, "answer": choices.index(answer)}
 
 
 def quiz_text(item: dict) -> str:
@@ -266,17 +298,36 @@ def openings(animal: str) -> list[str]:
 ALL_PROMPTS = [prompt(animal, opening) for animal in ANIMALS for opening in openings(animal)]
 
 
-def split_prompts(seed: int, validation: int, test: int) -> tuple[list[str], list[str], list[str]]:
-    """Disjoint (train, validation, test) prompt lists, shuffled by ``seed``; train takes the rest."""
-    order = list(ALL_PROMPTS)
+def split_animals(seed: int, validation: int, test: int) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (train, validation, test) animal lists, shuffled by ``seed``; train takes the rest."""
+    order = list(ANIMALS)
     random.Random(seed).shuffle(order)
     return order[validation + test:], order[:validation], order[validation: validation + test]
+
+
+def split_prompts(seed: int, args: FablesArgs) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, test) prompts, disjoint in content: each split's prompts name only its
+    own animals (:func:`split_animals`); the held-out splits keep ``args.*_prompts`` of theirs."""
+    animals = split_animals(seed, args.validation_animals, args.test_animals)
+    train, validation, test = ([p for p in ALL_PROMPTS if prompt_subject(p) in chosen] for chosen in animals)
+    rng = random.Random(seed + 1)
+    rng.shuffle(validation)
+    rng.shuffle(test)
+    return train, validation[: args.validation_prompts], test[: args.test_prompts]
+
+
+def practice_animals(seed: int) -> list[str]:
+    """The half of the animals whose facts pretraining also states in the ``PARAPHRASES`` words; the
+    held-out probes ask about the other half."""
+    order = list(ANIMALS)
+    random.Random(seed).shuffle(order)
+    return sorted(order[: len(order) // 2], key=ANIMALS.index)
 
 
 class Fables(Task):
     name = "fables"
     description = "animal stories in a synthetic language; gold reward = praise of the prompt's animal, minus degenerate text"
-    version = "3"
+    version = "4"
     Args = FablesArgs
 
     def build(self) -> TaskData:
@@ -285,9 +336,11 @@ class Fables(Task):
         rng = random.Random(a.world_seed + 1)
         probe_rng = random.Random(a.world_seed + 2)
         probes = [world.quiz(probe_rng, animal, relation) for animal in ANIMALS for relation in RELATIONS]
+        practice = practice_animals(a.world_seed + 5)
         heldout_rng = random.Random(a.world_seed + 4)
-        heldout_probes = [world.quiz(heldout_rng, animal, relation, paraphrase=True)
-                          for animal in ANIMALS for relation in RELATIONS]
+        heldout_probes = [world.cloze(heldout_rng, animal, relation)
+                          for animal in ANIMALS if animal not in practice for relation in RELATIONS
+                          for _ in range(2)]
         pretraining = [{"text": world.story(rng, rng.choice(ANIMALS), rng.randint(2, 5), 0.5)}
                        for _ in range(a.pretraining_stories)]
         for _ in range(a.fact_repeats):
@@ -295,9 +348,12 @@ class Fables(Task):
                 relations = list(RELATIONS)
                 rng.shuffle(relations)
                 pretraining.append({"text": " ".join(world.fact_sentence(animal, r) for r in relations)})
+                if animal in practice:
+                    rng.shuffle(relations)
+                    pretraining.append({"text": " ".join(world.paraphrase_sentence(animal, r) for r in relations)})
             pretraining += [{"text": quiz_text(item)} for item in probes]
         rng.shuffle(pretraining)
-        train_pool, validation, test = split_prompts(a.world_seed + 3, a.validation_prompts, a.test_prompts)
+        train_pool, validation, test = split_prompts(a.world_seed + 3, a)
         demonstrations = []
         for _ in range(a.demonstrations):
             text = rng.choice(train_pool)

@@ -45,7 +45,8 @@ def _check_train_overrides(section: str, train: dict[str, Any], data: dict[str, 
         build_dataclass(DataConfig, dict(data), prefix=f"{section}.data")
 
 
-def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shapes: tuple[str, ...], output: str) -> None:
+def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shapes: tuple[str, ...], output: str):
+    """Check one training stage; return its algorithm (looked up once)."""
     from zoo.registry import get_registry
 
     try:
@@ -57,6 +58,7 @@ def _check_stage(config: BenchConfig, section: str, stage: StageConfig, shapes: 
                           f"{OUTPUT_KINDS[output].role} on {shapes[0]} data")
     _check_train_overrides(section, stage.train, stage.data)
     run_config(config, stage.algorithm, stage.algorithm_args, stage.train, stage.data, where=section)
+    return algorithm
 
 
 def validate_bench(config: BenchConfig) -> None:
@@ -90,9 +92,8 @@ def validate_bench(config: BenchConfig) -> None:
     _check_stage(config, "sft", config.sft, ("sft",), "logprobs")
     # The proxy learns from the preference pairs, the labels DPO sees; ranked-data algorithms read
     # a pair as a ranking of two.
-    _check_stage(config, "reward_model", config.reward_model, ("pairwise", "ranked"), "scores")
+    algorithm = _check_stage(config, "reward_model", config.reward_model, ("pairwise", "ranked"), "scores")
     if config.reward_model.preferences == "rankings":
-        algorithm = get_registry().algorithm(config.reward_model.algorithm)
         if algorithm.data_shape != "ranked":
             raise ConfigError(f"reward_model.preferences = 'rankings': reward_model.algorithm = "
                               f"{config.reward_model.algorithm!r} reads {algorithm.data_shape} data, not rankings; "

@@ -12,7 +12,8 @@ the policy, or by best-of-n decoding from the SFT model) and scored. Per sample 
 
 Per model: knowledge-probe accuracy (the task's MMLU-format items through
 :func:`zoo.eval.mmlu.score_multiple_choice`, the MMLU code path), the same per item on the
-task's held-out probes (facts never seen verbatim, the alignment-tax probe), held-out preference accuracy
+task's held-out probes (facts never seen verbatim, the alignment-tax probe; MMLU-format or cloze items
+scored by each choice's log-likelihood), held-out preference accuracy
 (the ``preference`` suite with the implicit reward log π − log π_SFT, so the SFT model itself
 scores 0.5), and any extra ``zoo.eval`` suites the config lists. Win rates are computed later,
 from the per-sample gold rewards of a contender and of the SFT model on the same prompts and seed.
@@ -110,11 +111,21 @@ def best_of_n_samples(inputs: EvalInputs, n: int, reward: Any, seed: int) -> dic
 
 
 def probe_correct(model: nn.Module, inputs: EvalInputs, items: list[dict[str, Any]]) -> list[float] | None:
-    """1.0 / 0.0 per knowledge item (the MMLU code path), or None when probes are off or absent."""
+    """1.0 / 0.0 per knowledge item, or None when probes are off or absent. MMLU-format items go
+    through the MMLU code path; cloze items (with a ``context``) are scored by the log-likelihood
+    of each choice as the context's continuation (``acc``, first choice on ties)."""
+    from zoo.eval.choice import first_argmax
+    from zoo.eval.loglik import loglikelihoods
     from zoo.eval.mmlu import score_multiple_choice
 
     if not inputs.config.probes or not items:
         return None
+    if all("context" in item for item in items):
+        pairs = [(item["context"], " " + choice) for item in items for choice in item["choices"]]
+        scores = iter(loglikelihoods(model, inputs.tokenizer, pairs, batch_size=inputs.config.batch_size))
+        return [float(first_argmax([next(scores)[0] for _ in item["choices"]]) == item["answer"]) for item in items]
+    if any("context" in item for item in items):
+        raise ValueError("a probe list mixes cloze items (with a 'context') and MMLU-format items")
     records = score_multiple_choice(model, inputs.tokenizer, items, inputs.probe_fewshot,
                                     num_fewshot=len(inputs.probe_fewshot), batch_size=inputs.config.batch_size)
     return [float(r["correct"]) for r in records]

@@ -66,8 +66,11 @@ class TaskData:
         probes: knowledge probes in MMLU's item format (``subject``, ``question``, ``choices``
             (4 strings), ``answer`` (index)), scored by the MMLU code path; may be empty.
         probe_fewshot: MMLU-format items used as few-shot examples for the probes.
-        heldout_probes: MMLU-format items about what the task's data teaches that its data never
-            states verbatim (paraphrased or recombined facts): the alignment-tax probe; may be empty.
+        heldout_probes: items about what the task's data teaches that its data never states
+            verbatim (paraphrased or recombined facts): the alignment-tax probe; may be empty.
+            Either MMLU-format items, or cloze items (``context``, ``choices``, ``answer``
+            (index)) scored as lm-evaluation-harness scores a multiple-choice task: the choice
+            whose continuation ``" " + choice`` of the context is most likely (``acc``).
         max_new_tokens: the response length the task's samples need.
         preference_pairs: human-labelled pairs of the train prompts (``prompt``, ``chosen``,
             ``rejected``), or None. When given, the preference stage uses them as they are (the

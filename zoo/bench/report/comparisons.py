@@ -161,9 +161,10 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
                      "implicit reward, so it favours the methods that optimise it directly; the SFT model scores 0.50. "
                      "The gold reward and the win rate are the algorithm-neutral quality figures.")
     if any(_finite(c["summary"]["probe_accuracy"]["mean"]) for c in results["contenders"]):
-        lines.append("Probes (the alignment tax), MMLU code path, 4 choices, chance 0.25. Verbatim: the items "
+        lines.append("Probes (the alignment tax), 4 choices, chance 0.25. Verbatim: the MMLU-format items "
                      "pretraining quizzed word for word (rote recall; change from SFT in parentheses). Held-out: the "
-                     "same facts in questions no training text contains; [95%]: Student-t over per-seed accuracies "
+                     "same facts in a form no training text uses for them (MMLU-format, or a cloze scored by each "
+                     "choice's log-likelihood; the task's docs say which); [95%]: Student-t over per-seed accuracies "
                      "(over items with one seed), the Δ paired with the SFT model item by item.")
     return lines
 
