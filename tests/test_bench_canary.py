@@ -137,3 +137,70 @@ def test_an_adapter_config_is_compared_as_the_set_it_is(tmp_path):
     assert adapter(tmp_path / "b", ["k_proj", "q_proj", "v_proj"]) == one
     assert adapter(tmp_path / "c", ["k_proj", "q_proj", "v_proj"], r=8) != one
     assert adapter(tmp_path / "d", ["k_proj", "q_proj"]) != one
+
+
+@pytest.mark.parametrize("earlier, today, why", [
+    (b"from zoo import read_rows, ConfigError\ndef f():\n    from zoo import g\n    return read_rows(1)\n",
+     b"from zoo.data import read_rows\nfrom zoo.errors import ConfigError\ndef f():\n    from zoo.x import g\n"
+     b"    return read_rows(1)\n", None),
+    # a lazy import, and a name kept for annotations only (what a torch-free start-up does)
+    (b"from __future__ import annotations\nimport torch\nfrom torch import Tensor\n"
+     b"def f(x: Tensor) -> Tensor:\n    return torch.relu(x)\n",
+     b"from __future__ import annotations\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+     b"    from torch import Tensor\ndef f(x: Tensor) -> Tensor:\n    import torch\n\n    return torch.relu(x)\n",
+     None),
+    (b"from zoo import read_rows\nx = read_rows(1)\n", b"from zoo.data import read_rows\nx = read_rows(2)\n",
+     "statements other than imports changed"),
+    (b"import math\nfrom zoo import f\n", b"import cmath as math\nfrom zoo import f\n",
+     "it imports 'math' (cmath), which it did not"),
+    (b"from zoo import f\n", b"from zoo.data import f as g\n", "it imports 'g' (zoo…f), which it did not"),
+    (b"from zoo import f\n", b"from zoo import f, g\n", "it imports 'g' (zoo…g), which it did not"),
+    (b"from .x import f\n", b"from zoo.x import f\n", "it imports 'f' (zoo…f), which it did not"),
+    # a name no longer imported that the code still reads (a builtin or a global would answer)
+    (b"from math import pow\ny = pow(2, 3)\n", b"y = pow(2, 3)\n", "it no longer imports 'pow', which it reads"),
+    (b"import torch\nfrom torch import Tensor\ny = torch.zeros(1)\n", b"import torch\ny = torch.zeros(1)\n", None),
+])
+def test_a_change_confined_to_core_imports_is_told_apart(earlier, today, why):
+    assert sources.change_beyond_imports(earlier, today) == why
+
+
+def test_a_plugin_changed_only_in_its_core_imports_is_carried_with_the_core(config, tmp_path, monkeypatch):
+    """The task plugin's earlier source imported ConfigError from another core module; its stages
+    are found under the earlier digest only through the canary's plugin alias."""
+    from zoo_plugins.tasks import fables
+
+    root = tmp_path / "cache"
+    path = Path(fables.__file__).resolve()
+    line = b"from zoo import ConfigError, RewardConfig, RewardFunction, hookimpl"
+    assert line in path.read_bytes()
+    earlier_text = path.read_bytes().replace(line, b"from zoo.errors import ConfigError\n"
+                                                   b"from zoo import RewardConfig, RewardFunction, hookimpl")
+    earlier_digest, today_digest = sources.code_digest(earlier_text), sources._file_digest(path)
+    assert earlier_digest != today_digest
+    real = sources._file_digest
+    monkeypatch.setattr(sources, "_file_digest", lambda p: earlier_digest if p == path else real(p))
+    earlier_core = sources.code_source_hash()
+    before = _build_prefix(config, StageCache(root), "pretrain")  # built by "the earlier code"
+    monkeypatch.setattr(sources, "_file_digest", real)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)  # and a core refactor
+
+    def reader(text):
+        return lambda p: text if p == path else p.read_bytes()
+
+    with pytest.raises(ConfigError, match="not in"):  # without the plugin alias nothing is found
+        run_canary(config, root, earlier_core)
+    record = run_canary(config, root, earlier_core, earlier_source=reader(earlier_text))
+    assert record["identical"] is True and record["plugins"] == {today_digest: earlier_digest}
+    sources.use_aliases(root)
+    assert sources.plugin_aliases() == {today_digest: earlier_digest}
+    assert [s.key for s in _build_prefix(config, _LookupOnly(root), "pretrain")] == [s.key for s in before]
+
+    # an earlier source that differs in a statement is not aliased: its stages cannot be found
+    sources.use_aliases(None)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "e" * 16)
+    changed = earlier_text.replace(b"MAX_SENTENCES = 3", b"MAX_SENTENCES = 4")
+    assert changed != earlier_text
+    notes = []
+    with pytest.raises(ConfigError, match="not in"):
+        run_canary(config, root, earlier_core, notes.append, earlier_source=reader(changed))
+    assert "canary: fables.py: statements other than imports changed (its stages rebuild)" in notes

@@ -69,13 +69,19 @@ def _canary(config, output: str | None, announce, console: Console) -> bool:
 
     from zoo.bench import run_canary
 
+    from zoo.bench.provenance import earlier_source
+
     out = Path(output or config.output_dir)
     try:
-        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))["core_hash"]
+        result = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        earlier = result["core_hash"]
     except (OSError, ValueError, KeyError):
         raise ConfigError(f"--canary compares with the result in {out}, and {out / 'results.json'} is missing or "
                           f"records no core_hash (written by an older version); run without --canary") from None
-    record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce)
+    # The earlier plugin sources, from git at the result's commit: a plugin changed only in where
+    # it imports core names from is carried with the core.
+    reader = earlier_source(result["commit"]) if result.get("commit") else None
+    record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce, reader)
     if not record["identical"]:
         console.print("the canary's outputs differ from the earlier code's: this change moves numbers, so the cache "
                       "is not carried over; run without --canary to rebuild", highlight=False)
@@ -90,15 +96,21 @@ def _perturb(config, args: argparse.Namespace, announce, console: Console) -> in
 
     out = Path(args.output or config.output_dir)
     main_file = out / "results.json"
-    try:
-        main = json.loads(main_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ConfigError(f"--perturb marks the verdicts of the result in {out}, and {main_file} is missing or "
-                          f"unreadable; run zoo bench {args.config} first") from None
+
+    def read_main() -> dict:
+        try:
+            return json.loads(main_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError(f"--perturb marks the verdicts of the result in {out}, and {main_file} is missing or "
+                              f"unreadable; run zoo bench {args.config} first") from None
+
+    read_main()  # before hours of training
     run = run_bench(shifted(config), output_dir=out / "perturbed", announce=announce)
     perturbed = summarise(run)
     perturbed.update(config_file=str(args.config), overrides=list(args.overrides), perturbed=True)
     write_outputs(perturbed, out / "perturbed")
+    # Read again now: a headline run that finished while this one trained wrote a newer result.
+    main = read_main()
     main["perturbation"] = perturbation_record(perturbed)
     paths = write_outputs(main, out)
     console.print("the shifted-seed verdicts are recorded in " + ", ".join(str(p) for p in paths.values()),

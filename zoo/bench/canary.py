@@ -9,7 +9,15 @@ earlier code built (found under the earlier code's fingerprints). Only when all 
 today's code hash recorded as an alias of the earlier one (``source-aliases.json`` in the cache),
 so every other stage of that cache is reused; results.json records the canary (which hashes,
 which stages, identical or not) and ``zoo bench --check`` accepts the aliased hash only for the
-code hash the canary vouched for. Plugin modules are outside the alias: changing one rebuilds.
+code hash the canary vouched for.
+
+A plugin module (the task, an algorithm, a suite) is hashed file by file beside the core. Given the
+earlier code's sources (``earlier_source``: the bench command reads them from git at the earlier
+result's commit), a plugin whose change is confined to where it imports the same core names from
+(:func:`zoo.bench.sources.change_beyond_imports`: ``from zoo import f`` → ``from zoo.data import
+f``) is aliased too, its digest today → its earlier one, on the same evidence as the core: the
+core code those names reach is what the canary rebuilt. Any other plugin change is outside the
+alias and rebuilds what it feeds.
 
 Compared: every file a stage wrote except those that only log how the run went (timings, the
 resolved config with its paths); the stage record too, minus its timings and fingerprint.
@@ -111,12 +119,39 @@ def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[St
     return [stage for stage in built if stage.kind in wanted]
 
 
+def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes | None]) -> tuple[dict[str, str], list[str]]:
+    """(today's digest → earlier digest of each plugin file changed only in its core imports, a
+    note for each plugin file changed otherwise or with no earlier version)."""
+    from zoo.bench import sources
+    from zoo.bench.provenance import run_plugin_modules
+
+    aliases: dict[str, str] = {}
+    notes: list[str] = []
+    for path in sorted({p for p in map(sources.module_file, run_plugin_modules(config.to_dict())) if p is not None}):
+        earlier = earlier_source(path)
+        if earlier is None:
+            notes.append(f"{path.name}: no earlier version to compare with")
+            continue
+        today, before = sources._file_digest(path), sources.code_digest(earlier)
+        if today == before:
+            continue
+        why = sources.change_beyond_imports(earlier, path.read_bytes())
+        if why is None:
+            aliases[today] = before
+        else:
+            notes.append(f"{path.name}: {why} (its stages rebuild)")
+    return aliases, notes
+
+
 def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
-               announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+               announce: Callable[[str], None] | None = None,
+               earlier_source: Callable[[Path], bytes | None] | None = None) -> dict[str, Any]:
     """Rebuild the canary stages with today's code and compare them with the earlier code's.
 
     Returns the canary record for results.json; when every output is identical, also writes the
-    alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses it).
+    alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses
+    it), with the plugin files :func:`plugin_aliases` finds changed only in their imports when
+    ``earlier_source`` reads the earlier code's files.
     """
     from zoo.bench import sources
 
@@ -125,7 +160,15 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
     today = sources.code_source_hash()
     record: dict[str, Any] = {"from": earlier_core_hash, "to": today, "until": until, "stages": [],
                               "identical": None}
-    if today == earlier_core_hash:
+    plugins: dict[str, str] = {}
+    if earlier_source is not None:
+        plugins, notes = plugin_aliases(config, earlier_source)
+        record["plugins"] = plugins
+        for note in notes:
+            announce(f"canary: {note}")
+        if notes:
+            record["plugin_notes"] = notes
+    if today == earlier_core_hash and not plugins:
         record["identical"] = True
         record["note"] = "the code hash did not change: nothing to carry over"
         return record
@@ -135,7 +178,7 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
         torch.set_num_threads(config.threads)
     sources.use_aliases(None)
     new = _build_prefix(config, StageCache(cache_root), until)
-    sources._aliases.update({today: {"from": earlier_core_hash}})
+    sources._aliases.update({today: {"from": earlier_core_hash, "plugins": plugins}})
     try:
         old = _build_prefix(config, _LookupOnly(cache_root), until)
     finally:

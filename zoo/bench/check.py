@@ -106,9 +106,10 @@ def check_result_file(path: Path) -> CheckResult:
     canary = results.get("canary") or {}
     code = sources.code_source_hash()
     # A canary vouches for one code hash: the one it compared; any other code is today's own hash.
-    core = canary["from"] if canary.get("identical") and canary.get("to") == code else code
+    vouched = bool(canary.get("identical")) and canary.get("to") == code
+    core = canary["from"] if vouched else code
     try:
-        today = run_source_hash(results["config"], core)
+        today = run_source_hash(results["config"], core, (canary.get("plugins") or {}) if vouched else {})
     except Exception as exc:  # a plugin the result used is no longer registered
         today = f"unknown ({type(exc).__name__}: {exc})"
     if results.get("source_hash") != today:

@@ -47,10 +47,9 @@ def git_state(root: Path | None = None) -> dict[str, object]:
     return {"commit": head.stdout.strip(), "clean": not dirty, "dirty": dirty}
 
 
-def run_source_hash(config_dict: dict, core: str | None = None) -> str:
-    """:func:`zoo.bench.sources.source_hash` of the core (``core``, default
-    :func:`zoo.bench.sources.core_source_hash`) and every plugin a
-    bench config's stages use: its task, its stages' and contenders' algorithms and its suites."""
+def run_plugin_modules(config_dict: dict) -> list[object]:
+    """Every plugin a bench config's stages use: its task, its stages' and contenders' algorithms
+    and its suites."""
     from zoo.bench.stages import plugin_module
     from zoo.registry import get_registry
 
@@ -60,4 +59,26 @@ def run_source_hash(config_dict: dict, core: str | None = None) -> str:
     modules: list[object] = [registry.get("tasks", config_dict["task"]["name"])]
     modules += [plugin_module("algorithms", name) for name in sorted(algorithms)]
     modules += [plugin_module("suites", name) for name in ("preference", *config_dict["evaluation"]["suites"])]
-    return source_hash((m for m in modules if m is not None), core)
+    return [m for m in modules if m is not None]
+
+
+def run_source_hash(config_dict: dict, core: str | None = None, plugins: dict[str, str] | None = None) -> str:
+    """:func:`zoo.bench.sources.source_hash` of the core (``core``, default
+    :func:`zoo.bench.sources.core_source_hash`) and every plugin of :func:`run_plugin_modules`
+    (under the digests ``plugins`` maps them to; default: the applied canary's)."""
+    return source_hash(run_plugin_modules(config_dict), core, plugins)
+
+
+def earlier_source(commit: str):
+    """A reader of a file's source as it was at ``commit`` (None where git has no such file)."""
+    def read(path: Path) -> bytes | None:
+        top = _git(path.parent, "rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            return None
+        try:
+            relative = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+        except ValueError:
+            return None
+        shown = subprocess.run(["git", "-C", str(path.parent), "show", f"{commit}:{relative}"], capture_output=True)
+        return shown.stdout if shown.returncode == 0 else None
+    return read

@@ -63,10 +63,13 @@ def _file_digest(path: Path) -> str:
     return code_digest(path.read_bytes()) if path.suffix == ".py" else hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _hash_files(files: Iterable[tuple[str, Path]]) -> str:
+def _hash_files(files: Iterable[tuple[str, Path]], aliases: dict[str, str] | None = None) -> str:
+    """A hash of the files' digests; ``aliases`` replaces a file digest by the one a canary showed it
+    equivalent to (a plugin whose change is confined to where it imports core names from)."""
     digest = hashlib.sha256()
     for name, path in sorted(files):
-        digest.update(f"{name}\0{_file_digest(path)}\n".encode())
+        own = _file_digest(path)
+        digest.update(f"{name}\0{(aliases or {}).get(own, own)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -119,11 +122,119 @@ def module_file(module: ModuleType | type | object) -> Path | None:
     return Path(source).resolve() if source else None
 
 
-def source_hash(modules: Iterable[ModuleType | type | object] = (), core: str | None = None) -> str:
-    """``core`` (default :func:`core_source_hash`) combined with the source files of ``modules`` (plugins, tasks)."""
+def plugin_aliases() -> dict[str, str]:
+    """Plugin file digests the applied canary showed equivalent to earlier ones (today's → earlier)."""
+    return dict((applied_canary() or {}).get("plugins") or {})
+
+
+def source_hash(modules: Iterable[ModuleType | type | object] = (), core: str | None = None,
+                plugins: dict[str, str] | None = None) -> str:
+    """``core`` (default :func:`core_source_hash`) combined with the source files of ``modules``
+    (plugins, tasks), each under the digest ``plugins`` (default :func:`plugin_aliases`) maps it to."""
     files: set[tuple[str, Path]] = set()
     for module in modules:
         path = module_file(module)
         if path is not None:
             files.add((path.name, path))
-    return hashlib.sha256(f"{core or core_source_hash()}:{_hash_files(files)}".encode()).hexdigest()[:16]
+    aliases = plugin_aliases() if plugins is None else plugins
+    return hashlib.sha256(f"{core or core_source_hash()}:{_hash_files(files, aliases)}".encode()).hexdigest()[:16]
+
+
+# ----- plugin changes confined to their imports ----------------------------------------------------
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) with no else: code that never runs."""
+    if not isinstance(node, ast.If) or node.orelse:
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_tree(tree: ast.AST, imports: bool) -> ast.AST:
+    """``tree`` without ``if TYPE_CHECKING:`` blocks, and without import statements unless ``imports``."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if isinstance(body, list):
+                setattr(node, field, [n for n in body if not _is_type_checking(n)
+                                      and (imports or not isinstance(n, (ast.Import, ast.ImportFrom)))])
+    return tree
+
+
+def _imports(tree: ast.AST) -> set[tuple[str, str, str]]:
+    """(bound name, module, imported name) of every import that runs, wherever it stands."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            out |= {(a.asname or a.name, module, a.name) for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {(a.asname or a.name.split(".")[0], a.name, "") for a in node.names}
+    return out - {("TYPE_CHECKING", "typing", "TYPE_CHECKING")}
+
+
+class _Loads(ast.NodeVisitor):
+    """Names read at run time (annotations left out: under ``from __future__ import annotations``
+    they are strings, and without it a missing name fails at import, loudly)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        self.names.add(node.id)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        pass
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        for child in (node.target, node.value):
+            if child is not None:
+                self.visit(child)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for child in (*node.body, *node.decorator_list, *node.args.defaults, *node.args.kw_defaults):
+            if child is not None:
+                self.visit(child)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+
+def _is_core(module: str) -> bool:
+    return module == "zoo" or module.startswith("zoo.")
+
+
+def change_beyond_imports(earlier: bytes, today: bytes) -> str | None:
+    """Why ``today``'s source differs from ``earlier``'s in more than its imports, or None when the
+    imports are the whole difference.
+
+    Allowed: an import moved (into a function, a lazy import, or under ``if TYPE_CHECKING:``),
+    the same name bound from another ``zoo`` module (the core code it names is under the core hash
+    the canary compares), and a name no longer imported that nothing reads at run time. Anything
+    else (a changed statement, a name bound to something else, a new non-core import) is a real
+    change.
+    """
+    try:
+        old, new = _without_docstrings(ast.parse(earlier)), _without_docstrings(ast.parse(today))
+    except (SyntaxError, ValueError):
+        return "it does not parse"
+    old_imports, new_imports = _imports(_runtime_tree(old, True)), _imports(_runtime_tree(new, True))
+    if ast.dump(_runtime_tree(old, False)) != ast.dump(_runtime_tree(new, False)):
+        return "statements other than imports changed"
+    loads = _Loads()
+    loads.visit(new)
+
+    def bound(imports: set[tuple[str, str, str]]) -> set[tuple[str, str]]:
+        """(name, what it is bound to): a core name by its own name, from whichever core module."""
+        return {(name, f"zoo…{imported}" if _is_core(module) else f"{module}.{imported}".rstrip("."))
+                for name, module, imported in imports}
+
+    added, removed = bound(new_imports) - bound(old_imports), bound(old_imports) - bound(new_imports)
+    if added:
+        name, origin = sorted(added)[0]
+        return f"it imports {name!r} ({origin}), which it did not"
+    read = sorted(name for name, _ in removed if name in loads.names)
+    if read:
+        return f"it no longer imports {read[0]!r}, which it reads"
+    return None
