@@ -3,6 +3,7 @@
     python benchmarks/recipe_times.py --data ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz
     python benchmarks/recipe_times.py --data DATA --only dpo,ppo --write-headers
     python benchmarks/recipe_times.py --data DATA --only dpo --check      # exit 1 when off its header
+    python benchmarks/recipe_times.py --data DATA --threads 1 --jobs 2 --write-headers   # two at a time
 
 Runs every recipe (the reward model first: the online recipes score with it) with ``data.train``
 pointed at a local copy of the HH pairs and ``output_dir`` under ``--output`` (default
@@ -19,6 +20,12 @@ were) or the peak RSS by more than ``--memory-tolerance`` (default 15%), either 
 bigger is a regression, faster or smaller a header that no longer says what the recipe costs. A
 header without a figure fails too (``--write-headers`` writes both). The GGUF conversion (once
 per machine, 25-60 s) is done before the first run and not counted.
+
+``--threads N`` gives each run N torch threads (``OMP_NUM_THREADS``; default: torch's own, one
+per core) and ``--jobs K`` runs K recipes at a time (the online recipes wait for the reward
+model). With ``--threads 1 --jobs 2`` the two cores each run one recipe: the CPU time is the
+same work without the spin-waiting of two threads on a shared core, the wall time is one
+thread's; the header says so (``one torch thread``), and ``--check`` should use the same flags.
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -51,17 +60,26 @@ def recipes(only: list[str] | None) -> list[Path]:
     return paths
 
 
-def run(path: Path, data: str, output: Path, reward_model: Path) -> dict[str, float | str | int]:
+def needs_reward_model(path: Path) -> bool:
+    """Whether a recipe scores with the trained reward model (the online recipes)."""
+    return bool((read_yaml(path).get("reward") or {}).get("model"))
+
+
+def run(path: Path, data: str, output: Path, reward_model: Path, threads: int | None = None
+        ) -> dict[str, float | str | int]:
     command = [sys.executable, "-m", "zoo.cli", "train", str(path), f"data.train={data}",
                f"output_dir={output / path.stem}"]
-    if (read_yaml(path).get("reward") or {}).get("model"):  # the online recipes score with the trained model
+    if needs_reward_model(path):
         command.append(f"reward.model={reward_model}")
     command.append("--overwrite")
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     load = os.getloadavg()[0]
     start = time.monotonic()
     log = output / f"{path.stem}.log"
     with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         # wait4: this child's own usage; RUSAGE_CHILDREN's peak would be the largest of all runs so far.
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -72,14 +90,29 @@ def run(path: Path, data: str, output: Path, reward_model: Path) -> dict[str, fl
         steps = json.loads(metrics.read_text(encoding="utf-8")).get("steps")
     return {"recipe": path.stem, "returncode": process.returncode, "cpu_s": usage.ru_utime + usage.ru_stime,
             "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9, "load_before": load,
-            "load_after": os.getloadavg()[0], "steps": steps, "log": str(log)}
+            "load_after": os.getloadavg()[0], "steps": steps, "log": str(log), "threads": threads}
 
 
 def header_line(result: dict) -> str:
     steps = f", {result['steps']} optimiser steps" if result.get("steps") else ""
+    one = result.get("threads") == 1
     return (f"# Measured: {result['cpu_s'] / 60:.1f} min CPU time, {result['wall_s'] / 60:.1f} min wall, peak RSS "
-            f"{result['peak_rss_gb']:.1f} GB on 2 CPU cores (load {result['load_before']:.1f}){steps}, "
-            f"{date.today().isoformat()} (python benchmarks/recipe_times.py).\n")
+            f"{result['peak_rss_gb']:.1f} GB on 2 CPU cores (load {result['load_before']:.1f})"
+            f"{', one torch thread' if one else ''}{steps}, {date.today().isoformat()} "
+            f"(python benchmarks/recipe_times.py{' --threads 1' if one else ''}).\n")
+
+
+def write_header(path: Path, result: dict) -> None:
+    """Replace ``path``'s ``# Measured:`` line by ``result``'s (or add one after the first comment lines)."""
+    text = path.read_text(encoding="utf-8")
+    line = header_line(result)
+    if MEASURED.search(text):
+        text = MEASURED.sub(lambda _: line, text, count=1)
+    else:
+        lines = text.splitlines(keepends=True)
+        at = next((i for i, l in enumerate(lines) if not l.startswith("#")), len(lines))
+        text = "".join(lines[:at] + [line] + lines[at:])
+    path.write_text(text, encoding="utf-8")
 
 
 #: What a header states: CPU minutes and, in headers written since peak memory is measured, GB.
@@ -132,6 +165,8 @@ def main() -> int:
     parser.add_argument("--time-tolerance", type=float, default=0.25, help="--check: relative CPU time band")
     parser.add_argument("--memory-tolerance", type=float, default=0.15, help="--check: relative peak RSS band")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's own)")
+    parser.add_argument("--jobs", type=int, default=1, help="recipes run at a time (default 1)")
     args = parser.parse_args()
     if args.check and args.write_headers:
         parser.error("--check compares with the headers that --write-headers would replace: use one of them")
@@ -141,23 +176,44 @@ def main() -> int:
     resolve("smollm2")  # convert once, outside the timings
     reward_model = args.output / "reward" / "model"
     results, off = [], []
-    for path in recipes(args.only.split(",") if args.only else None):
-        stated = header_figures(path)  # read before the run, which may rewrite the header
-        print(f"{path.stem}: running", flush=True)
-        result = run(path, args.data, args.output, reward_model)
-        results.append(result)
-        status = "ok" if result["returncode"] == 0 else f"FAILED (exit {result['returncode']}, see {result['log']})"
-        print(f"{path.stem}: {status}, {result['cpu_s'] / 60:.1f} min CPU, {result['wall_s'] / 60:.1f} min wall, "
-              f"peak RSS {result['peak_rss_gb']:.2f} GB, load {result['load_before']:.1f}->{result['load_after']:.1f}, "
-              f"steps {result['steps']}", flush=True)
-        if args.check and result["returncode"] == 0:
-            problems = check(result, stated, args.time_tolerance, args.memory_tolerance)
-            result["check"] = problems
-            print(f"{path.stem}: " + ("; ".join(problems) if problems else "within its header's figures"), flush=True)
-            if problems:
-                off.append(path.stem)
-        if args.write_headers and result["returncode"] == 0:
-            write_header(path, result)
+    paths = recipes(args.only.split(",") if args.only else None)
+    stated = {path: header_figures(path) for path in paths}  # read before any run rewrites a header
+    printing = threading.Lock()
+    reward_done = threading.Event()
+    if not any(p.stem == "reward" for p in paths):
+        reward_done.set()
+
+    def measure(path: Path) -> dict:
+        if needs_reward_model(path):
+            reward_done.wait()
+        with printing:
+            print(f"{path.stem}: running", flush=True)
+        try:
+            return run(path, args.data, args.output, reward_model, args.threads)
+        finally:
+            if path.stem == "reward":
+                reward_done.set()
+
+    # The reward model first, then the recipes that do not need it, then those that do.
+    order = sorted(paths, key=lambda p: (p.stem != "reward", needs_reward_model(p), p.stem))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for path, future in [(p, pool.submit(measure, p)) for p in order]:
+            result = future.result()
+            results.append(result)
+            status = "ok" if result["returncode"] == 0 else f"FAILED (exit {result['returncode']}, see {result['log']})"
+            with printing:
+                print(f"{path.stem}: {status}, {result['cpu_s'] / 60:.1f} min CPU, {result['wall_s'] / 60:.1f} min wall, "
+                      f"peak RSS {result['peak_rss_gb']:.2f} GB, load {result['load_before']:.1f}->"
+                      f"{result['load_after']:.1f}, steps {result['steps']}", flush=True)
+                if args.check and result["returncode"] == 0:
+                    problems = check(result, stated[path], args.time_tolerance, args.memory_tolerance)
+                    result["check"] = problems
+                    print(f"{path.stem}: " + ("; ".join(problems) if problems else "within its header's figures"),
+                          flush=True)
+                    if problems:
+                        off.append(path.stem)
+            if args.write_headers and result["returncode"] == 0:
+                write_header(path, result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if off:

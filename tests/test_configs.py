@@ -116,8 +116,8 @@ def test_docs_and_configs_never_suggest_a_bare_reference_cache_off():
 
 SMOLLM2_RECIPES = sorted((ROOT / "configs" / "smollm2").glob("*.yaml"))
 MEASURED = re.compile(r"^# Measured: \d+\.\d min CPU time, \d+\.\d min wall(?:, peak RSS \d+\.\d GB)? "
-                      r"on 2 CPU cores \(load \d+\.\d\), "
-                      r"(\d+) optimiser steps, \d{4}-\d\d-\d\d \(python benchmarks/recipe_times\.py\)\.$")
+                      r"on 2 CPU cores \(load \d+\.\d\), (?:one torch thread, )?"
+                      r"(\d+) optimiser steps, \d{4}-\d\d-\d\d \(python benchmarks/recipe_times\.py(?: --threads 1)?\)\.$")
 #: A recipe added since the last measurement says so, instead of borrowing another recipe's figures.
 NOT_MEASURED = "# Measured: not yet (python benchmarks/recipe_times.py --write-headers measures it)."
 
@@ -142,7 +142,9 @@ def test_real_model_recipe_states_its_measured_time_for_what_it_runs(path):
     per_batch = int(args.get("ppo_epochs", 1)) * int(args.get("num_minibatches", 1))  # PPO: updates per rollout
     # Unpaired algorithms read each HH pair as two completions (chosen desirable, rejected undesirable).
     completions = 2 if get_registry().algorithm(config.algorithm).data_shape == "unpaired" else 1
-    steps = -(-config.data.max_examples * completions // config.train.batch_size) * per_batch
+    # data.eval_fraction of the max_examples rows is held out first (zoo.data.dataset.split_off)
+    held_out = max(1, round(config.data.max_examples * config.data.eval_fraction)) if config.data.eval_fraction else 0
+    steps = -(-(config.data.max_examples - held_out) * completions // config.train.batch_size) * per_batch
     assert unmeasured or int(measured[0].group(1)) == steps, f"{path.name}: the measured run is not the recipe as shipped"
 
 

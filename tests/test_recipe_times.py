@@ -64,7 +64,7 @@ def test_the_check_exit_code(recipe_times, monkeypatch, tmp_path, capsys, peak, 
     recipe.write_text("# Measured: 3.5 min CPU time, 1.9 min wall, peak RSS 1.6 GB on 2 CPU cores (load 0.4), "
                       "8 optimiser steps, 2026-12-02 (python benchmarks/recipe_times.py).\nalgorithm: dpo\n")
     monkeypatch.setattr(recipe_times, "RECIPES", tmp_path)
-    monkeypatch.setattr(recipe_times, "run", lambda path, data, output, reward: _result(212.0, peak))
+    monkeypatch.setattr(recipe_times, "run", lambda path, data, output, reward, threads: _result(212.0, peak))
     monkeypatch.setattr("zoo.gguf.resolve", lambda name: name)
     monkeypatch.setattr(sys, "argv", ["recipe_times.py", "--data", "x.jsonl", "--output", str(tmp_path / "out"),
                                       "--check"])
@@ -72,3 +72,17 @@ def test_the_check_exit_code(recipe_times, monkeypatch, tmp_path, capsys, peak, 
     output = capsys.readouterr().out
     assert ("off their headers: dpo" in output) == bool(code)
     assert re.search(r"peak RSS \d\.\d\d GB", output)
+
+
+@pytest.mark.parametrize("threads", [None, 1])
+def test_written_headers_replace_the_measured_line(recipe_times, tmp_path, threads):
+    from tests.test_configs import MEASURED
+
+    path = tmp_path / "dpo.yaml"
+    path.write_text("# zoo train dpo.yaml\n# Measured: not yet (python benchmarks/recipe_times.py --write-headers "
+                    "measures it).\nalgorithm: dpo\n")
+    recipe_times.write_header(path, {**_result(212.0, 1.63), "threads": threads})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and lines[0] == "# zoo train dpo.yaml" and lines[2] == "algorithm: dpo"
+    assert MEASURED.match(lines[1]) and ("one torch thread" in lines[1]) == (threads == 1)
+    assert recipe_times.header_figures(path) == {"cpu_s": pytest.approx(3.5 * 60), "peak_rss_gb": 1.6}
