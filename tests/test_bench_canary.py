@@ -204,3 +204,21 @@ def test_a_plugin_changed_only_in_its_core_imports_is_carried_with_the_core(conf
     with pytest.raises(ConfigError, match="not in"):
         run_canary(config, root, earlier_core, notes.append, earlier_source=reader(changed))
     assert "canary: fables.py: statements other than imports changed (its stages rebuild)" in notes
+
+
+def test_the_earlier_source_is_read_from_git_at_the_results_commit():
+    from zoo.bench.provenance import git_source
+    from zoo_plugins.tasks import fables
+
+    path = Path(fables.__file__).resolve()
+    assert git_source("HEAD")(path) == subprocess_show("HEAD", path)
+    assert git_source("0" * 40)(path) is None  # no such commit: nothing to compare with
+
+
+def subprocess_show(commit: str, path: Path) -> bytes:
+    import subprocess
+
+    top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    return subprocess.run(["git", "-C", top, "show", f"{commit}:{path.relative_to(Path(top).resolve()).as_posix()}"],
+                          capture_output=True, check=True).stdout

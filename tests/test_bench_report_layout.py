@@ -68,11 +68,12 @@ def test_the_committed_tiny_benchmark_fits_80_columns_one_line_per_run():
     assert all(len(found) == 1 for found in rows.values()), rows  # no run's cells spill onto a second line
     body = [line for line in text.splitlines() if not line.startswith(" ")]
     assert len(body) <= len(labels) + 4  # title, two header lines, the rule: about 20 lines, not 113
-    # SLiC-HF: per-seed gold means 0.625, 0.400, 0.400, 0.512, 0.412: mean 0.47, Student-t half-width
-    # t(0.975, 4) · s / √5 = 2.776 · 0.0987 / 2.236 = 0.12; SFT's mean -0.145, so +0.615 (significant,
-    # printed +0.61 as the float 0.61499…); held-out probe change 0.00 on every seed.
-    slic = rows["SLiC-HF"][0].split()
-    assert slic[1:4] == ["0.47", "±0.12", "+0.61"] and "+0.00" in slic
+    # RRHF: per-seed gold means 0.480, 0.487, 0.602, 0.536, 0.480: mean 0.517, Student-t half-width
+    # t(0.975, 4) · s / √5 = 2.776 · 0.0529 / 2.236 = 0.066; SFT's mean -0.204 (-0.062, -0.260, -0.253,
+    # -0.211, -0.234), so +0.721 (significant: no †); held-out probe change -0.042, -0.083, -0.042,
+    # -0.021, 0.000 by seed: -0.04.
+    rrhf = rows["RRHF"][0].split()
+    assert rrhf[1:4] == ["0.52", "±0.07", "+0.72"] and rrhf[-1] == "-0.04"
     # best-of-4's difference (+0.62) is not significant after the Holm correction: marked, and the note says why.
     assert "+0.62†" in rows["best-of-4"][0]
     note = _note(text, "† not significantly")
@@ -91,7 +92,7 @@ def test_long_labels_give_way_columns_by_importance_and_say_which():
         assert kept in header
     left_out = _note(text, "Left out for width")
     assert "proxy RM" in left_out and "train s" in left_out and "peak MiB" in left_out
-    assert "of the other 37 rows" in text  # 36 ties are counted, not listed
+    assert "37 of the other 40 rows" in text  # the ties are counted, not listed
 
 
 def test_a_wide_console_gets_every_column_and_no_left_out_note():

@@ -69,8 +69,6 @@ def _canary(config, output: str | None, announce, console: Console) -> bool:
 
     from zoo.bench import run_canary
 
-    from zoo.bench.provenance import earlier_source
-
     out = Path(output or config.output_dir)
     try:
         result = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -78,10 +76,10 @@ def _canary(config, output: str | None, announce, console: Console) -> bool:
     except (OSError, ValueError, KeyError):
         raise ConfigError(f"--canary compares with the result in {out}, and {out / 'results.json'} is missing or "
                           f"records no core_hash (written by an older version); run without --canary") from None
-    # The earlier plugin sources, from git at the result's commit: a plugin changed only in where
-    # it imports core names from is carried with the core.
-    reader = earlier_source(result["commit"]) if result.get("commit") else None
-    record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce, reader)
+    # The earlier plugin sources are read from git at the result's commit: a plugin changed only in
+    # its imports is carried with the core.
+    record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce,
+                        earlier_commit=result.get("commit"))
     if not record["identical"]:
         console.print("the canary's outputs differ from the earlier code's: this change moves numbers, so the cache "
                       "is not carried over; run without --canary to rebuild", highlight=False)

@@ -144,16 +144,20 @@ def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes |
 
 
 def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
-               announce: Callable[[str], None] | None = None,
+               announce: Callable[[str], None] | None = None, earlier_commit: str | None = None,
                earlier_source: Callable[[Path], bytes | None] | None = None) -> dict[str, Any]:
     """Rebuild the canary stages with today's code and compare them with the earlier code's.
 
     Returns the canary record for results.json; when every output is identical, also writes the
     alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses
-    it), with the plugin files :func:`plugin_aliases` finds changed only in their imports when
-    ``earlier_source`` reads the earlier code's files.
+    it), with the plugin files :func:`plugin_aliases` finds changed only in their imports, read at
+    ``earlier_commit`` (git) or by ``earlier_source``.
     """
     from zoo.bench import sources
+    from zoo.bench.provenance import git_source
+
+    if earlier_source is None and earlier_commit:
+        earlier_source = git_source(earlier_commit)
 
     announce = announce or (lambda text: None)
     until = config.canary.until

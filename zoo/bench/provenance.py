@@ -69,7 +69,7 @@ def run_source_hash(config_dict: dict, core: str | None = None, plugins: dict[st
     return source_hash(run_plugin_modules(config_dict), core, plugins)
 
 
-def earlier_source(commit: str):
+def git_source(commit: str):
     """A reader of a file's source as it was at ``commit`` (None where git has no such file)."""
     def read(path: Path) -> bytes | None:
         top = _git(path.parent, "rev-parse", "--show-toplevel")
