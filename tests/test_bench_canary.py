@@ -192,7 +192,7 @@ def test_a_plugin_changed_only_in_its_core_imports_is_carried_with_the_core(conf
     record = run_canary(config, root, earlier_core, earlier_source=reader(earlier_text))
     assert record["identical"] is True and record["plugins"] == {today_digest: earlier_digest}
     sources.use_aliases(root)
-    assert sources.plugin_aliases() == {today_digest: earlier_digest}
+    assert sources.applied_plugin_aliases() == {today_digest: earlier_digest}
     assert [s.key for s in _build_prefix(config, _LookupOnly(root), "pretrain")] == [s.key for s in before]
 
     # an earlier source that differs in a statement is not aliased: its stages cannot be found

@@ -119,7 +119,8 @@ def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[St
     return [stage for stage in built if stage.kind in wanted]
 
 
-def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes | None]) -> tuple[dict[str, str], list[str]]:
+def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes | None]
+                   ) -> tuple[dict[str, str], list[str]]:
     """(today's digest → earlier digest of each plugin file changed only in its core imports, a
     note for each plugin file changed otherwise or with no earlier version)."""
     from zoo.bench import sources

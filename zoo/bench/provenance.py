@@ -72,13 +72,7 @@ def run_source_hash(config_dict: dict, core: str | None = None, plugins: dict[st
 def git_source(commit: str):
     """A reader of a file's source as it was at ``commit`` (None where git has no such file)."""
     def read(path: Path) -> bytes | None:
-        top = _git(path.parent, "rev-parse", "--show-toplevel")
-        if top.returncode != 0:
-            return None
-        try:
-            relative = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
-        except ValueError:
-            return None
-        shown = subprocess.run(["git", "-C", str(path.parent), "show", f"{commit}:{relative}"], capture_output=True)
+        # ``REV:./NAME`` is resolved against the directory git runs in: one call, no path arithmetic.
+        shown = subprocess.run(["git", "-C", str(path.parent), "show", f"{commit}:./{path.name}"], capture_output=True)
         return shown.stdout if shown.returncode == 0 else None
     return read

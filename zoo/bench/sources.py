@@ -122,7 +122,7 @@ def module_file(module: ModuleType | type | object) -> Path | None:
     return Path(source).resolve() if source else None
 
 
-def plugin_aliases() -> dict[str, str]:
+def applied_plugin_aliases() -> dict[str, str]:
     """Plugin file digests the applied canary showed equivalent to earlier ones (today's → earlier)."""
     return dict((applied_canary() or {}).get("plugins") or {})
 
@@ -130,13 +130,13 @@ def plugin_aliases() -> dict[str, str]:
 def source_hash(modules: Iterable[ModuleType | type | object] = (), core: str | None = None,
                 plugins: dict[str, str] | None = None) -> str:
     """``core`` (default :func:`core_source_hash`) combined with the source files of ``modules``
-    (plugins, tasks), each under the digest ``plugins`` (default :func:`plugin_aliases`) maps it to."""
+    (plugins, tasks), each under the digest ``plugins`` (default :func:`applied_plugin_aliases`) maps it to."""
     files: set[tuple[str, Path]] = set()
     for module in modules:
         path = module_file(module)
         if path is not None:
             files.add((path.name, path))
-    aliases = plugin_aliases() if plugins is None else plugins
+    aliases = applied_plugin_aliases() if plugins is None else plugins
     return hashlib.sha256(f"{core or core_source_hash()}:{_hash_files(files, aliases)}".encode()).hexdigest()[:16]
 
 
