@@ -41,10 +41,27 @@ def load(model_dir: Path):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tokenizer
 
 
-def prompts_for(tokenizer, count: int, max_prompt_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prompts_for(tokenizer, count: int, max_prompt_length: int, data: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` left-padded prompts: the built-in questions, or the first prompts of the preference
+    file ``data`` as an online training run reads them (chat template on, cut to ``max_prompt_length``)."""
     from zoo.rollout.batches import encode_prompts
 
-    return encode_prompts(tokenizer, (PROMPTS * (count // len(PROMPTS) + 1))[:count], max_prompt_length)
+    if data is None:
+        return encode_prompts(tokenizer, (PROMPTS * (count // len(PROMPTS) + 1))[:count], max_prompt_length)
+    from zoo.config.schema import DataConfig
+    from zoo.data.dataset import load_examples
+
+    config = DataConfig(train=data, max_prompt_length=max_prompt_length, max_length=max_prompt_length + 64,
+                        chat_template="on", on_bad_rows="skip")
+    examples, _ = load_examples(data, "train", "prompt", config, tokenizer, limit=count)
+    width = max(len(example.prompt_ids) for example in examples)
+    ids = torch.full((len(examples), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, example in enumerate(examples):
+        ids[i, width - len(example.prompt_ids):] = torch.tensor(example.prompt_ids)
+        mask[i, width - len(example.prompt_ids):] = 1
+    return ids, mask
 
 
 PROMPTS = [
@@ -60,11 +77,14 @@ PROMPTS = [
 def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
     from zoo.rollout.sampler import Sampler
 
-    ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length)
+    ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length, args.data)
+    print(f"{ids.shape[0]} prompts of {int(mask.sum(1).min())}-{int(mask.sum(1).max())} tokens "
+          f"(padded to {ids.shape[1]}), {args.samples_per_prompt} sample(s) each", flush=True)
     sampler = Sampler(model, tokenizer)
     from zoo.rollout.settings import Sampling
 
-    settings = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0)
+    settings = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0,
+                        samples_per_prompt=args.samples_per_prompt)
     config = sampler._generation_config(settings)
     times: dict[str, list[float]] = {"zoo": [], "generate": []}
     tokens: dict[str, int] = {}
@@ -176,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--max-prompt-length", type=int, default=64)
+    parser.add_argument("--samples-per-prompt", type=int, default=1,
+                        help="responses per prompt (generate's num_return_sequences)")
+    parser.add_argument("--data", default=None,
+                        help="a preference file whose prompts to sample from (default: built-in questions)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy decoding")
     parser.add_argument("--split-steps", type=int, default=0, help="also split N online training steps")

@@ -106,3 +106,39 @@ def test_the_sampler_decodes_with_the_loop_and_matches_generate(setup, monkeypat
     keep = out.attention_mask.bool()
     assert torch.equal(out.sequences[:, : expected.shape[1]].masked_fill(~keep[:, : expected.shape[1]], 0),
                        expected.masked_fill(~keep[:, : expected.shape[1]], 0))
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 1.0, "top_k": 0, "top_p": 1.0},
+                                      {"temperature": 0.8, "top_k": 20, "top_p": 0.9}])
+def test_samples_of_one_prompt_share_its_prefill_and_draw_as_generate_does(setup, sampling):
+    """Several samples per prompt: the prompts are run once (4 rows, not 12) and each sample starts
+    from a copy of its prompt's cache, yet the draws are ``generate``'s with ``num_return_sequences``
+    (which prefills every copy) for the same seed, in its row order."""
+    model, tokenizer, ids, mask = setup
+    config = GenerationConfig(max_new_tokens=10, do_sample=True, eos_token_id=[NEVER], num_beams=1,
+                              num_return_sequences=3, pad_token_id=tokenizer.pad_token_id,
+                              return_dict_in_generate=True, use_cache=True, **sampling)
+    torch.manual_seed(5)
+    expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config).sequences[:, ids.shape[1]:]
+    widths = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    try:
+        torch.manual_seed(5)
+        got = decode(model, ids, mask, max_new_tokens=10, eos_ids=[NEVER], pad_id=tokenizer.pad_token_id,
+                     samples_per_prompt=3, **sampling)
+    finally:
+        hook.remove()
+    assert torch.equal(got.tokens, expected)
+    assert widths[0] == ids.shape and all(shape == (12, 1) for shape in widths[1:])
+
+
+def test_the_sampler_gives_each_prompt_its_samples_in_order(setup):
+    """``Generation`` rows of one prompt are consecutive and carry that prompt (a row given another
+    prompt's cache would show up as a mismatch with its own prompt's greedy continuation)."""
+    model, tokenizer, ids, mask = setup
+    sampler = Sampler(model, tokenizer)
+    greedy = sampler(ids, mask, max_new_tokens=6, temperature=0)
+    shared = sampler(ids, mask, max_new_tokens=6, temperature=1e-4, top_k=1, samples_per_prompt=2)
+    assert shared.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert torch.equal(shared.sequences, greedy.sequences.repeat_interleave(2, dim=0))

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.allocator import release_free_memory
 from zoo.config import RunConfig
 from zoo.data.collate import Collator
 from zoo.data.tokenize import TokenizedExample
@@ -91,6 +92,7 @@ def compute_reference_logps(model: nn.Module, examples: list[TokenizedExample], 
                     progress(len(chunk))
     finally:
         model.train(was_training)
+        release_free_memory()  # the pass's activations, before training allocates its own (zoo.allocator)
     rows: dict[str, Tensor] = {}
     for chunk, sums in results:  # outside inference mode: ordinary tensors that autograd may save
         for i, example in enumerate(chunk):

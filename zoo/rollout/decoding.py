@@ -6,7 +6,9 @@ step 3 still runs through the model, its KV cache still grows, and its padding i
 for every remaining step. Rollouts of a policy that answers briefly spend much of their time on
 such rows. :func:`decode` instead
 
-* runs the prompts once (prefill) with the LM head on the last position only;
+* runs each distinct prompt once (prefill) with the LM head on the last position only, and gives
+  its ``samples_per_prompt`` rows copies of that prompt's KV cache (``generate`` repeats the
+  prompt rows first and prefills every copy);
 * after each step drops the rows that emitted EOS from the batch and from the KV cache, so a step
   costs what its unfinished rows cost;
 * applies the sampling settings as ``generate`` does (temperature, then top-k, then top-p on the
@@ -72,15 +74,19 @@ def _cache_argument(model: torch.nn.Module) -> str:
 @torch.no_grad()
 def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new_tokens: int,
            eos_ids: Sequence[int], pad_id: int, temperature: float, top_k: int = 0, top_p: float = 1.0,
-           record_logps: bool = False, tick: Callable[[int], None] | None = None) -> Decoded:
+           samples_per_prompt: int = 1, record_logps: bool = False,
+           tick: Callable[[int], None] | None = None) -> Decoded:
     """Generate up to ``max_new_tokens`` tokens for each left-padded prompt row (see the module docstring).
 
+    Each prompt gets ``samples_per_prompt`` consecutive rows of the result (``generate``'s
+    ``num_return_sequences`` order), so ``Decoded`` has ``B * samples_per_prompt`` rows.
     ``temperature = 0`` is greedy decoding. ``tick(n)`` is called once per decoding step with the
     number of tokens it generated (one per row still going, its EOS included).
     """
     from transformers import DynamicCache
 
-    rows, device = prompt_ids.shape[0], prompt_ids.device
+    n = samples_per_prompt
+    rows, device = prompt_ids.shape[0] * n, prompt_ids.device
     sampling = warpers(temperature, top_k, top_p) if temperature != 0 else None
     eos = torch.tensor(list(eos_ids), device=device)
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -91,11 +97,16 @@ def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, m
     cache = {_cache_argument(model): DynamicCache(config=getattr(model, "config", None))}
     out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **cache)
+    logits = out.logits[:, -1]
+    del out
+    if n > 1:  # each prompt's samples share its prefill: copies of its cache rows and first logits
+        next(iter(cache.values())).batch_repeat_interleave(n)
+        logits, mask, positions = (t.repeat_interleave(n, dim=0) for t in (logits, mask, positions))
     active = torch.arange(rows, device=device)  # the rows still generating, in the cache's order
     next_position = positions[:, -1] + 1
     steps = 0
     for step in range(max_new_tokens):
-        logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        logits = logits.to(copy=True, dtype=torch.float32)
         if sampling is None:
             chosen = logits.argmax(-1)
         else:
@@ -114,7 +125,7 @@ def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, m
             next(iter(cache.values())).batch_select_indices(keep)
             active, chosen, mask, next_position = active[keep], chosen[keep], mask[keep], next_position[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    use_cache=True, **cache)
+        logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                       use_cache=True, **cache).logits[:, -1]
         next_position = next_position + 1
     return Decoded(tokens[:, :steps], None if logps is None else logps[:, :steps])

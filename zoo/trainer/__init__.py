@@ -4,6 +4,7 @@
   message of a setting it refuses;
 * :mod:`zoo.trainer.token_counter`: the callback that counts the tokens trained on;
 * :mod:`zoo.trainer.progress_bar`: the training progress bar (rich, or plain lines in a log);
+* :mod:`zoo.trainer.memory`: the callback that returns freed heap memory between steps;
 * :mod:`zoo.trainer.lightning_private`: the one place that reads Lightning's private state.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from zoo.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from zoo.config import RunConfig
 from zoo.resume import TrainingPosition
 from zoo.tracking import build_loggers
+from zoo.trainer.memory import ReleaseFreedMemory
 from zoo.trainer.progress_bar import training_progress_bar
 from zoo.trainer.settings import check_trainer_names, trainer_settings_error
 
@@ -28,7 +30,7 @@ def build_trainer(config: RunConfig, algorithm: Algorithm, output_dir: Path, ext
     """The Trainer for ``config`` training ``algorithm``, logging to ``output_dir/logs``; a setting
     Lightning refuses is a ConfigError."""
     t = config.train
-    callbacks: list = [*(extra_callbacks or []), TrainingPosition()]
+    callbacks: list = [*(extra_callbacks or []), TrainingPosition(), ReleaseFreedMemory()]
     if t.checkpoint_every_n_steps:
         # No version counter: a new last.ckpt replaces (atomically) a damaged one, never a last-v1.ckpt beside it.
         callbacks.append(RunCheckpoint(dirpath=output_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
