@@ -83,9 +83,11 @@ def test_freed_heap_blocks_leave_the_process_once_released(mode):
         assert released == "True" and int(held) - int(after) > 250
 
 
-def test_the_trainer_releases_freed_memory_after_each_step_on_cpu(monkeypatch, tmp_path):
-    """The callback is in every run's Trainer and calls release_free_memory after each training
-    step and each validation on CPU."""
+def test_the_trainer_releases_freed_memory_while_a_cpu_run_fits(monkeypatch, tmp_path):
+    """The callback is in every run's Trainer; on CPU a background thread releases freed memory
+    while the run fits (and stops with it), and each training step and validation releases it
+    once more; on a GPU it does nothing."""
+    import time
     from types import SimpleNamespace
 
     import zoo.trainer.memory as memory
@@ -95,13 +97,37 @@ def test_the_trainer_releases_freed_memory_after_each_step_on_cpu(monkeypatch, t
 
     calls = []
     monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(1) or True)
-    callback = memory.ReleaseFreedMemory()
+    resident = {"bytes": 1 << 30}
+    monkeypatch.setattr(memory, "resident_bytes", lambda: resident["bytes"])
     cpu = SimpleNamespace(strategy=SimpleNamespace(root_device=SimpleNamespace(type="cpu")))
     gpu = SimpleNamespace(strategy=SimpleNamespace(root_device=SimpleNamespace(type="cuda")))
+
+    on_gpu = memory.ReleaseFreedMemory(interval=0.01)
+    on_gpu.on_fit_start(gpu, None)
+    on_gpu.on_train_batch_end(gpu, None, None, None, 0)
+    assert on_gpu._thread is None and not calls
+
+    callback = memory.ReleaseFreedMemory(interval=0.01)
+    callback.on_fit_start(cpu, None)
+    assert callback._thread is not None and callback._thread.is_alive()
+    time.sleep(0.1)
+    assert len(calls) == 1  # the glibc probe; the resident size has not grown since
+    for grown in range(1, 4):  # it grows past the slack (64 MiB) three times: one release each
+        resident["bytes"] += 100 << 20
+        deadline = time.monotonic() + 10
+        while len(calls) < 1 + grown and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert len(calls) == 1 + grown
+    callback.on_fit_end(cpu, None)
+    assert callback._thread is None
+    stopped = len(calls)
+    time.sleep(0.05)
+    assert len(calls) == stopped
     callback.on_train_batch_end(cpu, None, None, None, 0)
     callback.on_validation_end(cpu, None)
-    callback.on_train_batch_end(gpu, None, None, None, 1)
-    assert len(calls) == 2 and callback.released == 2
+    assert len(calls) == stopped + 2
+
     config = load_config(raw={"algorithm": "sft", "model": {"name": "tiny"}, "data": {"train": "builtin:tiny_sft"},
                               "train": {"progress_bar": False}, "output_dir": str(tmp_path)})
     trainer = build_trainer(config, get_registry().algorithm("sft"), tmp_path)

@@ -38,8 +38,13 @@ def test_a_numerics_neutral_change_carries_the_cache_and_a_moved_number_does_not
     monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)  # a refactor: another code hash
     with pytest.raises(ConfigError, match="not in"):  # without the alias, today's keys find nothing
         _build_prefix(config, _LookupOnly(root), "pretrain")
-    record = run_canary(config, root, earlier)
+    said: list[str] = []
+    record = run_canary(config, root, earlier, announce=said.append)
     assert record["identical"] is True and record["from"] == earlier and record["to"] == "f" * 16
+    # each stage is announced before it is rebuilt (it can take minutes), then compared
+    assert said[:4] == ["canary: rebuilding the first seed's stages up to pretrain with today's code",
+                        "canary stage 1 of 3: task", "canary stage 2 of 3: init", "canary stage 3 of 3: pretrain"]
+    assert said[-1] == "canary pretrain: bit-identical"
     assert [s["kind"] for s in record["stages"]] == ["task", "init", "pretrain"]
     assert all(s["today"] != s["earlier"] and s["differences"] == [] for s in record["stages"])
     aliases = json.loads((root / sources.ALIASES).read_text())
@@ -194,6 +199,16 @@ def test_a_plugin_changed_only_in_its_core_imports_is_carried_with_the_core(conf
     sources.use_aliases(root)
     assert sources.applied_plugin_aliases() == {today_digest: earlier_digest}
     assert [s.key for s in _build_prefix(config, _LookupOnly(root), "pretrain")] == [s.key for s in before]
+
+    # carried a second time (another core refactor, the plugin as the carried result had it): its
+    # stages are still keyed by the digest the first canary aliased, so the aliases compose
+    sources.use_aliases(None)
+    monkeypatch.setattr(sources, "code_source_hash", lambda: "d" * 16)
+    with pytest.raises(ConfigError, match="not in"):  # today's digest alone finds nothing
+        run_canary(config, root, earlier_core, earlier_source=reader(path.read_bytes()))
+    again = run_canary(config, root, earlier_core, earlier_source=reader(path.read_bytes()),
+                       earlier_plugin_aliases=record["plugins"])
+    assert again["identical"] is True and again["plugins"] == {today_digest: earlier_digest}
 
     # an earlier source that differs in a statement is not aliased: its stages cannot be found
     sources.use_aliases(None)

@@ -11,7 +11,7 @@ import torch
 
 from zoo.config import load_config
 from zoo.data.collate import Collator
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.models import load_tokenizer
 from zoo.refcache import (ReferenceCache, ReferenceTable, cache_root, describe_cache_files, fingerprint,
                           reference_logps_for_run)
@@ -279,3 +279,10 @@ def test_the_fill_computes_only_the_examples_training_draws(tiny_run, tmp_path, 
     assert eval_ids <= cached
     assert cached - eval_ids == set(recorder.ids) & train_ids
     assert len(cached - eval_ids) == trained
+
+
+def test_a_batch_example_without_reference_row_is_named_not_a_bare_key_error():
+    table = ReferenceTable({"ab" * 12: torch.tensor([-1.0, -2.0])})
+    assert table.lookup(["ab" * 12], 2).tolist() == [[-1.0, -2.0]]
+    with pytest.raises(ZooError, match=r"no row for 1 example\(s\).*'cd.*holds 1.*reference_cache: off"):
+        table.lookup(["ab" * 12, "cd" * 12], 2)

@@ -78,8 +78,11 @@ def _canary(config, output: str | None, announce, console: Console) -> bool:
                           f"records no core_hash (written by an older version); run without --canary") from None
     # The earlier plugin sources are read from git at the result's commit: a plugin changed only in
     # its imports is carried with the core.
+    # A result that a canary carried keeps its stages under that canary's plugin aliases.
+    carried = result.get("canary") or {}
+    earlier_plugins = carried.get("plugins") if carried.get("identical") and carried.get("from") == earlier else None
     record = run_canary(config, Path(config.cache_dir or out / "cache"), earlier, announce,
-                        earlier_commit=result.get("commit"))
+                        earlier_commit=result.get("commit"), earlier_plugin_aliases=earlier_plugins)
     if not record["identical"]:
         console.print("the canary's outputs differ from the earlier code's: this change moves numbers, so the cache "
                       "is not carried over; run without --canary to rebuild", highlight=False)

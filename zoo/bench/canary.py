@@ -91,38 +91,57 @@ def differences(new: Stage, old: Stage) -> list[str]:
     return out
 
 
-def _build_prefix(config: BenchConfig, cache: StageCache, until: str) -> list[Stage]:
-    """The first seed's shared stages, in pipeline order, up to and including ``until``."""
+def _build_prefix(config: BenchConfig, cache: StageCache, until: str,
+                  announce: Callable[[str], None] = lambda text: None) -> list[Stage]:
+    """The first seed's shared stages, in pipeline order, up to and including ``until``;
+    ``announce`` is told each stage before it is found or built (building one can take minutes)."""
     from zoo.bench.stages import MODEL, SHARED, Stages
 
     stages = Stages(config, cache)
     seed = stages.pipeline_seed(config.seeds[0])
     wanted = SHARED[:SHARED.index(until) + 1]
+
+    def next_stage(kind: str) -> None:
+        if kind in wanted:
+            announce(f"canary stage {wanted.index(kind) + 1} of {len(wanted)}: {kind}")
+
+    next_stage("task")
     built: list[Stage] = [stages.task_data()]
     data = built[0]
+    next_stage("init")
     model, upstream = stages.initial_model(data, seed)
     if "init" in stages.shared:
         built.append(stages.shared["init"])
     if "pretrain" in wanted:
+        next_stage("pretrain")
         model, upstream = stages.pretrain(data, model, upstream, seed)
         built += [stages.shared["pretrain"]] if "pretrain" in stages.shared else []
     if "sft" in wanted:
+        next_stage("sft")
         sft = stages.sft(data, model, upstream, seed)
         built += [sft] if sft is not None else []
     if "preferences" in wanted:  # as Stages.pipeline chains them
         sft_model, sft_key = ((str(sft.path / MODEL), sft.key) if sft is not None else
                               (model, fingerprint("start", {"pipeline_seed": seed}, upstream)))
+        next_stage("preferences")
         preferences = stages.preferences(data, sft_model, sft_key, seed)
         built.append(preferences)
         if "reward_model" in wanted:
+            next_stage("reward_model")
             built.append(stages.reward_model(preferences, sft_model, sft_key, seed))
     return [stage for stage in built if stage.kind in wanted]
 
 
-def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes | None]
-                   ) -> tuple[dict[str, str], list[str]]:
+def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes | None],
+                   earlier_aliases: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """(today's digest → earlier digest of each plugin file changed only in its core imports, a
-    note for each plugin file changed otherwise or with no earlier version)."""
+    note for each plugin file changed otherwise or with no earlier version).
+
+    ``earlier_aliases``: the plugin aliases the earlier result was itself carried under (its
+    canary's ``plugins``): its stages are keyed by the digests those map to, so today's digests
+    map through them (a result carried twice still finds the stages that were built).
+    """
+    earlier_aliases = earlier_aliases or {}
     from zoo.bench import sources
     from zoo.bench.provenance import run_plugin_modules
 
@@ -134,11 +153,14 @@ def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes |
             notes.append(f"{path.name}: no earlier version to compare with")
             continue
         today, before = sources._file_digest(path), sources.code_digest(earlier)
+        built = earlier_aliases.get(before, before)  # the digest the earlier result's stages are keyed by
         if today == before:
+            if built != today:
+                aliases[today] = built
             continue
         why = sources.change_beyond_imports(earlier, path.read_bytes())
         if why is None:
-            aliases[today] = before
+            aliases[today] = built
         else:
             notes.append(f"{path.name}: {why} (its stages rebuild)")
     return aliases, notes
@@ -146,13 +168,15 @@ def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes |
 
 def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
                announce: Callable[[str], None] | None = None, earlier_commit: str | None = None,
-               earlier_source: Callable[[Path], bytes | None] | None = None) -> dict[str, Any]:
+               earlier_source: Callable[[Path], bytes | None] | None = None,
+               earlier_plugin_aliases: dict[str, str] | None = None) -> dict[str, Any]:
     """Rebuild the canary stages with today's code and compare them with the earlier code's.
 
     Returns the canary record for results.json; when every output is identical, also writes the
     alias today's code hash → ``earlier_core_hash`` into the cache (so the run that follows reuses
     it), with the plugin files :func:`plugin_aliases` finds changed only in their imports, read at
-    ``earlier_commit`` (git) or by ``earlier_source``.
+    ``earlier_commit`` (git) or by ``earlier_source``. ``earlier_plugin_aliases``: the plugin
+    aliases of the canary the earlier result was itself carried by, if it was.
     """
     from zoo.bench import sources
     from zoo.bench.provenance import git_source
@@ -167,7 +191,7 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
                               "identical": None}
     plugins: dict[str, str] = {}
     if earlier_source is not None:
-        plugins, notes = plugin_aliases(config, earlier_source)
+        plugins, notes = plugin_aliases(config, earlier_source, earlier_plugin_aliases)
         record["plugins"] = plugins
         for note in notes:
             announce(f"canary: {note}")
@@ -182,7 +206,8 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
 
         torch.set_num_threads(config.threads)
     sources.use_aliases(None)
-    new = _build_prefix(config, StageCache(cache_root), until)
+    announce(f"canary: rebuilding the first seed's stages up to {until} with today's code")
+    new = _build_prefix(config, StageCache(cache_root), until, announce)
     sources._aliases.update({today: {"from": earlier_core_hash, "plugins": plugins}})
     try:
         old = _build_prefix(config, _LookupOnly(cache_root), until)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # torch is imported where it runs, so that loading this modul
 from zoo.cache_home import user_cache
 from zoo.config import RunConfig
 from zoo.data.tokenize import TokenizedExample
+from zoo.errors import ZooError
 from zoo.gguf import file_digest, gguf_file, is_gguf
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,12 @@ class ReferenceTable:
         """``[B, group_size]``; slots past an example's own responses (invalid slots) are 0."""
         import torch
 
+        missing = [example_id for example_id in example_ids if example_id not in self.rows]
+        if missing:
+            raise ZooError(f"the reference log-probs hold no row for {len(missing)} example(s) of this batch "
+                           f"(first: {missing[0]!r}; the table holds {len(self.rows)}): they were computed for "
+                           "other examples than training draws; set train.reference_cache: off to compute "
+                           "them on every batch instead")
         out = torch.zeros((len(example_ids), group_size), dtype=torch.float32)
         for i, example_id in enumerate(example_ids):
             values = self.rows[example_id]
