@@ -1,11 +1,15 @@
 """Rollout speed: zoo's sampler against transformers' ``generate``, and where an online step's time goes.
 
     python benchmarks/rollouts.py --model-dir smollm2 --batch-size 8 --max-new-tokens 32 --repeats 3
+    python benchmarks/rollouts.py --model-dir smollm2 --data ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz \
+        --batch-size 4 --samples-per-prompt 4 --max-prompt-length 128 --max-new-tokens 48 --temperature 0.8
     python benchmarks/rollouts.py --model-dir smollm2 --split-steps 3 --algorithm ppo
 
-Part 1 samples the same left-padded prompts (the first ``--batch-size`` of ``--prompts``, tokenised
-as training does) with :class:`zoo.rollout.sampler.Sampler` (its own decoding loop, :mod:`zoo.rollout.decoding`)
-and with ``model.generate`` given the same generation config and seed (KV cache on, sampling at
+Part 1 samples the same left-padded prompts (the first ``--batch-size`` built-in questions, or
+of the preference file ``--data`` with the chat template, tokenised as training does),
+``--samples-per-prompt`` responses each (``generate``'s ``num_return_sequences``), with
+:class:`zoo.rollout.sampler.Sampler` (its own decoding loop, :mod:`zoo.rollout.decoding`) and
+with ``model.generate`` given the same generation config and seed (KV cache on, sampling at
 ``--temperature``, default 1; 0 is greedy), alternating ``--repeats`` times. It prints generated
 tokens per second of each (the median run), the ratio, and whether both produced the same tokens:
 always under greedy decoding; under sampling the draws are the same until the first row stops,

@@ -86,8 +86,9 @@ def test_the_canary_rebuilds_with_the_configs_thread_count(config, tmp_path, mon
     monkeypatch.setattr(sources, "code_source_hash", lambda: "f" * 16)
     monkeypatch.setattr(canary, "_build_prefix", lambda *args: [])
     (tmp_path / "cache").mkdir()
-    run_canary(dataclasses.replace(config, threads=1), tmp_path / "cache", "e" * 16)
+    record = run_canary(dataclasses.replace(config, threads=1), tmp_path / "cache", "e" * 16)
     assert calls == [1]
+    assert record["threads"] == torch.get_num_threads()  # the record says which count rebuilt the stages
 
 
 def test_the_canary_can_reach_the_preference_data_and_the_proxy_reward_model(tmp_path, monkeypatch):

@@ -201,10 +201,13 @@ def run_canary(config: BenchConfig, cache_root: Path, earlier_core_hash: str,
         record["identical"] = True
         record["note"] = "the code hash did not change: nothing to carry over"
         return record
-    if config.threads is not None:  # as the run did: the thread count changes float reductions
-        import torch
+    import torch
 
+    if config.threads is not None:  # as the run did: the thread count changes float reductions
         torch.set_num_threads(config.threads)
+    # A config without ``threads`` ran at torch's default; a canary under another count (say,
+    # OMP_NUM_THREADS=1) rebuilds other float reductions, so the record says which it used.
+    record["threads"] = torch.get_num_threads()
     sources.use_aliases(None)
     announce(f"canary: rebuilding the first seed's stages up to {until} with today's code")
     new = _build_prefix(config, StageCache(cache_root), until, announce)
