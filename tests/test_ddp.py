@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 
 def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, launcher: list[str] | None = None,
-         **data) -> dict:
+         strategy: str = "ddp", **data) -> dict:
     config = {
         "algorithm": "dpo",
         "model": {"name": "tiny", "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
@@ -29,7 +29,7 @@ def _run(tmp_path, name: str, devices: int, batch_size: int, cache_dir, launcher
         "data": {"train": "builtin:tiny_prefs", "builtin_size": 20, "eval_fraction": 0.2, "max_length": 48,
                  "max_prompt_length": 24, **data},
         "train": {"batch_size": batch_size, "eval_batch_size": 2, "max_epochs": 2, "learning_rate": 5e-3,
-                  "accelerator": "cpu", "devices": devices, "strategy": "ddp" if devices > 1 else "auto",
+                  "accelerator": "cpu", "devices": devices, "strategy": strategy if devices > 1 else "auto",
                   "progress_bar": False, "log_every_n_steps": 1},
         "output_dir": str(tmp_path / name),
     }
@@ -90,3 +90,21 @@ def test_torchrun_launch_matches_one_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     double = _run(tmp_path, "torchrun", devices=2, batch_size=8, cache_dir=cache, launcher=torchrun)
     _assert_same_run(single, double, steps=2)
+
+
+@pytest.mark.parametrize("strategy, why", [("ddp_spawn", "cannot be pickled"), ("ddp_fork", "step count"),
+                                           ("ddp_notebook_find_unused_parameters_true", "step count")])
+def test_strategies_that_start_processes_inside_fit_are_refused_with_the_reason(tmp_path, strategy, why):
+    """Lightning's spawn and fork launchers run fit in new processes and hand little back; tried,
+    spawn failed to pickle the model's hooks and fork's run wrote 0 steps. The run refuses them
+    before training, naming the key, the reason and the strategy to use instead."""
+    from zoo.config import load_config
+    from zoo.errors import ConfigError
+    from zoo.training_guard import train
+
+    config = {"algorithm": "dpo", "model": {"name": "tiny"}, "data": {"train": "builtin:tiny_prefs"},
+              "train": {"accelerator": "cpu", "devices": 2, "strategy": strategy, "progress_bar": False},
+              "output_dir": str(tmp_path / "run")}
+    usable = strategy.replace("ddp_notebook", "ddp").replace("ddp_spawn", "ddp").replace("ddp_fork", "ddp")
+    with pytest.raises(ConfigError, match=rf"train.strategy = '{strategy}' starts.*{why}.*Use '{usable}'"):
+        train(load_config(raw=config))

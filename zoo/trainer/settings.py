@@ -28,6 +28,22 @@ def check_trainer_names(train: Any) -> None:
     if str(train.strategy).lower() not in strategies:
         raise ConfigError(f"train.strategy = {train.strategy!r}: expected one of {', '.join(strategies)}"
                           f"{did_you_mean(str(train.strategy), strategies)}")
+    name = str(train.strategy).lower()
+    start = (StrategyRegistry[name].get("init_params") or {}).get("start_method") if name in StrategyRegistry else None
+    if start in _STARTS_REFUSED:
+        usable = name.replace("ddp_spawn", "ddp").replace("ddp_fork", "ddp").replace("ddp_notebook", "ddp")
+        raise ConfigError(f"train.strategy = {train.strategy!r} starts its processes by {start} from inside the fit "
+                          f"call, which a run cannot use: {_STARTS_REFUSED[start]}. Use {usable!r}, which runs the "
+                          "command once per process (or launch with torchrun, docs/scale.md)")
+
+
+#: Why a strategy that starts its processes from inside ``Trainer.fit`` cannot train a run.
+_STARTS_REFUSED = {
+    "spawn": "it pickles the model to each new process, and transformers 5 models hold forward hooks "
+             "(install_output_capuring_hook's) that cannot be pickled",
+    "fork": "the forked processes train, and the run's own process, which writes the model, metrics "
+            "and held-out evaluation, gets back only rank 0's weights, not its step count or state",
+}
 
 
 def trainer_settings_error(train: Any, exc: Exception) -> ConfigError:
