@@ -24,7 +24,7 @@ class ReleaseFreedMemory(L.Callback):
     alone. A GPU run's tensors are not on the C heap, so it does nothing there.
     """
 
-    def __init__(self, interval: float = 0.25, slack: int = 64 << 20) -> None:
+    def __init__(self, interval: float = 0.25, slack: int = 256 << 20) -> None:
         self.interval, self.slack = interval, slack
         self.released = 0
         self._stop = threading.Event()
