@@ -16,7 +16,7 @@ it at start-up; it does nothing on a C library other than glibc's.
 Blocks under the threshold (per-layer tensors of 0.1–8 MiB: a LoRA layer's activations, attention
 rows, optimiser temporaries) still come from the heap, and with sequence lengths that change from
 batch to batch the heap's holes do not fit the next step's requests: the same DPO recipe still
-grew from 1.9 to 3.8 GB over 8 steps. :func:`release_free_memory` (``malloc_trim(0)``) gives the
+grew from 1.9 to 3.8 GB over its first 4 steps. :func:`release_free_memory` (``malloc_trim(0)``) gives the
 free pages inside the heap back to the system; :class:`zoo.trainer.memory.ReleaseFreedMemory`
 calls it from a background thread while a CPU run trains.
 """

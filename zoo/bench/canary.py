@@ -141,10 +141,10 @@ def plugin_aliases(config: BenchConfig, earlier_source: Callable[[Path], bytes |
     canary's ``plugins``): its stages are keyed by the digests those map to, so today's digests
     map through them (a result carried twice still finds the stages that were built).
     """
-    earlier_aliases = earlier_aliases or {}
     from zoo.bench import sources
     from zoo.bench.provenance import run_plugin_modules
 
+    earlier_aliases = earlier_aliases or {}
     aliases: dict[str, str] = {}
     notes: list[str] = []
     for path in sorted({p for p in map(sources.module_file, run_plugin_modules(config.to_dict())) if p is not None}):

@@ -4,7 +4,7 @@
   message of a setting it refuses;
 * :mod:`zoo.trainer.token_counter`: the callback that counts the tokens trained on;
 * :mod:`zoo.trainer.progress_bar`: the training progress bar (rich, or plain lines in a log);
-* :mod:`zoo.trainer.memory`: the callback that returns freed heap memory between steps;
+* :mod:`zoo.trainer.memory`: the callback that returns freed heap memory while a CPU run trains;
 * :mod:`zoo.trainer.lightning_private`: the one place that reads Lightning's private state.
 """
 from __future__ import annotations
