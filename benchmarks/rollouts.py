@@ -15,6 +15,10 @@ tokens per second of each (the median run), the ratio, and whether both produced
 always under greedy decoding; under sampling the draws are the same until the first row stops,
 after which the sampler draws for fewer rows (the same distribution, other draws).
 
+``--shared-prefill`` also times the sampler on the prompts repeated ``--samples-per-prompt``
+times (each copy prefilled, as ``generate`` does) against ``samples_per_prompt`` (one prefill per
+prompt), alternating with the same seeds, and says whether the sequences are the same.
+
 Part 2 (``--split-steps N``) trains an online algorithm (``--algorithm``: ppo or
 rejection_sampling) for N steps after one warm-up step and splits each step's wall time into
 generation (inside the sampler), experience scoring (the rest of ``make_experience``: policy,
@@ -126,6 +130,28 @@ def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
     return {"rate": rate, "same": same}
 
 
+def time_shared_prefill(args: argparse.Namespace, model, tokenizer) -> None:
+    """The sampler on the prompts repeated ``--samples-per-prompt`` times (each copy prefilled, as
+    ``generate`` does) against the same prompts with ``samples_per_prompt`` (one prefill each),
+    alternating, same seeds: the seconds of each and whether the sequences are the same."""
+    from zoo.rollout.sampler import Sampler
+    from zoo.rollout.settings import Sampling
+
+    n = args.samples_per_prompt
+    ids, mask = prompts_for(tokenizer, args.batch_size, args.max_prompt_length, args.data)
+    sampler = Sampler(model, tokenizer)
+    settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0)
+    for repeat in range(args.repeats or 3):  # --repeats 0 skips part 1, not this
+        start = time.perf_counter()
+        repeated = sampler(ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0), Sampling(**settings),
+                           seed=repeat)
+        middle = time.perf_counter()
+        shared = sampler(ids, mask, Sampling(samples_per_prompt=n, **settings), seed=repeat)
+        end = time.perf_counter()
+        print(f"[{repeat + 1}] repeated prompt rows {middle - start:6.2f} s; shared prefill {end - middle:6.2f} s; "
+              f"same sequences: {torch.equal(repeated.sequences, shared.sequences)}", flush=True)
+
+
 def split_step(args: argparse.Namespace, model_dir: Path) -> dict:
     import lightning as L
 
@@ -202,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-prompt-length", type=int, default=64)
     parser.add_argument("--samples-per-prompt", type=int, default=1,
                         help="responses per prompt (generate's num_return_sequences)")
+    parser.add_argument("--shared-prefill", action="store_true",
+                        help="also time the sampler with each prompt repeated against samples_per_prompt")
     parser.add_argument("--data", default=None,
                         help="a preference file whose prompts to sample from (default: built-in questions)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -223,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         model, tokenizer = load(model_dir)
         if args.repeats:
             time_generation(args, model, tokenizer)
+        if args.shared_prefill:
+            time_shared_prefill(args, model, tokenizer)
         del model
         if args.split_steps:
             split_step(args, model_dir)
