@@ -58,18 +58,14 @@ def prompts_for(tokenizer, count: int, max_prompt_length: int, data: str | None 
     if data is None:
         return encode_prompts(tokenizer, (PROMPTS * (count // len(PROMPTS) + 1))[:count], max_prompt_length)
     from zoo.config.schema import DataConfig
+    from zoo.data.collate import Collator
     from zoo.data.dataset import load_examples
 
     config = DataConfig(train=data, max_prompt_length=max_prompt_length, max_length=max_prompt_length + 64,
                         chat_template="on", on_bad_rows="skip")
     examples, _ = load_examples(data, "train", "prompt", config, tokenizer, limit=count)
-    width = max(len(example.prompt_ids) for example in examples)
-    ids = torch.full((len(examples), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, example in enumerate(examples):
-        ids[i, width - len(example.prompt_ids):] = torch.tensor(example.prompt_ids)
-        mask[i, width - len(example.prompt_ids):] = 1
-    return ids, mask
+    batch = Collator(tokenizer.pad_token_id).pad(examples)  # the left-padded prompts an online step samples from
+    return batch.prompt_ids, batch.prompt_attention_mask
 
 
 PROMPTS = [
