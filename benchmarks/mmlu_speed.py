@@ -3,6 +3,8 @@
     python benchmarks/mmlu_speed.py --data-dir ../shared/data --limit 20
     python benchmarks/mmlu_speed.py --model-dir runs/sft/model --subjects all
     python benchmarks/mmlu_speed.py --model-dir smollm2 --limit 10 --repeats 2
+    python benchmarks/mmlu_speed.py --model-dir smollm2 --limit 25 --processes --threads 1
+
 
 Times, for each tool, reading the data, building the prompts and scoring every question (model
 loading and imports excluded: both get an already loaded model; the harness's data sets are
@@ -14,11 +16,23 @@ the median time counts). ``--model-dir`` takes a ``save_pretrained`` directory, 
 or ``smollm2`` (the packaged SmolLM2-135M-Instruct); without it the built-in tiny model is saved
 with a window long enough for 5-shot prompts. Without lm-evaluation-harness installed it times
 zoo alone.
+
+``--processes`` times what a user waits for instead: each tool's own command line as a whole
+process (``zoo eval`` against ``lm_eval run --model hf``), imports, model loading, the harness's
+task index and data set loading included, on the same model directory, files, few-shot count,
+limit and batch size. One untimed run of each at ``--limit 1`` warms the disk and the harness's
+``datasets`` cache first (a user's second run); then zoo and the harness alternate ``--repeats``
+times and zoo runs once more at the end, so its runs bracket the harness's. Prints wall and CPU
+seconds (user + system of the child) of every run and the ratio of the medians, and compares the
+predictions each tool wrote (``samples_mmlu.jsonl``; the harness's ``--log_samples`` files).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +77,109 @@ def time_harness(model_dir: Path, data_dir: Path, subjects: list[str], *, num_fe
     return seconds, samples
 
 
+def run_process(command: list[str], threads: int | None, log: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of ``command`` as a child process; its output goes to ``log``."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with open(log, "w", encoding="utf-8") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{command[0]} failed (exit {child.returncode}); its output: {log}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def console_script(name: str) -> str:
+    """The installed command ``name`` beside this interpreter (what a user types, without a shell's shims)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise SystemExit(f"{name}: not installed beside {sys.executable}")
+    return str(path)
+
+
+def zoo_command(model_dir: Path, data_dir: Path, subjects: list[str], *, num_fewshot: int, limit: int | None,
+                batch_size: int, output: Path) -> list[str]:
+    command = [console_script("zoo"), "eval", "--model", str(model_dir), "--suites", "mmlu",
+               "--num-fewshot", str(num_fewshot), "--data-dir", str(data_dir), "--batch-size", str(batch_size),
+               "--option", f"mmlu.subjects=[{','.join(subjects)}]", "--output", str(output)]
+    return command + (["--limit", str(limit)] if limit else [])
+
+
+def harness_command(model_dir: Path, tasks: list[str], task_dir: Path, *, num_fewshot: int, limit: int | None,
+                    batch_size: int, output: Path) -> list[str]:
+    command = [console_script("lm_eval"), "run", "--model", "hf",
+               "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu",
+               "--tasks", ",".join(tasks), "--include_path", str(task_dir), "--num_fewshot", str(num_fewshot),
+               "--batch_size", str(batch_size), "--output_path", str(output), "--log_samples"]
+    return command + (["--limit", str(limit)] if limit else [])
+
+
+def zoo_predictions(output: Path) -> dict[str, dict]:
+    with open(output / "samples_mmlu.jsonl", encoding="utf-8") as handle:
+        return {s["id"]: s for s in map(json.loads, handle)}
+
+
+def harness_predictions(output: Path) -> dict[str, dict]:
+    samples = {}
+    for path in output.rglob("samples_local_mmlu_*.jsonl"):
+        subject = path.name[len("samples_local_mmlu_"):].rsplit("_", 1)[0]
+        with open(path, encoding="utf-8") as handle:
+            for sample in map(json.loads, handle):
+                loglik = [float(r[0]) for r in sample["filtered_resps"]]
+                samples[f"{subject}/{sample['doc_id']}"] = {
+                    "loglikelihoods": loglik, "prediction": max(range(4), key=loglik.__getitem__)}
+    return samples
+
+
+def compare_processes(model_dir: Path, data_dir: Path, subjects: list[str], *, num_fewshot: int,
+                      limit: int | None, batch_size: int, threads: int | None, repeats: int, work: Path) -> None:
+    """Both tools' command lines as whole processes, alternating (see the module docstring)."""
+    from zoo_benchmarks.lmeval_mmlu import write_tasks
+
+    tasks = write_tasks(data_dir, subjects, work / "tasks")
+    common = dict(num_fewshot=num_fewshot, batch_size=batch_size)
+
+    def run(tool: str, label: str, run_limit: int | None) -> tuple[float, float, Path]:
+        output = work / label
+        if tool == "zoo":
+            command = zoo_command(model_dir, data_dir, subjects, limit=run_limit, output=output, **common)
+        else:
+            command = harness_command(model_dir, tasks, work / "tasks", limit=run_limit, output=output, **common)
+        print(f"{label}: running (output in {work / (label + '.log')})", flush=True)
+        wall, cpu = run_process(command, threads, work / f"{label}.log")
+        print(f"{label}: {wall:8.1f} s wall, {cpu:8.1f} s CPU", flush=True)
+        return wall, cpu, output
+
+    run("zoo", "zoo-warmup", 1)
+    run("harness", "harness-warmup", 1)
+    timings: dict[str, list[tuple[float, float]]] = {"zoo": [], "harness": []}
+    order = [tool for _ in range(repeats) for tool in ("zoo", "harness")] + ["zoo"]
+    outputs = {}
+    for index, tool in enumerate(order):
+        wall, cpu, outputs[tool] = run(tool, f"{tool}-{index}", limit)
+        timings[tool].append((wall, cpu))
+    zoo_samples, harness_samples = zoo_predictions(outputs["zoo"]), harness_predictions(outputs["harness"])
+    n = len(zoo_samples)
+    for tool in ("zoo", "harness"):
+        walls, cpus = zip(*timings[tool])
+        print(f"{tool:8s} wall s {', '.join(f'{w:.1f}' for w in walls)} (median {statistics.median(walls):.1f}); "
+              f"CPU s {', '.join(f'{c:.1f}' for c in cpus)} (median {statistics.median(cpus):.1f})")
+    for index, what in ((0, "wall"), (1, "CPU")):
+        zoo_times = [t[index] for t in timings["zoo"]]
+        harness_median = statistics.median(t[index] for t in timings["harness"])
+        print(f"speed-up zoo / harness, {what} time, whole processes: "
+              f"{harness_median / statistics.median(zoo_times):.2f}x "
+              f"(range over zoo's runs {harness_median / max(zoo_times):.2f}-{harness_median / min(zoo_times):.2f}x)")
+    agree = sum(harness_samples.get(k, {}).get("prediction") == v["prediction"] for k, v in zoo_samples.items())
+    worst = max(abs(a - b) for k, v in zoo_samples.items()
+                for a, b in zip(v["loglikelihoods"], harness_samples[k]["loglikelihoods"]))
+    print(f"{n} questions; identical predictions: {agree}/{n}; max |loglik(zoo) - loglik(harness)| = {worst:.3g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", default=None,
@@ -76,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="alternations of zoo and the harness")
     parser.add_argument("--no-plain", action="store_true", help="skip zoo without prefix sharing")
     parser.add_argument("--zoo-only", action="store_true")
+    parser.add_argument("--processes", action="store_true",
+                        help="time both command lines as whole processes (start-up and loading included)")
     args = parser.parse_args(argv)
 
     from zoo.eval.mmlu import SUBJECTS
@@ -93,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model_dir}, {len(subjects)} subjects, limit {limit}, {args.num_fewshot}-shot, "
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()}", flush=True)
     harness = not args.zoo_only and harness_available()
+    if args.processes:
+        if not harness:
+            raise SystemExit("--processes compares with lm-evaluation-harness: pip install lm-eval==0.4.13")
+        compare_processes(model_dir, args.data_dir, subjects, num_fewshot=args.num_fewshot, limit=limit,
+                          batch_size=args.batch_size, threads=args.threads, repeats=args.repeats, work=work)
+        return 0
     if not args.zoo_only and not harness:
         print("lm-evaluation-harness is not installed (pip install lm-eval): zoo timed alone")
     common = dict(num_fewshot=args.num_fewshot, limit=limit, batch_size=args.batch_size)
