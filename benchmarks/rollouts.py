@@ -15,6 +15,11 @@ tokens per second of each (the median run), the ratio, and whether both produced
 always under greedy decoding; under sampling the draws are the same until the first row stops,
 after which the sampler draws for fewer rows (the same distribution, other draws).
 
+``--packed-weights`` adds zoo's sampler with ``Sampling.packed_weights`` (decoding steps on
+oneDNN-packed CPU weights, :mod:`zoo.rollout.packed`) as a third contender in the same
+alternation; its tokens equal ``generate``'s under greedy decoding unless float rounding flips a
+near-tie, and under sampling they are other draws of the same distribution.
+
 ``--shared-prefill`` also times the sampler on the prompts repeated ``--samples-per-prompt``
 times (each copy prefilled, as ``generate`` does) against ``samples_per_prompt`` (one prefill per
 prompt), alternating with the same seeds, and says whether the sequences are the same.
@@ -31,6 +36,7 @@ the built-in tiny model. ``--threads`` pins torch's threads (default 1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -90,39 +96,49 @@ def time_generation(args: argparse.Namespace, model, tokenizer) -> dict:
     settings = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=0, top_p=1.0,
                         samples_per_prompt=args.samples_per_prompt)
     config = sampler._generation_config(settings)
-    times: dict[str, list[float]] = {"zoo": [], "generate": []}
-    tokens: dict[str, int] = {}
-    same = True
-    for repeat in range(args.repeats + 1):  # the first round warms both up and is not timed
-        start = time.perf_counter()
-        generation = sampler(ids, mask, settings, seed=repeat)
-        zoo_seconds = time.perf_counter() - start
-        with torch.no_grad(), torch.random.fork_rng():
-            torch.manual_seed(repeat)
-            start = time.perf_counter()
-            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-            hf_seconds = time.perf_counter() - start
-        hf_response = out.sequences[:, ids.shape[1]:]
-        zoo_response = generation.sequences[:, ids.shape[1]:]
-        zoo_tokens = int(generation.response_mask.sum())
-        from zoo.rollout.sampler import first_eos_mask
+    tools = ["zoo", "zoo packed", "generate"] if args.packed_weights else ["zoo", "generate"]
+    packed = dataclasses.replace(settings, packed_weights=True)
+    times: dict[str, list[float]] = {tool: [] for tool in tools}
+    tokens: dict[str, int] = dict.fromkeys(tools, 0)
+    same = dict.fromkeys(tools[:-1], True)
+    from zoo.rollout.sampler import first_eos_mask
 
-        hf_tokens = int(first_eos_mask(hf_response, sampler.eos_ids).sum())
-        same &= zoo_tokens == hf_tokens and bool(
-            (zoo_response.masked_fill(~generation.response_mask[:, ids.shape[1]:], 0)
-             == hf_response.masked_fill(~first_eos_mask(hf_response, sampler.eos_ids), 0)).all())
+    for repeat in range(args.repeats + 1):  # the first round warms every tool up and is not timed
+        responses, counts, seconds = {}, {}, {}
+        for tool in tools:
+            start = time.perf_counter()
+            if tool == "generate":
+                with torch.no_grad(), torch.random.fork_rng():
+                    torch.manual_seed(repeat)
+                    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                seconds[tool] = time.perf_counter() - start
+                response = out.sequences[:, ids.shape[1]:]
+                kept = first_eos_mask(response, sampler.eos_ids)
+            else:
+                generation = sampler(ids, mask, packed if tool == "zoo packed" else settings, seed=repeat)
+                seconds[tool] = time.perf_counter() - start
+                response = generation.sequences[:, ids.shape[1]:]
+                kept = generation.response_mask[:, ids.shape[1]:]
+            counts[tool] = int(kept.sum())
+            responses[tool] = response.masked_fill(~kept, 0)
+        for tool in same:
+            theirs = responses["generate"]
+            same[tool] &= responses[tool].shape == theirs.shape and bool((responses[tool] == theirs).all())
         if repeat:
-            times["zoo"].append(zoo_seconds)
-            times["generate"].append(hf_seconds)
-            tokens["zoo"] = tokens.get("zoo", 0) + zoo_tokens
-            tokens["generate"] = tokens.get("generate", 0) + hf_tokens
-        print(f"[{repeat or 'warm-up'}] zoo sampler {zoo_tokens} tokens in {zoo_seconds:6.2f} s; "
-              f"generate {hf_tokens} tokens in {hf_seconds:6.2f} s", flush=True)
-    rate = {tool: tokens[tool] / sum(times[tool]) for tool in times}
-    median = {tool: statistics.median(times[tool]) for tool in times}
-    print(f"generated tokens/s: zoo sampler {rate['zoo']:.1f}, transformers generate {rate['generate']:.1f}; "
-          f"zoo / generate {rate['zoo'] / rate['generate']:.2f}x (median-run ratio "
-          f"{median['generate'] / median['zoo']:.2f}x); identical samples: {same}")
+            for tool in tools:
+                times[tool].append(seconds[tool])
+                tokens[tool] += counts[tool]
+        print(f"[{repeat or 'warm-up'}] " + "; ".join(f"{tool} {counts[tool]} tokens in {seconds[tool]:6.2f} s"
+                                                     for tool in tools), flush=True)
+    rate = {tool: tokens[tool] / sum(times[tool]) for tool in tools}
+    median = {tool: statistics.median(times[tool]) for tool in tools}
+    print("generated tokens/s: " + ", ".join(f"{tool} {rate[tool]:.1f}" for tool in tools))
+    for tool in tools[:-1]:
+        print(f"{tool} / generate {rate[tool] / rate['generate']:.2f}x (median-run ratio "
+              f"{median['generate'] / median[tool]:.2f}x; per-run ratios "
+              f"{', '.join(f'{g / z:.2f}' for g, z in zip(times['generate'], times[tool]))}); "
+              f"identical samples: {same[tool]}")
+    same = all(same.values()) if not args.packed_weights else same["zoo"]
     return {"rate": rate, "same": same}
 
 
@@ -233,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-steps", type=int, default=0, help="also split N online training steps")
     parser.add_argument("--algorithm", default="ppo", choices=["ppo", "rejection_sampling"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--packed-weights", action="store_true",
+                        help="also time zoo's sampler with Sampling.packed_weights (oneDNN-packed CPU weights)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

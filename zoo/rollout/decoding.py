@@ -11,9 +11,13 @@ such rows. :func:`decode` instead
   prompt rows first and prefills every copy);
 * after each step drops the rows that emitted EOS from the batch and from the KV cache, so a step
   costs what its unfinished rows cost;
+* keeps the KV cache in buffers with room for every position to come (:mod:`zoo.rollout.kvcache`)
+  instead of copying it at each step, with the same attention results bit for bit;
 * applies the sampling settings as ``generate`` does (temperature, then top-k, then top-p on the
   float32 logits, then ``softmax`` and ``torch.multinomial``), using transformers' own warpers,
-  and reads the raw log-probs of the chosen tokens only when asked to.
+  and reads the raw log-probs of the chosen tokens only when asked to;
+* on request (``packed_weights``), runs the decoding steps on CPU with oneDNN-packed weights
+  (:mod:`zoo.rollout.packed`: faster, equal up to float rounding).
 
 Under greedy decoding the tokens are those ``generate`` picks (the same model calls with the same
 positions and masks, on fewer rows). Under sampling each step draws from the same distribution
@@ -23,12 +27,16 @@ distribution rather than the same draws.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from zoo.rollout.kvcache import roomy_cache
+from zoo.rollout.packed import packed_linears
 
 
 @dataclass
@@ -74,14 +82,15 @@ def _cache_argument(model: torch.nn.Module) -> str:
 @torch.no_grad()
 def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new_tokens: int,
            eos_ids: Sequence[int], pad_id: int, temperature: float, top_k: int = 0, top_p: float = 1.0,
-           samples_per_prompt: int = 1, record_logps: bool = False,
+           samples_per_prompt: int = 1, record_logps: bool = False, packed_weights: bool = False,
            tick: Callable[[int], None] | None = None) -> Decoded:
     """Generate up to ``max_new_tokens`` tokens for each left-padded prompt row (see the module docstring).
 
     Each prompt gets ``samples_per_prompt`` consecutive rows of the result (``generate``'s
     ``num_return_sequences`` order), so ``Decoded`` has ``B * samples_per_prompt`` rows.
     ``temperature = 0`` is greedy decoding. ``tick(n)`` is called once per decoding step with the
-    number of tokens it generated (one per row still going, its EOS included).
+    number of tokens it generated (one per row still going, its EOS included). ``packed_weights``
+    runs the decoding steps (not the prefill) on oneDNN-packed weights (:mod:`zoo.rollout.packed`).
     """
     from transformers import DynamicCache
 
@@ -94,7 +103,9 @@ def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, m
     mask = prompt_mask.long()
     # generate's positions: counted from each row's first real token (left padding gets 0).
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    cache = {_cache_argument(model): DynamicCache(config=getattr(model, "config", None))}
+    config = getattr(model, "config", None)
+    room = prompt_ids.shape[1] + max_new_tokens
+    cache = {_cache_argument(model): DynamicCache() if config is None else roomy_cache(config, room)}
     out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **cache)
     logits = out.logits[:, -1]
@@ -102,7 +113,17 @@ def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, m
     if n > 1:  # each prompt's samples share its prefill: copies of its cache rows and first logits
         next(iter(cache.values())).batch_repeat_interleave(n)
         logits, mask, positions = (t.repeat_interleave(n, dim=0) for t in (logits, mask, positions))
-    active = torch.arange(rows, device=device)  # the rows still generating, in the cache's order
+    with packed_linears(model, rows) if packed_weights else contextlib.nullcontext():
+        steps = _steps(model, cache, logits, mask, positions, tokens, logps, sampling, eos, tick)
+    return Decoded(tokens[:, :steps], None if logps is None else logps[:, :steps])
+
+
+def _steps(model: torch.nn.Module, cache: dict, logits: Tensor, mask: Tensor, positions: Tensor, tokens: Tensor,
+           logps: Tensor | None, sampling: LogitsProcessorList | None, eos: Tensor,
+           tick: Callable[[int], None] | None) -> int:
+    """The decoding loop of :func:`decode`: fills ``tokens`` (and ``logps``) row by row; returns the steps run."""
+    max_new_tokens = tokens.shape[1]
+    active = torch.arange(tokens.shape[0], device=tokens.device)  # the rows still generating, in the cache's order
     next_position = positions[:, -1] + 1
     steps = 0
     for step in range(max_new_tokens):
@@ -128,4 +149,4 @@ def decode(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, *, m
         logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
                        use_cache=True, **cache).logits[:, -1]
         next_position = next_position + 1
-    return Decoded(tokens[:, :steps], None if logps is None else logps[:, :steps])
+    return steps

@@ -29,6 +29,7 @@ in :mod:`zoo.rollout.batches`, which needs no transformers.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -39,7 +40,10 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from zoo.rollout.batches import Generation, encode_prompts, select_best
 from zoo.rollout.decoding import decode, supports_decoding
+from zoo.rollout.packed import unpacked_reason
 from zoo.rollout.settings import Sampling
+
+log = logging.getLogger(__name__)
 
 
 class _RawLogpRecorder(LogitsProcessor):
@@ -212,7 +216,10 @@ class Sampler:
                     (reporter if reporter is not None else contextlib.nullcontext()):
                 if seed is not None:
                     torch.manual_seed(seed)
-                if supports_decoding(self.model):
+                decodable = supports_decoding(self.model)
+                if sampling.packed_weights and (reason := unpacked_reason(device, decodable)) is not None:
+                    log.warning("packed_weights is on but has no effect here: %s", reason)
+                if decodable:
                     sequences, recorder = self._decode(prompt_ids, prompt_attention_mask, sampling, record_logps,
                                                        reporter)
                 else:
@@ -230,7 +237,7 @@ class Sampler:
         decoded = decode(self.model, prompt_ids, prompt_attention_mask, max_new_tokens=sampling.max_new_tokens,
                          eos_ids=self.eos_ids, pad_id=self.pad_id, temperature=float(sampling.temperature),
                          top_k=int(sampling.top_k), top_p=float(sampling.top_p), samples_per_prompt=n,
-                         record_logps=record_logps, tick=reporter.advance if reporter is not None else None)
+                         record_logps=record_logps, packed_weights=sampling.packed_weights, tick=reporter.advance if reporter is not None else None)
         ids = prompt_ids.repeat_interleave(n, dim=0)
         recorded = None if decoded.token_logps is None else _Recorded(decoded.token_logps)
         return torch.cat([ids, decoded.tokens], dim=1), recorded

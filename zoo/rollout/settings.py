@@ -8,7 +8,10 @@ spelling everywhere:
 * ``samples_per_prompt``: responses drawn per prompt (GRPO's G, RLOO's k, best-of-n's n);
 * ``max_new_tokens``: the response budget (generation stops earlier at EOS);
 * ``temperature``: 0 is greedy decoding; the recorded log-probs are always at temperature 1;
-* ``top_k`` (0: off) and ``top_p`` (1: off): truncation of the sampling distribution.
+* ``top_k`` (0: off) and ``top_p`` (1: off): truncation of the sampling distribution;
+* ``packed_weights`` (off): on CPU, decoding steps multiply by weights pre-packed for oneDNN,
+  about 1.3× faster rollouts on SmolLM2 but equal to the default only up to float rounding, so
+  the same seed draws different samples (:mod:`zoo.rollout.packed`).
 
 The settings check themselves on construction and name the config key at fault
 (``algorithm_args.top_p``, ``sampling.top_p``, ...: the ``key_prefix`` of the class).
@@ -36,6 +39,8 @@ class Sampling:
     top_k: int = 0
     #: Sample from the smallest set of tokens whose probability reaches p (1: all).
     top_p: float = 1.0
+    #: CPU decoding on oneDNN-packed weights (faster; equal up to float rounding, not bit for bit).
+    packed_weights: bool = False
 
     #: What errors put before a key (a subclass's config section).
     key_prefix: ClassVar[str] = "sampling"
@@ -54,6 +59,7 @@ class Sampling:
             ("temperature", _is_number(self.temperature) and self.temperature >= 0, "must be >= 0 (0: greedy)"),
             ("top_k", _is_int(self.top_k) and self.top_k >= 0, "must be >= 0 (0: no top-k truncation)"),
             ("top_p", _is_number(self.top_p) and 0 < self.top_p <= 1, "must be in (0, 1] (1: no top-p truncation)"),
+            ("packed_weights", isinstance(self.packed_weights, bool), "must be true or false"),
         ]
         for key, ok, message in checks:
             if not ok:
