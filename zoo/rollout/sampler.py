@@ -237,7 +237,8 @@ class Sampler:
         decoded = decode(self.model, prompt_ids, prompt_attention_mask, max_new_tokens=sampling.max_new_tokens,
                          eos_ids=self.eos_ids, pad_id=self.pad_id, temperature=float(sampling.temperature),
                          top_k=int(sampling.top_k), top_p=float(sampling.top_p), samples_per_prompt=n,
-                         record_logps=record_logps, packed_weights=sampling.packed_weights, tick=reporter.advance if reporter is not None else None)
+                         record_logps=record_logps, packed_weights=sampling.packed_weights,
+                         tick=reporter.advance if reporter is not None else None)
         ids = prompt_ids.repeat_interleave(n, dim=0)
         recorded = None if decoded.token_logps is None else _Recorded(decoded.token_logps)
         return torch.cat([ids, decoded.tokens], dim=1), recorded

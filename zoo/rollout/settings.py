@@ -10,7 +10,7 @@ spelling everywhere:
 * ``temperature``: 0 is greedy decoding; the recorded log-probs are always at temperature 1;
 * ``top_k`` (0: off) and ``top_p`` (1: off): truncation of the sampling distribution;
 * ``packed_weights`` (off): on CPU, decoding steps multiply by weights pre-packed for oneDNN,
-  about 1.3× faster rollouts on SmolLM2 but equal to the default only up to float rounding, so
+  about 1.2× faster rollouts on SmolLM2 but equal to the default only up to float rounding, so
   the same seed draws different samples (:mod:`zoo.rollout.packed`).
 
 The settings check themselves on construction and name the config key at fault
