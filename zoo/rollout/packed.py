@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import weakref
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
 
 #: Layers with fewer weights keep the default matmul (packing measured slower for them).
 MIN_WEIGHTS = 1 << 19
