@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported by what builds and moves batches, not by an algorithm's import
@@ -120,3 +121,18 @@ class LossOutput:
     losses: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
     tokens: Tensor | None = None
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad_id: int, *, min_width: int = 0) -> tuple[Tensor, Tensor]:
+    """``[N, W]`` token ids and attention mask of ``rows`` aligned to the right (left padding with
+    ``pad_id``), ``W`` the longest row and at least ``min_width``: how prompts are laid out for sampling."""
+    import torch
+
+    width = max([min_width, *(len(row) for row in rows)])
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+    return ids, mask

@@ -1,7 +1,7 @@
 """Collators: one for every data shape, all producing the flattened :class:`zoo.Batch` layout."""
 from __future__ import annotations
 
-from zoo.batch import Batch
+from zoo.batch import Batch, left_padded
 from zoo.data.tokenize import TokenizedExample
 
 
@@ -57,13 +57,7 @@ class Collator:
             attention_mask[i, : len(sequence)] = 1
             loss_mask[i, 0 if self.train_on_prompt else prompt_len: len(sequence)] = True
 
-        prompt_width = max(len(e.prompt_ids) for e in examples)
-        prompt_ids = torch.full((len(examples), prompt_width), self.pad_token_id, dtype=torch.long)
-        prompt_mask = torch.zeros((len(examples), prompt_width), dtype=torch.long)
-        for i, example in enumerate(examples):
-            if example.prompt_ids:
-                prompt_ids[i, prompt_width - len(example.prompt_ids):] = torch.tensor(example.prompt_ids)
-                prompt_mask[i, prompt_width - len(example.prompt_ids):] = 1
+        prompt_ids, prompt_mask = left_padded([e.prompt_ids for e in examples], self.pad_token_id)
 
         scores = None
         if any(e.scores is not None for e in examples):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:  # torch is imported where it runs, so that loading this module stays cheap
     from torch import Tensor
 
-from zoo.batch import Batch
+from zoo.batch import Batch, left_padded
 
 
 @dataclass
@@ -97,22 +97,13 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_length: in
     :class:`zoo.data.examples.ChatPrompt` is cut in whole turns with its template kept, so a row's
     prompt encodes to the ids its training example holds.
     """
-    import torch
-
     from zoo.data.examples import prompt_messages
     from zoo.data.truncation import PromptPolicy
 
     fit = PromptPolicy(max_prompt_length, prompt_truncation, "max_prompt_length").never_dropping().encoder(tokenizer)
     rows = [fit(prompt, prompt_messages(prompt), source="prompts", row=i + 1)[0] for i, prompt in enumerate(prompts)]
-    width = max(1, max(len(row) for row in rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
-    return ids, mask
+    return left_padded(rows, pad, min_width=1)
 
 
 class PaddedRows(NamedTuple):

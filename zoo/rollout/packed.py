@@ -104,6 +104,7 @@ def packed_linears(model: nn.Module, rows: int) -> Iterator[int]:
                 if packable(module):
                     module.forward = functools.partial(_forward, module, _packed_weight(module, max(rows, 1)))
                     patched.append(module)
+        log.debug("decoding on packed weights: %d linear layers, packed for %d rows", len(patched), rows)
         yield len(patched)
     finally:
         for module in patched:

@@ -7,6 +7,7 @@ device, a device count the accelerator cannot give) into one message naming the 
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from zoo.errors import ConfigError, did_you_mean
@@ -25,13 +26,13 @@ def check_trainer_names(train: Any) -> None:
         raise ConfigError(f"train.accelerator = {train.accelerator!r}: expected one of {', '.join(accelerators)}"
                           f"{did_you_mean(str(train.accelerator), accelerators)}")
     strategies = sorted({*_STRATEGY_ALIASES, *StrategyRegistry.available_strategies()})
-    if str(train.strategy).lower() not in strategies:
+    name = str(train.strategy).lower()
+    if name not in strategies:
         raise ConfigError(f"train.strategy = {train.strategy!r}: expected one of {', '.join(strategies)}"
                           f"{did_you_mean(str(train.strategy), strategies)}")
-    name = str(train.strategy).lower()
     start = (StrategyRegistry[name].get("init_params") or {}).get("start_method") if name in StrategyRegistry else None
     if start in _STARTS_REFUSED:
-        usable = name.replace("ddp_spawn", "ddp").replace("ddp_fork", "ddp").replace("ddp_notebook", "ddp")
+        usable = re.sub(r"^ddp_(spawn|fork|notebook)", "ddp", name)
         raise ConfigError(f"train.strategy = {train.strategy!r} starts its processes by {start} from inside the fit "
                           f"call, which a run cannot use: {_STARTS_REFUSED[start]}. Use {usable!r}, which runs the "
                           "command once per process (or launch with torchrun, docs/scale.md)")
