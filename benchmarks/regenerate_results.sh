@@ -22,10 +22,9 @@ zoo bench configs/bench/frontier.yaml --output benchmarks/results/frontier
 zoo bench configs/bench/smollm2.yaml task.args.data=../shared/data/hh-rlhf/harmless-base-test.jsonl.gz \
     evaluation.data_dir=../shared/data threads=1 --output benchmarks/results/smollm2
 # Controlled sentiment on real text (SmolLM2, VADER as the gold reward), HellaSwag's contexts as the
-# local text; the committed run has the first two of the three declared seeds (about 50 min cold each
-# on 2 CPU cores): drop the seeds override to run all three. After a change that should move no number,
-# add `canary.until=reward_model --canary` to carry its cache over instead (that is how the committed
-# result reached today's code).
+# local text, the three declared seeds (about 45 min cold each on 2 CPU cores). After a change that
+# should move no number, add `canary.until=reward_model --canary` to carry its cache over instead
+# (that is how the committed result reached today's code).
 zoo bench configs/bench/sentiment.yaml task.args.data=../shared/data/hellaswag/hellaswag_val_1000.jsonl \
-    task.args.field=ctx evaluation.data_dir=../shared/data 'seeds=[0, 1]' --output benchmarks/results/sentiment
+    task.args.field=ctx evaluation.data_dir=../shared/data --output benchmarks/results/sentiment
 zoo bench --check benchmarks/results/
