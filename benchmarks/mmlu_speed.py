@@ -87,9 +87,9 @@ def run_process(command: list[str], threads: int | None, log: Path) -> tuple[flo
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{command[0]} failed (exit {child.returncode}); its output: {log}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{command[0]} failed (exit {code}); its output: {log}")
     return wall, usage.ru_utime + usage.ru_stime
 
 
@@ -175,9 +175,10 @@ def compare_processes(model_dir: Path, data_dir: Path, subjects: list[str], *, n
               f"{harness_median / statistics.median(zoo_times):.2f}x "
               f"(range over zoo's runs {harness_median / max(zoo_times):.2f}-{harness_median / min(zoo_times):.2f}x)")
     agree = sum(harness_samples.get(k, {}).get("prediction") == v["prediction"] for k, v in zoo_samples.items())
-    worst = max(abs(a - b) for k, v in zoo_samples.items()
-                for a, b in zip(v["loglikelihoods"], harness_samples[k]["loglikelihoods"]))
-    print(f"{n} questions; identical predictions: {agree}/{n}; max |loglik(zoo) - loglik(harness)| = {worst:.3g}")
+    worst = max((abs(a - b) for k, v in zoo_samples.items() if k in harness_samples
+                 for a, b in zip(v["loglikelihoods"], harness_samples[k]["loglikelihoods"])), default=float("nan"))
+    print(f"{n} questions ({len(harness_samples)} scored by the harness); identical predictions: {agree}/{n}; "
+          f"max |loglik(zoo) - loglik(harness)| = {worst:.3g}")
 
 
 def main(argv: list[str] | None = None) -> int:
