@@ -108,10 +108,16 @@ def test_the_setting_is_checked_and_says_when_it_cannot_apply(setup, monkeypatch
     model, tokenizer, ids, mask = setup
     with pytest.raises(ConfigError, match=r"sampling.packed_weights = 'yes': must be true or false"):
         Sampling(packed_weights="yes")
+    import zoo.rollout.packed as packed_module
     import zoo.rollout.sampler as sampler_module
 
     monkeypatch.setattr(sampler_module, "supports_decoding", lambda model: False)
-    with caplog.at_level(logging.WARNING, logger="zoo.rollout.sampler"):
+    monkeypatch.setattr(packed_module, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="zoo.rollout.packed"):
         Sampler(model, tokenizer)(ids[:1], mask[:1], max_new_tokens=2, packed_weights=True, seed=0)
     assert "packed_weights is on but has no effect here: the model is decoded by transformers' generate" \
         in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="zoo.rollout.packed"):  # every rollout checks; one warning
+        Sampler(model, tokenizer)(ids[:1], mask[:1], max_new_tokens=2, packed_weights=True, seed=0)
+    assert "packed_weights" not in caplog.text

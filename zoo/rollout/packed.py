@@ -66,6 +66,18 @@ def unpacked_reason(device: torch.device, decodable: bool) -> str | None:
     return None
 
 
+#: The reasons already logged by :func:`warn_if_unpacked` (once per process each).
+_WARNED: set[str] = set()
+
+
+def warn_if_unpacked(device: torch.device, decodable: bool) -> None:
+    """Log why ``packed_weights`` has no effect here, once per process and reason (it is checked at every rollout)."""
+    reason = unpacked_reason(device, decodable)
+    if reason is not None and reason not in _WARNED:
+        _WARNED.add(reason)
+        log.warning("packed_weights is on but has no effect here: %s", reason)
+
+
 def packable(module: nn.Module) -> bool:
     """A float32 CPU ``nn.Linear`` big enough to gain, whose ``forward`` nothing else has replaced."""
     if not isinstance(module, nn.Linear) or "forward" in module.__dict__:

@@ -29,7 +29,6 @@ in :mod:`zoo.rollout.batches`, which needs no transformers.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -40,10 +39,8 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from zoo.rollout.batches import Generation, encode_prompts, select_best
 from zoo.rollout.decoding import decode, supports_decoding
-from zoo.rollout.packed import unpacked_reason
+from zoo.rollout.packed import warn_if_unpacked
 from zoo.rollout.settings import Sampling
-
-log = logging.getLogger(__name__)
 
 
 class _RawLogpRecorder(LogitsProcessor):
@@ -217,8 +214,8 @@ class Sampler:
                 if seed is not None:
                     torch.manual_seed(seed)
                 decodable = supports_decoding(self.model)
-                if sampling.packed_weights and (reason := unpacked_reason(device, decodable)) is not None:
-                    log.warning("packed_weights is on but has no effect here: %s", reason)
+                if sampling.packed_weights:
+                    warn_if_unpacked(device, decodable)
                 if decodable:
                     sequences, recorder = self._decode(prompt_ids, prompt_attention_mask, sampling, record_logps,
                                                        reporter)
