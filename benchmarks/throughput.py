@@ -371,11 +371,20 @@ def run_trl(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
     return meter
 
 
-def run_tool(tool: str, layouts: dict[str, bool], args: argparse.Namespace, model_dir: Path, *, precompute: bool,
-             memory: bool = False) -> StepMeter | int:
-    """One run of ``tool``: a zoo layout (``layouts[tool]``: padding-free) or TRL."""
+#: zoo's batch layouts (``--layouts``) as data options.
+LAYOUTS: dict[str, dict[str, bool]] = {
+    "padded": {"padding_free": False, "shared_prefix": False},
+    "padding-free": {"padding_free": True, "shared_prefix": False},
+    "shared-prefix": {"padding_free": False, "shared_prefix": True},
+    "shared-prefix-padding-free": {"padding_free": True, "shared_prefix": True},
+}
+
+
+def run_tool(tool: str, layouts: dict[str, dict[str, bool]], args: argparse.Namespace, model_dir: Path, *,
+             precompute: bool, memory: bool = False) -> StepMeter | int:
+    """One run of ``tool``: a zoo layout (``layouts[tool]``: its data options) or TRL."""
     if tool in layouts:
-        return run_zoo(args, model_dir, precompute=precompute, memory=memory, padding_free=layouts[tool])
+        return run_zoo(args, model_dir, precompute=precompute, memory=memory, **layouts[tool])
     return run_trl(args, model_dir, precompute=precompute, memory=memory)
 
 
@@ -469,8 +478,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--padding-free", action="store_true", help="zoo: data.padding_free")
     parser.add_argument("--group-by-length", action="store_true", help="zoo: data.group_by_length")
     parser.add_argument("--layouts", default=None, metavar="padded,padding-free",
-                        help="zoo layouts to run, alternating with TRL in one run (default: the one "
-                             "--padding-free selects)")
+                        help=f"zoo layouts to run, alternating with TRL in one run: {', '.join(LAYOUTS)} "
+                             "(shared-prefix: data.shared_prefix, each prompt run once for both responses; "
+                             "default: the one --padding-free selects)")
     parser.add_argument("--gradient-checkpointing", choices=["off", "on"], default="off",
                         help="activation checkpointing in both tools (TRL's own default is on, zoo's off)")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
@@ -487,9 +497,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.layouts = ["padding-free" if args.padding_free else "padded"]
     else:
         args.layouts = [item.strip() for item in args.layouts.split(",") if item.strip()]
-        unknown = sorted(set(args.layouts) - {"padded", "padding-free"})
+        unknown = sorted(set(args.layouts) - set(LAYOUTS))
         if unknown or not args.layouts:
-            parser.error(f"--layouts: expected padded and/or padding-free, got {', '.join(unknown) or 'nothing'}")
+            parser.error(f"--layouts: expected some of {', '.join(LAYOUTS)}, got {', '.join(unknown) or 'nothing'}")
     return args
 
 
@@ -506,8 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                              "accelerate and datasets, come with alignment-zoo's)") from None
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.precompute]
     # zoo's layouts as tools of their own ("zoo" alone when there is one), then TRL
-    layouts = {("zoo" if len(args.layouts) == 1 else f"zoo-{layout}"): layout == "padding-free"
-               for layout in args.layouts}
+    layouts = {("zoo" if len(args.layouts) == 1 else f"zoo-{layout}"): LAYOUTS[layout] for layout in args.layouts}
     tools = list(layouts) + (["trl"] if args.against == "trl" else [])
     peak_flops = matmul_peak_flops()
     from zoo.registry import get_registry
@@ -543,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.memory_steps:
                     result.peak_memory_bytes = run_tool(tool, layouts, args, model_dir, precompute=precompute,
                                                         memory=True)
-                result.options = {"padding_free": layouts[tool], "group_by_length": args.group_by_length} \
+                result.options = {**layouts[tool], "group_by_length": args.group_by_length} \
                     if tool in layouts else {}
                 results.append(result)
                 memory = f"{result.peak_memory_bytes / 2**20:8.2f} MiB" if result.peak_memory_bytes else "n/a"

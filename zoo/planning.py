@@ -85,10 +85,11 @@ def check_scale_options(config: RunConfig, algorithm: Algorithm) -> None:
     """Packed batches and cached reference log-probs only exist for offline log-prob algorithms."""
     name = config.algorithm
     offline = not algorithm.generates_online and algorithm.data_shape != "prompt"
-    if config.data.padding_free and not (offline and output_kind(algorithm).packs):
-        why = "generates its batches online" if not offline else f"scores sequences ({algorithm.output!r})"
-        raise ConfigError(f"data.padding_free = true: algorithm {name!r} {why}; packed batches serve offline "
-                          f"algorithms that score log-probs. Set data.padding_free: false.")
+    for key in ("padding_free", "shared_prefix"):
+        if getattr(config.data, key) and not (offline and output_kind(algorithm).packs):
+            why = "generates its batches online" if not offline else f"scores sequences ({algorithm.output!r})"
+            raise ConfigError(f"data.{key} = true: algorithm {name!r} {why}; packed batches serve offline "
+                              f"algorithms that score log-probs. Set data.{key}: false.")
     if config.train.reference_cache == "required" and not (algorithm.needs_reference and offline):
         why = "needs no reference model" if not algorithm.needs_reference else \
             "scores responses it generates during training, which no cache can hold in advance"

@@ -35,6 +35,10 @@ def training_reference(config: RunConfig, policy: nn.Module, tokenizer: Any) -> 
     from zoo.forward.attention import enable_varlen_attention
 
     reference, loaded = reference_model(config, policy, tokenizer, copy_policy=True)
-    if loaded and config.data.padding_free:
+    if loaded and config.data.shared_prefix:
+        from zoo.forward.shared_prefix import check_shared_prefix_support
+
+        check_shared_prefix_support(reference, role="the reference model")
+    elif loaded and config.data.padding_free:
         enable_varlen_attention(reference)
     return reference

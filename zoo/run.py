@@ -196,7 +196,11 @@ def load_policy(config: RunConfig, kind: OutputKind, tokenizer: Any) -> torch.nn
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.model.lora is not None:
         policy = _with_lora(policy, config, task=kind.lora_task)
-    if config.data.padding_free:
+    if config.data.shared_prefix:
+        from zoo.forward.shared_prefix import check_shared_prefix_support
+
+        check_shared_prefix_support(policy)
+    elif config.data.padding_free:
         enable_varlen_attention(policy)  # per-sequence attention for packed rows when the model uses sdpa
         check_packing_support(policy)
     return policy

@@ -178,6 +178,10 @@ class DataConfig(Validated):
     #: Pack each batch's sequences end to end into rows of ``max_length`` tokens (no padding
     #: compute; losses equal the padded path's). Offline log-prob algorithms only; see docs/scale.md.
     padding_free: bool = False
+    #: Run each example's prompt once for all its responses (pairwise and ranked data: one block of
+    #: prompt + responses per row, or all in one unpadded row with ``padding_free``; log-probs equal
+    #: the padded path's to float rounding). Offline log-prob algorithms on sdpa models; see docs/scale.md.
+    shared_prefix: bool = False
     #: DataLoader worker processes (0: load in the training process).
     num_workers: int = 0
     #: Seed of shuffling, the held-out split and ``builtin:`` data.

@@ -13,21 +13,30 @@ class Collator:
     responses get their first response repeated in the empty slots, marked invalid.
 
     With ``pack_capacity`` set (``data.padding_free``), the batch also carries the same sequences
-    packed into rows of that many tokens (:mod:`zoo.forward.packing`). With ``reference_logps`` set (a
+    packed into rows of that many tokens (:mod:`zoo.forward.packing`). With ``shared_prefix``
+    (``data.shared_prefix``) it carries each example's prompt once, followed by its responses
+    (:mod:`zoo.forward.shared_prefix`; all in one row when ``pack_capacity`` is set too). With ``reference_logps`` set (a
     :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
     """
 
-    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pack_capacity: int | None = None):
+    def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pack_capacity: int | None = None,
+                 shared_prefix: bool = False):
         self.pad_token_id = pad_token_id
         self.train_on_prompt = train_on_prompt
         self.pack_capacity = pack_capacity
+        self.shared_prefix = shared_prefix
         self.reference_logps = None
 
     def __call__(self, examples: list[TokenizedExample]) -> Batch:
         batch = self.pad(examples)
         if self.reference_logps is not None:
             batch.reference_logps = self.reference_logps.lookup(batch.example_ids, batch.group_size)
-        if self.pack_capacity is not None:
+        if self.shared_prefix:
+            from zoo.forward.shared_prefix import share_prefixes  # imports transformers' attention registry
+
+            batch.packed = share_prefixes(batch.input_ids, batch.attention_mask.sum(-1).tolist(), batch.loss_mask,
+                                          batch.group_size, self.pad_token_id, one_row=self.pack_capacity is not None)
+        elif self.pack_capacity is not None:
             from zoo.forward.packing import pack_sequences  # imports transformers' attention registry
 
             batch.packed = pack_sequences(batch.input_ids, batch.attention_mask.sum(-1).tolist(), self.pack_capacity,

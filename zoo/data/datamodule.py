@@ -34,7 +34,8 @@ class AlignmentDataModule(L.LightningDataModule):
         self.resume_position: tuple[int, int] | None = None
         self.collator = Collator(tokenizer.pad_token_id,
                                  train_on_prompt=config.train_on_prompt and shape == "sft",
-                                 pack_capacity=config.max_length if config.padding_free else None)
+                                 pack_capacity=config.max_length if config.padding_free else None,
+                                 shared_prefix=config.shared_prefix)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_examples:

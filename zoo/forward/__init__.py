@@ -4,7 +4,8 @@ reference cache, online algorithms and the benchmark's evaluation all call.
 Two choices are made here, from the batch and from what the caller asks for, never by the caller:
 
 * the layout: a batch that carries packed rows (``data.padding_free``) runs packed
-  (:mod:`zoo.forward.packing`), any other batch runs padded (:mod:`zoo.forward.logprobs`); the outputs come back in
+  (:mod:`zoo.forward.packing`), one that carries shared-prompt blocks (``data.shared_prefix``) runs those
+  (:mod:`zoo.forward.shared_prefix`), any other batch runs padded (:mod:`zoo.forward.logprobs`); the outputs come back in
   the padded ``[B*k, T]`` layout either way;
 * the head: without ``hidden_states`` the LM head runs at the scored positions only
   (:mod:`zoo.forward.lm_head`, which falls back to full logits for a model it cannot split); asking for
@@ -17,9 +18,10 @@ The package holds the whole forward path:
 
 * :mod:`zoo.forward.logprobs`: the padded path, log-probs of the scored tokens;
 * :mod:`zoo.forward.packing`: the packed path (``data.padding_free``);
+* :mod:`zoo.forward.shared_prefix`: one copy of each prompt for all its responses (``data.shared_prefix``);
 * :mod:`zoo.forward.lm_head` and :mod:`zoo.forward.chunked_head`: the LM head at the scored
   positions only, in chunks;
-* :mod:`zoo.forward.attention`: per-sequence attention for packed rows on sdpa models;
+* :mod:`zoo.forward.attention`: per-sequence (and per-block) attention for packed rows on sdpa models;
 * :mod:`zoo.forward.swiglu`: the SwiGLU MLP that keeps fewer activations for backward.
 """
 from __future__ import annotations
@@ -44,6 +46,11 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
             return batch_logprobs(inner, batch, hidden_states=hidden_states, scores=scores)
     if scores:
         return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
+    if batch.packed is not None and hasattr(batch.packed, "predecessor"):
+        from zoo.forward.shared_prefix import shared_prefix_logprobs
+
+        return shared_prefix_logprobs(model, batch.packed, batch.input_ids, batch.loss_mask, batch.group_size,
+                                      hidden_states=hidden_states)
     if batch.packed is not None:
         from zoo.forward.packing import packed_sequence_logprobs  # transformers' attention registry: only when packed
 

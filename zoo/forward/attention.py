@@ -12,6 +12,11 @@ one more attention implementation, ``zoo_varlen``, with transformers' ``Attentio
 * without it, it *is* transformers' sdpa attention, mask and all, so generation, evaluation and
   padded batches behave exactly as with ``attn_implementation="sdpa"``.
 
+* inside :func:`shared_prefix_call` (``data.shared_prefix``), each row holds blocks of one prompt
+  followed by the responses that continue it: the prompt attends to itself, each response to the
+  prompt and to itself (a lower-right causal mask over ``prompt + response`` keys), never to another
+  response, so every response sees exactly the keys it would see as one sequence.
+
 Its mask function is sdpa's, except inside :func:`packed_call` (a packed forward pass), where it
 returns ``None``: the block-diagonal mask would be built and never read.
 
@@ -35,6 +40,10 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 VARLEN = "zoo_varlen"
 
 _in_packed_call: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_in_packed_call", default=False)
+#: Per row: its blocks as ``(prefix length, response lengths)``, end to end from the row's start.
+PrefixBlocks = list[list[tuple[int, tuple[int, ...]]]]
+_prefix_blocks: contextvars.ContextVar[PrefixBlocks | None] = contextvars.ContextVar("zoo_prefix_blocks",
+                                                                                      default=None)
 
 
 def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor,
@@ -43,7 +52,11 @@ def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor
     """Per-sequence causal sdpa over one packed row (``query``: ``[1, H, T, D]``), else transformers' sdpa.
 
     Returns the attention output as ``[1, T, H, D]`` (the layout transformers' implementations return).
+    Inside :func:`shared_prefix_call` the rows (``[R, H, T, D]``) hold prompt-sharing blocks instead.
     """
+    blocks = _prefix_blocks.get()
+    if blocks is not None:
+        return _prefix_attention(query, key, value, blocks, dropout, scaling), None
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
@@ -57,6 +70,37 @@ def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor
                                               enable_gqa=gqa)
                for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _prefix_attention(query: Tensor, key: Tensor, value: Tensor, blocks: PrefixBlocks, dropout: float,
+                      scaling: float | None) -> Tensor:
+    """Attention over rows of prompt-sharing blocks (see the module docstring), as ``[R, T, H, D]``."""
+    gqa = query.shape[1] != key.shape[1]
+    rows = []
+    for r, row_blocks in enumerate(blocks):
+        lengths = [n for prefix, responses in row_blocks for n in (prefix, *responses)]
+        tail = query.shape[2] - sum(lengths)
+        pieces = zip(*(t[r:r + 1].split([*lengths, tail], 2) for t in (query, key, value)))
+        outputs = []
+        for prefix, responses in row_blocks:
+            q, k, v = next(pieces)
+            if prefix:
+                outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout,
+                                                              scale=scaling, enable_gqa=gqa))
+            for length in responses:
+                rq, rk, rv = next(pieces)
+                if not length:
+                    continue
+                # response token i sees the whole prompt and response tokens 0..i
+                allowed = torch.arange(prefix + length, device=query.device)[None] \
+                    <= prefix + torch.arange(length, device=query.device)[:, None]
+                outputs.append(F.scaled_dot_product_attention(rq, torch.cat([k, rk], 2), torch.cat([v, rv], 2),
+                                                              attn_mask=allowed, dropout_p=dropout, scale=scaling,
+                                                              enable_gqa=gqa))
+        if tail:
+            outputs.append(query.new_zeros(1, query.shape[1], tail, query.shape[3]))
+        rows.append(torch.cat(outputs, dim=2))
+    return torch.cat(rows).transpose(1, 2).contiguous()
 
 
 def varlen_mask(*args, **kwargs) -> Tensor | None:
@@ -107,6 +151,17 @@ def sequence_starts(position_ids: Tensor) -> Tensor:
     starts = torch.nonzero(flat == 0).flatten()
     total = torch.tensor([flat.numel()], dtype=starts.dtype, device=starts.device)
     return torch.cat([starts, total]).to(torch.int32)
+
+
+@contextlib.contextmanager
+def shared_prefix_call(blocks: PrefixBlocks) -> Iterator[None]:
+    """Inside it, :data:`VARLEN` attention reads each row as the prompt-sharing ``blocks`` (no mask is built)."""
+    token = _prefix_blocks.set(blocks)
+    try:
+        with packed_call():
+            yield
+    finally:
+        _prefix_blocks.reset(token)
 
 
 @contextlib.contextmanager
