@@ -118,3 +118,18 @@ def test_shared_prefix_is_refused_for_algorithms_without_offline_logprobs():
     config = load_config(raw={"algorithm": "grpo", "data": {"shared_prefix": True}})
     with pytest.raises(ConfigError, match="data.shared_prefix = true: algorithm 'grpo' generates"):
         check_scale_options(config, get_registry().algorithm("grpo")())
+
+
+def test_gradients_are_exact_under_activation_checkpointing(tokenizer):
+    """Checkpointed layers rerun attention in the backward pass, outside the forward call: the
+    blocks must travel with the layer's inputs."""
+    torch.manual_seed(0)
+    module = _module("dpo", tokenizer, VARLEN)
+    module.policy.train()
+    module.policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=6)
+    padded, padded_grads = _loss_and_grads(module, Collator(tokenizer.pad_token_id)(examples))
+    shared, shared_grads = _loss_and_grads(module, Collator(tokenizer.pad_token_id, shared_prefix=True)(examples))
+    torch.testing.assert_close(shared.losses, padded.losses, atol=1e-5, rtol=1e-5)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)

@@ -126,6 +126,16 @@ class LossOutput:
 def left_padded(rows: Sequence[Sequence[int]], pad_id: int, *, min_width: int = 0) -> tuple[Tensor, Tensor]:
     """``[N, W]`` token ids and attention mask of ``rows`` aligned to the right (left padding with
     ``pad_id``), ``W`` the longest row and at least ``min_width``: how prompts are laid out for sampling."""
+    return _padded(rows, pad_id, min_width, left=True)
+
+
+def right_padded(rows: Sequence[Sequence[int]], pad_id: int, *, min_width: int = 0) -> tuple[Tensor, Tensor]:
+    """``[N, W]`` token ids and attention mask of ``rows`` aligned to the left (right padding with
+    ``pad_id``): how sequences are laid out for scoring and training."""
+    return _padded(rows, pad_id, min_width, left=False)
+
+
+def _padded(rows: Sequence[Sequence[int]], pad_id: int, min_width: int, *, left: bool) -> tuple[Tensor, Tensor]:
     import torch
 
     width = max([min_width, *(len(row) for row in rows)])
@@ -133,6 +143,7 @@ def left_padded(rows: Sequence[Sequence[int]], pad_id: int, *, min_width: int = 
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         if row:
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[i, span] = torch.tensor(row, dtype=torch.long)
+            mask[i, span] = 1
     return ids, mask

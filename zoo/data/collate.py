@@ -1,7 +1,7 @@
 """Collators: one for every data shape, all producing the flattened :class:`zoo.Batch` layout."""
 from __future__ import annotations
 
-from zoo.batch import Batch, left_padded
+from zoo.batch import Batch, left_padded, right_padded
 from zoo.data.tokenize import TokenizedExample
 
 
@@ -56,14 +56,9 @@ class Collator:
                 sequences.append(example.prompt_ids + response)
                 prompt_lengths.append(len(example.prompt_ids))
                 valid.append(j < len(example.response_ids))
-        width = max(len(s) for s in sequences)
-        n = len(sequences)
-        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((n, width), dtype=torch.long)
-        loss_mask = torch.zeros((n, width), dtype=torch.bool)
+        input_ids, attention_mask = right_padded(sequences, self.pad_token_id)
+        loss_mask = torch.zeros(input_ids.shape, dtype=torch.bool)
         for i, (sequence, prompt_len) in enumerate(zip(sequences, prompt_lengths)):
-            input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-            attention_mask[i, : len(sequence)] = 1
             loss_mask[i, 0 if self.train_on_prompt else prompt_len: len(sequence)] = True
 
         prompt_ids, prompt_mask = left_padded([e.prompt_ids for e in examples], self.pad_token_id)

@@ -276,8 +276,7 @@ class LoglikScorer:
                          for p in range(len(suffix) - row.longest_continuation, len(suffix))})
         kwargs = {}
         if cache is not None:
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(len(batch))
+            past = _repeated(cache, len(batch))
             kwargs.update({self.cache_argument: past, "use_cache": True})
         else:
             kwargs["use_cache"] = False
@@ -289,6 +288,30 @@ class LoglikScorer:
             return logits, {p: j for j, p in enumerate(needed)}
         logits = self.model(input_ids=ids.to(device), **kwargs).logits
         return logits, {p: p for p in needed}
+
+
+def _repeated(cache, rows: int):
+    """``cache`` for ``rows`` rows: each layer's prefix keys and values expanded along the batch (views, no copy).
+
+    A transformers ``DynamicLayer`` appends new keys with ``torch.cat``, which reads the expanded
+    view once into its new tensor; the deep copy and ``batch_repeat_interleave`` this replaces
+    wrote the whole prefix cache ``rows + 1`` times per batch for the same values. Other cache
+    layers (sliding windows, quantised caches) take that copying path.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(rows)
+        return past
+    past = copy.copy(cache)
+    past.layers = [copy.copy(layer) for layer in layers]
+    for layer in past.layers:
+        if layer.is_initialized:
+            layer.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(rows, *layer.values.shape[1:])
+    return past
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:

@@ -12,10 +12,12 @@ one more attention implementation, ``zoo_varlen``, with transformers' ``Attentio
 * without it, it *is* transformers' sdpa attention, mask and all, so generation, evaluation and
   padded batches behave exactly as with ``attn_implementation="sdpa"``.
 
-* inside :func:`shared_prefix_call` (``data.shared_prefix``), each row holds blocks of one prompt
+* given ``zoo_prefix_blocks`` (``data.shared_prefix``), each row holds blocks of one prompt
   followed by the responses that continue it: the prompt attends to itself, each response to the
   prompt and to itself (a lower-right causal mask over ``prompt + response`` keys), never to another
-  response, so every response sees exactly the keys it would see as one sequence.
+  response, so every response sees exactly the keys it would see as one sequence. The blocks travel
+  as a forward keyword, like ``cu_seq_lens_q``, so that a checkpointed layer recomputing its
+  attention in the backward pass gets them again.
 
 Its mask function is sdpa's, except inside :func:`packed_call` (a packed forward pass), where it
 returns ``None``: the block-diagonal mask would be built and never read.
@@ -42,8 +44,8 @@ VARLEN = "zoo_varlen"
 _in_packed_call: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_in_packed_call", default=False)
 #: Per row: its blocks as ``(prefix length, response lengths)``, end to end from the row's start.
 PrefixBlocks = list[list[tuple[int, tuple[int, ...]]]]
-_prefix_blocks: contextvars.ContextVar[PrefixBlocks | None] = contextvars.ContextVar("zoo_prefix_blocks",
-                                                                                      default=None)
+#: The forward keyword that carries :data:`PrefixBlocks` to the attention layers.
+PREFIX_BLOCKS = "zoo_prefix_blocks"
 
 
 def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor,
@@ -52,9 +54,9 @@ def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor
     """Per-sequence causal sdpa over one packed row (``query``: ``[1, H, T, D]``), else transformers' sdpa.
 
     Returns the attention output as ``[1, T, H, D]`` (the layout transformers' implementations return).
-    Inside :func:`shared_prefix_call` the rows (``[R, H, T, D]``) hold prompt-sharing blocks instead.
+    Given ``zoo_prefix_blocks`` the rows (``[R, H, T, D]``) hold prompt-sharing blocks instead.
     """
-    blocks = _prefix_blocks.get()
+    blocks = kwargs.get(PREFIX_BLOCKS)
     if blocks is not None:
         return _prefix_attention(query, key, value, blocks, dropout, scaling), None
     if cu_seq_lens_q is None:
@@ -151,17 +153,6 @@ def sequence_starts(position_ids: Tensor) -> Tensor:
     starts = torch.nonzero(flat == 0).flatten()
     total = torch.tensor([flat.numel()], dtype=starts.dtype, device=starts.device)
     return torch.cat([starts, total]).to(torch.int32)
-
-
-@contextlib.contextmanager
-def shared_prefix_call(blocks: PrefixBlocks) -> Iterator[None]:
-    """Inside it, :data:`VARLEN` attention reads each row as the prompt-sharing ``blocks`` (no mask is built)."""
-    token = _prefix_blocks.set(blocks)
-    try:
-        with packed_call():
-            yield
-    finally:
-        _prefix_blocks.reset(token)
 
 
 @contextlib.contextmanager

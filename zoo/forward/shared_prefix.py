@@ -8,7 +8,7 @@ positions where ``P + C + R`` carry all the information. Here each example becom
     [ prompt | response 1 | response 2 | ... ]
 
 Positions restart nowhere: response ``j``'s tokens keep the positions they have in their own
-sequence (``P, P+1, ...``). Attention (:func:`zoo.forward.attention.shared_prefix_call`) lets the
+sequence (``P, P+1, ...``). Attention (:mod:`zoo.forward.attention`, given the blocks) lets the
 prompt attend to itself and each response to the prompt and to itself, so every token's hidden
 state is the one it has in its own sequence, gradients included (the prompt's activations receive
 the sum of what every response sends back, as its copies did). The first token of response ``j``
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
-from zoo.forward.attention import PrefixBlocks, enable_varlen_attention, shared_prefix_call
+from zoo.forward.attention import PREFIX_BLOCKS, PrefixBlocks, enable_varlen_attention, packed_call
 from zoo.forward.lm_head import head_log_probs, split_head
 from zoo.forward.logprobs import assemble
 
@@ -144,9 +144,9 @@ def shared_prefix_logprobs(model: nn.Module, rows: SharedPrefixRows, input_ids: 
     targets = input_ids[scored]
     if bool((predictor < 0).any()):
         raise ValueError("a scored token has no predecessor in the shared-prefix layout")
-    forward = {"position_ids": rows.position_ids, "use_cache": False}
+    forward = {"position_ids": rows.position_ids, "use_cache": False, PREFIX_BLOCKS: rows.blocks}
     parts = None if hidden_states else split_head(model)
-    with shared_prefix_call(rows.blocks):
+    with packed_call():  # no mask is built: the blocks say who sees whom
         if parts is not None:
             hidden = parts[0](input_ids=rows.input_ids, **forward).last_hidden_state
             hidden = hidden.reshape(-1, hidden.shape[-1])

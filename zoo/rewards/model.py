@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from zoo.batch import right_padded
 from zoo.errors import ConfigError
 from zoo.forward import sequence_scores
 from zoo.gguf import is_gguf
@@ -90,14 +91,7 @@ class ModelReward(RewardSource):
             example = encode(Example(prompt, [response], None, i + 1, "reward",
                                      prompt_messages=prompt_messages(prompt)))
             rows.append(example.prompt_ids + example.response_ids[0])
-        pad = self.tokenizer.pad_token_id
-        width = max(1, max(len(r) for r in rows))
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        return ids, mask
+        return right_padded(rows, self.tokenizer.pad_token_id, min_width=1)
 
     @torch.no_grad()
     def _score(self, prompts: list[str], responses: list[str]) -> Tensor:

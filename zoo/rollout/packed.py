@@ -83,8 +83,7 @@ def packable(module: nn.Module) -> bool:
     if not isinstance(module, nn.Linear) or "forward" in module.__dict__:
         return False
     weight = module.weight
-    return weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.numel() >= MIN_WEIGHTS \
-        and weight.dim() == 2 and not weight.is_sparse
+    return weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.numel() >= MIN_WEIGHTS
 
 
 def _packed_weight(module: nn.Linear, rows: int) -> Tensor:

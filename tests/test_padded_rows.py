@@ -1,9 +1,10 @@
-"""zoo.batch.left_padded: the prompt layout of sampling (encode_prompts) and of the collators."""
+"""zoo.batch.left_padded / right_padded: the prompt layout of sampling (encode_prompts, the collators) and the
+sequence layout of training and scoring (the collators, the reward model)."""
 from __future__ import annotations
 
 import torch
 
-from zoo.batch import left_padded
+from zoo.batch import left_padded, right_padded
 
 
 def test_rows_are_aligned_right_with_their_mask():
@@ -19,3 +20,11 @@ def test_min_width_pads_further():
     assert mask.tolist() == [[0, 0, 0], [0, 0, 1]]
     empty_ids, _ = left_padded([[]], pad_id=1, min_width=1)
     assert empty_ids.tolist() == [[1]]
+
+
+def test_right_padding_aligns_rows_left():
+    ids, mask = right_padded([[5, 6], [7], []], pad_id=0)
+    assert ids.tolist() == [[5, 6], [7, 0], [0, 0]]
+    assert mask.tolist() == [[1, 1], [1, 0], [0, 0]]
+    ids, mask = right_padded([[4]], pad_id=2, min_width=3)
+    assert ids.tolist() == [[4, 2, 2]] and mask.tolist() == [[1, 0, 0]]
