@@ -133,3 +133,16 @@ def test_gradients_are_exact_under_activation_checkpointing(tokenizer):
     torch.testing.assert_close(shared.losses, padded.losses, atol=1e-5, rtol=1e-5)
     for name, grad in padded_grads.items():
         torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_a_model_still_on_sdpa_is_switched_before_it_scores_blocks(tokenizer):
+    """A reference loaded only to fill the cache never went through the run's set-up."""
+    torch.manual_seed(0)
+    module = _module("dpo", tokenizer, "sdpa")
+    assert module.policy.config._attn_implementation == "sdpa"
+    examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=4)
+    with torch.no_grad():
+        padded = module.outputs(module.policy, Collator(tokenizer.pad_token_id)(examples))
+        shared = module.outputs(module.policy, Collator(tokenizer.pad_token_id, shared_prefix=True)(examples))
+    assert module.policy.config._attn_implementation == VARLEN
+    torch.testing.assert_close(shared.token_logps, padded.token_logps, atol=1e-5, rtol=1e-5)

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from zoo.batch import SequenceLogProbs
 from zoo.errors import ConfigError
-from zoo.forward.attention import PREFIX_BLOCKS, PrefixBlocks, enable_varlen_attention, packed_call
+from zoo.forward.attention import (PREFIX_BLOCKS, PrefixBlocks, enable_varlen_attention, packed_call,
+                                   uses_varlen_attention)
 from zoo.forward.lm_head import head_log_probs, split_head
 from zoo.forward.logprobs import assemble
 
@@ -136,8 +137,12 @@ def shared_prefix_logprobs(model: nn.Module, rows: SharedPrefixRows, input_ids: 
     """:func:`zoo.forward.logprobs.sequence_logprobs` of the padded ``input_ids`` batch, run as ``rows``.
 
     The LM head runs at the predecessors of scored tokens only when the model splits into backbone
-    and head (:func:`zoo.forward.lm_head.split_head`); otherwise at every position.
+    and head (:func:`zoo.forward.lm_head.split_head`); otherwise at every position. A model still on
+    sdpa (a reference loaded only to fill the reference cache) is switched to ``zoo_varlen`` first:
+    any other attention would ignore the blocks.
     """
+    if not uses_varlen_attention(model):
+        check_shared_prefix_support(model, role="the model scoring this batch")
     scored = loss_mask.bool() & (rows.where >= 0)
     scored[:, 0] = False  # the first token has no prediction
     predictor = rows.predecessor[rows.where[scored]]
