@@ -246,8 +246,10 @@ def run_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, memo
     return meter
 
 
-def profile_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool) -> dict[str, float]:
-    """Seconds per step spent in matmuls, attention and everything else over ``--profile`` steps of zoo."""
+def profile_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool, **data_options: Any
+                ) -> dict[str, float]:
+    """Seconds per step spent in matmuls, attention and everything else over ``--profile`` steps of zoo
+    (in the layout ``data_options`` set)."""
     import lightning as L
     from torch.profiler import profile
 
@@ -268,7 +270,7 @@ def profile_zoo(args: argparse.Namespace, model_dir: Path, *, precompute: bool) 
 
     saved_steps, args.steps = args.steps, last
     try:
-        run_zoo(args, model_dir, precompute=precompute, extra_callbacks=[Profiler()])
+        run_zoo(args, model_dir, precompute=precompute, extra_callbacks=[Profiler()], **data_options)
     finally:
         args.steps = saved_steps
     events = state["profiler"].key_averages()
@@ -485,7 +487,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="activation checkpointing in both tools (TRL's own default is on, zoo's off)")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps of the memory run (0: skip it)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="profile N zoo steps after warm-up in one more run and print the time split")
+                        help="profile N zoo steps (the first of --layouts) after warm-up in one more run and "
+                             "print the time split")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
@@ -587,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = prepare_model_dir(args, Path(scratch))
             for precompute in settings:
                 split = profiles[f"precompute {'on' if precompute else 'off'}"] = profile_zoo(
-                    args, model_dir, precompute=precompute)
+                    args, model_dir, precompute=precompute, **LAYOUTS[args.layouts[0]])
                 print(f"zoo profile, precompute {'on' if precompute else 'off'}: {1000 * split['step']:.0f} ms/step "
                       f"(profiled): matmuls {100 * split['matmul'] / split['step']:.0f}%, attention "
                       f"{100 * split['attention'] / split['step']:.0f}%, other "

@@ -166,3 +166,17 @@ def test_budget_is_exceeded_by_one_more_nonfinite_step(tmp_path, tiny_run, with_
     raw["train"]["max_nonfinite_steps"] = 1
     with pytest.raises(NonFiniteLossError, match=r"max_nonfinite_steps = 1"):
         train(load_config(raw=raw))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gradient_check_is_exact_where_sums_overflow_or_cancel(dtype):
+    from zoo.module import gradients_finite
+
+    big = torch.finfo(dtype).max
+    assert gradients_finite([torch.ones(3, dtype=dtype), torch.tensor([big, big], dtype=dtype)])  # the sum overflows
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        grads = [torch.ones(4, dtype=dtype), torch.tensor([1.0, bad, 2.0], dtype=dtype)]
+        assert not gradients_finite(grads)
+    # +inf and -inf in one tensor sum to NaN, and a NaN beside finite values stays NaN
+    assert not gradients_finite([torch.tensor([float("inf"), -float("inf")], dtype=dtype)])
+    assert gradients_finite([torch.zeros(0, dtype=dtype), torch.full((5,), -3.0, dtype=dtype)])
