@@ -147,19 +147,25 @@ def test_shared_few_shot_prefix_runs_once_per_subject(model, tokenizer):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
 
 
-def test_the_prefix_is_shared_with_the_model_as_transformers_calls_it(model, tokenizer):
+@pytest.mark.parametrize("layout", ["batched", "blocks"])
+def test_the_prefix_is_shared_with_the_model_as_transformers_calls_it(model, tokenizer, layout):
     """No wrapper: the cache argument must be found in the model's own forward signature."""
     calls = []
     hook = model.model.register_forward_hook(lambda module, args, kwargs, out: calls.append(
         tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     try:
-        shared = score_multiple_choice(model, tokenizer, TEST[:3], DEV, num_fewshot=2, batch_size=8)
+        shared = score_multiple_choice(model, tokenizer, TEST[:3], DEV, num_fewshot=2, batch_size=8, layout=layout)
     finally:
         hook.remove()
-    full = score_multiple_choice(model, tokenizer, TEST[:3], DEV, num_fewshot=2, batch_size=8, share_prefix=False)
-    assert len(calls) == 2 and calls[0][0] == 1 and calls[1][0] == 3  # the prefix once, then the suffixes
+    full = score_multiple_choice(model, tokenizer, TEST[:3], DEV, num_fewshot=2, batch_size=8, share_prefix=False,
+                                 layout="batched")
+    assert len(calls) == 2 and calls[0][0] == 1  # the prefix once, then the suffixes
+    suffixes = [len(tokenizer(build_prompt(t, DEV[:2]) + " ")["input_ids"]) - calls[0][1] for t in TEST[:3]]
+    # batched: the three suffixes as right-padded rows; blocks: end to end in one row, no padding
+    assert calls[1] == ((3, max(suffixes)) if layout == "batched" else (1, sum(suffixes)))
     for a, b in zip(shared, full):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
+        assert a["prediction"] == b["prediction"]
 
 
 def test_bos_adding_tokenizer_gets_a_bos_on_the_context_only(tokenizer):

@@ -46,6 +46,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of any sampling")
     parser.add_argument("--no-share-prefix", action="store_true",
                         help="run every prompt in full instead of reusing the cache of shared prefixes")
+    parser.add_argument("--layout", default="blocks", choices=["blocks", "batched"],
+                        help="how a batch of log-likelihood requests runs: 'blocks' (one row, each request "
+                             "seeing the shared prefix and itself; no padding) or 'batched' (right-padded rows, "
+                             "the layout of zoo bench's evaluation); they agree to float rounding")
 
 
 def parse_options(texts: list[str]) -> dict[str, dict[str, Any]]:
@@ -165,7 +169,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     # Each suite shows its progress (zoo.progress): a bar on a terminal, a line every few seconds in a log.
     results = run_suites(model, tokenizer, suites, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
-                         reward=reward, reference=reference, seed=args.seed, share_prefix=not args.no_share_prefix)
+                         reward=reward, reference=reference, seed=args.seed, share_prefix=not args.no_share_prefix,
+                         layout=args.layout)
     if args.json:
         print(json.dumps({name: result.summary() for name, result in results.items()}, indent=2))
     else:
@@ -175,7 +180,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         header = run_header(model=args.model, reference=args.reference,
                             reward=args.reward_function or args.reward_model, data_dir=args.data_dir,
                             num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
-                            seed=args.seed, dtype=args.dtype, device=str(device))
+                            seed=args.seed, dtype=args.dtype, device=str(device), layout=args.layout)
         path = write_outputs(args.output, results, header)
         (err_console if args.json else console).print(
             f"[bold]results written to[/] {path} (samples: samples_<suite>.jsonl beside it)", soft_wrap=True)

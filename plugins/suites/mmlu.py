@@ -54,6 +54,7 @@ class MMLU(Suite):
         items = [item for subject_items in self.test.values() for item in subject_items]
         records = score_multiple_choice(model, tokenizer, items, self.dev, num_fewshot=k,
                                         batch_size=context.batch_size, share_prefix=context.share_prefix,
+                                        layout=context.layout,
                                         progress=context.progress)
         return SuiteResult(mmlu_metrics(records), records,
                            {"items": len(items), "subjects": list(self.test)})

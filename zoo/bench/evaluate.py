@@ -17,6 +17,10 @@ scored by each choice's log-likelihood), held-out preference accuracy
 (the ``preference`` suite with the implicit reward log π − log π_SFT, so the SFT model itself
 scores 0.5), and any extra ``zoo.eval`` suites the config lists. Win rates are computed later,
 from the per-sample gold rewards of a contender and of the SFT model on the same prompts and seed.
+
+Log-likelihoods are scored in the scorer's ``"batched"`` layout (:data:`SCORER_LAYOUT`), the one
+the committed results were computed with; ``zoo eval``'s default ``"blocks"`` agrees with it to
+float rounding only, so changing it is a regeneration of every evaluation stage.
 """
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ from torch import nn
 from zoo.bench.config import EvalConfig
 from zoo.forward import batch_logprobs
 from zoo.gguf import resolve
+
+#: The log-likelihood scorer's layout in evaluation stages (see the module docstring).
+SCORER_LAYOUT = "batched"
 
 
 @dataclass
@@ -122,12 +129,14 @@ def probe_correct(model: nn.Module, inputs: EvalInputs, items: list[dict[str, An
         return None
     if all("context" in item for item in items):
         pairs = [(item["context"], " " + choice) for item in items for choice in item["choices"]]
-        scores = iter(loglikelihoods(model, inputs.tokenizer, pairs, batch_size=inputs.config.batch_size))
+        scores = iter(loglikelihoods(model, inputs.tokenizer, pairs, batch_size=inputs.config.batch_size,
+                                     layout=SCORER_LAYOUT))
         return [float(first_argmax([next(scores)[0] for _ in item["choices"]]) == item["answer"]) for item in items]
     if any("context" in item for item in items):
         raise ValueError("a probe list mixes cloze items (with a 'context') and MMLU-format items")
     records = score_multiple_choice(model, inputs.tokenizer, items, inputs.probe_fewshot,
-                                    num_fewshot=len(inputs.probe_fewshot), batch_size=inputs.config.batch_size)
+                                    num_fewshot=len(inputs.probe_fewshot), batch_size=inputs.config.batch_size,
+                                    layout=SCORER_LAYOUT)
     return [float(r["correct"]) for r in records]
 
 
@@ -158,7 +167,8 @@ def suite_metrics(model: nn.Module, inputs: EvalInputs, seed: int) -> dict[str, 
         suite, _, name = key.partition(".")
         options.setdefault(suite, {})[name] = value
     return evaluate(model, inputs.tokenizer, c.suites, data_dir=c.data_dir, limit=c.suite_limit,
-                    batch_size=c.batch_size, reference=inputs.sft_model, options=options, seed=seed)
+                    batch_size=c.batch_size, reference=inputs.sft_model, options=options, seed=seed,
+                    layout=SCORER_LAYOUT)
 
 
 def evaluate_model(model: nn.Module | None, inputs: EvalInputs, seed: int, *, best_of: int | None = None,

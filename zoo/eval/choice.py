@@ -74,6 +74,7 @@ class MultipleChoiceSuite(Suite):
             spans.append((len(requests), len(item.choices)))
             requests += make_requests(tokenizer, item.context, [self.target_delimiter + c for c in item.choices])
         scorer = LoglikScorer(model, tokenizer, batch_size=context.batch_size, share_prefix=context.share_prefix,
+                              layout=context.layout,
                               progress=context.progress)
         scores = scorer(requests)
         samples: list[dict[str, Any]] = []

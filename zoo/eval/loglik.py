@@ -25,7 +25,13 @@ Speed, without changing a number beyond float rounding:
   shared by its answer choices) run that prefix once and reuse its key/value cache for every
   suffix in the group;
 * only the logits of scored positions are computed (``logits_to_keep``) when the model supports it;
-* on a GPU the forward passes run under bf16 (fp16 where bf16 is unsupported) autocast.
+* on a GPU the forward passes run under bf16 (fp16 where bf16 is unsupported) autocast;
+* ``layout="blocks"`` (the default for sdpa models): a batch's suffixes run end to end in one row
+  after the shared prefix's cache, each attending to the prefix and to itself only
+  (:mod:`zoo.forward.attention`'s prompt-sharing blocks), so no position is padding and no mask is
+  built. ``"batched"`` right-pads the suffixes into rows, each with its own copy of the prefix
+  cache; the two agree to float rounding, not bit for bit (the benchmark's evaluation stages keep
+  ``"batched"``, the layout their committed results were computed with).
 
 The one scorer every multiple-choice suite shares, request building to batched scoring; just
 over 300 lines.
@@ -49,6 +55,8 @@ DEFAULT_MAX_LENGTH = 2048
 TOKENIZER_INFINITY = 1000000000000000019884624838656
 #: A shared prefix shorter than this is not worth a separate forward pass and cache copy.
 MIN_SHARED_PREFIX = 32
+#: How a batch of inputs runs (see the module docstring).
+LAYOUTS = ("blocks", "batched")
 
 
 @dataclass(frozen=True)
@@ -156,13 +164,17 @@ class LoglikScorer:
         batch_size: rows per forward pass.
         max_length: the model's context window (default: :func:`resolve_max_length`).
         share_prefix: run long shared prefixes once and reuse their key/value cache.
+        layout: ``"blocks"`` or ``"batched"`` (see the module docstring); ``"blocks"`` falls back to
+            ``"batched"`` for a model whose attention cannot take blocks (not sdpa, sliding windows).
         progress: called with the number of requests finished after each forward pass.
     """
 
     def __init__(self, model: nn.Module, tokenizer=None, *, batch_size: int = 16, max_length: int | None = None,
-                 share_prefix: bool = True, progress: Callable[[int], None] | None = None):
+                 share_prefix: bool = True, layout: str = "blocks", progress: Callable[[int], None] | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.model = model
         self.batch_size = batch_size
         self.max_length = max_length or resolve_max_length(model, tokenizer)
@@ -170,6 +182,7 @@ class LoglikScorer:
         self.cache_argument = next((a for a in ("cache", "past_key_values") if _accepts(model, a)), None)
         self.share_prefix = share_prefix and self.cache_argument is not None
         self.keep_logits = _accepts(model, "logits_to_keep")
+        self.blocks = layout == "blocks" and _takes_blocks(model)
         self.progress = progress
         self.pad_id = 0
 
@@ -244,15 +257,16 @@ class LoglikScorer:
             out = self.model(input_ids=prefix, use_cache=True, **keep)
             cache = out.get("cache", None) if out.get("cache", None) is not None else out.get("past_key_values")
         rows = sorted(rows, key=lambda r: -len(r.tokens))  # longest first: memory errors surface at once
+        forward = self._forward_blocks if self.blocks else self._forward
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start: start + self.batch_size]
-            logits, positions = self._forward(batch, prefix_length, cache, device)
-            for b, row in enumerate(batch):
+            outputs = forward(batch, prefix_length, cache, device)
+            for row, (logits, positions) in zip(batch, outputs):
                 for index in row.requests:
                     continuation = requests[index].continuation
                     first = len(row.tokens) - len(continuation)
                     columns = [positions[p] for p in range(first - prefix_length, len(row.tokens) - prefix_length)]
-                    logp = logits[b, columns].float().log_softmax(-1)
+                    logp = logits[columns].float().log_softmax(-1)
                     targets = torch.tensor(continuation, device=logp.device)
                     total = float(logp.gather(-1, targets[:, None]).sum())
                     greedy = bool((logp.argmax(-1) == targets).all())
@@ -260,10 +274,11 @@ class LoglikScorer:
             if self.progress is not None:
                 self.progress(sum(len(row.requests) for row in batch))
 
-    def _forward(self, batch: list[_Row], offset: int, cache, device: torch.device) -> tuple[Tensor, dict[int, int]]:
+    def _forward(self, batch: list[_Row], offset: int, cache, device: torch.device
+                 ) -> list[tuple[Tensor, dict[int, int]]]:
         """Logits of the scored positions of right-padded ``batch`` suffixes (from ``offset`` on).
 
-        Returns the logits ``[B, K, V]`` and a map from a suffix position to its column in ``K``.
+        Returns, per row, its logits ``[K, V]`` and a map from a suffix position to its column in ``K``.
         """
         import torch
 
@@ -285,9 +300,58 @@ class LoglikScorer:
         if self.keep_logits:
             keep = torch.tensor(needed, dtype=torch.long, device=device)
             logits = self.model(input_ids=ids.to(device), logits_to_keep=keep, **kwargs).logits
-            return logits, {p: j for j, p in enumerate(needed)}
-        logits = self.model(input_ids=ids.to(device), **kwargs).logits
-        return logits, {p: p for p in needed}
+            columns = {p: j for j, p in enumerate(needed)}
+        else:
+            logits = self.model(input_ids=ids.to(device), **kwargs).logits
+            columns = {p: p for p in needed}
+        return [(logits[b], columns) for b in range(len(batch))]
+
+    def _forward_blocks(self, batch: list[_Row], offset: int, cache, device: torch.device
+                        ) -> list[tuple[Tensor, dict[int, int]]]:
+        """:meth:`_forward` with the suffixes end to end in one row after the prefix cache, each seeing
+        the prefix and itself only (``layout="blocks"``)."""
+        import torch
+
+        from zoo.forward.attention import PREFIX_BLOCKS, packed_call
+
+        suffixes = [row.tokens[offset:] for row in batch]
+        starts = [0]
+        for suffix in suffixes:
+            starts.append(starts[-1] + len(suffix))
+        ids = torch.tensor([[token for suffix in suffixes for token in suffix]], dtype=torch.long, device=device)
+        positions = torch.tensor([[offset + i for suffix in suffixes for i in range(len(suffix))]], device=device)
+        needed = [start + p for row, suffix, start in zip(batch, suffixes, starts)
+                  for p in range(len(suffix) - row.longest_continuation, len(suffix))]
+        kwargs = {"position_ids": positions, PREFIX_BLOCKS: [[(0, tuple(len(s) for s in suffixes))]]}
+        if cache is not None:
+            kwargs.update({self.cache_argument: _repeated(cache, 1), "use_cache": True})
+        else:
+            kwargs["use_cache"] = False
+        with packed_call():  # no mask: the blocks say who sees whom
+            if self.keep_logits:
+                keep = torch.tensor(needed, dtype=torch.long, device=device)
+                logits = self.model(input_ids=ids, logits_to_keep=keep, **kwargs).logits[0]
+                column = {flat: j for j, flat in enumerate(needed)}
+            else:
+                logits = self.model(input_ids=ids, **kwargs).logits[0]
+                column = {flat: flat for flat in needed}
+        return [(logits, {p - start: column[p] for p in range(start, start + len(suffix)) if p in column})
+                for suffix, start in zip(suffixes, starts)]
+
+
+def _takes_blocks(model: nn.Module) -> bool:
+    """Whether ``model`` runs prompt-sharing blocks: its forward passes ``position_ids`` and further
+    keywords on to attention that can be ``zoo_varlen`` (this switches sdpa to it; it is sdpa for every
+    other call)."""
+    from zoo.forward.attention import enable_varlen_attention
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    passes_keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return passes_keywords and _accepts(model, "position_ids") and enable_varlen_attention(base)
 
 
 def _repeated(cache, rows: int):
@@ -329,9 +393,9 @@ def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 
 def loglikelihoods(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16,
-                   max_length: int | None = None, share_prefix: bool = True,
+                   max_length: int | None = None, share_prefix: bool = True, layout: str = "blocks",
                    progress: Callable[[int], None] | None = None) -> list[tuple[float, bool]]:
     """``(log p(continuation | context), is_greedy)`` for each ``(context, continuation)`` text pair."""
     scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, max_length=max_length,
-                          share_prefix=share_prefix, progress=progress)
+                          share_prefix=share_prefix, layout=layout, progress=progress)
     return scorer([make_request(tokenizer, context, continuation) for context, continuation in pairs])

@@ -161,7 +161,7 @@ def load_split(subjects: Sequence[str], split: str, data_dir: str | Path | None 
 def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[str, Any]],
                           fewshot_items: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
                           *, num_fewshot: int = 5, batch_size: int = 16, header: Callable[[str], str] | None = None,
-                          max_length: int | None = None, share_prefix: bool = True,
+                          max_length: int | None = None, share_prefix: bool = True, layout: str = "blocks",
                           progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Score MMLU-format items; one record per item, in order.
 
@@ -198,7 +198,7 @@ def score_multiple_choice(model: nn.Module, tokenizer, items: Sequence[Mapping[s
                         "fewshot": [shot.get("id", f"{shot['subject']}/shot{j}") for j, shot in enumerate(shots)],
                         "gold": item["answer"]})
     scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, max_length=max_length,
-                          share_prefix=share_prefix, progress=progress)
+                          share_prefix=share_prefix, layout=layout, progress=progress)
     scores = scorer(requests)
     for i, record in enumerate(records):
         choice_scores = scores[4 * i: 4 * i + 4]

@@ -59,7 +59,7 @@ def check_settings(suites: Sequence[Suite], *, num_fewshot: int | None, limit: i
 def run_suites(model: nn.Module | None, tokenizer, suites: Sequence[str | Suite], *, data_dir: str | Path | None = None,
                num_fewshot: int | None = None, limit: int | None = None, batch_size: int = 16, reward: Any = None,
                reference: nn.Module | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
-               seed: int = 0, share_prefix: bool = True,
+               seed: int = 0, share_prefix: bool = True, layout: str = "blocks",
                progress: ProgressFactory | None = None) -> dict[str, SuiteResult]:
     """Load (when not loaded yet) and run each suite; suite name → :class:`SuiteResult`.
 
@@ -80,7 +80,7 @@ def run_suites(model: nn.Module | None, tokenizer, suites: Sequence[str | Suite]
             else:  # a bar (or, in a log file, a line every few seconds) per suite
                 report = stack.enter_context(Progress(f"eval {suite.name}", suite.size() or None, "items")).advance
             context = EvalContext(batch_size=batch_size, num_fewshot=num_fewshot, reward=reward, reference=reference,
-                                  seed=seed, share_prefix=share_prefix, progress=report)
+                                  seed=seed, share_prefix=share_prefix, layout=layout, progress=report)
             result = suite.run(model, tokenizer, context)
         result.settings = {**suite.settings(), "num_fewshot": suite.num_fewshot(num_fewshot), **result.settings}
         results[suite.name] = result
@@ -119,15 +119,17 @@ def evaluate(model: nn.Module | None, tokenizer, suites: Sequence[str | Suite], 
              num_fewshot: int | None = None, limit: int | None = None, batch_size: int = 16, reward: Any = None,
              reference: nn.Module | None = None, output_dir: str | Path | None = None,
              options: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
-             metadata: Mapping[str, Any] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+             metadata: Mapping[str, Any] | None = None, layout: str = "blocks") -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate an in-memory model on ``suites``; suite → metric → ``{"value", "stderr", ...}``.
 
     ``suites`` are registered names or :class:`Suite` instances (already loaded ones are not read
     again). With ``output_dir``, ``results.json`` and ``samples_<suite>.jsonl`` are written there;
-    ``metadata`` (e.g. the model's name) is added to results.json.
+    ``metadata`` (e.g. the model's name) is added to results.json. ``layout``: the log-likelihood
+    scorer's (:class:`zoo.eval.loglik.LoglikScorer`).
     """
     results = run_suites(model, tokenizer, suites, data_dir=data_dir, num_fewshot=num_fewshot, limit=limit,
-                         batch_size=batch_size, reward=reward, reference=reference, options=options, seed=seed)
+                         batch_size=batch_size, reward=reward, reference=reference, options=options, seed=seed,
+                         layout=layout)
     if output_dir is not None:
         header = run_header(**dict(metadata or {}), data_dir=None if data_dir is None else str(data_dir),
                             num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, seed=seed)

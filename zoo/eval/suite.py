@@ -54,6 +54,8 @@ class EvalContext:
         reference: a frozen reference causal LM, or None.
         seed: seed of any sampling.
         share_prefix: reuse the key/value cache of prompt prefixes shared across questions.
+        layout: how the log-likelihood scorer runs a batch, ``"blocks"`` or ``"batched"``
+            (:class:`zoo.eval.loglik.LoglikScorer`).
         progress: called with a count of finished units of work (for progress bars).
     """
 
@@ -63,6 +65,7 @@ class EvalContext:
     reference: nn.Module | None = None
     seed: int = 0
     share_prefix: bool = True
+    layout: str = "blocks"
     progress: Callable[[int], None] | None = None
 
 

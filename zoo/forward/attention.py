@@ -17,7 +17,9 @@ one more attention implementation, ``zoo_varlen``, with transformers' ``Attentio
   prompt and to itself (a lower-right causal mask over ``prompt + response`` keys), never to another
   response, so every response sees exactly the keys it would see as one sequence. The blocks travel
   as a forward keyword, like ``cu_seq_lens_q``, so that a checkpointed layer recomputing its
-  attention in the backward pass gets them again.
+  attention in the backward pass gets them again. Keys beyond the queries (a key/value cache of a
+  prefix computed earlier, which transformers puts before the row's own keys) precede every block
+  of the row: each block's prompt and responses see them too (the evaluation scorer's layout).
 
 Its mask function is sdpa's, except inside :func:`packed_call` (a packed forward pass), where it
 returns ``None``: the block-diagonal mask would be built and never read.
@@ -74,31 +76,43 @@ def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 
+def _causal_lower_right(query: Tensor, key: Tensor, value: Tensor, dropout: float, scaling: float | None,
+                        gqa: bool) -> Tensor:
+    """sdpa where query ``i`` of ``L`` sees keys ``0 .. K - L + i`` of ``K`` (the queries are the last ``L``)."""
+    length, keys = query.shape[2], key.shape[2]
+    if length == keys:
+        return F.scaled_dot_product_attention(query, key, value, is_causal=True, dropout_p=dropout, scale=scaling,
+                                              enable_gqa=gqa)
+    allowed = torch.arange(keys, device=query.device)[None] \
+        <= keys - length + torch.arange(length, device=query.device)[:, None]
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout, scale=scaling,
+                                          enable_gqa=gqa)
+
+
 def _prefix_attention(query: Tensor, key: Tensor, value: Tensor, blocks: PrefixBlocks, dropout: float,
                       scaling: float | None) -> Tensor:
     """Attention over rows of prompt-sharing blocks (see the module docstring), as ``[R, T, H, D]``."""
     gqa = query.shape[1] != key.shape[1]
+    cached = key.shape[2] - query.shape[2]  # keys of an earlier prefix, before the row's own
     rows = []
     for r, row_blocks in enumerate(blocks):
         lengths = [n for prefix, responses in row_blocks for n in (prefix, *responses)]
         tail = query.shape[2] - sum(lengths)
-        pieces = zip(*(t[r:r + 1].split([*lengths, tail], 2) for t in (query, key, value)))
+        before_k, before_v = key[r:r + 1, :, :cached], value[r:r + 1, :, :cached]
+        pieces = zip(*(t[r:r + 1, :, t.shape[2] - query.shape[2]:].split([*lengths, tail], 2)
+                       for t in (query, key, value)))
         outputs = []
         for prefix, responses in row_blocks:
             q, k, v = next(pieces)
+            if cached:
+                k, v = torch.cat([before_k, k], 2), torch.cat([before_v, v], 2)
             if prefix:
-                outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout,
-                                                              scale=scaling, enable_gqa=gqa))
+                outputs.append(_causal_lower_right(q, k, v, dropout, scaling, gqa))
             for length in responses:
                 rq, rk, rv = next(pieces)
-                if not length:
-                    continue
-                # response token i sees the whole prompt and response tokens 0..i
-                allowed = torch.arange(prefix + length, device=query.device)[None] \
-                    <= prefix + torch.arange(length, device=query.device)[:, None]
-                outputs.append(F.scaled_dot_product_attention(rq, torch.cat([k, rk], 2), torch.cat([v, rv], 2),
-                                                              attn_mask=allowed, dropout_p=dropout, scale=scaling,
-                                                              enable_gqa=gqa))
+                if length:  # response token i sees the earlier keys, the whole prompt and its tokens 0..i
+                    outputs.append(_causal_lower_right(rq, torch.cat([k, rk], 2), torch.cat([v, rv], 2), dropout,
+                                                       scaling, gqa))
         if tail:
             outputs.append(query.new_zeros(1, query.shape[1], tail, query.shape[3]))
         rows.append(torch.cat(outputs, dim=2))
