@@ -75,3 +75,29 @@ def test_eval_lists_the_suites(capsys):
     for name in ("mmlu", "arc_easy", "arc_challenge", "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "preference",
                  "perplexity", "generation"):
         assert name in listed
+
+
+def test_eval_layouts_agree_and_the_chosen_one_is_recorded(data_dir, tmp_path, monkeypatch):
+    from zoo.eval import loglik
+
+    used = []
+    original = loglik.LoglikScorer.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        used.append(self.blocks)
+
+    monkeypatch.setattr(loglik.LoglikScorer, "__init__", recording)
+    samples = {}
+    for layout in ("blocks", "batched"):
+        out = tmp_path / layout
+        assert main(["eval", "--model", "tiny", "--suites", "mmlu,arc_easy", "--data-dir", str(data_dir),
+                     "--option", "mmlu.subjects=[anatomy]", "--num-fewshot", "2", "--output", str(out),
+                     "--layout", layout]) == 0
+        assert json.loads((out / "results.json").read_text())["layout"] == layout
+        samples[layout] = [json.loads(line) for suite in ("mmlu", "arc_easy")
+                           for line in (out / f"samples_{suite}.jsonl").read_text().splitlines()]
+    assert used == [True, True, False, False]  # two suites per run
+    for a, b in zip(samples["blocks"], samples["batched"]):
+        assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
+        assert a["prediction"] == b["prediction"]

@@ -5,6 +5,7 @@ import argparse
 import gzip
 import importlib.util
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -311,7 +312,7 @@ def test_script_runs_zoo_with_and_without_the_reference_cache(shared_data, tmp_p
     off, on = runs[False], runs[True]
     for run in (off, on):
         check_run(run, report)
-        assert run["options"] == {"padding_free": False, "group_by_length": False}
+        assert run["options"] == {"padding_free": False, "shared_prefix": False, "group_by_length": False}
     # The same batches either way: the same real tokens.
     assert off["mean_tokens_per_step"] == on["mean_tokens_per_step"]
 
@@ -339,7 +340,7 @@ def test_script_runs_padding_free(shared_data, tmp_path):
     report = json.loads(out.read_text())
     [run] = report["runs"]
     assert (run["tool"], run["precompute"]) == ("zoo", True)
-    assert run["options"] == {"padding_free": True, "group_by_length": False}
+    assert run["options"] == {"padding_free": True, "shared_prefix": False, "group_by_length": False}
     check_run(run, report)
     assert run["mfu_with_reference"] == run["mfu"]
     assert run["peak_memory_bytes"] is None  # --memory-steps 0: no memory run
@@ -349,15 +350,19 @@ def test_script_runs_padding_free(shared_data, tmp_path):
 def test_layouts_run_side_by_side(shared_data, tmp_path):
     out = tmp_path / "throughput.json"
     completed = run_script(hh_sample(shared_data, tmp_path), out, "--precompute", "on", "--layouts",
-                           "padded,padding-free", "--memory-steps", "1")
-    assert "zoo-padded       precompute=on " in completed.stdout
-    assert "zoo-padding-free precompute=on " in completed.stdout
+                           "padded,padding-free,shared-prefix", "--memory-steps", "1")
+    for tool in ("zoo-padded", "zoo-padding-free", "zoo-shared-prefix"):  # names padded to one column
+        assert re.search(rf"^{tool} +precompute=on ", completed.stdout, re.MULTILINE)
     report = json.loads(out.read_text())
-    assert [(r["tool"], r["options"]["padding_free"]) for r in report["runs"]] == [
-        ("zoo-padded", False), ("zoo-padding-free", True)]
+    assert [(r["tool"], r["options"]["padding_free"], r["options"]["shared_prefix"]) for r in report["runs"]] == [
+        ("zoo-padded", False, False), ("zoo-padding-free", True, False), ("zoo-shared-prefix", False, True)]
     for run in report["runs"]:
         check_run(run, report)
         assert run["peak_memory_bytes"] > 0
+    # the same batches in every layout; one copy of each prompt holds less for backward
+    assert len({run["mean_tokens_per_step"] for run in report["runs"]}) == 1
+    padded, _, shared = report["runs"]
+    assert shared["peak_memory_bytes"] < padded["peak_memory_bytes"]
 
 
 def test_layouts_are_checked(throughput, capsys):
