@@ -33,8 +33,8 @@ Speed, without changing a number beyond float rounding:
   cache; the two agree to float rounding, not bit for bit (the benchmark's evaluation stages keep
   ``"batched"``, the layout their committed results were computed with).
 
-The one scorer every multiple-choice suite shares, request building to batched scoring; just
-over 300 lines.
+The one scorer every multiple-choice suite shares, from request building to scoring in either
+layout; about 400 lines.
 """
 from __future__ import annotations
 
