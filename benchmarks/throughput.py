@@ -519,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                              "accelerate and datasets, come with alignment-zoo's)") from None
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.precompute]
     # zoo's layouts as tools of their own ("zoo" alone when there is one), then TRL
-    layouts = {("zoo" if len(args.layouts) == 1 else f"zoo-{layout}"): LAYOUTS[layout] for layout in args.layouts}
+    layouts = {("zoo" if len(args.layouts) == 1 else f"zoo-{layout}"): LAYOUTS[layout]
+               for layout in args.layouts}
     tools = list(layouts) + (["trl"] if args.against == "trl" else [])
     peak_flops = matmul_peak_flops()
     from zoo.registry import get_registry

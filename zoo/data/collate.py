@@ -15,8 +15,9 @@ class Collator:
     With ``pack_capacity`` set (``data.padding_free``), the batch also carries the same sequences
     packed into rows of that many tokens (:mod:`zoo.forward.packing`). With ``shared_prefix``
     (``data.shared_prefix``) it carries each example's prompt once, followed by its responses
-    (:mod:`zoo.forward.shared_prefix`; all in one row when ``pack_capacity`` is set too). With ``reference_logps`` set (a
-    :class:`zoo.refcache.ReferenceTable`), each batch gets its cached reference log-probs.
+    (:mod:`zoo.forward.shared_prefix`; all in one row when ``pack_capacity`` is set too). With
+    ``reference_logps`` set (a :class:`zoo.refcache.ReferenceTable`), each batch gets its cached
+    reference log-probs.
     """
 
     def __init__(self, pad_token_id: int, *, train_on_prompt: bool = False, pack_capacity: int | None = None,

@@ -4,9 +4,9 @@ reference cache, online algorithms and the benchmark's evaluation all call.
 Two choices are made here, from the batch and from what the caller asks for, never by the caller:
 
 * the layout: a batch that carries packed rows (``data.padding_free``) runs packed
-  (:mod:`zoo.forward.packing`), one that carries shared-prompt blocks (``data.shared_prefix``) runs those
-  (:mod:`zoo.forward.shared_prefix`), any other batch runs padded (:mod:`zoo.forward.logprobs`); the outputs come back in
-  the padded ``[B*k, T]`` layout either way;
+  (:mod:`zoo.forward.packing`), one that carries shared-prompt blocks (``data.shared_prefix``) runs
+  those (:mod:`zoo.forward.shared_prefix`), any other batch runs padded (:mod:`zoo.forward.logprobs`);
+  the outputs come back in the padded ``[B*k, T]`` layout either way;
 * the head: without ``hidden_states`` the LM head runs at the scored positions only
   (:mod:`zoo.forward.lm_head`, which falls back to full logits for a model it cannot split); asking for
   hidden states runs the full model output. ``scores`` runs a scalar reward head instead.
