@@ -37,9 +37,11 @@ class Batch:
             ``input_ids``, when an online algorithm computed them once for its whole rollout
             (the loop then reads them on every minibatch); None otherwise. Set together with
             ``reference_logps``.
-        packed: the same sequences packed into few rows (:class:`zoo.forward.packing.PackedSequences`) when
-            ``data.padding_free`` is on; the model then runs on those, and its outputs are scattered
-            back to the padded layout above. None otherwise.
+        packed: the same sequences in another layout that the model runs instead, its outputs
+            scattered back to the padded layout above (its ``logprobs(model, batch)`` runs it): packed
+            rows (:class:`zoo.forward.packing.PackedSequences`, ``data.padding_free``) or shared-prompt
+            blocks (:class:`zoo.forward.shared_prefix.SharedPrefixRows`, ``data.shared_prefix``). None
+            otherwise.
         prompt_ids / prompt_attention_mask: ``[B, P]`` left-padded prompts, for online
             algorithms that generate; None otherwise.
         prompts: the prompt texts (for reward functions), or None.

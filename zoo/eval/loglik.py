@@ -289,21 +289,9 @@ class LoglikScorer:
             ids[b, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
         needed = sorted({p for row, suffix in zip(batch, suffixes)
                          for p in range(len(suffix) - row.longest_continuation, len(suffix))})
-        kwargs = {}
-        if cache is not None:
-            past = _repeated(cache, len(batch))
-            kwargs.update({self.cache_argument: past, "use_cache": True})
-        else:
-            kwargs["use_cache"] = False
         # Right padding needs no attention mask: causal attention never lets a real token see a
         # later pad, which is how lm-evaluation-harness batches too.
-        if self.keep_logits:
-            keep = torch.tensor(needed, dtype=torch.long, device=device)
-            logits = self.model(input_ids=ids.to(device), logits_to_keep=keep, **kwargs).logits
-            columns = {p: j for j, p in enumerate(needed)}
-        else:
-            logits = self.model(input_ids=ids.to(device), **kwargs).logits
-            columns = {p: p for p in needed}
+        logits, columns = self._logits_at(ids.to(device), needed, **self._cache_kwargs(cache, len(batch)))
         return [(logits[b], columns) for b in range(len(batch))]
 
     def _forward_blocks(self, batch: list[_Row], offset: int, cache, device: torch.device
@@ -322,21 +310,27 @@ class LoglikScorer:
         positions = torch.tensor([[offset + i for suffix in suffixes for i in range(len(suffix))]], device=device)
         needed = [start + p for row, suffix, start in zip(batch, suffixes, starts)
                   for p in range(len(suffix) - row.longest_continuation, len(suffix))]
-        kwargs = {"position_ids": positions, PREFIX_BLOCKS: [[(0, tuple(len(s) for s in suffixes))]]}
-        if cache is not None:
-            kwargs.update({self.cache_argument: _repeated(cache, 1), "use_cache": True})
-        else:
-            kwargs["use_cache"] = False
         with packed_call():  # no mask: the blocks say who sees whom
-            if self.keep_logits:
-                keep = torch.tensor(needed, dtype=torch.long, device=device)
-                logits = self.model(input_ids=ids, logits_to_keep=keep, **kwargs).logits[0]
-                column = {flat: j for j, flat in enumerate(needed)}
-            else:
-                logits = self.model(input_ids=ids, **kwargs).logits[0]
-                column = {flat: flat for flat in needed}
-        return [(logits, {p - start: column[p] for p in range(start, start + len(suffix)) if p in column})
+            logits, column = self._logits_at(ids, needed, position_ids=positions, **self._cache_kwargs(cache, 1),
+                                             **{PREFIX_BLOCKS: [[(0, tuple(len(s) for s in suffixes))]]})
+        return [(logits[0], {p - start: column[p] for p in range(start, start + len(suffix)) if p in column})
                 for suffix, start in zip(suffixes, starts)]
+
+    def _cache_kwargs(self, cache, rows: int) -> dict:
+        """The forward keywords that give ``rows`` rows the prefix ``cache`` (or no cache at all)."""
+        if cache is None:
+            return {"use_cache": False}
+        return {self.cache_argument: _repeated(cache, rows), "use_cache": True}
+
+    def _logits_at(self, ids: Tensor, needed: list[int], **kwargs) -> tuple[Tensor, dict[int, int]]:
+        """The model's logits at the flat positions ``needed`` of ``ids`` (only those when the model
+        takes ``logits_to_keep``), and each position's column in them."""
+        import torch
+
+        if self.keep_logits:
+            keep = torch.tensor(needed, dtype=torch.long, device=ids.device)
+            return self.model(input_ids=ids, logits_to_keep=keep, **kwargs).logits, {p: j for j, p in enumerate(needed)}
+        return self.model(input_ids=ids, **kwargs).logits, {p: p for p in needed}
 
 
 def _takes_blocks(model: nn.Module) -> bool:

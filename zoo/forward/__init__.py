@@ -46,16 +46,8 @@ def batch_logprobs(model: nn.Module, batch: Batch, *, hidden_states: bool = Fals
             return batch_logprobs(inner, batch, hidden_states=hidden_states, scores=scores)
     if scores:
         return sequence_scores(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size)
-    if batch.packed is not None and hasattr(batch.packed, "predecessor"):
-        from zoo.forward.shared_prefix import shared_prefix_logprobs
-
-        return shared_prefix_logprobs(model, batch.packed, batch.input_ids, batch.loss_mask, batch.group_size,
-                                      hidden_states=hidden_states)
-    if batch.packed is not None:
-        from zoo.forward.packing import packed_sequence_logprobs  # transformers' attention registry: only when packed
-
-        return packed_sequence_logprobs(model, batch.packed, batch.loss_mask, batch.group_size,
-                                        hidden_states=hidden_states)
+    if batch.packed is not None:  # packed rows or shared-prompt blocks: the layout runs itself
+        return batch.packed.logprobs(model, batch, hidden_states=hidden_states)
     return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, batch.group_size,
                              hidden_states=hidden_states)
 

@@ -67,13 +67,9 @@ def varlen_attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor
     if query.shape[0] != 1:
         raise ValueError(f"{VARLEN} attention takes one packed row, got a batch of {query.shape[0]}")
     bounds = cu_seq_lens_q.tolist()
-    lengths = [end - start for start, end in zip(bounds[:-1], bounds[1:])]
-    gqa = query.shape[1] != key.shape[1]
-    # split, not slicing: its backward writes each gradient once instead of a zero-filled copy per sequence
-    outputs = [F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling,
-                                              enable_gqa=gqa)
-               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+    # each sequence is a block that is all prompt: causal attention over itself
+    sequences = [(end - start, ()) for start, end in zip(bounds[:-1], bounds[1:])]
+    return _prefix_attention(query, key, value, [sequences], dropout, scaling), None
 
 
 def _causal_lower_right(query: Tensor, key: Tensor, value: Tensor, dropout: float, scaling: float | None,
@@ -99,6 +95,7 @@ def _prefix_attention(query: Tensor, key: Tensor, value: Tensor, blocks: PrefixB
         lengths = [n for prefix, responses in row_blocks for n in (prefix, *responses)]
         tail = query.shape[2] - sum(lengths)
         before_k, before_v = key[r:r + 1, :, :cached], value[r:r + 1, :, :cached]
+        # split, not slicing: its backward writes each gradient once instead of a zero-filled copy per piece
         pieces = zip(*(t[r:r + 1, :, t.shape[2] - query.shape[2]:].split([*lengths, tail], 2)
                        for t in (query, key, value)))
         outputs = []

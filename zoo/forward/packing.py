@@ -63,6 +63,10 @@ class PackedSequences:
         """Positions the model computes (the row groups' areas)."""
         return sum((end - first) * length for first, end, length in self.row_groups)
 
+    def logprobs(self, model: torch.nn.Module, batch, *, hidden_states: bool = False) -> SequenceLogProbs:
+        """:func:`packed_sequence_logprobs` of ``batch`` (a :class:`zoo.batch.Batch` carrying these rows)."""
+        return packed_sequence_logprobs(model, self, batch.loss_mask, batch.group_size, hidden_states=hidden_states)
+
     def as_one_row(self) -> PackedSequences:
         """The same sequences end to end in a single row with no padding (for varlen attention)."""
         keep = self.source >= 0

@@ -63,6 +63,11 @@ class SharedPrefixRows:
         """Positions the model computes."""
         return self.input_ids.numel()
 
+    def logprobs(self, model: nn.Module, batch, *, hidden_states: bool = False) -> SequenceLogProbs:
+        """:func:`shared_prefix_logprobs` of ``batch`` (a :class:`zoo.batch.Batch` carrying these rows)."""
+        return shared_prefix_logprobs(model, self, batch.input_ids, batch.loss_mask, batch.group_size,
+                                      hidden_states=hidden_states)
+
 
 def _prefix_length(input_ids: Tensor, loss_mask: Tensor, members: list[int], lengths: list[int]) -> int:
     """The longest unscored run of tokens that every member row starts with."""
