@@ -51,6 +51,18 @@ def _loss_and_grads(module: AlignmentModule, batch):
     return out, grads
 
 
+def assert_same_training(module: AlignmentModule, padded_batch, other_batch) -> None:
+    """The other layout's losses, metrics and gradients equal the padded batch's (float rounding)."""
+    padded, padded_grads = _loss_and_grads(module, padded_batch)
+    other, other_grads = _loss_and_grads(module, other_batch)
+    torch.testing.assert_close(other.losses, padded.losses, atol=1e-5, rtol=1e-5)
+    for name, value in padded.metrics.items():
+        torch.testing.assert_close(other.metrics[name], value, atol=1e-5, rtol=1e-5)
+    assert padded_grads.keys() == other_grads.keys()
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(other_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
 def test_first_fit_decreasing_places_every_item_once_within_capacity():
     rng = random.Random(0)
     lengths = [rng.randint(1, 100) for _ in range(200)]
@@ -104,14 +116,7 @@ def test_packed_batches_give_the_padded_losses_and_gradients(tokenizer, algorith
     padded_batch = Collator(tokenizer.pad_token_id)(examples)
     packed_batch = Collator(tokenizer.pad_token_id, pack_capacity=96)(examples)
     assert packed_batch.packed is not None and packed_batch.packed.input_ids.shape[0] < padded_batch.input_ids.shape[0]
-    padded, padded_grads = _loss_and_grads(module, padded_batch)
-    packed, packed_grads = _loss_and_grads(module, packed_batch)
-    torch.testing.assert_close(packed.losses, padded.losses, atol=1e-5, rtol=1e-5)
-    for name, value in padded.metrics.items():
-        torch.testing.assert_close(packed.metrics[name], value, atol=1e-5, rtol=1e-5)
-    assert padded_grads.keys() == packed_grads.keys()
-    for name, grad in padded_grads.items():
-        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4)
+    assert_same_training(module, padded_batch, packed_batch)
 
 
 def hh_sample(shared_data, directory, rows: int = 48) -> str:

@@ -11,7 +11,7 @@ from zoo.forward.attention import VARLEN
 from zoo.forward.shared_prefix import check_shared_prefix_support, share_prefixes
 from zoo.tiny import tiny_model
 
-from test_packing import _examples, _loss_and_grads, _module, hh_sample
+from test_packing import _examples, _module, assert_same_training, hh_sample
 
 
 def test_a_pair_becomes_one_prompt_and_two_responses_with_their_own_positions():
@@ -59,14 +59,7 @@ def test_shared_prompts_give_the_padded_losses_and_gradients(tokenizer, algorith
     if shape != "sft":  # something is shared
         real = int(padded_batch.attention_mask.sum())
         assert int((shared_batch.packed.input_ids != tokenizer.pad_token_id).sum()) < real
-    padded, padded_grads = _loss_and_grads(module, padded_batch)
-    shared, shared_grads = _loss_and_grads(module, shared_batch)
-    torch.testing.assert_close(shared.losses, padded.losses, atol=1e-5, rtol=1e-5)
-    for name, value in padded.metrics.items():
-        torch.testing.assert_close(shared.metrics[name], value, atol=1e-5, rtol=1e-5)
-    assert padded_grads.keys() == shared_grads.keys()
-    for name, grad in padded_grads.items():
-        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+    assert_same_training(module, padded_batch, shared_batch)
 
 
 @pytest.mark.parametrize("one_row", [False, True])
@@ -128,11 +121,8 @@ def test_gradients_are_exact_under_activation_checkpointing(tokenizer):
     module.policy.train()
     module.policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     examples = _examples("builtin:tiny_prefs", "pairwise", tokenizer, count=6)
-    padded, padded_grads = _loss_and_grads(module, Collator(tokenizer.pad_token_id)(examples))
-    shared, shared_grads = _loss_and_grads(module, Collator(tokenizer.pad_token_id, shared_prefix=True)(examples))
-    torch.testing.assert_close(shared.losses, padded.losses, atol=1e-5, rtol=1e-5)
-    for name, grad in padded_grads.items():
-        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+    assert_same_training(module, Collator(tokenizer.pad_token_id)(examples),
+                         Collator(tokenizer.pad_token_id, shared_prefix=True)(examples))
 
 
 def test_a_model_still_on_sdpa_is_switched_before_it_scores_blocks(tokenizer):
