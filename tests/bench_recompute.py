@@ -147,6 +147,9 @@ def recompute(results):
             return f"{m:+.2f}: {word}"
         return f"{m:+.2f} [{low:+.2f}, {high:+.2f}]: {word}"
 
+    # Δ vs SFT: the m − 1 rows against the baseline are one Holm family of their own.
+    against_base = [pair for pair in pairs if base["label"] in pair]
+    base_adjusted = dict(zip(against_base, holm([tested[p][0][3] for p in against_base])))
     probe_before = interval([base["seeds"][s]["probe_accuracy"] for s in kept[base["label"]]])[0]
     headline = {}
     for c in rows:
@@ -158,7 +161,7 @@ def recompute(results):
             (m, _, _, _), _ = tested[pair]
             m = -m if pair[0] == base["label"] else m
             delta = n2(m, signed=True)
-            if delta != "–" and not (adjusted[pair] < ALPHA):
+            if delta != "–" and not (base_adjusted[pair] < ALPHA):
                 delta += " (n.s.)"
         probe = interval([c["seeds"][s]["probe_accuracy"] for s in k])[0]
         probe_text = n2(probe)

@@ -82,6 +82,11 @@ def test_derived_rows_of_a_hand_made_result():
     assert rows["PPO (proxy RM)"]["gold_interval"]["mean"] == pytest.approx(1.25)  # kept seeds 0 and 1
     assert [rows["DPO"]["seeds"][s]["gold_vs_sft"] for s in "012"] == pytest.approx([1.0, 1.25, 1.25])
     assert rows["DPO"]["summary"]["gold_vs_sft"]["mean"] == pytest.approx(7 / 6)
+    # Δ vs SFT is a family of the 2 rows against the baseline (PPO − SFT on seeds 0, 1 = (2, −0.5): p
+    # far larger), so Holm doubles DPO's p; over all 3 pairs it would have tripled it.
+    assert rows["DPO"]["vs_sft"]["adjusted_p"] == pytest.approx(2 * (1 - 14 / 198 ** 0.5))
+    assert rows["DPO"]["vs_sft"]["significant"]
+    assert results["comparisons"]["vs_sft_correction"] == "Holm over the 2 rows against the baseline"
 
 
 def test_a_collapse_claim_is_tested_by_mcnemar_on_the_seeds():

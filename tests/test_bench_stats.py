@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from zoo.bench.stats import (equivalence_p, holm, is_failure, kl_matched, mcnemar_exact, mean_ci, paired_t_test,
+from zoo.bench.stats import (equivalence_p, holm, is_failure, kl_matched, kl_matched_difference, mcnemar_exact, mean_ci, paired_t_test,
                              pairwise_tests, per_prompt_means, proportion_interval, t_interval, value_at, versus_best,
                              win_rate)
 
@@ -195,3 +195,27 @@ def test_kl_matched_gold_reads_the_sweep_at_the_budget_with_an_interval():
     rng = np.random.default_rng(0)
     noisy = kl_matched(kl + rng.normal(0, 0.1, kl.shape), gold + rng.normal(0, 0.5, gold.shape), 2.0, replicates=500)
     assert noisy.low < noisy.mean < noisy.high and noisy.high - noisy.low < 2
+
+
+def test_two_sweeps_are_compared_at_equal_kl_seed_by_seed():
+    """Sweep A on seed s: settings at KL 1 and 3 with gold 1 and 2 + 0.1·s, so gold at KL 2 is
+    1.5 + 0.05·s; sweep B: KL 0 and 4, gold 0 and 2, so 1.0 at KL 2. Differences 0.50, 0.55, 0.60:
+    mean 0.55, s = 0.05, t = 0.55 / (0.05/√3) = 19.05 with 2 df. When B's seed 2 stops at KL 1.5 it
+    does not reach the budget and only seeds 0 and 1 are paired (mean 0.525)."""
+    prompts = 4
+    a_kl = np.stack([np.full((3, prompts), 1.0), np.full((3, prompts), 3.0)])
+    a_gold = np.stack([np.full((3, prompts), 1.0), np.stack([np.full(prompts, 2 + 0.1 * s) for s in range(3)])])
+    b_kl = np.stack([np.full((3, prompts), 0.0), np.full((3, prompts), 4.0)])
+    b_gold = np.stack([np.full((3, prompts), 0.0), np.full((3, prompts), 2.0)])
+    test = kl_matched_difference((a_kl, a_gold), (b_kl, b_gold), 2.0)
+    assert test.difference.n == 3 and test.difference.mean == pytest.approx(0.55)
+    assert test.p_value == pytest.approx(stats.ttest_rel([1.5, 1.55, 1.6], [1.0, 1.0, 1.0]).pvalue)
+    assert test.p_value == pytest.approx(2 * stats.t.sf(0.55 / (0.05 / math.sqrt(3)), 2))
+    reversed_ = kl_matched_difference((b_kl, b_gold), (a_kl, a_gold), 2.0)
+    assert reversed_.difference.mean == pytest.approx(-0.55) and reversed_.p_value == pytest.approx(test.p_value)
+    b_kl[1, 2] = 1.5  # seed 2 of sweep B never reaches KL 2
+    short = kl_matched_difference((a_kl, a_gold), (b_kl, b_gold), 2.0)
+    assert short.difference.n == 2 and short.difference.mean == pytest.approx(0.525)
+    # a seed's own curve, not the pooled one: prompts differ within a seed and are averaged first
+    a_gold[0, 0, :2], a_gold[0, 0, 2:] = 0.5, 1.5  # seed 0's mean at setting 0 stays 1
+    assert kl_matched_difference((a_kl, a_gold), (b_kl, b_gold), 2.0).difference.mean == pytest.approx(0.525)

@@ -34,8 +34,8 @@ import numpy as np
 from zoo.bench.budget import training_flops
 from zoo.bench.judges import judge_fields, judge_values, task_judges
 from zoo.bench.record import BenchRun
-from zoo.bench.stats import (is_failure, kl_matched, mcnemar_exact, mean_ci, pairwise_tests, per_prompt_means,
-                             proportion_interval, t_interval, versus_best)
+from zoo.bench.stats import (CONFIDENCE, holm, is_failure, kl_matched, kl_matched_difference, mcnemar_exact, mean_ci,
+                             pairwise_tests, per_prompt_means, proportion_interval, t_interval, versus_best)
 from zoo.bench.versions import recorded_versions
 
 #: results.json's layout; ``zoo bench --check`` recomputes only this one.
@@ -176,6 +176,7 @@ def derive(stored: dict[str, Any]) -> dict[str, Any]:
         c["best"] = c["label"] == comparisons["best"]
     results["comparisons"] = comparisons
     results["kl_matched"] = kl_matched_summary(results)
+    results["kl_matched_comparisons"] = kl_matched_comparisons(results)
     return results
 
 
@@ -240,38 +241,71 @@ def compare(contenders: list[dict[str, Any]], seeds: list[str], test_name: str, 
     best = max(means, key=lambda label: means[label]) if means else None
     vs_best = versus_best({label: samples[label] for label in samples if label in means}, best, margin) if best else {}
     base = next(c["label"] for c in contenders if c["baseline"])
+    # Each row against the baseline is a family of its own (many-to-one, Holm over the m − 1 rows),
+    # as each row against the best is; the matrix of every pair is corrected over all its pairs.
+    against_base = [t for t in tests if base in (t.a, t.b)]
     vs_sft = {}
-    for t in tests:
-        if base in (t.a, t.b):
-            other = t.b if t.a == base else t.a
-            sign = 1 if t.b == base else -1  # the stored test is a − b; vs SFT is other − SFT
-            d = t.test.difference
-            vs_sft[other] = {"difference_mean": sign * d.mean, "difference_ci95": d.half_width, "n": d.n,
-                             "p_value": t.test.p_value, "adjusted_p": t.adjusted_p, "significant": t.significant,
-                             "test": test_name}
+    for t, adjusted in zip(against_base, holm([t.test.p_value for t in against_base])):
+        other = t.b if t.a == base else t.a
+        sign = 1 if t.b == base else -1  # the stored test is a − b; vs SFT is other − SFT
+        d = t.test.difference
+        vs_sft[other] = {"difference_mean": sign * d.mean, "difference_ci95": d.half_width, "n": d.n,
+                         "p_value": t.test.p_value, "adjusted_p": adjusted,
+                         "significant": not math.isnan(adjusted) and adjusted < 1 - CONFIDENCE, "test": test_name}
     # The terminal's one-line verdict names the rows not shown to be below the best.
     not_below = sorted([best] + [label for label, v in vs_best.items() if v["verdict"] != "below best"]) if best else []
-    return {"test": test_name, "correction": f"Holm over {len(tests)} pairs", "pairs": [t.as_dict() for t in tests],
-            "best": best, "vs_best": vs_best, "equivalence_margin": margin, "tied_with_best": not_below,
+    return {"test": test_name, "correction": f"Holm over {len(tests)} pairs",
+            "vs_sft_correction": f"Holm over the {len(against_base)} rows against the baseline",
+            "pairs": [t.as_dict() for t in tests], "best": best, "vs_best": vs_best, "equivalence_margin": margin, "tied_with_best": not_below,
             "vs_sft": vs_sft}
 
 
-def kl_matched_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gold reward at each KL budget for every unselected sweep with two or more settings."""
+def sweep_curves(results: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """Every unselected sweep with two or more settings: its row labels and its ``[points, seeds,
+    prompts]`` arrays of per-prompt KL and gold reward (every seed, collapsed or not)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for c in results["contenders"]:
         if c["sweep_key"] is not None and not c["selected"]:
             groups.setdefault(c["group"], []).append(c)
     seeds = [str(s) for s in results["seeds"]]
-    out = []
-    for group, members in groups.items():
-        if len(members) < 2:
-            continue
-        kl = np.asarray([[c["seeds"][s]["kl_per_prompt"] for s in seeds] for c in members])
-        gold = np.asarray([[c["seeds"][s]["gold_per_prompt"] for s in seeds] for c in members])
-        out.append({"group": group, "points": [c["label"] for c in members],
-                    "budgets": {str(b): kl_matched(kl, gold, b).as_dict() for b in results["config"]["kl_budgets"]}})
-    return out
+    return {group: ([c["label"] for c in members],
+                    np.asarray([[c["seeds"][s]["kl_per_prompt"] for s in seeds] for c in members]),
+                    np.asarray([[c["seeds"][s]["gold_per_prompt"] for s in seeds] for c in members]))
+            for group, members in groups.items() if len(members) >= 2}
+
+
+def kl_matched_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gold reward at each KL budget for every unselected sweep with two or more settings."""
+    return [{"group": group, "points": points,
+             "budgets": {str(b): kl_matched(kl, gold, b).as_dict() for b in results["config"]["kl_budgets"]}}
+            for group, (points, kl, gold) in sweep_curves(results).items()]
+
+
+KL_MATCHED_TEST = ("paired t-test across seeds (each seed's gold reward interpolated at the budget on its own sweep "
+                   "curve; every seed, collapsed or not), two-sided, α = 0.05")
+
+
+def kl_matched_comparisons(results: dict[str, Any]) -> dict[str, Any]:
+    """Every two sweeps compared at every KL budget both reach: the per-seed paired difference of
+    their interpolated gold rewards (:func:`zoo.bench.stats.kl_matched_difference`), one Holm family."""
+    curves = sweep_curves(results)
+    groups = list(curves)
+    raw, too_few = [], 0
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            for budget in results["config"]["kl_budgets"]:
+                test = kl_matched_difference(curves[a][1:], curves[b][1:], budget, KL_MATCHED_TEST)
+                if test.difference.n >= 2:
+                    raw.append((a, b, budget, test))
+                else:  # fewer than two seeds where both curves reach the budget: no test
+                    too_few += 1
+    adjusted = holm([t.p_value for *_, t in raw])
+    return {"test": KL_MATCHED_TEST, "untested": too_few,
+            "correction": f"Holm over {len(raw)} comparisons",
+            "pairs": [{"a": a, "b": b, "budget": budget, **t.as_dict(), "low": t.difference.low,
+                       "high": t.difference.high, "adjusted_p": p,
+                       "significant": not math.isnan(p) and p < 1 - CONFIDENCE}
+                      for (a, b, budget, t), p in zip(raw, adjusted)]}
 
 
 def _stage_records(run: BenchRun) -> list[dict[str, Any]]:

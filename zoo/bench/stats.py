@@ -309,3 +309,29 @@ def kl_matched(kl: np.ndarray, gold: np.ndarray, budget: float, replicates: int 
     if math.isnan(estimate):
         return Interval(math.nan, math.nan, math.nan, covers)
     return percentile_interval(estimate, values, covers)
+
+
+def per_seed_value_at(kl: np.ndarray, gold: np.ndarray, budget: float) -> list[float]:
+    """Each seed's gold reward at KL = ``budget``, read off that seed's own sweep curve.
+
+    ``kl`` and ``gold`` are ``[points, seeds, prompts]`` arrays as for :func:`kl_matched`; a seed's
+    curve joins its per-setting means over prompts. NaN for a seed whose curve does not reach the budget.
+    """
+    kl, gold = np.asarray(kl, dtype=float), np.asarray(gold, dtype=float)
+    kl_means, gold_means = kl.mean(axis=2), gold.mean(axis=2)
+    return [value_at(kl_means[:, s], gold_means[:, s], budget) for s in range(kl.shape[1])]
+
+
+def kl_matched_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], budget: float,
+                          test: str = "paired t-test") -> PairedTest:
+    """Sweep ``a`` minus sweep ``b`` in gold reward at KL = ``budget``, paired across seeds.
+
+    ``a`` and ``b`` are (kl, gold) pairs of ``[points, seeds, prompts]`` arrays on the same seeds.
+    Per seed, each sweep's own curve is interpolated at the budget (:func:`per_seed_value_at`); the
+    seeds where both curves reach it are paired, and the difference gets its Student-t interval and
+    a two-sided paired t-test, the seed being the unit that redraws the pipeline (as for every
+    other gold test). With fewer than two such seeds the p-value is NaN.
+    """
+    first, second = per_seed_value_at(*a, budget), per_seed_value_at(*b, budget)
+    keep = [i for i, (x, y) in enumerate(zip(first, second)) if not (math.isnan(x) or math.isnan(y))]
+    return paired_t_test([first[i] for i in keep], [second[i] for i in keep], test)

@@ -129,9 +129,10 @@ def headline_notes(results: dict[str, Any]) -> list[str]:
         f"Every number is measured on the test prompts. Each of the {len(seeds)} seed(s) {seeds} redraws {scope}.",
         f"Gold reward: mean over seeds and test prompts; [95%]: {covers} (a percentile bootstrap over a few "
         f"seeds under-covers; see docs/benchmark-protocol.md for the coverage of each).",
-        f"Δ gold vs SFT: {comparisons['test']}; p-values Holm-corrected over every pair of rows "
-        f"({comparisons['correction']}). \"{NOT_SIGNIFICANT}\" means not significant: the data do not show a "
-        f"difference.",
+        f"Δ gold vs SFT: {comparisons['test']}; the rows against the baseline are one family, Holm-corrected "
+        f"among themselves ({comparisons.get('vs_sft_correction', comparisons['correction'])}; the matrix of "
+        f"every pair below is corrected over all its pairs). \"{NOT_SIGNIFICANT}\" means not significant: the "
+        f"data do not show a difference.",
         f"vs best: the row's paired gold difference from the best row ({comparisons['best']!r}) with its 95% "
         f"Student-t interval; \"below best\" when significant (Holm over the {len(comparisons['vs_best'])} rows), "
         + (f"\"equivalent\" when two one-sided tests put it within ±{comparisons['equivalence_margin']:g}, "
@@ -286,7 +287,29 @@ def kl_matched_lines(results: dict[str, Any]) -> list[str]:
              "response); \"–\" where the sweep does not reach the budget. [95%]: hierarchical bootstrap over seeds and "
              "test prompts, the same draw for every setting of a sweep. Every seed counts here, collapsed or not.", ""]
     body = [[m["group"]] + [_interval(m["budgets"][b]) for b in budgets] for m in matched]
-    return lines + _table(["sweep"] + [f"gold at KL = {b}" for b in budgets], body) + [""]
+    return lines + _table(["sweep"] + [f"gold at KL = {b}" for b in budgets], body) + [""] \
+        + kl_matched_comparison_lines(results)
+
+
+def kl_matched_comparison_lines(results: dict[str, Any]) -> list[str]:
+    """Two sweeps against each other at each KL budget both reach: difference, interval, Holm-adjusted p."""
+    compared = results.get("kl_matched_comparisons") or {}
+    if not compared.get("pairs"):
+        return []
+    untested = (f" {compared['untested']} further sweep pairs and budgets have fewer than two seeds where both "
+                "curves reach the budget, and no test." if compared.get("untested") else "")
+    lines = ["Sweep against sweep at equal KL: the difference of their gold rewards (first minus second) with its "
+             f"95% Student-t interval; {compared['test']}; {compared['correction']}. Only seeds where both sweeps "
+             f"reach the budget are paired.{untested}", ""]
+    body = []
+    for pair in compared["pairs"]:
+        mean, low, high = pair["difference_mean"], pair["low"], pair["high"]
+        shown = "–" if math.isnan(mean) else (f"{mean:+.2f}" if math.isnan(low) else
+                                                f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]")
+        p = pair["adjusted_p"]
+        verdict = "–" if math.isnan(p) else (f"p = {p:.3f}" if pair["significant"] else f"{NOT_SIGNIFICANT} (p = {p:.2f})")
+        body.append([f"{pair['a']} − {pair['b']}", f"{pair['budget']:g}", shown, str(pair["difference_n"]), verdict])
+    return lines + _table(["sweeps", "KL", "gold difference [95%]", "seeds", "Holm-adjusted"], body) + [""]
 
 
 def comparison_lines(results: dict[str, Any]) -> list[str]:
