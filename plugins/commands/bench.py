@@ -11,6 +11,10 @@ and reprints the table.
 code and carries the cache of the result in the output directory over only when they are
 bit-identical; it exits 1, training nothing more, when they are not.
 
+``--workers N`` builds the stages in N processes at once (each with its share of the CPU cores
+as torch threads, unless the config sets ``threads``), then reports as a single process would:
+the same stages, the same tables.
+
 ``--check DIR`` reads every ``results.json`` under DIR and exits 0 when each recomputes every
 statistic from its stored values, hashes to today's code (comments and docstrings aside) and
 numerical packages, was written from a clean tree, matches today's config file, and its
@@ -39,6 +43,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturb", action="store_true",
                         help="run the same protocol on shifted seeds (perturbation.seed_offset) into OUTPUT/perturbed "
                              "and mark in the result in OUTPUT which of its verdicts survive")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="build the stages in N processes at once, each with cores/N torch threads unless the "
+                             "config sets threads (default 1); the results are the same stages and tables")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "K/N": one of --workers' processes
     parser.add_argument("--check", metavar="DIR", default=None,
                         help="check that the results.json files under DIR still match today's code (exit 0: yes, "
                              "1: stale, 2: cannot tell) and train nothing")
@@ -119,6 +127,42 @@ def _perturb(config, args: argparse.Namespace, announce, console: Console) -> in
     return 0
 
 
+def _worker_argv(args: argparse.Namespace, index: int) -> list[str]:
+    argv = [sys.executable, "-m", "zoo.cli", "bench", str(args.config), *args.overrides,
+            "--worker", f"{index}/{args.workers}"]
+    return argv + (["--output", args.output] if args.output else [])
+
+
+def _threads_per_worker(config, workers: int) -> None:
+    import os
+
+    import torch
+
+    if config.threads is None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _build_in_workers(config, args: argparse.Namespace, announce, console: Console) -> None:
+    """``--workers N``: workers 1..N−1 as child processes, worker 0 in this one; returns when all are done."""
+    import subprocess
+
+    from zoo.bench import build_as_worker
+
+    children = [subprocess.Popen(_worker_argv(args, index)) for index in range(1, args.workers)]
+    try:
+        build_as_worker(config, 0, args.workers, output_dir=args.output,
+                        announce=lambda text: announce(f"worker 0/{args.workers}: {text}"))
+        for index, child in enumerate(children, start=1):
+            if child.wait() != 0:
+                console.print(f"worker {index}/{args.workers} exited with status {child.returncode}; this process "
+                              f"builds what it left", highlight=False)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+
+
 def _run(args: argparse.Namespace) -> int:
     from zoo.bench import (frontier, load_bench_config, pairwise, print_report, run_bench, summarise, training_curves,
                            write_outputs)
@@ -132,17 +176,32 @@ def _run(args: argparse.Namespace) -> int:
         return _check(args.check, console)
     if not args.config:
         raise ConfigError("zoo bench needs a bench config (e.g. zoo bench configs/bench/tiny.yaml) or --check DIR")
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be at least 1")
+    if args.workers > 1 and args.perturb:
+        raise ConfigError("--workers builds one run's stages; run --perturb without it")
     config = load_bench_config(args.config, args.overrides)
     start = time.perf_counter()
 
     def announce(text: str) -> None:
         console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/] [bold]▸[/] {text}", highlight=False)
 
+    if args.worker is not None:  # one of the processes of --workers N
+        from zoo.bench import build_as_worker
+
+        index, workers = (int(part) for part in args.worker.split("/"))
+        _threads_per_worker(config, workers)
+        build_as_worker(config, index, workers, output_dir=args.output,
+                        announce=lambda text: announce(f"worker {index}/{workers}: {text}"))
+        return 0
     if args.canary and not _canary(config, args.output, announce, console):
         return 1
     if args.perturb:
         return _perturb(config, args, announce, console)
-    run = run_bench(config, output_dir=args.output, announce=announce)
+    if args.workers > 1:
+        _threads_per_worker(config, args.workers)
+        _build_in_workers(config, args, announce, console)
+    run = run_bench(config, output_dir=args.output, announce=announce, workers=args.workers)
     results = summarise(run)
     # The check reloads the config as it was given, to see whether the file changed since.
     results.update(config_file=str(args.config), overrides=list(args.overrides))

@@ -51,7 +51,7 @@ _LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "zoo.bench.check": ("CHECK_OK", "CHECK_STALE", "CHECK_UNKNOWN", "check_results"),
     "zoo.bench.report.files": ("write_outputs",),
     "zoo.bench.results": ("summarise",),
-    "zoo.bench.runner": ("run_bench",),
+    "zoo.bench.runner": ("build_as_worker", "run_bench"),
     "zoo.bench.report.terminal": ("print_report",),
 }
 _OWNER = {name: module for module, names in _LAZY_EXPORTS.items() for name in names}

@@ -11,7 +11,9 @@ SFT, the preference data and the reward model, and rerunning an unchanged config
 
 Several ``zoo bench`` processes may share one cache (tiny.yaml and frontier.yaml do): a stage is
 built under an exclusive lock on ``KIND-FINGERPRINT.lock``, so a second process asking for the
-same stage waits and then reuses it rather than building it again or deleting it mid-build.
+same stage waits and then reuses it rather than building it again or deleting it mid-build. A
+cache with ``wait`` False (the parallel workers of ``zoo bench --workers``) raises
+:class:`StageBusy` instead of waiting, so its process can build something else meanwhile.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 DONE = "done.json"
+
+
+class StageBusy(Exception):
+    """Another process is building this stage (raised only by a cache with ``wait`` False)."""
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -75,9 +81,11 @@ class StageCache:
     callers (and tests) can tell what a run actually trained.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, wait: bool = True):
         self.root = Path(root)
         self.events: list[tuple[str, str, str]] = []
+        #: False: a stage another process is building raises :class:`StageBusy` rather than being waited for.
+        self.wait = wait
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / f"{kind}-{key}"
@@ -101,7 +109,10 @@ class StageCache:
             return cached
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{kind}-{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            try:  # released when the file closes, also if this process dies
+                fcntl.flock(lock, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StageBusy(f"{kind}-{key}") from None
             cached = self.lookup(kind, key)  # another process may have built it while this one waited
             if cached is not None:
                 self.events.append((kind, key, "reused"))

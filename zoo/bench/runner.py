@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from zoo.bench.budget import calibrate_all, fit_steps, spec_key
-from zoo.bench.cache import Stage, StageCache, fingerprint
+from zoo.bench.cache import Stage, StageBusy, StageCache, fingerprint
 from zoo.bench.config import BenchConfig, Contender, RunSpec, apply_setting, expand_runs, tuning_seeds
 from zoo.bench.evaluate import EvalInputs, evaluate_model, load_policy
 from zoo.bench.record import BenchRun
@@ -77,8 +77,9 @@ def quiet_training_logs() -> None:
 
 
 def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
-              announce: Callable[[str], None] | None = None) -> BenchRun:
-    """Run (or reuse) every stage of ``config`` and collect the evaluation records."""
+              announce: Callable[[str], None] | None = None, workers: int = 1) -> BenchRun:
+    """Run (or reuse) every stage of ``config`` and collect the evaluation records (``workers``:
+    how many processes built the stages first, :func:`build_as_worker`, recorded with the result)."""
     from zoo.bench.provenance import git_state, run_source_hash
     from zoo.bench.sources import applied_canary, code_source_hash, core_source_hash, use_aliases
     from zoo.bench.versions import package_versions
@@ -96,6 +97,7 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     quiet_training_logs()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    provenance.update(workers=workers, torch_threads=torch.get_num_threads())
     schedule = plan(config)
 
     def announce(text: str) -> None:
@@ -145,6 +147,78 @@ def run_bench(config: BenchConfig, *, output_dir: str | Path | None = None,
     return BenchRun(config, out, pipelines[first.seed], records, contenders, list(cache.events), run_dirs,
                     shared_dirs, time.perf_counter() - start, time.process_time() - cpu_start, pipelines, selections,
                     provenance, _budget_record(config, budgets, contenders))
+
+
+def build_as_worker(config: BenchConfig, index: int, workers: int, *, output_dir: str | Path | None = None,
+                    announce: Callable[[str], None] | None = None, pause: float = 2.0) -> int:
+    """Worker ``index`` of ``workers`` processes building one run's stages at once (``zoo bench --workers``).
+
+    Each worker walks the whole run in the order :func:`run_bench` does, starting at its own seed
+    (the seeds rotated by ``index``): each seed's shared stages, then the budget calibrations, then
+    every row and seed. It builds what no other process is building and passes over what one is
+    (:class:`~zoo.bench.cache.StageBusy`), coming back to it until everything is built, so the
+    work spreads over the workers without a plan. It writes no report: the ordinary run that
+    follows finds every stage in the cache, and the stages are the ones a single process would
+    build. Selected sweeps' trials are left to that run. Returns the number of stages built.
+    """
+    from zoo.bench.sources import use_aliases
+
+    out = Path(output_dir or config.output_dir)
+    check_writable_dir(config.cache_dir or out / "cache", "cache_dir")
+    cache = StageCache(Path(config.cache_dir) if config.cache_dir else out / "cache", wait=False)
+    use_aliases(cache.root)
+    quiet_training_logs()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    stages = Stages(config, cache, announce or (lambda text: None))
+    shift = index % len(config.seeds)
+    seeds = config.seeds[shift:] + config.seeds[:shift]
+    _until_built(seeds, stages.pipeline, pause)
+    budgets = None
+    if config.budget.matched != "steps":
+        trained = [c for c in expand_runs(config) if c.trains]
+        by_key: dict[str, Contender] = {}
+        for c in trained:
+            by_key.setdefault(_key(c.spec), c)  # the contender _fit_budgets calibrates: the first of each setting
+        first = list(by_key.values())
+        first = first[index % max(1, len(first)):] + first[:index % max(1, len(first))]
+        pipeline = stages.pipeline(config.seeds[0])  # built above, by this worker or another
+        _until_built(first, lambda c: stages.align(c, pipeline.seed, pipeline, config.budget.calibration_steps,
+                                                   kind="calibrate"), pause)
+        budgets = _fit_budgets(config, stages, lambda: pipeline)
+    inputs: dict[int, _LazyInputs] = {}
+    rows = [c for c in expand_runs(config) if not c.is_trial]
+
+    def build_unit(unit: tuple[Contender, int]) -> None:
+        contender, seed = unit
+        pipeline = stages.pipeline(seed)
+        lazy = inputs.setdefault(pipeline.seed, _LazyInputs(lambda p=pipeline: _eval_inputs(config, stages, p)))
+        aligned = None
+        if contender.trains:
+            fitted = budgets["contenders"].get(_key(contender.spec)) if budgets else None
+            aligned = stages.align(contender, seed, pipeline, fitted["steps"] if fitted else None)
+        _evaluate(contender, seed, aligned, stages, lazy, pipeline, "test", stages.announce)
+
+    _until_built([(c, seed) for seed in seeds for c in rows], build_unit, pause)
+    built = sum(1 for _, _, status in cache.events if status == "built")
+    stages.announce(f"done: built {built} stage(s); the others were built by another worker or earlier")
+    return built
+
+
+def _until_built(items: list[Any], build: Callable[[Any], Any], pause: float) -> None:
+    """``build`` every item, passing over those another process is building (:class:`StageBusy`) and
+    coming back to them, with a ``pause`` in seconds whenever a whole pass built nothing."""
+    pending = list(items)
+    while pending:
+        left = []
+        for item in pending:
+            try:
+                build(item)
+            except StageBusy:
+                left.append(item)
+        if len(left) == len(pending):
+            time.sleep(pause)
+        pending = left
 
 
 def _key(spec: RunSpec) -> str:

@@ -191,9 +191,9 @@ def notes(results: dict[str, Any], shown: list[Column], left_out: list[Column]) 
              f"and pair."]
     if any(not c["baseline"] and not c["vs_sft"]["significant"] for c in results["contenders"]):
         lines.append(f"{NOT_SIGNIFICANT} not significantly different from {baseline['label']!r}: "
-                     f"{results['significance_test']}, p-values Holm-corrected over all "
-                     f"{len(comparisons.get('pairs', []))} pairs of rows, so a difference whose unadjusted 95% "
-                     f"interval excludes 0 can still carry {NOT_SIGNIFICANT}.")
+                     f"{results['significance_test']}, p-values Holm-corrected over the rows against it "
+                     f"({comparisons.get('vs_sft_correction', comparisons['correction'])}), so a difference whose "
+                     f"unadjusted 95% interval excludes 0 can still carry {NOT_SIGNIFICANT}.")
     explained = _explanations(results, shown)
     if explained:
         lines.append("; ".join(explained) + ".")
@@ -209,7 +209,7 @@ def notes(results: dict[str, Any], shown: list[Column], left_out: list[Column]) 
     named = (", ".join(repr(t) for t in tied) or "none") if len(tied) <= MAX_NAMED_TIES else \
         f"{len(tied)} of the other {len(results['contenders']) - 1} rows"
     lines.append(f"Best gold reward: {comparisons['best']!r}; not significantly below it "
-                 f"({comparisons['correction']}): {named}.")
+                 f"(Holm over the {len(comparisons.get('vs_best', results['contenders'][1:]))} rows against it): {named}.")
     return lines
 
 
