@@ -58,8 +58,8 @@ def _small_config(tmp_path: Path) -> Path:
 
 
 def _measured(results: dict) -> dict:
-    return {c["label"]: {seed: (v["gold_per_prompt"], v["kl_per_prompt"], v.get("steps")) for seed, v in c["seeds"].items()}
-            for c in results["contenders"]}
+    return {c["label"]: {seed: (v["gold_per_prompt"], v["kl_per_prompt"], v.get("steps"))
+                         for seed, v in c["seeds"].items()} for c in results["contenders"]}
 
 
 def test_two_workers_build_the_run_that_one_process_builds(tmp_path, capfd):

@@ -256,8 +256,8 @@ def compare(contenders: list[dict[str, Any]], seeds: list[str], test_name: str, 
     not_below = sorted([best] + [label for label, v in vs_best.items() if v["verdict"] != "below best"]) if best else []
     return {"test": test_name, "correction": f"Holm over {len(tests)} pairs",
             "vs_sft_correction": f"Holm over the {len(against_base)} rows against the baseline",
-            "pairs": [t.as_dict() for t in tests], "best": best, "vs_best": vs_best, "equivalence_margin": margin, "tied_with_best": not_below,
-            "vs_sft": vs_sft}
+            "pairs": [t.as_dict() for t in tests], "best": best, "vs_best": vs_best, "equivalence_margin": margin,
+            "tied_with_best": not_below, "vs_sft": vs_sft}
 
 
 def sweep_curves(results: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:

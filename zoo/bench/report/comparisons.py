@@ -307,7 +307,8 @@ def kl_matched_comparison_lines(results: dict[str, Any]) -> list[str]:
         shown = "–" if math.isnan(mean) else (f"{mean:+.2f}" if math.isnan(low) else
                                                 f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]")
         p = pair["adjusted_p"]
-        verdict = "–" if math.isnan(p) else (f"p = {p:.3f}" if pair["significant"] else f"{NOT_SIGNIFICANT} (p = {p:.2f})")
+        verdict = ("–" if math.isnan(p) else f"p = {p:.3f}" if pair["significant"] else
+                   f"{NOT_SIGNIFICANT} (p = {p:.2f})")
         body.append([f"{pair['a']} − {pair['b']}", f"{pair['budget']:g}", shown, str(pair["difference_n"]), verdict])
     return lines + _table(["sweeps", "KL", "gold difference [95%]", "seeds", "Holm-adjusted"], body) + [""]
 
