@@ -175,8 +175,9 @@ def derive(stored: dict[str, Any]) -> dict[str, Any]:
         c["vs_best"] = comparisons["vs_best"].get(c["label"])
         c["best"] = c["label"] == comparisons["best"]
     results["comparisons"] = comparisons
-    results["kl_matched"] = kl_matched_summary(results)
-    results["kl_matched_comparisons"] = kl_matched_comparisons(results)
+    curves = sweep_curves(results)
+    results["kl_matched"] = kl_matched_summary(results, curves)
+    results["kl_matched_comparisons"] = kl_matched_comparisons(results, curves)
     return results
 
 
@@ -274,21 +275,23 @@ def sweep_curves(results: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarr
             for group, members in groups.items() if len(members) >= 2}
 
 
-def kl_matched_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gold reward at each KL budget for every unselected sweep with two or more settings."""
+def kl_matched_summary(results: dict[str, Any], curves: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
+                       ) -> list[dict[str, Any]]:
+    """Gold reward at each KL budget for every sweep of ``curves`` (:func:`sweep_curves`)."""
     return [{"group": group, "points": points,
              "budgets": {str(b): kl_matched(kl, gold, b).as_dict() for b in results["config"]["kl_budgets"]}}
-            for group, (points, kl, gold) in sweep_curves(results).items()]
+            for group, (points, kl, gold) in curves.items()]
 
 
 KL_MATCHED_TEST = ("paired t-test across seeds (each seed's gold reward interpolated at the budget on its own sweep "
                    "curve; every seed, collapsed or not), two-sided, α = 0.05")
 
 
-def kl_matched_comparisons(results: dict[str, Any]) -> dict[str, Any]:
-    """Every two sweeps compared at every KL budget both reach: the per-seed paired difference of
-    their interpolated gold rewards (:func:`zoo.bench.stats.kl_matched_difference`), one Holm family."""
-    curves = sweep_curves(results)
+def kl_matched_comparisons(results: dict[str, Any], curves: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
+                           ) -> dict[str, Any]:
+    """Every two sweeps of ``curves`` compared at every KL budget both reach: the per-seed paired
+    difference of their interpolated gold rewards (:func:`zoo.bench.stats.kl_matched_difference`),
+    one Holm family."""
     groups = list(curves)
     raw, too_few = [], 0
     for i, a in enumerate(groups):

@@ -303,9 +303,8 @@ def kl_matched_comparison_lines(results: dict[str, Any]) -> list[str]:
              f"reach the budget are paired.{untested}", ""]
     body = []
     for pair in compared["pairs"]:
-        mean, low, high = pair["difference_mean"], pair["low"], pair["high"]
-        shown = "–" if math.isnan(mean) else (f"{mean:+.2f}" if math.isnan(low) else
-                                                f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]")
+        # every listed pair has two or more seeds, so its interval is finite
+        shown = _signed_interval({"mean": pair["difference_mean"], "low": pair["low"], "high": pair["high"]})
         p = pair["adjusted_p"]
         verdict = ("–" if math.isnan(p) else f"p = {p:.3f}" if pair["significant"] else
                    f"{NOT_SIGNIFICANT} (p = {p:.2f})")
